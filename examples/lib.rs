@@ -1,0 +1,1 @@
+//! Runnable examples of the mc crates; each lives in `examples/`.

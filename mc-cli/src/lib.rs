@@ -1,0 +1,1 @@
+//! `mc-cli`: the library behind the `mc` command.

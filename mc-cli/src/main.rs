@@ -1,0 +1,4 @@
+//! The `mc` command.
+fn main() {
+    println!("mc {}", env!("CARGO_PKG_VERSION"));
+}

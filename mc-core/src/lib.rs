@@ -1,0 +1,12 @@
+//! `mc-core`: the pure model of mc, multicluster service mirroring for Kubernetes.
+//!
+//! Everything here is computation on data: no I/O, no async runtime, no API client, no clock
+//! reads (callers pass `now`). The service-mirror controller, the gateway, the CLI and the Python
+//! module all call into this crate, so they agree on every name, label and byte on the wire.
+
+mod error;
+
+pub use error::Error;
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

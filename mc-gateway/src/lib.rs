@@ -1,0 +1,1 @@
+//! `mc-gateway`: the mTLS gateway of a target cluster.

@@ -1,0 +1,1 @@
+//! `mc-mirror`: the service-mirror controller.

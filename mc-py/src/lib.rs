@@ -1,0 +1,1 @@
+//! `mc-py`: the Python module `mc`.

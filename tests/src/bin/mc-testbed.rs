@@ -1,0 +1,2 @@
+//! mc-testbed.
+fn main() {}
