@@ -1,1 +1,33 @@
-//! `mc-tests`: the testbed.
+//! `mc-tests`: a real two-cluster Kubernetes testbed on loopback, and the home of mc's
+//! cross-crate end-to-end tests.
+//!
+//! Each cluster is a real `kube-apiserver` (built from the pinned Kubernetes module by
+//! `scripts/setup`) over one shared real `etcd`, separated by `--etcd-prefix`. Authentication is
+//! by client certificates from a per-testbed CA and by ServiceAccount tokens; authorization is RBAC.
+//! There is no kubelet, scheduler or controller-manager: tests write Endpoints themselves.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), mc_tests::Error> {
+//! let bed = mc_tests::Testbed::start(&["east", "west"])?;
+//! let out = bed.kubectl("east").args(["get", "ns"]).output().map_err(|e| mc_tests::Error::io("run", "kubectl", e))?;
+//! assert!(out.status.success());
+//! # Ok(()) }
+//! ```
+
+mod bins;
+mod certs;
+mod error;
+mod kubeconfig;
+mod net;
+mod ports;
+mod process;
+mod testbed;
+
+pub use bins::{Binaries, cache_dir};
+pub use error::Error;
+pub use net::{TEST_HOSTS, test_host};
+pub use process::{Lifetime, Proc, pid_alive};
+pub use testbed::{Cluster, Testbed, shared};
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

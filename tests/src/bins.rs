@@ -1,0 +1,75 @@
+//! Where the real Kubernetes binaries are: `$MC_CACHE/bin/<name>-<version>/<name>`, as
+//! `scripts/build-kube-bins` caches them, unless an environment variable names another file.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// The pinned versions, shared with the Go build scripts.
+const VERSIONS: &str = include_str!("../testbed/go/versions.env");
+
+/// The cache directory: `$MC_CACHE`, or `~/.cache/mc`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("MC_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+    home.join(".cache").join("mc")
+}
+
+/// The paths of the binaries the testbed runs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// `kube-apiserver`.
+    pub kube_apiserver: PathBuf,
+    /// `etcd`.
+    pub etcd: PathBuf,
+    /// `kubectl`.
+    pub kubectl: PathBuf,
+}
+
+impl Binaries {
+    /// Finds every binary, or fails naming the first one missing and how to get it.
+    pub fn locate() -> Result<Binaries> {
+        Ok(Binaries {
+            kube_apiserver: find("kube-apiserver", "KUBE_VERSION", "MC_KUBE_APISERVER")?,
+            etcd: find("etcd", "ETCD_VERSION", "MC_ETCD")?,
+            kubectl: find("kubectl", "KUBE_VERSION", "MC_KUBECTL")?,
+        })
+    }
+
+    /// The pinned Kubernetes version, e.g. `v1.35.4`.
+    pub fn kube_version() -> &'static str {
+        pinned("KUBE_VERSION").unwrap_or("unknown")
+    }
+}
+
+fn pinned(key: &str) -> Option<&'static str> {
+    VERSIONS.lines().find_map(|line| {
+        let (k, v) = line.trim().split_once('=')?;
+        (k == key).then_some(v.trim())
+    })
+}
+
+fn find(name: &'static str, version_key: &str, env: &'static str) -> Result<PathBuf> {
+    let path = match std::env::var_os(env).filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let version = pinned(version_key).unwrap_or("unknown");
+            cache_dir()
+                .join("bin")
+                .join(format!("{name}-{version}"))
+                .join(name)
+        }
+    };
+    if is_executable(&path) {
+        Ok(path)
+    } else {
+        Err(Error::MissingBinary { name, path, env })
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

@@ -1,0 +1,646 @@
+//! Starting, using and stopping a set of clusters.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use crate::bins::Binaries;
+use crate::certs::{self, PemPair, Pki};
+use crate::kubeconfig::{self, Credential, Entry};
+use crate::ports::{free_port, lost_port_race};
+use crate::process::{Lifetime, Proc, pid_alive, terminate_pid};
+use crate::{Error, Result};
+
+/// How long a process may take to become ready. Two API servers starting at once on a
+/// loaded two-core machine need well over the usual ten seconds.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often a lost race for a port is retried with a new port.
+const PORT_ATTEMPTS: usize = 5;
+
+/// One cluster: a real kube-apiserver on 127.0.0.1.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The cluster's name, also its kubeconfig context.
+    pub name: String,
+    /// Its URL, `https://127.0.0.1:<port>`.
+    pub server: String,
+    /// Its secure port.
+    pub port: u16,
+    /// Its service CIDR, distinct from every other cluster's.
+    pub service_cidr: String,
+    dir: PathBuf,
+    apiserver: Mutex<Option<Proc>>,
+}
+
+/// A running set of clusters over one etcd. Dropping it stops every process it started.
+#[derive(Debug)]
+pub struct Testbed {
+    dir: PathBuf,
+    bins: Binaries,
+    pki: Pki,
+    serving: PemPair,
+    admin: PemPair,
+    etcd: Mutex<Option<Proc>>,
+    etcd_url: String,
+    clusters: Vec<Cluster>,
+    kubeconfig: PathBuf,
+    lifetime: Lifetime,
+    remove_dir: bool,
+}
+
+impl Testbed {
+    /// Starts `names` in a fresh private directory; every process dies with this process.
+    pub fn start(names: &[&str]) -> Result<Testbed> {
+        let dir = fresh_dir()?;
+        Testbed::start_in(&dir, names, Lifetime::Attached).map(|mut bed| {
+            bed.remove_dir = true;
+            bed
+        })
+    }
+
+    /// Starts `names` with their state in `dir`, which is created if needed.
+    pub fn start_in(dir: &Path, names: &[&str], lifetime: Lifetime) -> Result<Testbed> {
+        for name in names {
+            validate_name(name)?;
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir.display(), e))?;
+        let bins = Binaries::locate()?;
+        let pki = Pki::create(dir)?;
+        let serving = pki.serving(dir, "apiserver-serving")?;
+        let admin = pki.client(dir, "admin", "mc-testbed-admin", &["system:masters"])?;
+        let (etcd, etcd_url) = start_etcd(&bins, dir, lifetime)?;
+        let mut bed = Testbed {
+            dir: dir.to_path_buf(),
+            bins,
+            pki,
+            serving,
+            admin,
+            etcd: Mutex::new(Some(etcd)),
+            etcd_url,
+            clusters: Vec::new(),
+            kubeconfig: dir.join("kubeconfig"),
+            lifetime,
+            remove_dir: false,
+        };
+        bed.start_clusters(names)?;
+        bed.write_kubeconfig()?;
+        bed.write_pids()?;
+        Ok(bed)
+    }
+
+    /// The kubeconfig with one admin context per cluster, named after it.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The directory holding certificates, logs, etcd data and the kubeconfig.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The binaries in use.
+    pub fn binaries(&self) -> &Binaries {
+        &self.bins
+    }
+
+    /// The clusters, in the order they were named.
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+
+    /// The cluster called `name`.
+    pub fn cluster(&self, name: &str) -> Result<&Cluster> {
+        self.clusters
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| Error::UnknownCluster {
+                name: name.to_string(),
+                known: self
+                    .clusters
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The testbed CA certificate (PEM), which signs the serving and client certificates.
+    pub fn ca_pem(&self) -> String {
+        self.pki.ca_pem()
+    }
+
+    /// A real `kubectl` aimed at `context` as the cluster admin.
+    pub fn kubectl(&self, context: &str) -> Command {
+        let mut cmd = Command::new(&self.bins.kubectl);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--context")
+            .arg(context);
+        cmd
+    }
+
+    /// A kube-rs client for `context`, as the cluster admin.
+    pub async fn client(&self, context: &str) -> Result<kube::Client> {
+        client_from(&self.kubeconfig, context).await
+    }
+
+    /// Writes a kubeconfig for a non-admin identity: a client certificate for `user` in
+    /// `groups`, signed by the testbed CA. RBAC decides what it may do.
+    pub fn user_kubeconfig(&self, cluster: &str, user: &str, groups: &[&str]) -> Result<PathBuf> {
+        let cluster = self.cluster(cluster)?;
+        let users = self.dir.join("users");
+        std::fs::create_dir_all(&users).map_err(|e| Error::io("create", users.display(), e))?;
+        let stem = format!("{}-{}", cluster.name, sanitize(user));
+        let pair = self.pki.client(&users, &stem, user, groups)?;
+        let ca = self.pki.ca_pem();
+        let text = kubeconfig::render(&[Entry {
+            context: &cluster.name,
+            server: &cluster.server,
+            ca_pem: &ca,
+            user,
+            credential: Credential::Cert {
+                cert_pem: &pair.cert_pem,
+                key_pem: &pair.key_pem,
+            },
+        }])
+        .map_err(|e| Error::Format {
+            what: "user kubeconfig".into(),
+            detail: e.to_string(),
+        })?;
+        let path = users.join(format!("{stem}.kubeconfig"));
+        certs::write(&path, &text)?;
+        Ok(path)
+    }
+
+    /// Writes a kubeconfig that authenticates to `cluster` with a bearer `token` only (for
+    /// ServiceAccount tokens), under the file name `name`.
+    pub fn token_kubeconfig(&self, cluster: &str, name: &str, token: &str) -> Result<PathBuf> {
+        let cluster = self.cluster(cluster)?;
+        let users = self.dir.join("users");
+        std::fs::create_dir_all(&users).map_err(|e| Error::io("create", users.display(), e))?;
+        let ca = self.pki.ca_pem();
+        let text = kubeconfig::render(&[Entry {
+            context: &cluster.name,
+            server: &cluster.server,
+            ca_pem: &ca,
+            user: name,
+            credential: Credential::Token(token),
+        }])
+        .map_err(|e| Error::Format {
+            what: "token kubeconfig".into(),
+            detail: e.to_string(),
+        })?;
+        let path = users.join(format!("{}-{}.kubeconfig", cluster.name, sanitize(name)));
+        certs::write(&path, &text)?;
+        Ok(path)
+    }
+
+    /// A kube-rs client from any kubeconfig file, for `context`.
+    pub async fn client_for(&self, kubeconfig: &Path, context: &str) -> Result<kube::Client> {
+        client_from(kubeconfig, context).await
+    }
+
+    /// Every process of the testbed, as (what, pid).
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let mut pids = Vec::new();
+        if let Some(p) = lock(&self.etcd).as_ref() {
+            pids.push((p.what().to_string(), p.pid()));
+        }
+        for c in &self.clusters {
+            if let Some(p) = lock(&c.apiserver).as_ref() {
+                pids.push((p.what().to_string(), p.pid()));
+            }
+        }
+        pids
+    }
+
+    /// Stops `cluster`'s API server (etcd keeps its data).
+    pub fn stop_apiserver(&self, cluster: &str) -> Result<()> {
+        let cluster = self.cluster(cluster)?;
+        if let Some(mut p) = lock(&cluster.apiserver).take() {
+            p.stop(Duration::from_secs(10));
+        }
+        self.write_pids()
+    }
+
+    /// Starts `cluster`'s API server again on the same port, and waits until it is ready.
+    pub fn start_apiserver(&self, cluster: &str) -> Result<()> {
+        let cluster = self.cluster(cluster)?;
+        let mut slot = lock(&cluster.apiserver);
+        if slot.is_none() {
+            let index = self
+                .clusters
+                .iter()
+                .position(|c| c.name == cluster.name)
+                .unwrap_or(0);
+            let mut proc =
+                self.spawn_apiserver(&cluster.name, index, cluster.port, &cluster.dir)?;
+            self.wait_apiserver(&mut proc, cluster.port)?;
+            *slot = Some(proc);
+        }
+        drop(slot);
+        self.write_pids()
+    }
+
+    /// Restarts `cluster`'s API server, as an upgrade or a crash would.
+    pub fn restart_apiserver(&self, cluster: &str) -> Result<()> {
+        self.stop_apiserver(cluster)?;
+        self.start_apiserver(cluster)
+    }
+
+    /// Stops every process and waits for each to exit.
+    pub fn stop(mut self) {
+        self.stop_all();
+    }
+
+    /// Leaves the processes running (for `mc-testbed up`); returns their pids.
+    pub fn detach(mut self) -> Vec<(String, u32)> {
+        let pids = self.pids();
+        for c in &mut self.clusters {
+            if let Some(p) = lock(&c.apiserver).take() {
+                p.release();
+            }
+        }
+        if let Some(p) = lock(&self.etcd).take() {
+            p.release();
+        }
+        pids
+    }
+
+    /// Stops the processes listed in `dir/pids` by an earlier detached testbed.
+    pub fn stop_dir(dir: &Path) -> Result<Vec<(String, u32)>> {
+        let path = dir.join("pids");
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| Error::io("read", path.display(), e))?;
+        let mut stopped = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (what, pid) = parse_pid_line(line).ok_or_else(|| Error::Format {
+                what: path.display().to_string(),
+                detail: format!("line {line:?} is not `<what> <pid>`"),
+            })?;
+            if pid_alive(pid) && is_testbed_process(pid) {
+                terminate_pid(pid, Duration::from_secs(10));
+                stopped.push((what, pid));
+            }
+        }
+        std::fs::remove_file(&path).map_err(|e| Error::io("remove", path.display(), e))?;
+        Ok(stopped)
+    }
+
+    fn start_clusters(&mut self, names: &[&str]) -> Result<()> {
+        let mut started = Vec::new();
+        for (index, name) in names.iter().enumerate() {
+            let dir = self.dir.join(name);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", dir.display(), e))?;
+            certs::service_account_key(&dir)?;
+            let port = free_port()?;
+            let proc = self.spawn_apiserver(name, index, port, &dir)?;
+            started.push((name.to_string(), index, port, dir, proc));
+        }
+        for (name, index, mut port, dir, mut proc) in started {
+            let mut attempt = 1;
+            loop {
+                match self.wait_apiserver(&mut proc, port) {
+                    Ok(()) => break,
+                    Err(Error::EarlyExit { ref tail, .. })
+                        if lost_port_race(tail) && attempt < PORT_ATTEMPTS =>
+                    {
+                        attempt += 1;
+                        port = free_port()?;
+                        proc = self.spawn_apiserver(&name, index, port, &dir)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            self.clusters.push(Cluster {
+                server: format!("https://127.0.0.1:{port}"),
+                service_cidr: service_cidr(index),
+                name,
+                port,
+                dir,
+                apiserver: Mutex::new(Some(proc)),
+            });
+        }
+        Ok(())
+    }
+
+    fn spawn_apiserver(&self, name: &str, index: usize, port: u16, dir: &Path) -> Result<Proc> {
+        let sa_key = dir.join("sa.key");
+        let mut cmd = Command::new(&self.bins.kube_apiserver);
+        cmd.arg(format!("--etcd-servers={}", self.etcd_url))
+            .arg(format!("--etcd-prefix=/mc-testbed/{name}"))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--secure-port={port}"))
+            .arg(format!(
+                "--tls-cert-file={}",
+                self.serving.cert_path.display()
+            ))
+            .arg(format!(
+                "--tls-private-key-file={}",
+                self.serving.key_path.display()
+            ))
+            .arg(format!("--client-ca-file={}", self.pki.ca_path.display()))
+            .arg(format!(
+                "--service-account-issuer=https://kubernetes.default.svc.{name}"
+            ))
+            .arg(format!(
+                "--service-account-key-file={}",
+                dir.join("sa.pub").display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                sa_key.display()
+            ))
+            .arg(format!(
+                "--service-cluster-ip-range={}",
+                service_cidr(index)
+            ))
+            .arg("--authorization-mode=RBAC")
+            .arg("--enable-priority-and-fairness=false")
+            .arg("--profiling=false")
+            .arg(format!("--cert-dir={}", dir.join("certs").display()))
+            .arg("--v=1");
+        Proc::spawn(
+            format!("kube-apiserver {name}"),
+            cmd,
+            &dir.join("apiserver.log"),
+            self.lifetime,
+        )
+    }
+
+    fn wait_apiserver(&self, proc: &mut Proc, port: u16) -> Result<()> {
+        let kubectl = self.bins.kubectl.clone();
+        let (ca, cert, key) = (
+            self.pki.ca_path.clone(),
+            self.admin.cert_path.clone(),
+            self.admin.key_path.clone(),
+        );
+        proc.wait_ready(READY_TIMEOUT, || {
+            Command::new(&kubectl)
+                .arg(format!("--server=https://127.0.0.1:{port}"))
+                .arg(format!("--certificate-authority={}", ca.display()))
+                .arg(format!("--client-certificate={}", cert.display()))
+                .arg(format!("--client-key={}", key.display()))
+                .args([
+                    "--kubeconfig=/dev/null",
+                    "--request-timeout=5s",
+                    "get",
+                    "--raw",
+                    "/readyz",
+                ])
+                .output()
+                .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"ok"))
+        })
+    }
+
+    fn write_kubeconfig(&self) -> Result<()> {
+        let ca = self.pki.ca_pem();
+        let users: Vec<String> = self
+            .clusters
+            .iter()
+            .map(|c| format!("{}-admin", c.name))
+            .collect();
+        let entries: Vec<Entry<'_>> = self
+            .clusters
+            .iter()
+            .zip(&users)
+            .map(|(c, user)| Entry {
+                context: &c.name,
+                server: &c.server,
+                ca_pem: &ca,
+                user,
+                credential: Credential::Cert {
+                    cert_pem: &self.admin.cert_pem,
+                    key_pem: &self.admin.key_pem,
+                },
+            })
+            .collect();
+        let text = kubeconfig::render(&entries).map_err(|e| Error::Format {
+            what: "testbed kubeconfig".into(),
+            detail: e.to_string(),
+        })?;
+        certs::write(&self.kubeconfig, &text)
+    }
+
+    fn write_pids(&self) -> Result<()> {
+        let text: String = self
+            .pids()
+            .iter()
+            .map(|(what, pid)| format!("{} {pid}\n", what.replace(' ', "-")))
+            .collect();
+        certs::write(&self.dir.join("pids"), &text)
+    }
+
+    fn stop_all(&mut self) {
+        for c in &self.clusters {
+            if let Some(mut p) = lock(&c.apiserver).take() {
+                p.stop(Duration::from_secs(10));
+            }
+        }
+        if let Some(mut p) = lock(&self.etcd).take() {
+            p.stop(Duration::from_secs(10));
+        }
+        if self.remove_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// The testbed shared by every test of this test process: `east` and `west`, started on
+/// first use. Its processes die with the test process (see [`Lifetime::Attached`]).
+/// Tests that share it must use their own namespaces.
+pub fn shared() -> Result<&'static Testbed> {
+    static SHARED: OnceLock<std::result::Result<Testbed, String>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| Testbed::start(&["east", "west"]).map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| Error::Shared(e.clone()))
+}
+
+async fn client_from(path: &Path, context: &str) -> Result<kube::Client> {
+    let wrap = |source: Box<dyn std::error::Error + Send + Sync>| Error::Client {
+        context: context.to_string(),
+        source,
+    };
+    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| wrap(Box::new(e)))?;
+    let options = kube::config::KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .map_err(|e| wrap(Box::new(e)))?;
+    kube::Client::try_from(config).map_err(|e| wrap(Box::new(e)))
+}
+
+fn start_etcd(bins: &Binaries, dir: &Path, lifetime: Lifetime) -> Result<(Proc, String)> {
+    let mut attempt = 1;
+    loop {
+        let (client, peer) = (free_port()?, free_port()?);
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let mut cmd = Command::new(&bins.etcd);
+        cmd.args(["--name", "default"])
+            .arg(format!("--data-dir={}", dir.join("etcd").display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=default={peer_url}"))
+            .args([
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--listen-metrics-urls=",
+            ]);
+        let mut proc = Proc::spawn("etcd", cmd, &dir.join("etcd.log"), lifetime)?;
+        match proc.wait_ready(READY_TIMEOUT, || etcd_healthy(client)) {
+            Ok(()) => return Ok((proc, client_url)),
+            Err(Error::EarlyExit { ref tail, .. })
+                if lost_port_race(tail) && attempt < PORT_ATTEMPTS =>
+            {
+                attempt += 1
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn etcd_healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut body = String::new();
+    stream.read_to_string(&mut body).is_ok() && body.contains("\"health\":\"true\"")
+}
+
+/// A directory under `$MC_TESTBED_ROOT` (default: the temp dir) unique to this process;
+/// directories left by processes that no longer exist are removed first.
+fn fresh_dir() -> Result<PathBuf> {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let root = std::env::var_os("MC_TESTBED_ROOT")
+        .map_or_else(|| std::env::temp_dir().join("mc-testbed"), PathBuf::from);
+    std::fs::create_dir_all(&root).map_err(|e| Error::io("create", root.display(), e))?;
+    remove_stale(&root);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = root.join(format!("{}-{seq}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(dir)
+}
+
+fn remove_stale(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let owner = name
+            .to_str()
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if owner.is_some_and(|pid| !pid_alive(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidClusterName(name.to_string()))
+    }
+}
+
+fn service_cidr(index: usize) -> String {
+    format!("10.{}.0.0/16", 96 + index % 100)
+}
+
+fn sanitize(user: &str) -> String {
+    user.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn parse_pid_line(line: &str) -> Option<(String, u32)> {
+    let (what, pid) = line.trim().rsplit_once(' ')?;
+    Some((what.to_string(), pid.parse().ok()?))
+}
+
+/// Guards against a recycled pid: only etcd and kube-apiserver processes are signalled.
+fn is_testbed_process(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
+        let argv0 = cmd.split(|b| *b == 0).next().unwrap_or_default();
+        let argv0 = String::from_utf8_lossy(argv0);
+        argv0.ends_with("/etcd")
+            || argv0.ends_with("/kube-apiserver")
+            || argv0 == "etcd"
+            || argv0 == "kube-apiserver"
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_names_must_be_dns_labels() {
+        assert!(validate_name("east").is_ok());
+        assert!(validate_name("us-east-1").is_ok());
+        for bad in ["", "East", "-east", "east-", "ea_st", &"x".repeat(64)] {
+            assert!(
+                matches!(validate_name(bad), Err(Error::InvalidClusterName(_))),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn service_cidrs_differ_per_cluster() {
+        assert_ne!(service_cidr(0), service_cidr(1));
+        assert_eq!(service_cidr(0), "10.96.0.0/16");
+    }
+
+    #[test]
+    fn pid_lines_round_trip() {
+        assert_eq!(
+            parse_pid_line("kube-apiserver-east 4242"),
+            Some(("kube-apiserver-east".into(), 4242))
+        );
+        assert_eq!(parse_pid_line("garbage"), None);
+        assert_eq!(parse_pid_line("etcd notapid"), None);
+    }
+}
