@@ -5,6 +5,7 @@
 //! module all call into this crate, so they agree on every name, label and byte on the wire.
 
 mod error;
+pub mod transport;
 
 pub use error::Error;
 
