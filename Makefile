@@ -15,6 +15,9 @@ test: lint test-rust test-python
 
 lint:
 	$(CARGO) fmt --all --check
+	@if $(CARGO) tree --workspace --locked -i aws-lc-rs >/dev/null 2>&1; then \
+	  echo "lint: aws-lc-rs is in the dependency graph; ring must be the only rustls crypto provider:"; \
+	  $(CARGO) tree --workspace -i aws-lc-rs; exit 1; fi
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 # Tests that route traffic through Endpoints need the test-host addresses of scripts/in-netns;
