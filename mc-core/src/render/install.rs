@@ -1,0 +1,341 @@
+//! `mc multicluster install` and `mc multicluster allow`.
+
+use serde_json::{Map, Value, json};
+
+use super::values::InstallValues;
+use super::{
+    anti_affinity, base_labels, container_security, meta, pod_security, pull_secrets, with,
+};
+use crate::identity::Identity;
+use crate::{Result, labels};
+
+/// Directory where the gateway's identity Secret is mounted.
+pub const IDENTITY_DIR: &str = "/var/run/mc/identity";
+
+/// Name of the ClusterRole shared by every mirror controller of this install.
+pub fn controller_cluster_role_name() -> &'static str {
+    "linkerd-multicluster-controller-access-local-resources"
+}
+
+/// Renders everything `mc multicluster install` prints, in apply order.
+///
+/// Objects: the Namespace; the Link CRD; the gateway (ServiceAccount, resolver ClusterRole and
+/// binding, Deployment, Service, PodDisruptionBudget under HA); the remote-access
+/// ServiceAccounts with token Secrets and least-privilege RBAC; the mirror controllers'
+/// shared ClusterRole.
+pub fn install(values: &InstallValues) -> Result<Vec<Value>> {
+    values.validate()?;
+    let labels = base_labels(&values.common_labels);
+    let mut out = Vec::new();
+    if values.install_namespace {
+        out.push(namespace(values, &labels));
+    }
+    out.push(crd(&labels)?);
+    if values.gateway.enabled {
+        out.extend(gateway(values, &labels)?);
+    }
+    if values.remote_mirror_service_account {
+        for name in &values.remote_mirror_service_account_name {
+            out.extend(remote_access_objects(&values.namespace, name, &labels));
+        }
+    }
+    out.push(controller_cluster_role(values, &labels));
+    Ok(out)
+}
+
+/// Renders `mc multicluster allow`: the Namespace and one remote-access set per name.
+pub fn allow(values: &InstallValues, names: &[String]) -> Result<Vec<Value>> {
+    let mut values = values.clone();
+    values.remote_mirror_service_account_name = super::split_names(names);
+    values.remote_mirror_service_account = true;
+    values.validate()?;
+    let labels = base_labels(&values.common_labels);
+    let mut out = Vec::new();
+    if values.install_namespace {
+        out.push(namespace(&values, &labels));
+    }
+    for name in &values.remote_mirror_service_account_name {
+        out.extend(remote_access_objects(&values.namespace, name, &labels));
+    }
+    Ok(out)
+}
+
+fn namespace(values: &InstallValues, labels: &Map<String, Value>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": meta(&values.namespace, None, with(labels, &[
+            ("pod-security.kubernetes.io/enforce", &values.pod_security),
+        ])),
+    })
+}
+
+fn crd(labels: &Map<String, Value>) -> Result<Value> {
+    let mut crd =
+        serde_json::to_value(crate::link::crd()).map_err(|e| crate::Error::RenderSerialize {
+            format: "JSON",
+            reason: format!("the Link CRD: {e}"),
+        })?;
+    let object_labels = &mut crd["metadata"]["labels"];
+    if !object_labels.is_object() {
+        *object_labels = json!({});
+    }
+    if let Value::Object(map) = object_labels {
+        for (k, v) in labels {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(crd)
+}
+
+/// The gateway's identity, published on its Service:
+/// `<gateway.name>.<namespace>.serviceaccount.identity.<linkerdNamespace>.<trustDomain>`.
+pub(crate) fn gateway_identity(values: &InstallValues) -> Result<Identity> {
+    let id = Identity {
+        service_account: values.gateway.name.clone(),
+        namespace: values.namespace.clone(),
+        control_plane_namespace: values.linkerd_namespace.clone(),
+        trust_domain: values.identity_trust_domain.clone(),
+    };
+    id.validate()?;
+    Ok(id)
+}
+
+fn gateway(values: &InstallValues, labels: &Map<String, Value>) -> Result<Vec<Value>> {
+    let gw = &values.gateway;
+    let ns = values.namespace.as_str();
+    let identity = gateway_identity(values)?.to_string();
+    let gw_labels = with(
+        labels,
+        &[
+            ("app", &gw.name),
+            ("component", "gateway"),
+            ("app.kubernetes.io/name", "gateway"),
+        ],
+    );
+    let resolver = format!("{ns}-{}", gw.name);
+    let mut out = vec![
+        json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta(&gw.name, Some(ns), with(labels, &[("component", "gateway")])),
+        }),
+        // The gateway resolves `<svc>.<ns>.svc.<domain>` from Services and EndpointSlices.
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": meta(&resolver, None, with(labels, &[("component", "gateway")])),
+            "rules": [
+                {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["get", "list", "watch"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+            ],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": meta(&resolver, None, with(labels, &[("component", "gateway")])),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": resolver},
+            "subjects": [{"kind": "ServiceAccount", "name": gw.name, "namespace": ns}],
+        }),
+        gateway_deployment(values, &identity, &gw_labels),
+        gateway_service(values, &identity, labels),
+    ];
+    if values.enable_pod_anti_affinity {
+        out.push(json!({
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta(&gw.name, Some(ns), gw_labels.clone()),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": gw.name}}},
+        }));
+    }
+    Ok(out)
+}
+
+/// The arguments of `mc-gateway serve` in the gateway pod.
+pub fn gateway_args(values: &InstallValues, identity: &str) -> Vec<String> {
+    let gw = &values.gateway;
+    vec![
+        "serve".to_owned(),
+        format!("--listen=0.0.0.0:{}", gw.port),
+        format!("--admin=0.0.0.0:{}", gw.probe.port),
+        format!("--cert={IDENTITY_DIR}/tls.crt"),
+        format!("--key={IDENTITY_DIR}/tls.key"),
+        format!("--trust-anchors={IDENTITY_DIR}/ca.crt"),
+        format!("--identity={identity}"),
+        format!("--cluster-domain={}", gw.cluster_domain),
+    ]
+}
+
+fn gateway_deployment(values: &InstallValues, identity: &str, gw_labels: &Value) -> Value {
+    let gw = &values.gateway;
+    let mut pod_spec = json!({
+        "serviceAccountName": gw.name,
+        "automountServiceAccountToken": true,
+        "securityContext": pod_security(gw.uid, gw.gid),
+        "containers": [{
+            "name": "gateway",
+            "image": values.image.reference(),
+            "imagePullPolicy": values.image.pull_policy,
+            "command": ["mc-gateway"],
+            "args": gateway_args(values, identity),
+            "ports": [
+                {"name": labels::GATEWAY_PORT_NAME, "containerPort": gw.port, "protocol": "TCP"},
+                {"name": labels::PROBE_PORT_NAME, "containerPort": gw.probe.port, "protocol": "TCP"},
+            ],
+            "readinessProbe": {"httpGet": {"path": gw.probe.path, "port": labels::PROBE_PORT_NAME}},
+            "livenessProbe": {"httpGet": {"path": "/live", "port": labels::PROBE_PORT_NAME}},
+            "securityContext": container_security(),
+            "volumeMounts": [{"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": true}],
+        }],
+        "volumes": [{"name": "identity", "secret": {"secretName": gw.identity_secret}}],
+    });
+    if !values.image_pull_secrets.is_empty() {
+        pod_spec["imagePullSecrets"] = pull_secrets(&values.image_pull_secrets);
+    }
+    if values.enable_pod_anti_affinity {
+        pod_spec["affinity"] = anti_affinity("app", &gw.name);
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(&gw.name, Some(&values.namespace), gw_labels.clone()),
+        "spec": {
+            "replicas": gw.replicas,
+            "selector": {"matchLabels": {"app": gw.name}},
+            "template": {
+                "metadata": {"labels": gw_labels},
+                "spec": pod_spec,
+            },
+        },
+    })
+}
+
+fn gateway_service(values: &InstallValues, identity: &str, labels: &Map<String, Value>) -> Value {
+    let gw = &values.gateway;
+    let mut annotations: Map<String, Value> = gw
+        .service_annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    for (k, v) in [
+        (labels::GATEWAY_IDENTITY, identity.to_owned()),
+        (labels::PROBE_PATH, gw.probe.path.clone()),
+        (labels::PROBE_PERIOD, gw.probe.seconds.to_string()),
+        (labels::MULTICLUSTER_GATEWAY, "true".to_owned()),
+    ] {
+        annotations.insert(k.to_owned(), Value::String(v));
+    }
+    let node_ports = gw.service_type != "ClusterIP";
+    let port = |name: &str, port: u16, node_port: Option<u16>| {
+        let mut p = json!({"name": name, "port": port, "targetPort": name, "protocol": "TCP"});
+        if let (true, Some(n)) = (node_ports, node_port) {
+            p["nodePort"] = json!(n);
+        }
+        p
+    };
+    let mut spec = json!({
+        "type": gw.service_type,
+        "selector": {"app": gw.name},
+        "ports": [
+            port(labels::GATEWAY_PORT_NAME, gw.port, gw.node_port),
+            port(labels::PROBE_PORT_NAME, gw.probe.port, gw.probe.node_port),
+        ],
+    });
+    if gw.service_type == "LoadBalancer" {
+        if !gw.load_balancer_class.is_empty() {
+            spec["loadBalancerClass"] = json!(gw.load_balancer_class);
+        }
+        if !gw.load_balancer_ip.is_empty() {
+            spec["loadBalancerIP"] = json!(gw.load_balancer_ip);
+        }
+        if !gw.load_balancer_source_ranges.is_empty() {
+            spec["loadBalancerSourceRanges"] = json!(gw.load_balancer_source_ranges);
+        }
+    }
+    if node_ports && !gw.service_external_traffic_policy.is_empty() {
+        spec["externalTrafficPolicy"] = json!(gw.service_external_traffic_policy);
+    }
+    let mut metadata = meta(
+        &gw.name,
+        Some(&values.namespace),
+        with(
+            labels,
+            &[
+                ("component", "gateway"),
+                (labels::MULTICLUSTER_GATEWAY, "true"),
+            ],
+        ),
+    );
+    metadata["annotations"] = Value::Object(annotations);
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec})
+}
+
+/// The remote-access set for ServiceAccount `name` in `namespace`: the ServiceAccount, its
+/// long-lived token Secret `<name>-token`, and a ClusterRole + ClusterRoleBinding `<name>` that
+/// grant only what a mirror controller on another cluster needs here: read Services, Endpoints
+/// and EndpointSlices (plus pods, replicasets, jobs and policy Servers for remote discovery),
+/// get the `linkerd-config` ConfigMap, and record Events. No Secrets.
+pub fn remote_access_objects(
+    namespace: &str,
+    name: &str,
+    labels: &Map<String, Value>,
+) -> Vec<Value> {
+    let ra_labels = with(labels, &[("component", "remote-access")]);
+    vec![
+        json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta(name, Some(namespace), ra_labels.clone()),
+        }),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/service-account-token",
+            "metadata": {
+                "name": format!("{name}-token"),
+                "namespace": namespace,
+                "labels": ra_labels,
+                "annotations": {"kubernetes.io/service-account.name": name},
+            },
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": meta(name, None, ra_labels.clone()),
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods", "endpoints", "services"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["policy.linkerd.io"], "resources": ["servers"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["linkerd-config"], "verbs": ["get"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            ],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": meta(name, None, ra_labels),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        }),
+    ]
+}
+
+fn controller_cluster_role(values: &InstallValues, labels: &Map<String, Value>) -> Value {
+    let mut namespace_verbs = vec!["list", "get", "watch"];
+    if values.enable_namespace_creation {
+        namespace_verbs.push("create");
+    }
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": meta(controller_cluster_role_name(), None, with(labels, &[("component", "controller")])),
+        "rules": [
+            {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["list", "get", "watch", "create", "delete", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": namespace_verbs},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        ],
+    })
+}

@@ -1,0 +1,324 @@
+//! Golden and behaviour tests of the renderer. Golden files live in `render/golden/`; they are
+//! compared as parsed YAML, object by object. Regenerate them with
+//! `MC_UPDATE_GOLDEN=1 cargo test -p mc-core render::` and review the diff.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use serde_json::json;
+
+fn golden(name: &str, objects: &[Value]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/render/golden")
+        .join(name);
+    let yaml = to_yaml(objects).unwrap();
+    if std::env::var_os("MC_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &yaml).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run with MC_UPDATE_GOLDEN=1", path.display()));
+    let want: Vec<Value> = parse_stream(&want);
+    assert_eq!(want.len(), objects.len(), "object count of {name}");
+    for (want, got) in want.iter().zip(objects) {
+        assert_eq!(
+            want,
+            got,
+            "{name}: {} differs",
+            ObjectRef::of(want)
+                .map(|r| r.to_string())
+                .unwrap_or_default()
+        );
+    }
+}
+
+fn parse_stream(text: &str) -> Vec<Value> {
+    use serde::Deserialize as _;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| Value::deserialize(doc).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn kinds(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn values_with(sets: &str) -> InstallValues {
+    let mut tree = InstallValues::default_tree();
+    set(&mut tree, sets, false).unwrap();
+    InstallValues::from_tree(&tree).unwrap()
+}
+
+fn link_values() -> LinkValues {
+    LinkValues {
+        cluster_name: "east".to_owned(),
+        kubeconfig: "apiVersion: v1\nkind: Config\n".to_owned(),
+        gateway: Some(LinkGateway {
+            addresses: vec!["203.0.113.10".to_owned(), "gw.example.com".to_owned()],
+            port: 4143,
+            identity:
+                "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+                    .to_owned(),
+            probe_path: "/ready".to_owned(),
+            probe_port: 4191,
+            probe_period: "3".to_owned(),
+        }),
+        created_by: "mc/cli test".to_owned(),
+        ..LinkValues::default()
+    }
+}
+
+#[test]
+fn install_default_matches_golden() {
+    golden(
+        "install-default.yaml",
+        &install(&InstallValues::default()).unwrap(),
+    );
+}
+
+#[test]
+fn install_ha_two_accounts_matches_golden() {
+    let mut tree = InstallValues::default_tree();
+    merge(&mut tree, InstallValues::ha_tree());
+    set(
+        &mut tree,
+        "remoteMirrorServiceAccountName=west\\,north,gateway.serviceType=NodePort,gateway.nodePort=30143",
+        false,
+    )
+    .unwrap();
+    golden(
+        "install-ha.yaml",
+        &install(&InstallValues::from_tree(&tree).unwrap()).unwrap(),
+    );
+}
+
+#[test]
+fn link_matches_golden() {
+    golden("link-east.yaml", &link(&link_values()).unwrap());
+}
+
+#[test]
+fn gateway_service_publishes_the_contract() {
+    let objects = install(&values_with(
+        "identityTrustDomain=example.org,gateway.probe.seconds=7",
+    ))
+    .unwrap();
+    let svc = find(&objects, "Service", "linkerd-gateway");
+    let ann = &svc["metadata"]["annotations"];
+    assert_eq!(
+        ann[labels::GATEWAY_IDENTITY],
+        "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.example.org"
+    );
+    assert_eq!(ann[labels::PROBE_PATH], "/ready");
+    assert_eq!(ann[labels::PROBE_PERIOD], "7");
+    assert_eq!(ann[labels::MULTICLUSTER_GATEWAY], "true");
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        svc["spec"]["ports"],
+        json!([
+            {"name": "mc-gateway", "port": 4143, "targetPort": "mc-gateway", "protocol": "TCP"},
+            {"name": "mc-probe", "port": 4191, "targetPort": "mc-probe", "protocol": "TCP"},
+        ])
+    );
+    let deploy = find(&objects, "Deployment", "linkerd-gateway");
+    let args = &deploy["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array().unwrap().contains(&json!(
+            "--identity=linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.example.org"
+        )),
+        "{args}"
+    );
+}
+
+#[test]
+fn every_installed_object_carries_the_extension_label() {
+    for objects in [
+        install(&InstallValues::default()).unwrap(),
+        allow(&InstallValues::default(), &["a,b".to_owned()]).unwrap(),
+        link(&link_values()).unwrap(),
+    ] {
+        for o in &objects {
+            assert_eq!(
+                o["metadata"]["labels"][labels::EXTENSION],
+                labels::EXTENSION_VALUE,
+                "{}",
+                ObjectRef::of(o).unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn gateway_false_renders_no_gateway_objects() {
+    let objects = install(&values_with("gateway.enabled=false")).unwrap();
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["metadata"]["labels"]["component"] == "gateway"),
+        "{:?}",
+        kinds(&objects)
+    );
+    assert!(
+        kinds(&objects)
+            .contains(&"ServiceAccount/linkerd-service-mirror-remote-access-default".to_owned())
+    );
+}
+
+#[test]
+fn remote_access_is_least_privilege() {
+    let objects = allow(&InstallValues::default(), &["west".to_owned()]).unwrap();
+    assert_eq!(
+        kinds(&objects),
+        [
+            "Namespace/linkerd-multicluster",
+            "ServiceAccount/west",
+            "Secret/west-token",
+            "ClusterRole/west",
+            "ClusterRoleBinding/west"
+        ]
+    );
+    let role = find(&objects, "ClusterRole", "west");
+    for rule in role["rules"].as_array().unwrap() {
+        let resources = rule["resources"].as_array().unwrap();
+        assert!(!resources.contains(&json!("secrets")), "{rule}");
+        for verb in rule["verbs"].as_array().unwrap() {
+            let writes = ["create", "patch"].contains(&verb.as_str().unwrap());
+            assert!(!writes || resources == &[json!("events")], "{rule}");
+        }
+        if resources.contains(&json!("configmaps")) {
+            assert_eq!(rule["resourceNames"], json!(["linkerd-config"]));
+        }
+    }
+    let secret = find(&objects, "Secret", "west-token");
+    assert_eq!(secret["type"], "kubernetes.io/service-account-token");
+    assert_eq!(
+        secret["metadata"]["annotations"]["kubernetes.io/service-account.name"],
+        "west"
+    );
+}
+
+#[test]
+fn invalid_values_are_rejected_before_rendering() {
+    let mut tree = InstallValues::default_tree();
+    set(&mut tree, "gateway.name=Not_A_Name", false).unwrap();
+    let err = InstallValues::from_tree(&tree).unwrap_err().to_string();
+    assert!(err.contains("gateway.name"), "{err}");
+}
+
+#[test]
+fn gateway_less_link_has_no_selector_probe_or_probe_service() {
+    let mut v = link_values();
+    v.gateway = None;
+    let objects = link(&v).unwrap();
+    let link = find(&objects, "Link", "east");
+    assert!(link["spec"].get("selector").is_none());
+    assert!(link["spec"].get("gatewayAddress").is_none());
+    assert!(link["spec"].get("probeSpec").is_none());
+    assert!(!kinds(&objects).contains(&"Service/probe-east".to_owned()));
+}
+
+#[test]
+fn link_secret_holds_the_kubeconfig() {
+    use base64::Engine as _;
+    let objects = link(&link_values()).unwrap();
+    let secrets: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "Secret").collect();
+    assert_eq!(secrets.len(), 2);
+    for s in secrets {
+        assert_eq!(s["type"], labels::REMOTE_KUBECONFIG_SECRET_TYPE);
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(s["data"]["kubeconfig"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(data, b"apiVersion: v1\nkind: Config\n");
+    }
+    let link = find(&objects, "Link", "east");
+    assert_eq!(
+        link["spec"]["gatewayAddress"],
+        "203.0.113.10,gw.example.com"
+    );
+    assert_eq!(link["spec"]["probeSpec"]["period"], "3s");
+    assert_eq!(
+        link["spec"]["selector"],
+        json!({"matchLabels": {"mirror.linkerd.io/exported": "true"}})
+    );
+}
+
+#[test]
+fn link_rejects_bad_input_with_the_flag_name() {
+    let mut v = link_values();
+    v.cluster_name = "East!".to_owned();
+    assert!(link(&v).unwrap_err().to_string().contains("--cluster-name"));
+    let mut v = link_values();
+    v.selector = "a in (".to_owned();
+    assert!(matches!(
+        link(&v).unwrap_err(),
+        Error::InvalidSelector { .. }
+    ));
+    let mut v = link_values();
+    v.gateway.as_mut().unwrap().addresses.clear();
+    assert!(
+        link(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("--gateway-addresses")
+    );
+    let mut v = link_values();
+    v.controller.as_mut().unwrap().log_format = "xml".to_owned();
+    assert!(link(&v).unwrap_err().to_string().contains("--log-format"));
+}
+
+#[test]
+fn unlink_lists_what_link_created() {
+    let rendered = link(&link_values()).unwrap();
+    let mirror = ObjectRef::new("v1", "Service", Some("shop"), "web-east");
+    let refs = unlink_refs(
+        "east",
+        "linkerd-multicluster",
+        "linkerd",
+        true,
+        false,
+        std::slice::from_ref(&mirror),
+    );
+    for object in &rendered {
+        let r = ObjectRef::of(object).unwrap();
+        assert!(refs.contains(&r), "unlink misses {r}");
+    }
+    assert!(refs.contains(&mirror));
+    let only = unlink_refs(
+        "east",
+        "linkerd-multicluster",
+        "linkerd",
+        true,
+        true,
+        std::slice::from_ref(&mirror),
+    );
+    assert!(!only.contains(&mirror));
+    assert!(!only.iter().any(|r| r.kind == "Link" || r.kind == "Secret"));
+    let list = delete_list(&refs);
+    assert_eq!(list[0]["kind"], "Link", "the Link goes first");
+    assert_eq!(list.len(), refs.len());
+}
+
+#[test]
+fn json_output_is_a_list() {
+    let objects = allow(&InstallValues::default(), &["x".to_owned()]).unwrap();
+    let text = to_json(&objects).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["kind"], "List");
+    assert_eq!(v["items"].as_array().unwrap().len(), objects.len());
+    assert_eq!(parse_stream(&to_yaml(&objects).unwrap()), objects);
+}
