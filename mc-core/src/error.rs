@@ -4,10 +4,194 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Placeholder until the first module lands; removed then.
-    #[error("not yet implemented: {0}")]
-    Unimplemented(&'static str),
     // --- trust, pki, identity ---
+    /// A PEM input holds no CERTIFICATE block at all.
+    #[error(
+        "PEM: no certificate found in {lines} line(s) of input{der_hint}; fix: provide one or more \
+         blocks from \"-----BEGIN CERTIFICATE-----\" to \"-----END CERTIFICATE-----\", e.g. the \
+         output of `openssl x509 -in ca.crt`"
+    )]
+    PemNoCertificate {
+        /// How many lines the input had.
+        lines: usize,
+        /// Extra advice when the input looks like binary DER (empty otherwise).
+        der_hint: &'static str,
+    },
+    /// A PEM block has a type other than CERTIFICATE (for example a private key).
+    #[error(
+        "PEM block {block} (line {line}): found a \"{label}\" block where only CERTIFICATE blocks \
+         are allowed; {advice}"
+    )]
+    PemNotCertificate {
+        /// 1-based number of the block in the input.
+        block: usize,
+        /// 1-based line of its BEGIN marker.
+        line: usize,
+        /// The block type, e.g. `PRIVATE KEY`.
+        label: String,
+        /// What to do about it (depends on the label).
+        advice: &'static str,
+    },
+    /// A PEM block is not closed by a matching END line.
+    #[error(
+        "PEM block {block} (line {line}): \"-----BEGIN {label}-----\" is not closed {why}; fix: add \
+         \"-----END {label}-----\" after the base64 lines (the file may be truncated or two files \
+         were pasted into each other)"
+    )]
+    PemUnterminated {
+        /// 1-based number of the block in the input.
+        block: usize,
+        /// 1-based line of its BEGIN marker.
+        line: usize,
+        /// The block type.
+        label: String,
+        /// Where the scanner gave up, e.g. `before the end of input`.
+        why: String,
+    },
+    /// An END line with no open block, or one whose type differs from its BEGIN line.
+    #[error(
+        "PEM line {line}: {what}; fix: every \"-----END X-----\" must close a \"-----BEGIN X-----\" with the same X"
+    )]
+    PemStrayEnd {
+        /// 1-based line of the END marker.
+        line: usize,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// A PEM block's body is not valid base64.
+    #[error(
+        "PEM block {block} (line {line}): invalid base64: {reason}; fix: copy the block again \
+         without editing it (only A-Z a-z 0-9 + / = are allowed between BEGIN and END)"
+    )]
+    PemBadBase64 {
+        /// 1-based number of the block in the input.
+        block: usize,
+        /// 1-based line of the offending base64 text.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A CERTIFICATE block decodes to bytes that are not an X.509 certificate.
+    #[error(
+        "PEM block {block} (line {line}): not a valid X.509 certificate: {reason}; fix: export the \
+         certificate again, e.g. `openssl x509 -in ca.crt -out ca.pem`"
+    )]
+    CertificateDer {
+        /// 1-based number of the block in the input.
+        block: usize,
+        /// 1-based line of its BEGIN marker.
+        line: usize,
+        /// What the DER parser reported.
+        reason: String,
+    },
+    /// A certificate in a trust bundle is not a CA (basicConstraints missing or CA:FALSE).
+    #[error(
+        "PEM block {block} (line {line}): certificate \"{subject}\" is not a CA ({why}); fix: a \
+         trust bundle holds only root CA certificates (basicConstraints CA:TRUE): use the \
+         trust-anchor certificate, not an issuer key pair's leaf or a workload certificate"
+    )]
+    NotCa {
+        /// 1-based number of the block in the input.
+        block: usize,
+        /// 1-based line of its BEGIN marker.
+        line: usize,
+        /// The certificate subject.
+        subject: String,
+        /// `no basicConstraints extension` or `basicConstraints CA:FALSE`.
+        why: &'static str,
+    },
+    /// A trust anchor is outside its validity window at the time of the check.
+    #[error(
+        "PEM block {block} (line {line}): certificate \"{subject}\" is {} at {}: valid from {} to \
+         {}; fix: {}",
+        if *.expired { "expired" } else { "not yet valid" },
+        crate::trust::format_time(*.now),
+        crate::trust::format_time(*.not_before),
+        crate::trust::format_time(*.not_after),
+        if *.expired {
+            "rotate the trust anchor: create a new one, distribute a bundle holding the old and \
+             the new anchor, re-issue the issuers, then remove the expired anchor"
+        } else {
+            "check the clocks of this machine and of the one that created the certificate, or \
+             wait until it becomes valid"
+        }
+    )]
+    AnchorValidity {
+        /// 1-based number of the block in the input.
+        block: usize,
+        /// 1-based line of its BEGIN marker.
+        line: usize,
+        /// The certificate subject.
+        subject: String,
+        /// `true` when expired, `false` when not yet valid.
+        expired: bool,
+        /// The time of the check.
+        now: std::time::SystemTime,
+        /// Start of validity.
+        not_before: std::time::SystemTime,
+        /// End of validity.
+        not_after: std::time::SystemTime,
+    },
+    /// The `values` YAML of the `linkerd-config` ConfigMap is unusable.
+    #[error("linkerd-config values: {field}: {reason}; fix: {fix}")]
+    LinkerdConfig {
+        /// The field path, e.g. `values.identityTrustAnchorsPEM`.
+        field: String,
+        /// What is wrong.
+        reason: String,
+        /// What to do.
+        fix: &'static str,
+    },
+    /// Options passed to certificate generation are inconsistent.
+    #[error("certificate options: {field}: {reason}; fix: {fix}")]
+    PkiOptions {
+        /// The option, e.g. `IssuerOptions.not_after`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+        /// What to do.
+        fix: &'static str,
+    },
+    /// A signer (certificate + key PEM) cannot be used to sign.
+    #[error("signer {part}: {reason}; fix: {fix}")]
+    PkiSigner {
+        /// `certificate` or `key`.
+        part: &'static str,
+        /// What is wrong.
+        reason: String,
+        /// What to do.
+        fix: &'static str,
+    },
+    /// The certificate library failed to build or sign a certificate.
+    #[error("certificate generation failed while {action}: {source}")]
+    PkiGenerate {
+        /// What was being done, e.g. `signing the issuer certificate`.
+        action: &'static str,
+        /// The rcgen error.
+        source: rcgen::Error,
+    },
+    /// A name is not a valid DNS name.
+    #[error(
+        "{name:?} is not a valid DNS name: {reason}; fix: use lowercase labels of 1-63 characters from a-z, 0-9 and '-', separated by dots, at most 253 characters"
+    )]
+    InvalidDnsName {
+        /// The rejected name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A string is not a Linkerd identity.
+    #[error(
+        "{input:?} is not a Linkerd identity: {reason}; fix: use \
+         <serviceaccount>.<namespace>.serviceaccount.identity.<control-plane-namespace>.<trust-domain>, \
+         e.g. linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+    )]
+    InvalidIdentity {
+        /// The rejected input.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     // --- link, selector, naming, mirror ---
     // --- transport ---
     /// The stream does not start with the transport-header preface.

@@ -5,6 +5,9 @@
 //! module all call into this crate, so they agree on every name, label and byte on the wire.
 
 mod error;
+pub mod identity;
+pub mod pki;
+pub mod trust;
 pub mod transport;
 
 pub use error::Error;
