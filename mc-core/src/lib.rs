@@ -7,8 +7,8 @@
 mod error;
 pub mod identity;
 pub mod pki;
-pub mod trust;
 pub mod transport;
+pub mod trust;
 
 pub use error::Error;
 
