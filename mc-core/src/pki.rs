@@ -319,12 +319,7 @@ fn with_signer<T>(
             fix: "sign with a trust anchor or an issuer, not with a leaf certificate",
         });
     }
-    let key = KeyPair::from_pem(&signer.key_pem).map_err(|e| Error::PkiSigner {
-        part: "key",
-        reason: format!("cannot read the private key: {e}"),
-        fix: "pass the unencrypted PKCS#8 or SEC1 private key PEM matching the certificate \
-              (decrypt it with `openssl pkey -in ca.key -out ca-plain.key`)",
-    })?;
+    let key = signer_key(&signer.key_pem)?;
     if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
         return Err(Error::PkiSigner {
             part: "key",
@@ -341,6 +336,71 @@ fn with_signer<T>(
         fix: "pass a CA certificate created by mc or by `step certificate create --profile root-ca`",
     })?;
     Ok(sign(&issuer))
+}
+
+/// Reads a signer's private key: PKCS#8 (`PRIVATE KEY`, as mc and openssl 3 write it) or SEC1
+/// (`EC PRIVATE KEY`, as `step certificate create` writes it for Linkerd's anchors and issuers).
+fn signer_key(key_pem: &str) -> Result<KeyPair> {
+    let unreadable = |reason: String| Error::PkiSigner {
+        part: "key",
+        reason,
+        fix: "pass the unencrypted private key PEM created with the certificate; convert \
+              others with `openssl pkcs8 -topk8 -nocrypt -in ca.key -out ca-pkcs8.key`",
+    };
+    let blocks = pem::scan(key_pem.as_bytes(), |_, _, _| Ok(()))?;
+    let Some(block) = blocks.iter().find(|b| b.label.ends_with("PRIVATE KEY")) else {
+        return Err(unreadable("no \"PRIVATE KEY\" PEM block found".to_string()));
+    };
+    let pkcs8 = match block.label.as_str() {
+        "PRIVATE KEY" => block.der.clone(),
+        "EC PRIVATE KEY" => sec1_to_pkcs8(&block.der),
+        "ENCRYPTED PRIVATE KEY" => {
+            return Err(unreadable(
+                "the key is encrypted (decrypt it first: `openssl pkcs8 -in ca.key -out \
+                 ca-plain.key`)"
+                    .to_string(),
+            ));
+        }
+        other => {
+            return Err(unreadable(format!(
+                "\"{other}\" keys are not supported, only ECDSA, Ed25519 and RSA keys in PKCS#8"
+            )));
+        }
+    };
+    KeyPair::try_from(&PrivatePkcs8KeyDer::from(pkcs8))
+        .map_err(|e| unreadable(format!("cannot read the private key: {e}")))
+}
+
+/// Wraps a SEC1 `ECPrivateKey` into a PKCS#8 `PrivateKeyInfo` (RFC 5915 section 3).
+fn sec1_to_pkcs8(sec1: &[u8]) -> Vec<u8> {
+    const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01];
+    const P256: &[u8] = &[0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+    const P384: &[u8] = &[0x06, 0x05, 0x2B, 0x81, 0x04, 0x00, 0x22];
+    // The curve is named in the key's optional parameters; P-256 when absent (Linkerd's choice).
+    let curve = if sec1.windows(P384.len()).any(|w| w == P384) {
+        P384
+    } else {
+        P256
+    };
+    let algorithm = der_tlv(0x30, &[EC_PUBLIC_KEY, curve].concat());
+    let body = [&[0x02, 0x01, 0x00][..], &algorithm, &der_tlv(0x04, sec1)].concat();
+    der_tlv(0x30, &body)
+}
+
+/// One DER tag-length-value.
+fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = content.len();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+    out
 }
 
 /// The only block of type `label` in `pem`.
@@ -787,6 +847,55 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    /// Converts a PKCS#8 key PEM to SEC1 (`EC PRIVATE KEY`) with openssl, as step writes it.
+    fn to_sec1(key_pem: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        std::fs::write(&path, key_pem).unwrap();
+        let out = Command::new("/usr/bin/openssl")
+            .args(["ec", "-in"])
+            .arg(&path)
+            .output()
+            .expect("openssl must be installed at /usr/bin/openssl for this test");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn signer_key_may_be_sec1_as_step_writes_it() {
+        let c = chain(&LeafOptions::new(now()));
+        let sec1 = to_sec1(&c.issuer.key_pem);
+        assert!(sec1.starts_with("-----BEGIN EC PRIVATE KEY-----"), "{sec1}");
+        let signer = CertifiedKey {
+            cert_pem: c.issuer.cert_pem.clone(),
+            key_pem: sec1,
+        };
+        let leaf = issue_leaf(&signer, ID, &LeafOptions::new(now())).unwrap();
+        let at = now() + Duration::from_secs(60);
+        webpki_verify(&c.root, &[&c.issuer], &leaf, at, KeyUsage::server_auth()).unwrap();
+        let encrypted = CertifiedKey {
+            cert_pem: c.issuer.cert_pem.clone(),
+            key_pem:
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n"
+                    .into(),
+        };
+        let err = issue_leaf(&encrypted, ID, &LeafOptions::new(now())).unwrap_err();
+        assert!(err.to_string().contains("the key is encrypted"), "{err}");
+    }
+
+    #[test]
+    fn der_lengths_use_the_long_form_above_127() {
+        assert_eq!(der_tlv(0x04, &[7; 3]), vec![0x04, 3, 7, 7, 7]);
+        let long = der_tlv(0x04, &[0; 200]);
+        assert_eq!(&long[..3], &[0x04, 0x81, 200]);
+        let longer = der_tlv(0x04, &[0; 300]);
+        assert_eq!(&longer[..4], &[0x04, 0x82, 0x01, 0x2C]);
     }
 
     #[test]
