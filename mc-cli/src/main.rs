@@ -1,4 +1,7 @@
 //! The `mc` command.
 fn main() {
-    println!("mc {}", env!("CARGO_PKG_VERSION"));
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    let code = mc_cli::run(std::env::args_os(), &mut out, &mut err);
+    std::process::exit(code);
 }

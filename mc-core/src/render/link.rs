@@ -173,25 +173,15 @@ fn invalid(field: &str, value: &str, problem: &str, fix: &str) -> Error {
     }
 }
 
-/// A probe period in Go duration syntax: a bare integer is seconds (`"3"` → `"3s"`).
+/// A probe period in Go duration syntax: a bare integer is seconds (`"3"` → `"3s"`); anything
+/// else must parse as a duration.
 fn go_duration(period: &str) -> Result<String> {
     let period = period.trim();
-    if !period.is_empty() && period.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(format!("{period}s"));
-    }
-    let valid = !period.is_empty()
-        && period.chars().next().is_some_and(|c| c.is_ascii_digit())
-        && period
-            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.');
-    if valid {
-        Ok(period.to_owned())
+    crate::link::parse_duration(period)?;
+    if period.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(format!("{period}s"))
     } else {
-        Err(Error::InvalidDuration {
-            input: period.to_owned(),
-            problem: "is not a number of seconds or a duration".to_owned(),
-        })
+        Ok(period.to_owned())
     }
 }
 

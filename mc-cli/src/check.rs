@@ -1,0 +1,625 @@
+//! `mc multicluster check`: ✓/× lines with hints; exit code 0 when healthy, 1 when not.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, PostParams};
+use mc_core::labels;
+use mc_core::link::Link;
+use mc_core::render;
+use mc_core::trust::TrustBundle;
+use serde_json::json;
+
+use crate::kube::{KubeArgs, get_opt, linkerd_config};
+use crate::{Error, Result, emit};
+
+/// Output of `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    /// Every check, one line each, with hints for failures.
+    Table,
+    /// Machine-readable.
+    Json,
+    /// Only failures and warnings, plus a summary line.
+    Short,
+}
+
+/// Flags of `mc multicluster check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: CheckFormat,
+    /// Retry failing checks until they pass or this much time has passed (e.g. 5m).
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    pub wait: String,
+    /// Timeout of each call to a remote (target) API server.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub timeout: String,
+}
+
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    Warning,
+    Error,
+}
+
+/// One check's result.
+#[derive(Debug, Clone)]
+struct Check {
+    description: String,
+    outcome: Outcome,
+    /// What went wrong, one line per item.
+    details: Vec<String>,
+    /// Anchor of the upstream hint page.
+    hint: &'static str,
+}
+
+impl Check {
+    fn new(description: &str, hint: &'static str) -> Check {
+        Check {
+            description: description.to_owned(),
+            outcome: Outcome::Success,
+            details: Vec::new(),
+            hint,
+        }
+    }
+    fn fail(&mut self, detail: String) {
+        self.outcome = Outcome::Error;
+        self.details.push(detail);
+    }
+    fn warn(&mut self, detail: String) {
+        if self.outcome == Outcome::Success {
+            self.outcome = Outcome::Warning;
+        }
+        self.details.push(detail);
+    }
+    fn info(&mut self, detail: String) {
+        self.details.push(detail);
+    }
+}
+
+pub(crate) async fn check(
+    args: CheckArgs,
+    kube: &KubeArgs,
+    linkerd_namespace: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let wait = mc_core::link::parse_duration(&args.wait)?;
+    let timeout = mc_core::link::parse_duration(&args.timeout)?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let checks = loop {
+        let checks = run_checks(kube, linkerd_namespace, timeout).await?;
+        let healthy = checks.iter().all(|c| c.outcome != Outcome::Error);
+        if healthy || tokio::time::Instant::now() >= deadline {
+            break checks;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    let failed = checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Error)
+        .count();
+    emit(out, &report(&checks, args.output))?;
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Error::Unhealthy(failed))
+    }
+}
+
+fn hint_url(anchor: &str) -> String {
+    format!("https://linkerd.io/checks/#{anchor}")
+}
+
+fn report(checks: &[Check], format: CheckFormat) -> String {
+    let failed = checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Error)
+        .count();
+    let warned = checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Warning)
+        .count();
+    match format {
+        CheckFormat::Json => {
+            let items: Vec<_> = checks
+                .iter()
+                .map(|c| {
+                    json!({
+                        "description": c.description,
+                        "result": match c.outcome { Outcome::Success => "success", Outcome::Warning => "warning", Outcome::Error => "error" },
+                        "error": c.details.join("\n"),
+                        "hint": if c.outcome == Outcome::Success { String::new() } else { hint_url(c.hint) },
+                    })
+                })
+                .collect();
+            let doc = json!({"success": failed == 0, "categories": [{"categoryName": "linkerd-multicluster", "checks": items}]});
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            )
+        }
+        CheckFormat::Table | CheckFormat::Short => {
+            let short = format == CheckFormat::Short;
+            let mut text = String::from("linkerd-multicluster\n--------------------\n");
+            for c in checks {
+                if short && c.outcome == Outcome::Success {
+                    continue;
+                }
+                let mark = match c.outcome {
+                    Outcome::Success => "✓",
+                    Outcome::Warning => "‼",
+                    Outcome::Error => "×",
+                };
+                text.push_str(&format!("{mark} {}\n", c.description));
+                for d in &c.details {
+                    text.push_str(&format!("    {d}\n"));
+                }
+                if c.outcome != Outcome::Success {
+                    text.push_str(&format!("    see {} for hints\n", hint_url(c.hint)));
+                }
+            }
+            text.push_str(&if failed == 0 {
+                format!("\nStatus check results are ✓ ({warned} warning(s))\n")
+            } else {
+                format!("\nStatus check results are × ({failed} failed, {warned} warning(s))\n")
+            });
+            text
+        }
+    }
+}
+
+/// The target API of one Link, reached with the Link's own credentials.
+async fn remote_client(
+    client: &kube::Client,
+    link: &Link,
+    timeout: Duration,
+) -> std::result::Result<kube::Client, String> {
+    let ns = link.metadata.namespace.clone().unwrap_or_default();
+    let secret_name = link
+        .spec
+        .cluster_credentials_secret
+        .clone()
+        .ok_or_else(|| "spec.clusterCredentialsSecret is empty".to_owned())?;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), &ns);
+    let secret = secrets
+        .get_opt(&secret_name)
+        .await
+        .map_err(|e| format!("cannot read Secret {ns}/{secret_name}: {e}"))?
+        .ok_or_else(|| format!("Secret {ns}/{secret_name} does not exist"))?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(labels::KUBECONFIG_KEY))
+        .ok_or_else(|| {
+            format!(
+                "Secret {ns}/{secret_name} has no key {}",
+                labels::KUBECONFIG_KEY
+            )
+        })?;
+    let text = String::from_utf8(bytes.0.clone())
+        .map_err(|_| format!("Secret {ns}/{secret_name}: kubeconfig is not UTF-8"))?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&text)
+        .map_err(|e| format!("Secret {ns}/{secret_name}: kubeconfig does not parse: {e}"))?;
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| format!("Secret {ns}/{secret_name}: kubeconfig is unusable: {e}"))?;
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    kube::Client::try_from(config).map_err(|e| format!("Secret {ns}/{secret_name}: {e}"))
+}
+
+fn describe_api_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 401 => "the target API server rejects the credentials (401 Unauthorized): the token was revoked or expired; re-run `mc multicluster link` and apply it".to_owned(),
+        kube::Error::Api(s) if s.code == 403 => format!("forbidden: {}", s.message),
+        other => other.to_string(),
+    }
+}
+
+async fn run_checks(
+    kube: &KubeArgs,
+    linkerd_namespace: &str,
+    timeout: Duration,
+) -> Result<Vec<Check>> {
+    let cluster = kube.connect(None).await?;
+    let client = &cluster.client;
+    let mut checks = Vec::new();
+
+    // 0. The extension is installed.
+    let mut c = Check::new(
+        "linkerd-multicluster extension namespace exists",
+        "l5d-multicluster-ns-exists",
+    );
+    let nss: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let selector = format!("{}={}", labels::EXTENSION, labels::EXTENSION_VALUE);
+    let found = nss
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| Error::api(format!("list Namespaces (context {})", cluster.context), e))?;
+    if found.items.is_empty() {
+        c.fail(format!("no namespace labelled {selector}; install by running `mc multicluster install | kubectl apply -f -`"));
+        checks.push(c);
+        return Ok(checks);
+    }
+    checks.push(c);
+
+    // 1. CRD.
+    let mut c = Check::new("Link CRD exists", "l5d-multicluster-link-crd-exists");
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    match crds.get_opt(mc_core::link::CRD_NAME).await {
+        Ok(Some(crd))
+            if crd
+                .spec
+                .versions
+                .iter()
+                .any(|v| v.name == mc_core::link::VERSION && v.served) => {}
+        Ok(Some(_)) => c.fail(format!(
+            "{} does not serve {}; re-apply `mc multicluster install`",
+            mc_core::link::CRD_NAME,
+            mc_core::link::VERSION
+        )),
+        Ok(None) => c.fail(format!(
+            "{} does not exist; apply `mc multicluster install`",
+            mc_core::link::CRD_NAME
+        )),
+        Err(e) => c.fail(format!("cannot read the CRD: {}", describe_api_error(&e))),
+    }
+    let fatal = c.outcome == Outcome::Error;
+    checks.push(c);
+    if fatal {
+        return Ok(checks);
+    }
+
+    // 2. Links.
+    let mut c = Check::new(
+        "Link resources are valid",
+        "l5d-multicluster-links-are-valid",
+    );
+    let links_api: kube::Api<Link> = kube::Api::all(client.clone());
+    let links = match links_api.list(&ListParams::default()).await {
+        Ok(l) => l.items,
+        Err(e) => {
+            c.fail(format!("cannot list Links: {}", describe_api_error(&e)));
+            checks.push(c);
+            return Ok(checks);
+        }
+    };
+    let mut valid = Vec::new();
+    for link in links {
+        let name = link.metadata.name.clone().unwrap_or_default();
+        match link.spec.validate() {
+            Ok(v) => {
+                c.info(format!("* {name}"));
+                valid.push((link, v));
+            }
+            Err(e) => c.fail(format!("Link {name}: {e}")),
+        }
+    }
+    checks.push(c);
+
+    let now = SystemTime::now();
+    let local_config = linkerd_config(client, linkerd_namespace, &cluster.context).await;
+    let mut creds = Check::new(
+        "remote cluster access credentials are valid",
+        "l5d-smc-target-clusters-access",
+    );
+    let mut anchors = Check::new(
+        "clusters share trust anchors",
+        "l5d-multicluster-clusters-share-anchors",
+    );
+    let mut rbac = Check::new(
+        "service mirror controller has required permissions",
+        "l5d-multicluster-source-rbac-correct",
+    );
+    let mut running = Check::new(
+        "service mirror controllers are running",
+        "l5d-multicluster-service-mirror-running",
+    );
+    let mut gateways = Check::new(
+        "gateways are alive (from Link status)",
+        "l5d-multicluster-gateways-endpoints",
+    );
+    for (link, valid) in &valid {
+        let name = link.metadata.name.clone().unwrap_or_default();
+        let ns = link.metadata.namespace.clone().unwrap_or_default();
+        let target = valid.cluster_name.clone();
+        // Credentials, then anchors through them.
+        match remote_client(client, link, timeout).await {
+            Err(e) => {
+                creds.fail(format!("{target}: {e}"));
+                anchors.fail(format!(
+                    "{target}: cannot read the remote anchors: the credentials are unusable"
+                ));
+            }
+            Ok(remote) => {
+                let ssar = SelfSubjectAccessReview {
+                    spec: SelfSubjectAccessReviewSpec {
+                        resource_attributes: Some(ResourceAttributes {
+                            verb: Some("list".to_owned()),
+                            resource: Some("services".to_owned()),
+                            ..ResourceAttributes::default()
+                        }),
+                        ..SelfSubjectAccessReviewSpec::default()
+                    },
+                    ..SelfSubjectAccessReview::default()
+                };
+                let reviews: kube::Api<SelfSubjectAccessReview> = kube::Api::all(remote.clone());
+                let usable = match remote.apiserver_version().await {
+                    Err(e) => {
+                        creds.fail(format!(
+                            "{target}: cannot reach the target API server: {}",
+                            describe_api_error(&e)
+                        ));
+                        false
+                    }
+                    Ok(_) => match reviews.create(&PostParams::default(), &ssar).await {
+                        Err(e) => {
+                            creds.fail(format!("{target}: {}", describe_api_error(&e)));
+                            false
+                        }
+                        Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {
+                            creds.info(format!("* {target}: may list services"));
+                            true
+                        }
+                        Ok(_) => {
+                            creds.fail(format!("{target}: the remote-access account may not list services; re-apply the remote-access RBAC (`mc multicluster install` on the target)"));
+                            false
+                        }
+                    },
+                };
+                if usable {
+                    let remote_ns = link
+                        .spec
+                        .target_cluster_linkerd_namespace
+                        .clone()
+                        .unwrap_or_else(|| "linkerd".to_owned());
+                    diagnose_anchors(
+                        &mut anchors,
+                        &target,
+                        &local_config,
+                        &remote,
+                        &remote_ns,
+                        now,
+                    )
+                    .await;
+                } else {
+                    anchors.fail(format!(
+                        "{target}: cannot read the remote anchors: the credentials are unusable"
+                    ));
+                }
+            }
+        }
+        // RBAC of the controller.
+        let sa: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), &ns);
+        let roles: kube::Api<Role> = kube::Api::namespaced(client.clone(), &ns);
+        let rbs: kube::Api<RoleBinding> = kube::Api::namespaced(client.clone(), &ns);
+        let crs: kube::Api<ClusterRole> = kube::Api::all(client.clone());
+        let crbs: kube::Api<ClusterRoleBinding> = kube::Api::all(client.clone());
+        let mut missing = Vec::new();
+        let ctrl = render::controller_name(&name);
+        let role = render::controller_role_name(&name);
+        if get_opt(&sa, &ctrl, "get ServiceAccount").await?.is_none() {
+            missing.push(format!("ServiceAccount {ns}/{ctrl}"));
+        }
+        if get_opt(&roles, &role, "get Role").await?.is_none() {
+            missing.push(format!("Role {ns}/{role}"));
+        }
+        if get_opt(&rbs, &role, "get RoleBinding").await?.is_none() {
+            missing.push(format!("RoleBinding {ns}/{role}"));
+        }
+        if get_opt(
+            &crs,
+            render::controller_cluster_role_name(),
+            "get ClusterRole",
+        )
+        .await?
+        .is_none()
+        {
+            missing.push(format!(
+                "ClusterRole {}",
+                render::controller_cluster_role_name()
+            ));
+        }
+        if get_opt(
+            &crbs,
+            &render::controller_binding_name(&name),
+            "get ClusterRoleBinding",
+        )
+        .await?
+        .is_none()
+        {
+            missing.push(format!(
+                "ClusterRoleBinding {}",
+                render::controller_binding_name(&name)
+            ));
+        }
+        if missing.is_empty() {
+            rbac.info(format!("* {name}"));
+        } else {
+            rbac.fail(format!("{name}: missing {}; re-apply `mc multicluster link --cluster-name {name}` (and `mc multicluster install` for the ClusterRole)", missing.join(", ")));
+        }
+        // Controller running: its lease is held and fresh.
+        let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &ns);
+        let lease_name = render::lease_name(&name);
+        match get_opt(&leases, &lease_name, "get Lease").await? {
+            None => running.fail(format!("{name}: no controller has ever run (no Lease {ns}/{lease_name}); check `kubectl -n {ns} get deploy {ctrl}`")),
+            Some(lease) => {
+                let spec = lease.spec.unwrap_or_default();
+                let holder = spec.holder_identity.clone().unwrap_or_default();
+                let duration = Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(15)).unwrap_or(15));
+                let renewed = spec.renew_time.map(|t| SystemTime::from(t.0));
+                match renewed {
+                    Some(at) if !holder.is_empty() && at + duration >= now => running.info(format!("* {name}: leader {holder}")),
+                    Some(at) => running.fail(format!(
+                        "{name}: the controller is down: Lease {ns}/{lease_name} (holder {holder:?}) was last renewed at {} and expired {}s ago; check `kubectl -n {ns} get pods -l {}={name}`",
+                        mc_core::trust::format_time(at),
+                        now.duration_since(at + duration).map(|d| d.as_secs()).unwrap_or(0),
+                        labels::CLUSTER_NAME
+                    )),
+                    None => running.fail(format!("{name}: Lease {ns}/{lease_name} has never been renewed")),
+                }
+            }
+        }
+        // Gateway alive, from status.
+        if valid.gateway.is_some() {
+            match link.status.as_ref().and_then(|s| s.gateway.as_ref()) {
+                Some(g) if g.alive => gateways.info(format!("* {name}: alive{}", g.latency_ms.map(|l| format!(", {l}ms")).unwrap_or_default())),
+                Some(_) => gateways.fail(format!("{name}: the gateway of {target} is not alive (probe failing); check the gateway pods and the network path to {}", link.spec.gateway_address.clone().unwrap_or_default())),
+                None => gateways.fail(format!("{name}: no gateway status yet (is the controller running?)")),
+            }
+        }
+    }
+    checks.extend([creds, anchors, rbac, running, gateways]);
+
+    // Mirrors.
+    let services: kube::Api<Service> = kube::Api::all(client.clone());
+    let mirror_sel = format!("{}=true", labels::MIRRORED_SERVICE);
+    let mirrors = services
+        .list(&ListParams::default().labels(&mirror_sel))
+        .await
+        .map_err(|e| {
+            Error::api(
+                format!("list mirror Services (context {})", cluster.context),
+                e,
+            )
+        })?
+        .items;
+    let mut endpoints_check = Check::new(
+        "all mirror services have endpoints",
+        "l5d-multicluster-services-endpoints",
+    );
+    let mut orphans = Check::new(
+        "all mirror services are part of a Link",
+        "l5d-multicluster-orphaned-services",
+    );
+    let link_names: Vec<String> = valid.iter().map(|(_, v)| v.cluster_name.clone()).collect();
+    for svc in &mirrors {
+        let l = svc.metadata.labels.clone().unwrap_or_default();
+        let ns = svc.metadata.namespace.clone().unwrap_or_default();
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let Some(cluster_name) = l.get(labels::CLUSTER_NAME) else {
+            continue; // federated
+        };
+        if !link_names.contains(cluster_name) {
+            orphans.warn(format!("{ns}/{name}: mirror of {cluster_name:?}, which no Link targets; delete it or re-link"));
+        }
+        if l.contains_key(labels::MIRRORED_GATEWAY) || l.contains_key(labels::REMOTE_DISCOVERY) {
+            continue;
+        }
+        let eps: kube::Api<Endpoints> = kube::Api::namespaced(client.clone(), &ns);
+        let has = match eps.get_opt(&name).await {
+            Ok(Some(e)) => e.subsets.as_ref().is_some_and(|s| {
+                s.iter().any(|s| {
+                    s.addresses.as_ref().is_some_and(|a| !a.is_empty())
+                        || s.not_ready_addresses
+                            .as_ref()
+                            .is_some_and(|a| !a.is_empty())
+                })
+            }),
+            Ok(None) => false,
+            Err(e) => return Err(Error::api(format!("get Endpoints {ns}/{name}"), e)),
+        };
+        if !has {
+            endpoints_check.fail(format!("{ns}/{name} has no endpoints (is the remote service empty, or the controller down?)"));
+        }
+    }
+    checks.extend([endpoints_check, orphans]);
+    Ok(checks)
+}
+
+async fn diagnose_anchors(
+    c: &mut Check,
+    target: &str,
+    local: &Result<Option<mc_core::trust::LinkerdConfig>>,
+    remote: &kube::Client,
+    remote_ns: &str,
+    now: SystemTime,
+) {
+    let local = match local {
+        Ok(Some(cfg)) => match TrustBundle::from_pem_unchecked_time(&cfg.trust_anchors_pem) {
+            Ok(b) => b,
+            Err(e) => return c.fail(format!("local linkerd-config: {e}")),
+        },
+        Ok(None) => return c.fail("the local cluster has no linkerd-config ConfigMap (pass -L with the control-plane namespace)".to_owned()),
+        Err(e) => return c.fail(format!("local linkerd-config: {e}")),
+    };
+    let remote = match linkerd_config(remote, remote_ns, target).await {
+        Ok(Some(cfg)) => match TrustBundle::from_pem_unchecked_time(&cfg.trust_anchors_pem) {
+            Ok(b) => b,
+            Err(e) => return c.fail(format!("{target}: remote linkerd-config: {e}")),
+        },
+        Ok(None) => {
+            return c.fail(format!(
+                "{target}: no ConfigMap {remote_ns}/linkerd-config in the target cluster"
+            ));
+        }
+        Err(e) => return c.fail(format!("{target}: {e}")),
+    };
+    let diff = local.diff(&remote);
+    let subjects = |list: &[mc_core::trust::Anchor]| {
+        list.iter()
+            .map(|a| {
+                format!(
+                    "{} (SHA256 {})",
+                    a.summary().subject,
+                    short_fp(&a.summary().sha256_fingerprint)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let expired: Vec<String> = local
+        .anchors()
+        .iter()
+        .chain(remote.anchors())
+        .filter(|a| !a.is_valid_at(now))
+        .map(|a| a.summary().subject.clone())
+        .collect();
+    if diff.is_empty() {
+        c.info(format!(
+            "* {target}: {} shared anchor(s)",
+            diff.common.len()
+        ));
+    } else {
+        let mut msg = format!("{target}: the anchors differ:");
+        if !diff.removed.is_empty() {
+            msg.push_str(&format!(
+                " only in this cluster: {};",
+                subjects(&diff.removed)
+            ));
+        }
+        if !diff.added.is_empty() {
+            msg.push_str(&format!(" only in {target}: {};", subjects(&diff.added)));
+        }
+        if diff.common.is_empty() {
+            msg.push_str(" the bundles share NO anchor, so neither side can authenticate the other; distribute one bundle (`mc trust-anchor bundle`) to both clusters");
+        } else {
+            msg.push_str(&format!(
+                " they still share {}, so traffic works, but finish the rotation so both hold the same bundle",
+                subjects(&diff.common)
+            ));
+        }
+        c.fail(msg);
+    }
+    if !expired.is_empty() {
+        c.fail(format!(
+            "{target}: expired or not yet valid anchor(s): {}",
+            expired.join(", ")
+        ));
+    }
+}
+
+fn short_fp(fp: &str) -> String {
+    fp.chars().take(23).collect()
+}
