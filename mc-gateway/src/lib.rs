@@ -1,1 +1,30 @@
-//! `mc-gateway`: the mTLS gateway of a target cluster.
+//! `mc-gateway`: the mTLS gateway of a target cluster, and the client side that reaches it.
+//!
+//! The gateway ([`server::Gateway`]) accepts TLS 1.3 connections whose client certificate
+//! chains to the trust anchors, takes the client identity from the certificate's first SAN DNS
+//! name, and routes:
+//!
+//! - ALPN `transport.l5d.io/v1`: the transport header names the target `name:port`; with a
+//!   session protocol the gateway forwards HTTP requests, without one it splices bytes;
+//! - ALPN `h2`, `http/1.1` or none: HTTP routed by `Host` / `:authority`.
+//!
+//! Targets must end in an allowed suffix (`svc.<cluster-domain>`), pass the optional policy,
+//! and resolve through a [`resolve::Resolve`]. HTTP requests get `Forwarded` and
+//! `l5d-client-id`; loops are refused. [`client::GatewayConnector`] and
+//! [`client::Forwarder`] are the source-cluster side.
+
+pub mod admin;
+pub mod client;
+mod error;
+pub mod http;
+pub mod io;
+pub mod metrics;
+pub mod resolve;
+pub mod route;
+pub mod server;
+pub mod tls;
+
+pub use error::Error;
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

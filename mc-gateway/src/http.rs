@@ -1,0 +1,356 @@
+//! HTTP-aware forwarding: requests from an authenticated client to the target service, with
+//! loop protection, `Forwarded` and `l5d-client-id`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::metrics::Metrics;
+use crate::resolve::SharedResolver;
+use crate::route::{Policy, Suffixes, Target, check_forwarded, forwarded_element};
+use crate::{Error, Result};
+
+/// The header that carries the authenticated client identity to the target.
+pub const CLIENT_ID_HEADER: &str = "l5d-client-id";
+
+/// The response body type of the gateway's HTTP service.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Connects to a target by resolving its `name:port` with the gateway's resolver.
+#[derive(Debug, Clone)]
+pub struct ResolvingConnector {
+    resolver: SharedResolver,
+}
+
+impl ResolvingConnector {
+    /// A connector over `resolver`.
+    pub fn new(resolver: SharedResolver) -> Self {
+        Self { resolver }
+    }
+}
+
+impl tower_service::Service<Uri> for ResolvingConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let resolver = self.resolver.clone();
+        Box::pin(async move {
+            let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+            let target = Target::parse_authority(authority, Some(80))?;
+            let addr = resolver.resolve(&target).await?;
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|source| Error::Connect {
+                    addr: addr.to_string(),
+                    what: "target backend",
+                    source,
+                })?;
+            let _ = stream.set_nodelay(true);
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// The upstream HTTP clients (HTTP/1.1 and HTTP/2 prior knowledge), pooled per target.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    h1: Client<ResolvingConnector, Incoming>,
+    h2: Client<ResolvingConnector, Incoming>,
+}
+
+impl Upstreams {
+    /// Clients that connect through `resolver`.
+    pub fn new(resolver: SharedResolver) -> Self {
+        let connector = ResolvingConnector::new(resolver);
+        let h1 = Client::builder(TokioExecutor::new()).build(connector.clone());
+        let h2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(connector);
+        Self { h1, h2 }
+    }
+}
+
+/// Everything one HTTP-serving connection needs.
+#[derive(Debug, Clone)]
+pub struct HttpContext {
+    /// The gateway's own identity.
+    pub gateway_id: Arc<str>,
+    /// The authenticated client identity.
+    pub client_id: Arc<str>,
+    /// The target fixed by the transport header, or `None` to route each request by its
+    /// authority.
+    pub fixed_target: Option<Target>,
+    /// Speak HTTP/2 (prior knowledge) to the target instead of HTTP/1.1.
+    pub upstream_h2: bool,
+    /// Port assumed when a Host header has none.
+    pub default_port: u16,
+    /// Allowed target suffixes.
+    pub suffixes: Arc<Suffixes>,
+    /// Per-service policy.
+    pub policy: Arc<Policy>,
+    /// Upstream clients.
+    pub upstreams: Upstreams,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that must not be forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// A plain-text error response.
+pub fn error_response(status: StatusCode, message: String) -> Response<Body> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(message + "\n"))
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// The status code for a routing error.
+pub fn status_for(e: &Error) -> StatusCode {
+    match e {
+        Error::SuffixNotAllowed { .. } | Error::BadAuthority { .. } => StatusCode::BAD_REQUEST,
+        Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+        Error::Loop { .. } => StatusCode::LOOP_DETECTED,
+        Error::NoEndpoints { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// Finds the gateway error inside an upstream client error, if any.
+fn find_gateway_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    loop {
+        if let Some(ours) = e.downcast_ref::<Error>() {
+            return Some(ours);
+        }
+        e = e.source()?;
+    }
+}
+
+impl HttpContext {
+    fn target_of(&self, req: &Request<Incoming>) -> Result<Target> {
+        if let Some(t) = &self.fixed_target {
+            return Ok(t.clone());
+        }
+        let authority = match req.uri().authority() {
+            Some(a) => a.as_str().to_owned(),
+            None => req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let target = Target::parse_authority(&authority, Some(self.default_port))?;
+        self.suffixes.check(&target)?;
+        self.policy.check(&self.client_id, &target)?;
+        Ok(target)
+    }
+
+    fn rewrite(&self, req: Request<Incoming>, target: &Target) -> Result<Request<Incoming>> {
+        let (mut parts, body) = req.into_parts();
+        check_forwarded(
+            parts
+                .headers
+                .get_all(header::FORWARDED)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+            &self.gateway_id,
+        )?;
+        strip_hop_by_hop(&mut parts.headers);
+        let authority = target.to_string();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri =
+            format!("http://{authority}{path}")
+                .parse()
+                .map_err(|_| Error::BadAuthority {
+                    authority: authority.clone(),
+                    why: "cannot form a request URI",
+                })?;
+        let bad_value = |_| Error::BadAuthority {
+            authority: authority.clone(),
+            why: "not a valid header value",
+        };
+        if self.upstream_h2 {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+        } else {
+            parts.version = Version::HTTP_11;
+            parts.headers.insert(
+                header::HOST,
+                HeaderValue::from_str(&authority).map_err(bad_value)?,
+            );
+        }
+        let client = HeaderValue::from_str(&self.client_id).map_err(bad_value)?;
+        parts.headers.insert(CLIENT_ID_HEADER, client);
+        let fwd = forwarded_element(&self.gateway_id, &self.client_id, target);
+        parts.headers.append(
+            header::FORWARDED,
+            HeaderValue::from_str(&fwd).map_err(bad_value)?,
+        );
+        Ok(Request::from_parts(parts, body))
+    }
+
+    /// Forwards one request and returns the target's response, or an error response.
+    pub async fn forward(self, req: Request<Incoming>) -> Response<Body> {
+        let start = Instant::now();
+        let target = match self.target_of(&req) {
+            Ok(t) => t,
+            Err(e) => return self.refuse(None, e, start),
+        };
+        let req = match self.rewrite(req, &target) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(Some(&target), e, start),
+        };
+        let client = if self.upstream_h2 {
+            &self.upstreams.h2
+        } else {
+            &self.upstreams.h1
+        };
+        match client.request(req).await {
+            Ok(resp) => {
+                let (mut parts, body) = resp.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                self.metrics.http_request(
+                    &target.to_string(),
+                    parts.status.as_u16(),
+                    start.elapsed().as_secs_f64(),
+                );
+                Response::from_parts(parts, body.boxed())
+            }
+            Err(e) => match find_gateway_error(&e) {
+                Some(ours) => {
+                    let status = status_for(ours);
+                    self.metrics.route_error(ours.reason());
+                    let msg = ours.to_string();
+                    self.finish_error(Some(&target), status, msg, start)
+                }
+                None => {
+                    let msg = format!("upstream {target} failed: {e}");
+                    self.metrics.route_error("upstream");
+                    self.finish_error(Some(&target), StatusCode::BAD_GATEWAY, msg, start)
+                }
+            },
+        }
+    }
+
+    fn refuse(&self, target: Option<&Target>, e: Error, start: Instant) -> Response<Body> {
+        self.metrics.route_error(e.reason());
+        self.finish_error(target, status_for(&e), e.to_string(), start)
+    }
+
+    fn finish_error(
+        &self,
+        target: Option<&Target>,
+        status: StatusCode,
+        msg: String,
+        start: Instant,
+    ) -> Response<Body> {
+        let label = target.map_or_else(|| "unknown".to_owned(), Target::to_string);
+        tracing::info!(client = %self.client_id, target = %label, %status, reason = %msg, "request refused");
+        self.metrics
+            .http_request(&label, status.as_u16(), start.elapsed().as_secs_f64());
+        error_response(status, msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_are_removed_including_connection_named_ones() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn statuses() {
+        let t = |e: Error| status_for(&e).as_u16();
+        assert_eq!(
+            t(Error::UnknownService {
+                name: "a".into(),
+                port: 1,
+                why: String::new()
+            }),
+            502
+        );
+        assert_eq!(
+            t(Error::NoEndpoints {
+                name: "a".into(),
+                port: 1
+            }),
+            503
+        );
+        assert_eq!(t(Error::Loop { why: String::new() }), 508);
+        assert_eq!(
+            t(Error::Forbidden {
+                client: "c".into(),
+                target: "t".into()
+            }),
+            403
+        );
+    }
+}

@@ -1,0 +1,407 @@
+//! Stream plumbing: activity and byte accounting, idle detection, the transport-header read,
+//! and the opaque splice.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use mc_core::transport::{self, Decoded, TransportHeader};
+use prometheus_client::metrics::counter::Counter;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::{Error, Result};
+
+/// The last time any byte moved on a connection, shared between the stream and its watchdog.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    start: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Activity {
+    /// Starts the clock now.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Records activity now.
+    pub fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the last activity.
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+
+    /// Resolves once the connection has been idle for `limit`.
+    pub async fn idle_timeout(&self, limit: Duration) {
+        loop {
+            let idle = self.idle_for();
+            if idle >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - idle).await;
+        }
+    }
+}
+
+/// A stream wrapper that counts bytes into two counters and records activity.
+#[derive(Debug)]
+pub struct Tracked<S> {
+    inner: S,
+    activity: Activity,
+    read: Counter,
+    written: Counter,
+}
+
+impl<S> Tracked<S> {
+    /// Wraps `inner`; bytes read go to `read`, bytes written to `written`.
+    pub fn new(inner: S, activity: Activity, read: Counter, written: Counter) -> Self {
+        Self {
+            inner,
+            activity,
+            read,
+            written,
+        }
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.read.inc_by(n as u64);
+            self.activity.touch();
+        }
+        res
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &res
+            && *n > 0
+        {
+            self.written.inc_by(*n as u64);
+            self.activity.touch();
+        }
+        res
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &res
+            && *n > 0
+        {
+            self.written.inc_by(*n as u64);
+            self.activity.touch();
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// A stream that first yields buffered bytes, then reads from the inner stream: the bytes read
+/// past the transport header belong to the application.
+#[derive(Debug)]
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    pos: usize,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// Yields `prefix` before `inner`'s bytes.
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self {
+            prefix,
+            pos: 0,
+            inner,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(buf.remaining());
+            let start = self.pos;
+            buf.put_slice(&self.prefix[start..start + n]);
+            self.pos += n;
+            if self.pos == self.prefix.len() {
+                self.prefix = Vec::new();
+                self.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// Reads a transport header from `stream` within `timeout`, never buffering more than the
+/// header needs plus one read. Returns the header and the application bytes read past it.
+pub async fn read_header<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    timeout: Duration,
+) -> Result<(TransportHeader, Vec<u8>)> {
+    let read = async {
+        let mut buf: Vec<u8> = Vec::with_capacity(512);
+        loop {
+            match transport::decode(&buf)? {
+                Decoded::Complete { header, consumed } => {
+                    let rest = buf.split_off(consumed);
+                    return Ok((header, rest));
+                }
+                Decoded::Incomplete { needed } => {
+                    let start = buf.len();
+                    // Read at least what is needed, at most 4 KiB beyond the header start.
+                    let want = needed.clamp(1, 16 * 1024);
+                    buf.resize(start + want, 0);
+                    let n = stream
+                        .read(&mut buf[start..])
+                        .await
+                        .map_err(|source| Error::Io {
+                            what: "reading the transport header",
+                            source,
+                        })?;
+                    buf.truncate(start + n);
+                    if n == 0 {
+                        return Err(Error::Io {
+                            what: "reading the transport header",
+                            source: std::io::ErrorKind::UnexpectedEof.into(),
+                        });
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| Error::Timeout {
+            what: "the transport header",
+            after: timeout,
+        })?
+}
+
+/// Copies both directions between `a` and `b` until both are done or the connection has been
+/// idle (no byte either way) for `idle`. Returns bytes copied (a→b, b→a).
+pub async fn splice<A, B>(a: A, b: B, idle: Duration, activity: Activity) -> Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let up = copy_half(&mut ar, &mut bw, &activity);
+    let down = copy_half(&mut br, &mut aw, &activity);
+    let both = async { tokio::try_join!(up, down) };
+    tokio::select! {
+        r = both => r.map_err(|source| Error::Io { what: "splicing", source }),
+        () = activity.idle_timeout(idle) => Err(Error::Timeout { what: "any byte on an idle connection", after: idle }),
+    }
+}
+
+async fn copy_half<R, W>(r: &mut R, w: &mut W, activity: &Activity) -> std::io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            w.shutdown().await?;
+            return Ok(total);
+        }
+        activity.touch();
+        w.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use mc_core::transport::SessionProtocol;
+
+    fn header() -> TransportHeader {
+        TransportHeader {
+            port: 80,
+            name: Some("web.ns.svc.cluster.local".into()),
+            protocol: Some(SessionProtocol::Http1),
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_a_header_sent_byte_by_byte_and_keeps_the_rest() {
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let mut bytes = header().encode();
+        bytes.extend_from_slice(b"hello");
+        let writer = tokio::spawn(async move {
+            for b in bytes {
+                client.write_all(&[b]).await.unwrap();
+            }
+            client
+        });
+        let (h, rest) = read_header(&mut server, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(h, header());
+        let mut tail = rest;
+        let _client = writer.await.unwrap();
+        while tail.len() < 5 {
+            let mut b = [0u8; 8];
+            let n = server.read(&mut b).await.unwrap();
+            tail.extend_from_slice(&b[..n]);
+        }
+        assert_eq!(tail, b"hello");
+    }
+
+    #[tokio::test]
+    async fn header_errors() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let err = read_header(&mut server, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "bad_header");
+
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(&header().encode()[..30]).await.unwrap();
+        drop(client);
+        let err = read_header(&mut server, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let err = read_header(&mut server, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "timeout");
+    }
+
+    #[tokio::test]
+    async fn prefixed_yields_the_prefix_first() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b" world").await.unwrap();
+        drop(client);
+        let mut p = Prefixed::new(b"hello".to_vec(), server);
+        let mut out = String::new();
+        p.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out, "hello world");
+    }
+
+    #[tokio::test]
+    async fn splice_copies_both_ways_and_stops_when_idle() {
+        let (mut c1, s1) = tokio::io::duplex(1024);
+        let (s2, mut c2) = tokio::io::duplex(1024);
+        let task = tokio::spawn(splice(s1, s2, Duration::from_millis(200), Activity::new()));
+        c1.write_all(b"ping").await.unwrap();
+        let mut b = [0u8; 4];
+        c2.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"ping");
+        c2.write_all(b"pong").await.unwrap();
+        c1.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"pong");
+        // Nothing more: the idle timeout ends the splice.
+        let err = task.await.unwrap().unwrap_err();
+        assert_eq!(err.reason(), "timeout");
+    }
+
+    #[tokio::test]
+    async fn splice_ends_when_both_sides_close() {
+        let (mut c1, s1) = tokio::io::duplex(1024);
+        let (s2, mut c2) = tokio::io::duplex(1024);
+        let task = tokio::spawn(splice(s1, s2, Duration::from_secs(10), Activity::new()));
+        c1.write_all(b"abc").await.unwrap();
+        c1.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        c2.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"abc");
+        c2.shutdown().await.unwrap();
+        assert_eq!(task.await.unwrap().unwrap(), (3, 0));
+    }
+}

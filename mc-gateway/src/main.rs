@@ -1,0 +1,315 @@
+//! The `mc-gateway` binary: `serve` (the gateway) and `connect` (the client side).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mc_core::transport::SessionProtocol;
+use mc_gateway::client::{Backend, BackendKind, BackendSpec, Forwarder, GatewayConnector};
+use mc_gateway::resolve::{Chain, DnsResolver, SharedResolver, StaticResolver};
+use mc_gateway::route::{Policy, Suffixes, Target};
+use mc_gateway::server::{Gateway, Limits, ServerConfig};
+use mc_gateway::{Error, Result};
+
+/// The mc gateway: the mTLS door into a target cluster, and the client side that reaches it.
+#[derive(Debug, Parser)]
+#[command(name = "mc-gateway", version)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(Serve),
+    /// Listen locally and forward to a gateway (and optionally a local backend, weighted).
+    Connect(Connect),
+}
+
+/// Flags of `mc-gateway serve`.
+#[derive(Debug, Parser)]
+struct Serve {
+    /// mTLS listener address.
+    #[arg(long, default_value = "0.0.0.0:4143")]
+    listen: SocketAddr,
+    /// Admin server address (/ready, /live, /metrics); "off" disables it.
+    #[arg(long, default_value = "0.0.0.0:4191")]
+    admin: String,
+    /// PEM certificate chain of the gateway (its identity as SAN DNS name), reloaded on change.
+    #[arg(long)]
+    cert: PathBuf,
+    /// PEM ECDSA P-256 private key, reloaded on change.
+    #[arg(long)]
+    key: PathBuf,
+    /// PEM bundle of trust anchors that client certificates must chain to.
+    #[arg(long)]
+    trust_anchors: PathBuf,
+    /// The gateway's own identity, e.g.
+    /// linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local.
+    #[arg(long)]
+    identity: String,
+    /// Cluster domain; the default allowed suffix is svc.<cluster-domain>.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Allowed target suffix (repeatable); replaces the default svc.<cluster-domain>.
+    #[arg(long = "allow-suffix")]
+    allow_suffix: Vec<String>,
+    /// Static target: name:port=ip:port (repeatable); consulted before DNS.
+    #[arg(long = "static")]
+    statics: Vec<String>,
+    /// Do not fall back to the system DNS resolver.
+    #[arg(long)]
+    no_dns: bool,
+    /// YAML policy file: `rules: [{services: [glob], clients: [glob]}]`.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Port assumed when an HTTP Host header has none.
+    #[arg(long, default_value_t = 80)]
+    default_http_port: u16,
+    /// TLS handshake timeout, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Transport-header and HTTP-header read timeout, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Idle connection timeout, seconds.
+    #[arg(long, default_value_t = 300.0)]
+    idle_timeout: f64,
+    /// Maximum HTTP header block, bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_header_bytes: usize,
+    /// Maximum concurrent connections; more are closed at accept.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Drain deadline on SIGTERM, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    drain_timeout: f64,
+    /// Certificate file poll interval, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    reload_interval: f64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Protocol {
+    Opaque,
+    Http1,
+    Http2,
+}
+
+/// Flags of `mc-gateway connect`.
+#[derive(Debug, Parser)]
+struct Connect {
+    /// Local listen address.
+    #[arg(long, default_value = "127.0.0.1:4140")]
+    listen: SocketAddr,
+    /// Backend: local=<ip:port>[,weight=N] or gateway=<host:port>[,weight=N] (repeatable).
+    #[arg(long = "backend", required = true)]
+    backends: Vec<String>,
+    /// Target authority sent to the gateway: remote-svc-fq-name:port.
+    #[arg(long)]
+    target: String,
+    /// Expected gateway identity (remote-gateway-identity).
+    #[arg(long)]
+    gateway_identity: Option<String>,
+    /// Session protocol announced in the transport header.
+    #[arg(long, value_enum, default_value_t = Protocol::Opaque)]
+    protocol: Protocol,
+    /// PEM client certificate (the client identity as SAN DNS name).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// PEM ECDSA P-256 client key.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// PEM trust-anchor bundle the gateway must chain to.
+    #[arg(long)]
+    trust_anchors: Option<PathBuf>,
+}
+
+fn seconds(flag: &'static str, v: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|e| Error::InvalidArg {
+        flag,
+        value: v.to_string(),
+        why: e.to_string(),
+        fix: "a non-negative number of seconds",
+    })
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Plain => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = term => tracing::info!("SIGTERM received"),
+        r = tokio::signal::ctrl_c() => if r.is_ok() { tracing::info!("SIGINT received") },
+    }
+}
+
+async fn serve(args: Serve) -> Result<()> {
+    let mut statics = StaticResolver::new();
+    for spec in &args.statics {
+        statics.add_spec(spec)?;
+    }
+    let mut chain: Vec<SharedResolver> = vec![Arc::new(statics)];
+    if !args.no_dns {
+        chain.push(Arc::new(DnsResolver::default()));
+    }
+    let suffixes = if args.allow_suffix.is_empty() {
+        Suffixes::for_cluster_domain(&args.cluster_domain)
+    } else {
+        Suffixes::new(&args.allow_suffix)
+    };
+    let policy = match &args.policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::default(),
+    };
+    let admin = match args.admin.as_str() {
+        "off" | "" => None,
+        a => Some(
+            a.parse()
+                .map_err(|e: std::net::AddrParseError| Error::InvalidArg {
+                    flag: "--admin",
+                    value: a.to_owned(),
+                    why: e.to_string(),
+                    fix: "ip:port, e.g. 0.0.0.0:4191, or off",
+                })?,
+        ),
+    };
+    let config = ServerConfig {
+        listen: args.listen,
+        admin,
+        cert: args.cert,
+        key: args.key,
+        trust_anchors: args.trust_anchors,
+        identity: args.identity,
+        suffixes,
+        policy,
+        default_http_port: args.default_http_port,
+        resolver: Arc::new(Chain(chain)),
+        limits: Limits {
+            handshake_timeout: seconds("--handshake-timeout", args.handshake_timeout)?,
+            header_timeout: seconds("--header-timeout", args.header_timeout)?,
+            idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
+            max_http_header_bytes: args.max_header_bytes,
+            max_connections: args.max_connections,
+            drain_timeout: seconds("--drain-timeout", args.drain_timeout)?,
+            reload_interval: seconds("--reload-interval", args.reload_interval)?,
+        },
+    };
+    let gateway = Gateway::bind(config).await?;
+    tracing::info!(
+        listen = %gateway.local_addr()?,
+        admin = ?gateway.admin_addr(),
+        "listening"
+    );
+    gateway.run(shutdown_signal()).await
+}
+
+fn required<'a, T>(v: &'a Option<T>, flag: &'static str) -> Result<&'a T> {
+    v.as_ref().ok_or(Error::InvalidArg {
+        flag,
+        value: String::new(),
+        why: "required with a gateway backend".into(),
+        fix: "pass the flag",
+    })
+}
+
+async fn connect(args: Connect) -> Result<()> {
+    let target = Target::parse_authority(&args.target, None)?;
+    let mut backends = Vec::new();
+    for spec in &args.backends {
+        let spec = BackendSpec::parse(spec)?;
+        let kind = if spec.kind == "local" {
+            BackendKind::Local(spec.addr.parse().map_err(|e: std::net::AddrParseError| {
+                Error::InvalidArg {
+                    flag: "--backend",
+                    value: spec.addr.clone(),
+                    why: e.to_string(),
+                    fix: "local=ip:port",
+                }
+            })?)
+        } else {
+            BackendKind::Gateway(GatewayConnector::new(
+                required(&args.cert, "--cert")?,
+                required(&args.key, "--key")?,
+                required(&args.trust_anchors, "--trust-anchors")?,
+                spec.addr.clone(),
+                required(&args.gateway_identity, "--gateway-identity")?,
+            )?)
+        };
+        backends.push(Backend {
+            name: spec.kind.clone(),
+            kind,
+            weight: spec.weight,
+        });
+    }
+    let protocol = match args.protocol {
+        Protocol::Opaque => None,
+        Protocol::Http1 => Some(SessionProtocol::Http1),
+        Protocol::Http2 => Some(SessionProtocol::Http2),
+    };
+    let fwd = Forwarder::bind(args.listen, backends, target, protocol).await?;
+    tracing::info!(listen = %fwd.local_addr()?, "forwarding");
+    fwd.run(shutdown_signal()).await
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mc-gateway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Connect(args) => connect(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "mc-gateway failed");
+            eprintln!("mc-gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

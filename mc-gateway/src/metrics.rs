@@ -1,0 +1,192 @@
+//! The gateway's Prometheus metrics.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label pairs.
+type Labels = Vec<(&'static str, String)>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~26 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// Every metric the gateway exports. Cheap to clone handles live inside.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Connections accepted by the listener (before TLS).
+    pub accepted: Counter,
+    /// Connections refused, by reason (`max_connections`, `loop`, `bad_target`, ...).
+    pub refused: Family<Labels, Counter>,
+    /// TLS handshake failures, by reason.
+    pub handshake_errors: Family<Labels, Counter>,
+    /// Successful handshake latency.
+    pub handshake_seconds: Histogram,
+    /// Bytes received from clients.
+    pub bytes_in: Counter,
+    /// Bytes sent to clients.
+    pub bytes_out: Counter,
+    /// Connections currently open.
+    pub active: Gauge,
+    /// Targets that could not be served, by reason (`unknown_service`, `no_endpoints`, ...).
+    pub route_errors: Family<Labels, Counter>,
+    /// HTTP requests forwarded, by target and status code.
+    pub http_requests: Family<Labels, Counter>,
+    /// HTTP request latency (until response headers), by target.
+    pub http_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers all metrics under the prefix `mc_gateway`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mc_gateway");
+        let m = Self {
+            accepted: Counter::default(),
+            refused: Family::default(),
+            handshake_errors: Family::default(),
+            handshake_seconds: latency_histogram(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            active: Gauge::default(),
+            route_errors: Family::default(),
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(latency_histogram),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections_accepted",
+            "Connections accepted by the listener",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused, by reason",
+            m.refused.clone(),
+        );
+        registry.register(
+            "tls_handshake_errors",
+            "TLS handshake failures, by reason",
+            m.handshake_errors.clone(),
+        );
+        registry.register(
+            "tls_handshake_seconds",
+            "Latency of successful TLS handshakes",
+            m.handshake_seconds.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Bytes received from clients",
+            m.bytes_in.clone(),
+        );
+        registry.register("bytes_out", "Bytes sent to clients", m.bytes_out.clone());
+        registry.register(
+            "active_connections",
+            "Connections currently open",
+            m.active.clone(),
+        );
+        registry.register(
+            "route_errors",
+            "Targets refused or unresolvable, by reason",
+            m.route_errors.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests forwarded, by target and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_seconds",
+            "HTTP request latency until response headers, by target",
+            m.http_seconds.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Counts a refused connection.
+    pub fn refuse(&self, reason: &str) {
+        self.refused
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// Counts a handshake failure.
+    pub fn handshake_error(&self, reason: &str) {
+        self.handshake_errors
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// Counts a route failure.
+    pub fn route_error(&self, reason: &str) {
+        self.route_errors
+            .get_or_create(&vec![("reason", reason.to_owned())])
+            .inc();
+    }
+
+    /// Records one forwarded HTTP request.
+    pub fn http_request(&self, target: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .get_or_create(&vec![
+                ("target", target.to_owned()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.http_seconds
+            .get_or_create(&vec![("target", target.to_owned())])
+            .observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn exposition_names_and_labels() {
+        let m = Metrics::new();
+        m.accepted.inc();
+        m.refuse("max_connections");
+        m.handshake_error("no_client_cert");
+        m.http_request("web.ns.svc.cluster.local:80", 200, 0.01);
+        let text = m.encode();
+        assert!(
+            text.contains("mc_gateway_connections_accepted_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mc_gateway_connections_refused_total{reason=\"max_connections\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mc_gateway_tls_handshake_errors_total{reason=\"no_client_cert\"} 1")
+        );
+        assert!(text.contains(
+            "mc_gateway_http_requests_total{target=\"web.ns.svc.cluster.local:80\",status=\"200\"} 1"
+        ));
+        assert!(text.contains(
+            "mc_gateway_http_request_seconds_count{target=\"web.ns.svc.cluster.local:80\"} 1"
+        ));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

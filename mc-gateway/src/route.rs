@@ -1,0 +1,338 @@
+//! Routing decisions: which targets may be reached (allowed suffixes), by whom (policy), and
+//! loop protection.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// A target service: host name and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The host name, lowercase, without a trailing dot.
+    pub name: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.name, self.port)
+    }
+}
+
+impl Target {
+    /// Builds a target, normalising the name (lowercase, no trailing dot).
+    pub fn new(name: &str, port: u16) -> Self {
+        Self {
+            name: name.trim_end_matches('.').to_ascii_lowercase(),
+            port,
+        }
+    }
+
+    /// Parses `host:port`; `default_port` applies when the port is absent (HTTP Host headers).
+    pub fn parse_authority(authority: &str, default_port: Option<u16>) -> Result<Self> {
+        let bad = |why| Error::BadAuthority {
+            authority: authority.to_owned(),
+            why,
+        };
+        if authority.is_empty() {
+            return Err(bad("empty"));
+        }
+        if authority.starts_with('[') {
+            return Err(bad("IP literals are not service names"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| bad("port is not a number in 1..=65535"))?,
+            ),
+            None => (authority, default_port.ok_or_else(|| bad("no port"))?),
+        };
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            return Err(bad("host has characters outside a DNS name"));
+        }
+        Ok(Self::new(host, port))
+    }
+}
+
+/// The allowed target suffixes, e.g. `svc.cluster.local`.
+#[derive(Debug, Clone)]
+pub struct Suffixes(Vec<String>);
+
+impl Suffixes {
+    /// The default: `svc.<cluster_domain>`.
+    pub fn for_cluster_domain(cluster_domain: &str) -> Self {
+        Self::new([format!("svc.{}", cluster_domain.trim_matches('.'))])
+    }
+
+    /// A list of suffixes (with or without leading or trailing dots).
+    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(suffixes: I) -> Self {
+        Self(
+            suffixes
+                .into_iter()
+                .map(|s| s.as_ref().trim_matches('.').to_ascii_lowercase())
+                .collect(),
+        )
+    }
+
+    /// Checks that the target's name is `<something>.<suffix>` for an allowed suffix.
+    pub fn check(&self, target: &Target) -> Result<()> {
+        let ok = self.0.iter().any(|suffix| {
+            target
+                .name
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.'))
+        });
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::SuffixNotAllowed {
+                name: target.name.clone(),
+                allowed: self.0.clone(),
+            })
+        }
+    }
+}
+
+/// Matches `text` against a glob where `*` is any run of characters (dots included) and `?`
+/// any one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == t[ti] => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|c| *c == b'*')
+}
+
+/// Per-service authorization: which client identities may reach which target services.
+///
+/// The YAML form:
+///
+/// ```yaml
+/// rules:
+///   - services: ["web.shop.svc.cluster.local", "*.billing.svc.cluster.local"]
+///     clients: ["*.shop.serviceaccount.identity.linkerd.cluster.local"]
+/// ```
+///
+/// A target that matches no rule's `services` is open to every identity chained to the
+/// anchors. A target that matches rules is open only to clients matching one of their
+/// `clients` patterns.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The rules, in any order.
+    #[serde(default)]
+    pub rules: Vec<PolicyRule>,
+}
+
+/// One policy rule.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    /// Glob patterns of target service host names.
+    pub services: Vec<String>,
+    /// Glob patterns of client identities allowed to reach them.
+    pub clients: Vec<String>,
+}
+
+impl Policy {
+    /// Parses the YAML form.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self> {
+        serde_yaml::from_str(text).map_err(|source| Error::Policy {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Reads the YAML file at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+            what: "policy",
+            flag: "--policy",
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// Decides whether `client` may reach `target`.
+    pub fn check(&self, client: &str, target: &Target) -> Result<()> {
+        let mut governed = false;
+        for rule in &self.rules {
+            if rule.services.iter().any(|s| glob_match(s, &target.name)) {
+                governed = true;
+                if rule.clients.iter().any(|c| glob_match(c, client)) {
+                    return Ok(());
+                }
+            }
+        }
+        if governed {
+            Err(Error::Forbidden {
+                client: client.to_owned(),
+                target: target.to_string(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Loop protection for HTTP: refuses a request whose `Forwarded` headers already name this
+/// gateway (`by=<gateway-id>`), and builds the element this gateway appends.
+pub fn check_forwarded<'a>(values: impl Iterator<Item = &'a str>, gateway_id: &str) -> Result<()> {
+    for value in values {
+        for element in value.split(',') {
+            for pair in element.split(';') {
+                let Some((k, v)) = pair.trim().split_once('=') else {
+                    continue;
+                };
+                if k.trim().eq_ignore_ascii_case("by") && v.trim().trim_matches('"') == gateway_id {
+                    return Err(Error::Loop {
+                        why: format!(
+                            "the request already passed through {gateway_id} (Forwarded: {value})"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `Forwarded` element this gateway appends (RFC 7239):
+/// `by=<gateway-id>;for=<client-id>;host=<target>;proto=https`.
+pub fn forwarded_element(gateway_id: &str, client_id: &str, target: &Target) -> String {
+    format!("by={gateway_id};for={client_id};host={target};proto=https")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn authority_parsing() {
+        assert_eq!(
+            Target::parse_authority("Web.Shop.svc.cluster.local.:8080", None).unwrap(),
+            Target::new("web.shop.svc.cluster.local", 8080)
+        );
+        assert_eq!(
+            Target::parse_authority("web.shop.svc.cluster.local", Some(443))
+                .unwrap()
+                .port,
+            443
+        );
+        for bad in ["", ":80", "a:0", "a:99999", "a b:80", "[::1]:80", "a:x"] {
+            assert!(Target::parse_authority(bad, Some(80)).is_err(), "{bad}");
+        }
+        assert!(Target::parse_authority("a", None).is_err());
+    }
+
+    #[test]
+    fn suffix_rule() {
+        let s = Suffixes::for_cluster_domain("cluster.local");
+        assert!(
+            s.check(&Target::new("web.shop.svc.cluster.local", 80))
+                .is_ok()
+        );
+        for bad in [
+            "svc.cluster.local",
+            ".svc.cluster.local",
+            "web.shop.svc.cluster.local.evil.com",
+            "web.shopsvc.cluster.local",
+            "example.com",
+        ] {
+            let err = s.check(&Target::new(bad, 80)).unwrap_err();
+            assert!(matches!(err, Error::SuffixNotAllowed { .. }), "{bad}");
+        }
+        let custom = Suffixes::new([".svc.east.", "example.com"]);
+        assert!(custom.check(&Target::new("a.b.svc.east", 1)).is_ok());
+        assert!(custom.check(&Target::new("www.example.com", 1)).is_ok());
+        assert!(
+            custom
+                .check(&Target::new("a.b.svc.cluster.local", 1))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", ""));
+        assert!(glob_match("*.shop.svc", "a.b.shop.svc"));
+        assert!(!glob_match("*.shop.svc", "shop.svc"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+        assert!(glob_match("exact", "exact"));
+        assert!(!glob_match("exact", "exactly"));
+    }
+
+    #[test]
+    fn policy_governs_only_matching_services() {
+        let p = Policy::from_yaml(
+            "rules:\n  - services: ['web.shop.svc.cluster.local']\n    clients: ['*.shop.serviceaccount.identity.linkerd.cluster.local']\n",
+            Path::new("p.yaml"),
+        )
+        .unwrap();
+        let web = Target::new("web.shop.svc.cluster.local", 80);
+        let other = Target::new("db.shop.svc.cluster.local", 80);
+        assert!(
+            p.check(
+                "fe.shop.serviceaccount.identity.linkerd.cluster.local",
+                &web
+            )
+            .is_ok()
+        );
+        let err = p
+            .check("x.evil.serviceaccount.identity.linkerd.cluster.local", &web)
+            .unwrap_err();
+        assert!(matches!(err, Error::Forbidden { .. }));
+        assert!(p.check("anyone", &other).is_ok());
+        assert!(Policy::default().check("anyone", &web).is_ok());
+        assert!(Policy::from_yaml("rulez: []", Path::new("p.yaml")).is_err());
+    }
+
+    #[test]
+    fn forwarded_loop_detection() {
+        let gw = "gw.identity";
+        assert!(check_forwarded(["for=a;by=other"].into_iter(), gw).is_ok());
+        assert!(check_forwarded(["for=a, by=gw.identity;for=b"].into_iter(), gw).is_err());
+        assert!(check_forwarded(["By=\"gw.identity\""].into_iter(), gw).is_err());
+        assert_eq!(
+            forwarded_element(gw, "c", &Target::new("t.svc.x", 80)),
+            "by=gw.identity;for=c;host=t.svc.x:80;proto=https"
+        );
+    }
+}

@@ -1,0 +1,493 @@
+//! The gateway server: the mTLS listener, per-connection routing, limits and graceful
+//! shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use mc_core::transport::SessionProtocol;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::http::{HttpContext, Upstreams};
+use crate::io::{Activity, Tracked, read_header, splice};
+use crate::metrics::Metrics;
+use crate::resolve::SharedResolver;
+use crate::route::{Policy, Suffixes, Target};
+use crate::tls::{ReloadingCert, handshake_error_reason, identity_of, load_roots, server_config};
+use crate::{Error, Result};
+
+/// Timeouts and limits of the gateway.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed to receive the transport header, or the HTTP request headers.
+    pub header_timeout: Duration,
+    /// A connection with no byte either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest HTTP header block accepted, in bytes (the transport header is bounded by
+    /// [`mc_core::transport::MAX_HEADER_LEN`]).
+    pub max_http_header_bytes: usize,
+    /// Connections beyond this many are closed at accept.
+    pub max_connections: usize,
+    /// On shutdown, in-flight connections get this long to finish.
+    pub drain_timeout: Duration,
+    /// How often the certificate files are checked for changes.
+    pub reload_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_http_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            drain_timeout: Duration::from_secs(30),
+            reload_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The mTLS listener address (default `0.0.0.0:4143`).
+    pub listen: SocketAddr,
+    /// The admin server address (default `0.0.0.0:4191`); `None` disables it.
+    pub admin: Option<SocketAddr>,
+    /// PEM certificate chain carrying the gateway identity.
+    pub cert: PathBuf,
+    /// PEM ECDSA P-256 private key.
+    pub key: PathBuf,
+    /// PEM trust-anchor bundle that client certificates must chain to.
+    pub trust_anchors: PathBuf,
+    /// The gateway's own identity (refused as a client identity: loop protection).
+    pub identity: String,
+    /// Allowed target suffixes.
+    pub suffixes: Suffixes,
+    /// Per-service policy.
+    pub policy: Policy,
+    /// Port assumed when an HTTP Host header carries none.
+    pub default_http_port: u16,
+    /// Resolves targets to backends.
+    pub resolver: SharedResolver,
+    /// Timeouts and limits.
+    pub limits: Limits,
+}
+
+/// State shared by every connection.
+struct Shared {
+    acceptor: TlsAcceptor,
+    identity: Arc<str>,
+    suffixes: Arc<Suffixes>,
+    policy: Arc<Policy>,
+    default_port: u16,
+    resolver: SharedResolver,
+    upstreams: Upstreams,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+}
+
+/// A bound, not yet running gateway.
+pub struct Gateway {
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    cert: Arc<ReloadingCert>,
+    shared: Arc<Shared>,
+    ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("listen", &self.listener.local_addr().ok())
+            .field("admin", &self.admin_addr())
+            .field("identity", &self.shared.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Loads the certificates and binds the sockets.
+    pub async fn bind(config: ServerConfig) -> Result<Self> {
+        let cert = ReloadingCert::load(&config.cert, &config.key)?;
+        let roots = load_roots(&config.trust_anchors)?;
+        let tls = server_config(cert.clone(), roots)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                flag: "--listen",
+                source,
+            })?;
+        let admin = match config.admin {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::Bind {
+                        addr,
+                        flag: "--admin",
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            identity: config.identity.into(),
+            suffixes: Arc::new(config.suffixes),
+            policy: Arc::new(config.policy),
+            default_port: config.default_http_port,
+            upstreams: Upstreams::new(config.resolver.clone()),
+            resolver: config.resolver,
+            metrics: Arc::new(Metrics::new()),
+            limits: config.limits,
+        });
+        Ok(Self {
+            listener,
+            admin,
+            cert,
+            shared,
+            ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The address of the mTLS listener.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener.local_addr().map_err(|source| Error::Io {
+            what: "reading the listener address",
+            source,
+        })
+    }
+
+    /// The address of the admin server, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and drains in-flight
+    /// connections for up to the drain timeout.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let Self {
+            listener,
+            admin,
+            cert,
+            shared,
+            ready,
+        } = self;
+        let watcher = cert.spawn_watch(shared.limits.reload_interval);
+        let admin_task = admin.map(|l| {
+            tokio::spawn(crate::admin::serve(
+                l,
+                shared.metrics.clone(),
+                ready.clone(),
+            ))
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
+        let mut conns = JoinSet::new();
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), identity = %shared.identity, "gateway ready");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                accepted = listener.accept() => {
+                    let (tcp, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // EMFILE and friends: back off briefly instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    shared.metrics.accepted.inc();
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        shared.metrics.refuse("max_connections");
+                        tracing::debug!(%peer, "refused: too many connections");
+                        drop(tcp);
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    let stop = stop_rx.clone();
+                    conns.spawn(async move {
+                        shared.metrics.active.inc();
+                        handle(&shared, tcp, peer, stop).await;
+                        shared.metrics.active.dec();
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        ready.store(false, Ordering::SeqCst);
+        drop(listener);
+        tracing::info!(in_flight = conns.len(), drain = ?shared.limits.drain_timeout, "shutting down: draining");
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(shared.limits.drain_timeout, async {
+            while conns.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                aborted = conns.len(),
+                "drain deadline reached; closing the rest"
+            );
+            conns.abort_all();
+            while conns.join_next().await.is_some() {}
+        }
+        watcher.abort();
+        if let Some(t) = admin_task {
+            t.abort();
+        }
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+async fn handle(shared: &Shared, tcp: TcpStream, peer: SocketAddr, stop: watch::Receiver<bool>) {
+    let _ = tcp.set_nodelay(true);
+    let activity = Activity::new();
+    let io = Tracked::new(
+        tcp,
+        activity.clone(),
+        shared.metrics.bytes_in.clone(),
+        shared.metrics.bytes_out.clone(),
+    );
+    let idle = shared.limits.idle_timeout;
+    tokio::select! {
+        r = connection(shared, io, peer, activity.clone(), stop) => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        }
+        () = activity.idle_timeout(idle) => {
+            tracing::debug!(%peer, ?idle, "idle connection closed");
+        }
+    }
+}
+
+async fn connection(
+    shared: &Shared,
+    io: Tracked<TcpStream>,
+    peer: SocketAddr,
+    activity: Activity,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let start = Instant::now();
+    let limit = shared.limits.handshake_timeout;
+    let tls = match tokio::time::timeout(limit, shared.acceptor.accept(io)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let reason = handshake_error_reason(&e);
+            shared.metrics.handshake_error(reason);
+            tracing::info!(%peer, reason, error = %e, "TLS handshake failed");
+            return Ok(());
+        }
+        Err(_) => {
+            shared.metrics.handshake_error("timeout");
+            tracing::info!(%peer, ?limit, "TLS handshake timed out");
+            return Ok(());
+        }
+    };
+    shared
+        .metrics
+        .handshake_seconds
+        .observe(start.elapsed().as_secs_f64());
+    let (_, conn) = tls.get_ref();
+    let client = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(identity_of);
+    let Some(client) = client else {
+        shared.metrics.refuse("no_identity");
+        tracing::info!(%peer, "refused: client certificate has no DNS identity");
+        return Ok(());
+    };
+    if client == *shared.identity {
+        shared.metrics.refuse("loop");
+        tracing::info!(%peer, %client, "refused: client identity is the gateway's own (loop)");
+        return Ok(());
+    }
+    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    let client: Arc<str> = client.into();
+    if alpn.as_deref() == Some(mc_core::transport::ALPN) {
+        transport(shared, tls, peer, client, activity, stop).await
+    } else {
+        let ctx = http_context(shared, client, None, false);
+        serve_http(shared, tls, ctx, None, stop).await;
+        Ok(())
+    }
+}
+
+fn http_context(
+    shared: &Shared,
+    client: Arc<str>,
+    fixed_target: Option<Target>,
+    upstream_h2: bool,
+) -> HttpContext {
+    HttpContext {
+        gateway_id: shared.identity.clone(),
+        client_id: client,
+        fixed_target,
+        upstream_h2,
+        default_port: shared.default_port,
+        suffixes: shared.suffixes.clone(),
+        policy: shared.policy.clone(),
+        upstreams: shared.upstreams.clone(),
+        metrics: shared.metrics.clone(),
+    }
+}
+
+type ServerTls = tokio_rustls::server::TlsStream<Tracked<TcpStream>>;
+
+/// The transport-header path: read the header, check the target, then HTTP or opaque.
+async fn transport(
+    shared: &Shared,
+    mut tls: ServerTls,
+    peer: SocketAddr,
+    client: Arc<str>,
+    activity: Activity,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let refuse = |e: &Error| {
+        shared.metrics.refuse(e.reason());
+        tracing::info!(%peer, %client, reason = e.reason(), error = %e, "transport connection refused");
+    };
+    let (header, rest) = match read_header(&mut tls, shared.limits.header_timeout).await {
+        Ok(h) => h,
+        Err(e) => {
+            refuse(&e);
+            return Ok(());
+        }
+    };
+    let checked = (|| {
+        let name = header.name.as_deref().ok_or_else(|| Error::BadAuthority {
+            authority: format!(":{}", header.port),
+            why: "the transport header has no name; a gateway needs <svc>.<ns>.svc.<domain>",
+        })?;
+        let target = Target::new(name, header.port);
+        shared.suffixes.check(&target)?;
+        shared.policy.check(&client, &target)?;
+        Ok::<_, Error>(target)
+    })();
+    let target = match checked {
+        Ok(t) => t,
+        Err(e) => {
+            refuse(&e);
+            return Ok(());
+        }
+    };
+    tracing::debug!(%peer, %client, %target, protocol = ?header.protocol, "transport header");
+    match header.protocol {
+        Some(protocol) => {
+            let h2 = protocol == SessionProtocol::Http2;
+            let ctx = http_context(shared, client, Some(target), h2);
+            let io = crate::io::Prefixed::new(rest, tls);
+            serve_http(shared, io, ctx, Some(protocol), stop).await;
+            Ok(())
+        }
+        None => {
+            let addr = match shared.resolver.resolve(&target).await {
+                Ok(a) => a,
+                Err(e) => {
+                    shared.metrics.route_error(e.reason());
+                    refuse(&e);
+                    return Ok(());
+                }
+            };
+            let upstream = match TcpStream::connect(addr).await {
+                Ok(s) => s,
+                Err(source) => {
+                    let e = Error::Connect {
+                        addr: addr.to_string(),
+                        what: "target backend",
+                        source,
+                    };
+                    shared.metrics.route_error(e.reason());
+                    refuse(&e);
+                    return Ok(());
+                }
+            };
+            let _ = upstream.set_nodelay(true);
+            let mut upstream = upstream;
+            if !rest.is_empty() {
+                tokio::io::AsyncWriteExt::write_all(&mut upstream, &rest)
+                    .await
+                    .map_err(|source| Error::Io {
+                        what: "writing to the target",
+                        source,
+                    })?;
+            }
+            tracing::debug!(%peer, %client, %target, %addr, "opaque splice");
+            let (up, down) = splice(tls, upstream, shared.limits.idle_timeout, activity).await?;
+            tracing::debug!(%peer, %client, %target, up, down, "opaque splice done");
+            Ok(())
+        }
+    }
+}
+
+/// Serves HTTP on an authenticated stream until it closes or shutdown asks it to finish.
+async fn serve_http<S>(
+    shared: &Shared,
+    io: S,
+    ctx: HttpContext,
+    protocol: Option<SessionProtocol>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_timeout)
+        .max_buf_size(shared.limits.max_http_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(
+            u32::try_from(shared.limits.max_http_header_bytes).unwrap_or(u32::MAX),
+        );
+    let builder = match protocol {
+        Some(SessionProtocol::Http1) => builder.http1_only(),
+        Some(SessionProtocol::Http2) => builder.http2_only(),
+        None => builder,
+    };
+    let service = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, std::convert::Infallible>(ctx.forward(req).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "HTTP connection error");
+            }
+        }
+        () = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "HTTP connection error while draining");
+            }
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! TLS for both ends: TLS 1.3 only, ECDSA P-256, ring; certificates from PEM files with hot
+//! reload; client certificates required and verified against the trust-anchor bundle; the peer
+//! identity is the first SAN DNS name of its certificate.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+
+use crate::{Error, Result};
+
+/// ALPN protocol for HTTP/2.
+pub const ALPN_H2: &[u8] = b"h2";
+/// ALPN protocol for HTTP/1.1.
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// The ring crypto provider, the only one in mc.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read(path: &Path, what: &'static str, flag: &'static str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::ReadFile {
+        what,
+        flag,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Loads a certificate chain and an ECDSA P-256 private key from PEM files.
+///
+/// `cert` holds the leaf first, then any intermediates; `key` holds one PKCS#8, SEC1 or PKCS#1
+/// private key.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey> {
+    let cert_pem = read(cert, "certificate", "--cert")?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Pem {
+            what: "certificate",
+            path: cert.to_owned(),
+            why: e.to_string(),
+            fix: "provide PEM CERTIFICATE blocks, leaf first",
+        })?;
+    if chain.is_empty() {
+        return Err(Error::Pem {
+            what: "certificate",
+            path: cert.to_owned(),
+            why: "no CERTIFICATE block".into(),
+            fix: "provide PEM CERTIFICATE blocks, leaf first",
+        });
+    }
+    let key_pem = read(key, "private key", "--key")?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| Error::Pem {
+        what: "private key",
+        path: key.to_owned(),
+        why: e.to_string(),
+        fix: "provide one PEM PRIVATE KEY (PKCS#8) or EC PRIVATE KEY block",
+    })?;
+    let signing = rustls::crypto::ring::sign::any_ecdsa_type(&key_der).map_err(|e| Error::Pem {
+        what: "private key",
+        path: key.to_owned(),
+        why: format!("not an ECDSA key: {e}"),
+        fix: "use an ECDSA P-256 key, e.g. `openssl ecparam -name prime256v1 -genkey`",
+    })?;
+    if signing
+        .choose_scheme(&[SignatureScheme::ECDSA_NISTP256_SHA256])
+        .is_none()
+    {
+        return Err(Error::Pem {
+            what: "private key",
+            path: key.to_owned(),
+            why: "the ECDSA key is not on curve P-256".into(),
+            fix: "use an ECDSA P-256 (prime256v1) key",
+        });
+    }
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(|e| Error::Pem {
+        what: "private key",
+        path: key.to_owned(),
+        why: format!("does not match the certificate {}: {e}", cert.display()),
+        fix: "pass the key that belongs to the certificate",
+    })?;
+    Ok(certified)
+}
+
+/// Loads the trust-anchor bundle and turns it into a root store.
+pub fn load_roots(path: &Path) -> Result<RootCertStore> {
+    let pem = read(path, "trust anchors", "--trust-anchors")?;
+    let bundle =
+        mc_core::trust::TrustBundle::from_pem(&pem, SystemTime::now()).map_err(|source| {
+            Error::TrustBundle {
+                path: path.to_owned(),
+                source: Box::new(source),
+            }
+        })?;
+    let mut roots = RootCertStore::empty();
+    for der in bundle.der_certs() {
+        roots.add(der)?;
+    }
+    Ok(roots)
+}
+
+/// The first SAN DNS name of a DER certificate: the identity of its holder.
+pub fn identity_of(cert: &CertificateDer<'_>) -> Option<String> {
+    let ee = webpki::EndEntityCert::try_from(cert).ok()?;
+    ee.valid_dns_names().next().map(str::to_owned)
+}
+
+/// A server certificate resolver that reloads its files when they change.
+///
+/// New handshakes use the new certificate; established connections are not touched.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+    stamp: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl ReloadingCert {
+    /// Loads the certificate and key once; fails when they are invalid.
+    pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>> {
+        let stamp = (mtime(cert_path), mtime(key_path));
+        let key = load_certified_key(cert_path, key_path)?;
+        Ok(Arc::new(Self {
+            cert_path: cert_path.to_owned(),
+            key_path: key_path.to_owned(),
+            current: RwLock::new(Arc::new(key)),
+            stamp: RwLock::new(stamp),
+        }))
+    }
+
+    /// The certificate served now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reloads when either file's modification time changed. Returns `Ok(true)` when a new
+    /// certificate is now served; on error the previous certificate stays in place.
+    pub fn reload_if_changed(&self) -> Result<bool> {
+        let now = (mtime(&self.cert_path), mtime(&self.key_path));
+        let before = self.stamp.read().map(|s| *s).unwrap_or((None, None));
+        if now == before {
+            return Ok(false);
+        }
+        let key = load_certified_key(&self.cert_path, &self.key_path)?;
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Arc::new(key);
+        }
+        if let Ok(mut stamp) = self.stamp.write() {
+            *stamp = now;
+        }
+        Ok(true)
+    }
+
+    /// Polls the files every `every` until the returned task is aborted.
+    pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match this.reload_if_changed() {
+                    Ok(true) => {
+                        tracing::info!(cert = %this.cert_path.display(), "certificate reloaded")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "certificate reload failed; keeping the previous one")
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// A client verifier that chains to the anchors (webpki) and also requires the certificate to
+/// name the clientAuth extended key usage explicitly (webpki accepts a certificate without any
+/// EKU extension).
+#[derive(Debug)]
+struct StrictClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+/// Whether the certificate carries an extendedKeyUsage extension listing clientAuth.
+fn has_client_auth_eku(cert: &[u8]) -> bool {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert) else {
+        return false;
+    };
+    matches!(parsed.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth)
+}
+
+impl ClientCertVerifier for StrictClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        let ok = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if !has_client_auth_eku(end_entity) {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::InvalidPurpose,
+            ));
+        }
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Builds the gateway's server configuration: TLS 1.3 only, client certificates required and
+/// verified against `roots` (clientAuth EKU required), ALPN `transport.l5d.io/v1`, `h2`,
+/// `http/1.1`.
+pub fn server_config(
+    cert: Arc<dyn ResolvesServerCert>,
+    roots: RootCertStore,
+) -> Result<ServerConfig> {
+    let provider = provider();
+    let inner =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
+    let verifier = Arc::new(StrictClientVerifier { inner });
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(cert);
+    config.alpn_protocols = vec![
+        mc_core::transport::ALPN.to_vec(),
+        ALPN_H2.to_vec(),
+        ALPN_HTTP11.to_vec(),
+    ];
+    // The gateway terminates short-lived and long-lived connections alike; resumption is not
+    // needed for correctness, and tickets would be another key to manage.
+    config.send_tls13_tickets = 0;
+    Ok(config)
+}
+
+/// Builds the client configuration used to reach a gateway: TLS 1.3, the given client
+/// certificate, the gateway verified against `roots` under the server name passed at connect
+/// time (the expected gateway identity), ALPN `transport.l5d.io/v1`.
+pub fn client_config(cert: &CertifiedKey, roots: RootCertStore) -> Result<ClientConfig> {
+    let provider = provider();
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()?;
+    let resolver = Arc::new(FixedClientCert(Arc::new(cert.clone())));
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(LoggingServerVerifier { inner: verifier }))
+        .with_client_cert_resolver(resolver);
+    config.alpn_protocols = vec![mc_core::transport::ALPN.to_vec()];
+    Ok(config)
+}
+
+/// The server name to verify a gateway under: its identity.
+pub fn server_name(identity: &str) -> Result<ServerName<'static>> {
+    ServerName::try_from(identity.to_owned()).map_err(|e| Error::InvalidArg {
+        flag: "--gateway-identity",
+        value: identity.to_owned(),
+        why: e.to_string(),
+        fix: "a DNS-like identity, e.g. linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
+    })
+}
+
+#[derive(Debug)]
+struct FixedClientCert(Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The standard webpki server verifier, with a log line that names the identity presented
+/// when it is not the expected one.
+#[derive(Debug)]
+struct LoggingServerVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for LoggingServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let result = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        if let Err(e) = &result {
+            tracing::warn!(
+                expected = %server_name.to_str(),
+                presented = identity_of(end_entity).as_deref().unwrap_or("<none>"),
+                error = %e,
+                "gateway certificate rejected"
+            );
+        }
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A stable label for a handshake error, for metrics.
+pub fn handshake_error_reason(e: &std::io::Error) -> &'static str {
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "eof",
+            std::io::ErrorKind::ConnectionReset => "reset",
+            _ => "io",
+        };
+    };
+    use rustls::{CertificateError as C, Error as E, PeerIncompatible as P};
+    match tls {
+        E::NoCertificatesPresented => "no_client_cert",
+        E::InvalidCertificate(C::UnknownIssuer) => "unknown_issuer",
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => "expired",
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => "not_yet_valid",
+        E::InvalidCertificate(C::InvalidPurpose | C::InvalidPurposeContext { .. }) => "bad_purpose",
+        E::InvalidCertificate(_) => "bad_cert",
+        E::PeerIncompatible(P::Tls13RequiredForQuic | P::SupportedVersionsExtensionRequired) => {
+            "protocol_version"
+        }
+        E::PeerIncompatible(_) => "incompatible",
+        E::InappropriateHandshakeMessage { .. } | E::InappropriateMessage { .. } => "protocol",
+        E::InvalidMessage(_) => "bad_message",
+        E::AlertReceived(_) => "alert",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn eku_scan_finds_client_auth_only_when_present() {
+        let mut params = rcgen::CertificateParams::new(vec!["a.example".into()]).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let server_only = params.self_signed(&key).unwrap();
+        assert!(!has_client_auth_eku(server_only.der()));
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let both = params.self_signed(&key).unwrap();
+        assert!(has_client_auth_eku(both.der()));
+        params.extended_key_usages = vec![];
+        let none = params.self_signed(&key).unwrap();
+        assert!(!has_client_auth_eku(none.der()));
+    }
+
+    #[test]
+    fn identity_is_the_first_san_dns_name() {
+        let params =
+            rcgen::CertificateParams::new(vec!["first.example".into(), "second.example".into()])
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(identity_of(cert.der()).as_deref(), Some("first.example"));
+    }
+
+    #[test]
+    fn reload_swaps_the_certificate_when_files_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![name.into()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+            std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+        };
+        write("one.example");
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let r = ReloadingCert::load(&c, &k).unwrap();
+        assert_eq!(identity_of(&r.current().cert[0]).unwrap(), "one.example");
+        assert!(!r.reload_if_changed().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        write("two.example");
+        // Force a different mtime even on coarse file systems.
+        let later = SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&c)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(r.reload_if_changed().unwrap());
+        assert_eq!(identity_of(&r.current().cert[0]).unwrap(), "two.example");
+        // A broken file keeps the old certificate.
+        std::fs::write(&c, "garbage").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&c)
+            .unwrap()
+            .set_modified(later + Duration::from_secs(5))
+            .unwrap();
+        assert!(r.reload_if_changed().is_err());
+        assert_eq!(identity_of(&r.current().cert[0]).unwrap(), "two.example");
+    }
+
+    #[test]
+    fn rejects_a_p384_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.example".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+        let err =
+            load_certified_key(&dir.path().join("c.pem"), &dir.path().join("k.pem")).unwrap_err();
+        assert!(err.to_string().contains("P-256"), "{err}");
+    }
+}
