@@ -1,1 +1,101 @@
 //! `mc-mirror`: the service-mirror controller.
+//!
+//! For each Link in its namespace (or the Links named with `--link`), the controller watches the
+//! target cluster through the Link's credentials and keeps the source cluster's mirror Services
+//! and Endpoints exactly equal to what `mc_core::mirror` computes. See `docs/mirror.md` for the
+//! behaviour and the RBAC it needs.
+//!
+//! In-process use (as the e2e tests do):
+//!
+//! ```no_run
+//! # async fn demo(client: kube::Client) -> mc_mirror::Result<()> {
+//! let mut options = mc_mirror::Options::new("linkerd-multicluster", "pod-0");
+//! options.links = vec!["east".into()];
+//! let controller = mc_mirror::Controller::new(client, options);
+//! let metrics = controller.metrics(); // writes are counted in metrics.writes(..)
+//! controller.run(std::future::pending()).await
+//! # }
+//! ```
+
+pub mod admin;
+pub mod config;
+mod controller;
+mod error;
+pub mod lease;
+pub mod logging;
+pub mod metrics;
+pub mod probe;
+mod queue;
+mod reconcile;
+pub mod remote;
+pub mod status;
+mod worker;
+
+use std::future::Future;
+
+pub use config::{Args, Options};
+pub use controller::Controller;
+pub use error::Error;
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Loads the source cluster's client configuration: `--kubeconfig`/`--context`, else the
+/// default chain (KUBECONFIG, ~/.kube/config, in-cluster).
+pub async fn local_client(args: &Args) -> Result<kube::Client> {
+    let wrap = |source_name: String, e: String| Error::LocalConfig {
+        source_name,
+        reason: e,
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let name = format!("--kubeconfig {}", path.display());
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| wrap(name.clone(), e.to_string()))?;
+            let opts = kube::config::KubeConfigOptions {
+                context: args.context.clone(),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| wrap(name, e.to_string()))?
+        }
+        None => {
+            let opts = kube::config::KubeConfigOptions {
+                context: args.context.clone(),
+                ..Default::default()
+            };
+            match kube::Config::from_kubeconfig(&opts).await {
+                Ok(c) => c,
+                Err(kc_err) => kube::Config::incluster().map_err(|e| {
+                    wrap(
+                        "KUBECONFIG, ~/.kube/config and the in-cluster ServiceAccount".into(),
+                        format!("kubeconfig: {kc_err}; in-cluster: {e}"),
+                    )
+                })?,
+            }
+        }
+    };
+    kube::Client::try_from(config)
+        .map_err(|e| wrap("the client configuration".into(), e.to_string()))
+}
+
+/// The binary's entry point: admin server plus controller, until `shutdown` completes.
+pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let options = args.options()?;
+    let client = local_client(&args).await?;
+    let controller = Controller::new(client, options);
+    let admin = admin::AdminServer::bind(
+        &args.admin_addr,
+        controller.metrics(),
+        controller.readiness(),
+    )
+    .await?;
+    if let Some(addr) = admin.local_addr() {
+        tracing::info!(%addr, "admin server listening");
+    }
+    let admin = tokio::spawn(admin.serve());
+    let result = controller.run(shutdown).await;
+    admin.abort();
+    result
+}

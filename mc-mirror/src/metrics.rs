@@ -1,0 +1,333 @@
+//! Prometheus metrics of the service mirror, served as `/metrics` by the admin server.
+//!
+//! The gateway metrics keep upstream Linkerd's names and labels (`gateway_alive`, `gateway_enabled`,
+//! `gateway_latency`, `gateway_probe_latency_ms`, `gateway_probes{probe_successful}`, all with
+//! `target_cluster_name`), so dashboards and `mc multicluster gateways` read either controller.
+//! The `mirror_*` metrics are ours.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+/// Buckets of `gateway_probe_latency_ms`, upstream's.
+const PROBE_BUCKETS: [f64; 25] = [
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+    1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 10000.0, 20000.0, 30000.0, 40000.0, 50000.0,
+];
+
+/// Label set `{target_cluster_name}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    /// The Link's `targetClusterName`.
+    pub target_cluster_name: String,
+}
+
+/// Label set of `gateway_probes`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    /// The Link's `targetClusterName`.
+    pub target_cluster_name: String,
+    /// `"true"` or `"false"`.
+    pub probe_successful: String,
+}
+
+/// Label set of `mirror_api_writes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    /// The Link's `targetClusterName`.
+    pub target_cluster_name: String,
+    /// `create`, `update`, `patch` or `delete`.
+    pub verb: String,
+    /// `services`, `endpoints`, `namespaces`, `links/status`, `leases`, `events`.
+    pub resource: String,
+}
+
+/// Label set of `mirror_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The Link's `targetClusterName`.
+    pub target_cluster_name: String,
+    /// A stable reason, see [`crate::Error::reason`] and the condition reasons.
+    pub reason: String,
+}
+
+/// A monotonic counter exposed without the `_total` suffix that the OpenMetrics encoder adds to
+/// counters, so that the name stays upstream's `gateway_probes`.
+#[derive(Clone, Debug, Default)]
+pub struct PlainCounter(Arc<AtomicU64>);
+
+impl PlainCounter {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for PlainCounter {
+    const TYPE: MetricType = MetricType::Unknown;
+}
+
+impl EncodeMetric for PlainCounter {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&(self.get() as i64))
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Unknown
+    }
+}
+
+fn probe_histogram() -> Histogram {
+    Histogram::new(PROBE_BUCKETS)
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.000_5, 2.0, 16,
+    ))
+}
+
+/// Every metric of the process, shared by all Link workers.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `gateway_alive{target_cluster_name}`: 1 when the gateway answers its probe.
+    pub gateway_alive: Family<ClusterLabels, Gauge>,
+    /// `gateway_enabled{target_cluster_name}`: 1 while a probe worker runs for the Link.
+    pub gateway_enabled: Family<ClusterLabels, Gauge>,
+    /// `gateway_latency{target_cluster_name}`: latency of the last successful probe, in ms.
+    pub gateway_latency: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
+    /// `gateway_probe_latency_ms{target_cluster_name}`: histogram of successful probe latencies.
+    pub gateway_probe_latency_ms: Family<ClusterLabels, Histogram, fn() -> Histogram>,
+    /// `gateway_probes{target_cluster_name, probe_successful}`: probes sent, by outcome.
+    pub gateway_probes: Family<ProbeLabels, PlainCounter>,
+    /// `mirror_services{target_cluster_name}`: mirror Services currently owned for the Link.
+    pub mirror_services: Family<ClusterLabels, Gauge>,
+    /// `mirror_exported_services{target_cluster_name}`: exported remote Services seen.
+    pub exported_services: Family<ClusterLabels, Gauge>,
+    /// `mirror_reconcile_duration_seconds{target_cluster_name}`: time of one service reconcile.
+    pub reconcile_duration: Family<ClusterLabels, Histogram, fn() -> Histogram>,
+    /// `mirror_api_writes_total{target_cluster_name, verb, resource}`: write calls sent.
+    pub api_writes: Family<WriteLabels, Counter>,
+    /// `mirror_errors_total{target_cluster_name, reason}`: failures, by reason.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// `mirror_link_workers`: Link workers currently leading and running.
+    pub workers: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            gateway_alive: Family::default(),
+            gateway_enabled: Family::default(),
+            gateway_latency: Family::default(),
+            gateway_probe_latency_ms: Family::new_with_constructor(probe_histogram),
+            gateway_probes: Family::default(),
+            mirror_services: Family::default(),
+            exported_services: Family::default(),
+            reconcile_duration: Family::new_with_constructor(duration_histogram),
+            api_writes: Family::default(),
+            errors: Family::default(),
+            workers: Gauge::default(),
+        };
+        registry.register(
+            "gateway_alive",
+            "1 when the Link's gateway answers its probe",
+            m.gateway_alive.clone(),
+        );
+        registry.register(
+            "gateway_enabled",
+            "1 while a gateway probe worker runs for the Link",
+            m.gateway_enabled.clone(),
+        );
+        registry.register(
+            "gateway_latency",
+            "Latency of the last successful gateway probe, in milliseconds",
+            m.gateway_latency.clone(),
+        );
+        registry.register(
+            "gateway_probe_latency_ms",
+            "Latency of successful gateway probes, in milliseconds",
+            m.gateway_probe_latency_ms.clone(),
+        );
+        registry.register(
+            "gateway_probes",
+            "Gateway probes sent, by outcome",
+            m.gateway_probes.clone(),
+        );
+        registry.register(
+            "mirror_services",
+            "Mirror Services owned by the controller for the Link",
+            m.mirror_services.clone(),
+        );
+        registry.register(
+            "mirror_exported_services",
+            "Exported Services seen in the target cluster",
+            m.exported_services.clone(),
+        );
+        registry.register(
+            "mirror_reconcile_duration_seconds",
+            "Duration of one service reconcile",
+            m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "mirror_api_writes",
+            "Write calls sent to the source cluster's API server, by verb and resource",
+            m.api_writes.clone(),
+        );
+        registry.register("mirror_errors", "Failures, by reason", m.errors.clone());
+        registry.register(
+            "mirror_link_workers",
+            "Link workers currently leading and running",
+            m.workers.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The metrics in the Prometheus/OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts one write call.
+    pub fn write(&self, cluster: &str, verb: &str, resource: &str) {
+        self.api_writes
+            .get_or_create(&WriteLabels {
+                target_cluster_name: cluster.to_string(),
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one failure.
+    pub fn error(&self, cluster: &str, reason: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                target_cluster_name: cluster.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Total write calls for `cluster` on `resource` (every verb); `None` for every resource.
+    pub fn writes(&self, cluster: &str, resource: Option<&str>) -> u64 {
+        let verbs = ["create", "update", "patch", "delete"];
+        let resources = [
+            "services",
+            "endpoints",
+            "namespaces",
+            "links/status",
+            "leases",
+            "events",
+        ];
+        let mut total = 0;
+        for verb in verbs {
+            for r in resources {
+                if resource.is_some_and(|want| want != r) {
+                    continue;
+                }
+                let labels = WriteLabels {
+                    target_cluster_name: cluster.to_string(),
+                    verb: verb.to_string(),
+                    resource: r.to_string(),
+                };
+                // Reading an absent series must not create it.
+                total += self.api_writes.get(&labels).map_or(0, |c| c.get());
+            }
+        }
+        total
+    }
+
+    /// The cluster label set.
+    pub fn cluster(cluster: &str) -> ClusterLabels {
+        ClusterLabels {
+            target_cluster_name: cluster.to_string(),
+        }
+    }
+
+    /// Removes the per-Link gateway series when the Link's worker stops.
+    pub fn forget_gateway(&self, cluster: &str) {
+        let labels = Metrics::cluster(cluster);
+        self.gateway_alive.remove(&labels);
+        self.gateway_enabled.remove(&labels);
+        self.gateway_latency.remove(&labels);
+        self.gateway_probe_latency_ms.remove(&labels);
+        for ok in ["true", "false"] {
+            self.gateway_probes.remove(&ProbeLabels {
+                target_cluster_name: cluster.to_string(),
+                probe_successful: ok.to_string(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_names_are_kept() {
+        let m = Metrics::new();
+        let c = "east";
+        m.gateway_alive.get_or_create(&Metrics::cluster(c)).set(1);
+        m.gateway_probes
+            .get_or_create(&ProbeLabels {
+                target_cluster_name: c.into(),
+                probe_successful: "true".into(),
+            })
+            .inc();
+        m.gateway_probe_latency_ms
+            .get_or_create(&Metrics::cluster(c))
+            .observe(3.0);
+        let text = m.encode();
+        assert!(
+            text.contains("gateway_alive{target_cluster_name=\"east\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "gateway_probes{target_cluster_name=\"east\",probe_successful=\"true\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("gateway_probes_total"), "{text}");
+        assert!(text.contains("gateway_probe_latency_ms_bucket"), "{text}");
+    }
+
+    #[test]
+    fn writes_are_counted_per_resource() {
+        let m = Metrics::new();
+        m.write("east", "create", "services");
+        m.write("east", "update", "endpoints");
+        m.write("west", "create", "services");
+        assert_eq!(m.writes("east", None), 2);
+        assert_eq!(m.writes("east", Some("services")), 1);
+        assert_eq!(m.writes("nowhere", None), 0);
+        assert!(m.encode().contains("mirror_api_writes_total{"));
+    }
+}

@@ -1,0 +1,427 @@
+//! The Link status: one `Mirrored` condition per remote Service, and the gateway summary.
+//!
+//! Reconciles record outcomes in a [`StatusBook`]; one writer task per Link turns the book into
+//! `status.mirrorServices` and `status.gateway` and sends a JSON merge patch to the `status`
+//! subresource only when the result differs from what the server holds. Writes are coalesced
+//! (a burst of reconciles produces one patch), `lastTransitionTime` is kept unless the condition's
+//! status changes (mc-core's `merge_condition`), and the entries are sorted by namespace and name
+//! so the list is stable.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use mc_core::link::{
+    Condition, FailureReason, GatewayStatus, Link, LinkStatus, LocalRef, MirrorOutcome, ObjectRef,
+    ServiceStatus, merge_condition, mirrored_condition,
+};
+use tokio::sync::Notify;
+
+use crate::probe::ProbeSummary;
+
+/// Reason of the condition written when a local object with the mirror's name is not ours.
+pub const CONFLICT: &str = "Conflict";
+
+/// What happened to one remote Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Mirrored as `local`.
+    Mirrored(LocalRef),
+    /// Not mirrored: `reason` is `Error`, `InvalidService`, `MissingNamespace` or `Conflict`.
+    Failed {
+        /// The condition reason.
+        reason: &'static str,
+        /// A message naming the cause and the fix.
+        message: String,
+    },
+}
+
+impl Outcome {
+    /// A failure of a kind mc-core knows.
+    pub fn failed(reason: FailureReason, message: impl Into<String>) -> Outcome {
+        Outcome::Failed {
+            reason: reason.as_str(),
+            message: message.into(),
+        }
+    }
+
+    /// The condition reason (`Mirrored` on success).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Outcome::Mirrored(_) => "Mirrored",
+            Outcome::Failed { reason, .. } => reason,
+        }
+    }
+
+    fn condition(&self, now: SystemTime) -> Option<Condition> {
+        match self {
+            Outcome::Mirrored(local) => mirrored_condition(
+                &MirrorOutcome::Mirrored {
+                    local: local.clone(),
+                },
+                now,
+            )
+            .ok(),
+            Outcome::Failed { reason, message } => {
+                let known = [
+                    FailureReason::Error,
+                    FailureReason::InvalidService,
+                    FailureReason::MissingNamespace,
+                ]
+                .into_iter()
+                .find(|r| r.as_str() == *reason);
+                let mut c = mirrored_condition(
+                    &MirrorOutcome::Failed {
+                        reason: known.unwrap_or(FailureReason::Error),
+                        message: message.clone(),
+                    },
+                    now,
+                )
+                .ok()?;
+                // mc-core has no Conflict reason (yet): the condition is the same but for it.
+                c.reason = (*reason).to_string();
+                Some(c)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    entries: BTreeMap<(String, String), Outcome>,
+    /// Entries found in the Link status at start, not yet confirmed by a reconcile.
+    seeded: BTreeMap<(String, String), ServiceStatus>,
+    gateway: Option<ProbeSummary>,
+}
+
+/// Outcomes of the reconciles of one Link, written to its status by [`StatusBook::writer`].
+#[derive(Debug, Default)]
+pub struct StatusBook {
+    book: Mutex<Book>,
+    dirty: Notify,
+}
+
+impl StatusBook {
+    /// A book seeded with the entries of the Link's current status (so stale entries are
+    /// re-examined and removed, and unchanged ones are not rewritten).
+    pub fn seeded(status: Option<&LinkStatus>) -> StatusBook {
+        let mut book = Book::default();
+        for s in status.map(|s| s.mirror_services.as_slice()).unwrap_or(&[]) {
+            book.seeded.insert(
+                (s.remote_ref.namespace.clone(), s.remote_ref.name.clone()),
+                s.clone(),
+            );
+        }
+        StatusBook {
+            book: Mutex::new(book),
+            dirty: Notify::new(),
+        }
+    }
+
+    /// Keys present in the seeded status (to be re-examined once the remote view has synced).
+    pub fn seeded_keys(&self) -> Vec<(String, String)> {
+        self.book
+            .lock()
+            .map(|b| b.seeded.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records `outcome` for the remote Service `namespace/name`. Returns `true` when the reason
+    /// changed or the entry is new (a transition worth an Event); an entry seeded from the
+    /// status with the same reason is not new.
+    pub fn set(&self, namespace: &str, name: &str, outcome: Outcome) -> bool {
+        let Ok(mut b) = self.book.lock() else {
+            return false;
+        };
+        let key = (namespace.to_string(), name.to_string());
+        let seeded_reason = b
+            .seeded
+            .remove(&key)
+            .and_then(|s| s.conditions.first().map(|c| c.reason.clone()));
+        let previous = b.entries.insert(key, outcome.clone());
+        if previous.as_ref() != Some(&outcome) {
+            self.dirty.notify_one();
+        }
+        let before = previous.map(|p| p.reason().to_string()).or(seeded_reason);
+        before.as_deref() != Some(outcome.reason())
+    }
+
+    /// Forgets `namespace/name` (unexported or deleted). Returns `true` if it was known.
+    pub fn remove(&self, namespace: &str, name: &str) -> bool {
+        let Ok(mut b) = self.book.lock() else {
+            return false;
+        };
+        let key = (namespace.to_string(), name.to_string());
+        let had = b.entries.remove(&key).is_some() | b.seeded.remove(&key).is_some();
+        if had {
+            self.dirty.notify_one();
+        }
+        had
+    }
+
+    /// The current outcome of `namespace/name`.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Outcome> {
+        self.book
+            .lock()
+            .ok()?
+            .entries
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Keys whose last outcome is a failure (re-examined periodically).
+    pub fn failed_keys(&self) -> Vec<(String, String)> {
+        self.book
+            .lock()
+            .map(|b| {
+                b.entries
+                    .iter()
+                    .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Records the latest probe summary.
+    pub fn set_gateway(&self, summary: ProbeSummary) {
+        if let Ok(mut b) = self.book.lock() {
+            let alive_changed = b.gateway.as_ref().is_none_or(|g| g.alive != summary.alive);
+            b.gateway = Some(summary);
+            if alive_changed {
+                self.dirty.notify_one();
+            }
+        }
+    }
+
+    /// Marks the book dirty (e.g. when the gateway summary is due for a refresh).
+    pub fn touch(&self) {
+        self.dirty.notify_one();
+    }
+
+    /// The status the book describes, starting from `base` (the status on the server) so that
+    /// unchanged conditions keep their transition times.
+    pub fn build(&self, base: &LinkStatus, now: SystemTime, refresh_gateway: bool) -> LinkStatus {
+        let Ok(b) = self.book.lock() else {
+            return base.clone();
+        };
+        let mut out = LinkStatus {
+            mirror_services: Vec::new(),
+            federated_services: base.federated_services.clone(),
+            gateway: base.gateway.clone(),
+        };
+        let mut keys: Vec<&(String, String)> = b.entries.keys().chain(b.seeded.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            let old = base
+                .mirror_services
+                .iter()
+                .find(|s| s.remote_ref.namespace == key.0 && s.remote_ref.name == key.1);
+            let entry = match (b.entries.get(key), b.seeded.get(key)) {
+                (Some(outcome), _) => {
+                    let Some(cond) = outcome.condition(now) else {
+                        continue;
+                    };
+                    let mut conditions = old.map(|o| o.conditions.clone()).unwrap_or_default();
+                    merge_condition(&mut conditions, cond);
+                    conditions.retain(|c| c.type_ == "Mirrored");
+                    ServiceStatus {
+                        controller_name: mc_core::labels::CONTROLLER_NAME.to_string(),
+                        remote_ref: old.map_or_else(
+                            || ObjectRef::service(&key.0, &key.1),
+                            |o| o.remote_ref.clone(),
+                        ),
+                        conditions,
+                    }
+                }
+                (None, Some(seeded)) => old.cloned().unwrap_or_else(|| seeded.clone()),
+                (None, None) => continue,
+            };
+            out.mirror_services.push(entry);
+        }
+        if let Some(g) = &b.gateway {
+            let alive_changed = base.gateway.as_ref().is_none_or(|old| old.alive != g.alive);
+            if alive_changed || refresh_gateway {
+                out.gateway = Some(GatewayStatus {
+                    alive: g.alive,
+                    latency_ms: g
+                        .latency
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    last_probe_time: g
+                        .last_probe
+                        .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                        .map(Time),
+                    ..GatewayStatus::default()
+                });
+            }
+        }
+        out
+    }
+
+    /// Writes the status whenever the book changes, at most once per `debounce`, refreshing the
+    /// gateway summary at most once per `gateway_refresh` (immediately when liveness changes).
+    /// Calls `on_write` after each successful patch. Runs until dropped.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn writer(
+        &self,
+        api: Api<Link>,
+        link: String,
+        mut base: LinkStatus,
+        debounce: Duration,
+        gateway_refresh: Duration,
+        mut may_write: impl FnMut() -> bool,
+        mut on_write: impl FnMut(),
+    ) {
+        let mut last_gateway_write = Instant::now();
+        loop {
+            tokio::select! {
+                () = self.dirty.notified() => {}
+                () = tokio::time::sleep(gateway_refresh) => {}
+            }
+            tokio::time::sleep(debounce).await;
+            if !may_write() {
+                continue;
+            }
+            let refresh = last_gateway_write.elapsed() >= gateway_refresh;
+            let next = self.build(&base, SystemTime::now(), refresh);
+            if next == base {
+                continue;
+            }
+            let body = serde_json::json!({
+                "status": {
+                    "mirrorServices": next.mirror_services,
+                    "gateway": next.gateway,
+                }
+            });
+            match api
+                .patch_status(&link, &PatchParams::default(), &Patch::Merge(&body))
+                .await
+            {
+                Ok(_) => {
+                    on_write();
+                    if next.gateway != base.gateway {
+                        last_gateway_write = Instant::now();
+                    }
+                    base = next;
+                }
+                Err(e) => {
+                    tracing::warn!(link = %link, error = %e, "writing the Link status failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.dirty.notify_one();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    #[test]
+    fn transitions_and_stable_times() {
+        let book = StatusBook::seeded(None);
+        let local = ObjectRef::service("shop", "web-east");
+        assert!(book.set("shop", "web", Outcome::Mirrored(local.clone())));
+        assert!(!book.set("shop", "web", Outcome::Mirrored(local.clone())));
+        let s1 = book.build(&LinkStatus::default(), t(0), false);
+        assert_eq!(s1.mirror_services.len(), 1);
+        assert_eq!(s1.mirror_services[0].conditions[0].reason, "Mirrored");
+        // Rebuilding later from the written status changes nothing (no write).
+        let s2 = book.build(&s1, t(100), false);
+        assert_eq!(s1, s2);
+        // A conflict is a transition, with its own reason and a new time.
+        assert!(book.set(
+            "shop",
+            "web",
+            Outcome::Failed {
+                reason: CONFLICT,
+                message: "not ours".into()
+            }
+        ));
+        let s3 = book.build(&s2, t(200), false);
+        let c = &s3.mirror_services[0].conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "Conflict")
+        );
+        assert!(c.local_ref.is_none());
+        assert_ne!(
+            c.last_transition_time,
+            s2.mirror_services[0].conditions[0].last_transition_time
+        );
+        assert!(book.remove("shop", "web"));
+        assert!(book.build(&s3, t(300), false).mirror_services.is_empty());
+    }
+
+    #[test]
+    fn seeded_entries_survive_until_examined() {
+        let book0 = StatusBook::seeded(None);
+        book0.set(
+            "a",
+            "x",
+            Outcome::failed(
+                FailureReason::MissingNamespace,
+                "Namespace a does not exist",
+            ),
+        );
+        let base = book0.build(&LinkStatus::default(), t(0), false);
+        let book = StatusBook::seeded(Some(&base));
+        assert_eq!(book.seeded_keys(), vec![("a".to_string(), "x".to_string())]);
+        assert_eq!(
+            book.build(&base, t(50), false),
+            base,
+            "nothing to write before reconciles"
+        );
+        // The same outcome again: no transition, no change.
+        assert!(!book.set(
+            "a",
+            "x",
+            Outcome::failed(
+                FailureReason::MissingNamespace,
+                "Namespace a does not exist"
+            )
+        ));
+        assert_eq!(book.build(&base, t(60), false), base);
+    }
+
+    #[test]
+    fn gateway_summary_written_on_liveness_change_only() {
+        let book = StatusBook::seeded(None);
+        let mut base = LinkStatus::default();
+        book.set_gateway(ProbeSummary {
+            alive: true,
+            latency: Some(Duration::from_millis(3)),
+            ..ProbeSummary::default()
+        });
+        base = book.build(&base, t(0), false);
+        assert_eq!(base.gateway.as_ref().map(|g| g.alive), Some(true));
+        book.set_gateway(ProbeSummary {
+            alive: true,
+            latency: Some(Duration::from_millis(9)),
+            ..ProbeSummary::default()
+        });
+        assert_eq!(
+            book.build(&base, t(1), false),
+            base,
+            "latency alone is not written"
+        );
+        assert_ne!(book.build(&base, t(1), true), base, "but is on refresh");
+        book.set_gateway(ProbeSummary {
+            alive: false,
+            ..ProbeSummary::default()
+        });
+        assert_eq!(
+            book.build(&base, t(2), false).gateway.map(|g| g.alive),
+            Some(false)
+        );
+    }
+}

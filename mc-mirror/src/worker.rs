@@ -1,0 +1,798 @@
+//! One Link: leader election, local caches, the credentials Secret, the remote session, the
+//! gateway tracker, the reconcile workers and the status writer.
+//!
+//! Failure domains are separate: losing the target cluster (bad credentials, API server down)
+//! stops updates for this Link only, never deletes a mirror, and is reported in metrics, Events
+//! and the log, with retries and backoff. A credential rotation replaces the remote session
+//! without a restart; the previous remote view keeps serving reads until the new one has synced,
+//! so a rotation never looks like "everything was unexported".
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt as _};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, ObjectReference, Secret, Service};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Resource as _, ResourceExt as _};
+use mc_core::link::{Link, ValidLink};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Options;
+use crate::controller::ReadyBoard;
+use crate::lease::{Elector, lease_name};
+use crate::metrics::Metrics;
+use crate::probe::{self, GatewayView, ProbeConfig};
+use crate::queue::Queue;
+use crate::remote::SecretRef;
+use crate::status::StatusBook;
+use crate::{Error, reconcile};
+
+/// What every worker shares with the controller.
+#[derive(Clone)]
+pub(crate) struct Env {
+    pub client: Client,
+    pub options: Arc<Options>,
+    pub metrics: Arc<Metrics>,
+    pub board: ReadyBoard,
+}
+
+/// A unit of reconcile work.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Key {
+    /// The remote Service `namespace/name` and everything mirrored from it.
+    Service(String, String),
+    /// The probe Service `probe-<link>` and its Endpoints.
+    Probe,
+}
+
+/// The remote caches of one session (one set of credentials).
+pub(crate) struct RemoteView {
+    /// Services matching `spec.selector` (gateway mode); `None` when the selector is empty.
+    pub gateway_services: Option<Store<Service>>,
+    /// Services matching `spec.remoteDiscoverySelector`; `None` when empty.
+    pub discovery_services: Option<Store<Service>>,
+    /// Endpoints matching `spec.selector` (the endpoints controller copies Service labels).
+    pub endpoints: Option<Store<Endpoints>>,
+}
+
+/// The local caches.
+pub(crate) struct LocalView {
+    /// Services labelled `cluster-name=<cluster>` (mirrors, endpoint mirrors, probe Service).
+    pub services: Store<Service>,
+    /// Endpoints labelled `cluster-name=<cluster>`.
+    pub endpoints: Store<Endpoints>,
+    /// Every namespace.
+    pub namespaces: Store<Namespace>,
+}
+
+/// Everything a reconcile of one Link needs.
+pub(crate) struct Ctx {
+    pub env: Env,
+    pub link_name: String,
+    pub link: ValidLink,
+    pub local: LocalView,
+    pub remote: RwLock<Option<Arc<RemoteView>>>,
+    pub gateway: watch::Receiver<GatewayView>,
+    pub book: Arc<StatusBook>,
+    pub queue: Queue<Key>,
+    recorder: Recorder,
+    link_ref: ObjectReference,
+    retries: Mutex<HashMap<Key, u32>>,
+    /// Last problem reported for the Link itself (credentials, reachability), to emit Events
+    /// only on a change.
+    link_problem: Mutex<Option<String>>,
+}
+
+impl Ctx {
+    /// The Link's target cluster name.
+    pub(crate) fn cluster(&self) -> &str {
+        &self.link.cluster_name
+    }
+
+    /// The current remote view, once one has synced.
+    pub(crate) fn remote(&self) -> Option<Arc<RemoteView>> {
+        self.remote.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Counts a write.
+    pub(crate) fn wrote(&self, verb: &str, resource: &str) {
+        self.env.metrics.write(self.cluster(), verb, resource);
+    }
+
+    /// Publishes an Event about the Link in the source cluster (best effort).
+    pub(crate) async fn event(&self, warning: bool, reason: &str, note: String) {
+        let ev = KubeEvent {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Mirror".to_string(),
+            secondary: None,
+        };
+        match self.recorder.publish(&ev, &self.link_ref).await {
+            Ok(()) => self.wrote("create", "events"),
+            Err(e) => tracing::debug!(error = %e, "publishing an Event failed"),
+        }
+    }
+
+    /// Reports a problem of the Link as a whole (metric, log; Event on change).
+    async fn link_problem(&self, e: &Error) {
+        self.env.metrics.error(self.cluster(), e.reason());
+        tracing::warn!(link = %self.link_name, error = %e, "Link cannot mirror");
+        let text = e.to_string();
+        let changed = self
+            .link_problem
+            .lock()
+            .map(|mut g| {
+                let changed = g.as_deref() != Some(text.as_str());
+                *g = Some(text.clone());
+                changed
+            })
+            .unwrap_or(false);
+        if changed {
+            let reason = match e {
+                Error::Credentials { .. } => "InvalidCredentials",
+                _ => "TargetUnreachable",
+            };
+            self.event(true, reason, text).await;
+        }
+    }
+
+    async fn link_ok(&self) {
+        let was = self.link_problem.lock().ok().and_then(|mut g| g.take());
+        if was.is_some() {
+            self.event(
+                false,
+                "TargetReachable",
+                "the target cluster answers again".into(),
+            )
+            .await;
+        }
+    }
+
+    /// Queues every key: each exported remote Service, each local mirror, each status entry and
+    /// the probe (used after a (re)list: this is also the orphan GC pass).
+    pub(crate) fn enqueue_all(&self) {
+        for key in reconcile::all_keys(self) {
+            self.queue.push(key);
+        }
+    }
+
+    fn retry_later(self: &Arc<Self>, key: Key) {
+        let attempt = self
+            .retries
+            .lock()
+            .map(|mut r| {
+                let n = r.entry(key.clone()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1);
+        let delay = Duration::from_millis(100)
+            .saturating_mul(1u32 << attempt.min(10))
+            .min(Duration::from_secs(60));
+        let ctx = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(ctx) = ctx.upgrade() {
+                ctx.queue.push(key);
+            }
+        });
+    }
+
+    fn succeeded(&self, key: &Key) {
+        if let Ok(mut r) = self.retries.lock() {
+            r.remove(key);
+        }
+    }
+}
+
+/// Runs Link `link` until `stop` turns true: waits for the lease, works while leading, goes
+/// back to waiting when the lease is lost, releases it on stop. Mirrors are never deleted here.
+pub(crate) async fn run_link(env: Env, link: Link, mut stop: watch::Receiver<bool>) {
+    let name = link.name_any();
+    let valid = match link.spec.validate() {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(link = %name, error = %e, "invalid Link spec; waiting for a change");
+            env.metrics.error(
+                link.spec.target_cluster_name.as_deref().unwrap_or(&name),
+                "invalid_link",
+            );
+            publish_once(&env, &link, &format!("invalid Link spec: {e}")).await;
+            env.board.set_link(&name, true);
+            let _ = stop.wait_for(|s| *s).await;
+            return;
+        }
+    };
+    let leases = Api::namespaced(env.client.clone(), &env.options.namespace);
+    let elector = Elector::new(
+        leases,
+        lease_name(&name),
+        env.options.identity.clone(),
+        env.options.lease,
+    );
+    loop {
+        // A standby replica is ready: it has nothing to sync.
+        env.board.set_link(&name, true);
+        tokio::select! {
+            () = elector.acquire() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tracing::info!(link = %name, identity = %elector.identity(), "leading");
+        env.board.set_link(&name, false);
+        env.metrics.workers.inc();
+        let stopped = tokio::select! {
+            () = work(env.clone(), link.clone(), valid.clone()) => false,
+            () = elector.hold() => {
+                tracing::warn!(link = %name, "lost the lease: stopping work (mirrors are kept)");
+                false
+            }
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        env.metrics.workers.dec();
+        env.metrics.forget_gateway(&valid.cluster_name);
+        if stopped {
+            elector.release().await;
+            return;
+        }
+    }
+}
+
+async fn publish_once(env: &Env, link: &Link, note: &str) {
+    let recorder = Recorder::new(env.client.clone(), reporter(env));
+    let ev = KubeEvent {
+        type_: EventType::Warning,
+        reason: "InvalidLink".into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Validate".into(),
+        secondary: None,
+    };
+    let _ = recorder.publish(&ev, &link.object_ref(&())).await;
+}
+
+fn reporter(env: &Env) -> Reporter {
+    Reporter {
+        controller: "mc-mirror".into(),
+        instance: Some(env.options.identity.clone()),
+    }
+}
+
+/// A store fed by a watcher; the stream yields the events after the store applied them.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = watcher::Result<Event<K>>> + Send,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher::watcher(api, config.any_semantic()))
+        .default_backoff();
+    (reader, stream)
+}
+
+/// The work of a leader for one Link; returns only if every task ended (it should not).
+async fn work(env: Env, link: Link, valid: ValidLink) {
+    let cluster = valid.cluster_name.clone();
+    let name = link.name_any();
+    let selector = format!("{}={}", mc_core::labels::CLUSTER_NAME, cluster);
+    let local_cfg = watcher::Config::default().labels(&selector);
+    let (services, svc_stream) =
+        reflect(Api::<Service>::all(env.client.clone()), local_cfg.clone());
+    let (endpoints, ep_stream) = reflect(Api::<Endpoints>::all(env.client.clone()), local_cfg);
+    let (namespaces, ns_stream) = reflect(
+        Api::<Namespace>::all(env.client.clone()),
+        watcher::Config::default(),
+    );
+
+    // The status as it is now, so unchanged entries are not rewritten after a restart.
+    let links: Api<Link> = Api::namespaced(env.client.clone(), &env.options.namespace);
+    let current = match links.get_opt(&name).await {
+        Ok(Some(l)) => l,
+        _ => link.clone(),
+    };
+    let base_status = current.status.clone().unwrap_or_default();
+    let book = Arc::new(StatusBook::seeded(current.status.as_ref()));
+
+    let (gateway_view, gateway_summary) = match &valid.gateway {
+        Some(gw) => {
+            let probe = valid.probe.as_ref().map(|p| ProbeConfig {
+                cluster: cluster.clone(),
+                port: p.port,
+                path: p.path.clone(),
+                period: p.period,
+                timeout: p.timeout,
+                failure_threshold: p.failure_threshold,
+            });
+            if probe.is_none() {
+                env.metrics
+                    .gateway_enabled
+                    .get_or_create(&Metrics::cluster(&cluster))
+                    .set(0);
+            }
+            let g = probe::start(
+                gw.addresses.clone(),
+                env.options.gateway_resolve_period,
+                probe,
+                env.metrics.clone(),
+            );
+            (g.view, Some(g.summary))
+        }
+        None => {
+            let (tx, rx) = watch::channel(GatewayView {
+                addresses: Vec::new(),
+                alive: true,
+                resolved: true,
+            });
+            // Keep the sender alive for as long as the receiver: a closed channel is fine too.
+            drop(tx);
+            (rx, None)
+        }
+    };
+
+    let ctx = Arc::new(Ctx {
+        recorder: Recorder::new(env.client.clone(), reporter(&env)),
+        link_ref: current.object_ref(&()),
+        env: env.clone(),
+        link_name: name.clone(),
+        link: valid.clone(),
+        local: LocalView {
+            services,
+            endpoints,
+            namespaces,
+        },
+        remote: RwLock::new(None),
+        gateway: gateway_view,
+        book: book.clone(),
+        queue: Queue::new(),
+        retries: Mutex::new(HashMap::new()),
+        link_problem: Mutex::new(None),
+    });
+
+    let mut tasks = JoinSet::new();
+    let local_synced = Arc::new(LocalSync::default());
+    tasks.spawn(local_services(
+        ctx.clone(),
+        svc_stream,
+        local_synced.clone(),
+    ));
+    tasks.spawn(local_endpoints(
+        ctx.clone(),
+        ep_stream,
+        local_synced.clone(),
+    ));
+    tasks.spawn(local_namespaces(
+        ctx.clone(),
+        ns_stream,
+        local_synced.clone(),
+    ));
+    tasks.spawn(credentials(ctx.clone()));
+    for _ in 0..env.options.concurrency.max(1) {
+        tasks.spawn(reconcile_loop(ctx.clone()));
+    }
+    tasks.spawn(recheck(ctx.clone()));
+    tasks.spawn(gateway_changes(ctx.clone()));
+    if let Some(summary) = gateway_summary {
+        tasks.spawn(gateway_summaries(ctx.clone(), summary));
+    }
+    {
+        let ctx = ctx.clone();
+        let writer_ctx = ctx.clone();
+        tasks.spawn(async move {
+            let may = {
+                let ctx = ctx.clone();
+                move || ctx.remote().is_some()
+            };
+            let wrote = move || writer_ctx.wrote("patch", "links/status");
+            ctx.book
+                .writer(
+                    links,
+                    ctx.link_name.clone(),
+                    base_status,
+                    Duration::from_millis(200),
+                    Duration::from_secs(60),
+                    may,
+                    wrote,
+                )
+                .await;
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(link = %name, error = %e, "a worker task ended");
+        }
+    }
+}
+
+/// Tracks the first sync of the three local caches.
+#[derive(Default)]
+struct LocalSync {
+    services: AtomicBool,
+    endpoints: AtomicBool,
+    namespaces: AtomicBool,
+}
+
+impl LocalSync {
+    fn all(&self) -> bool {
+        self.services.load(Ordering::Relaxed)
+            && self.endpoints.load(Ordering::Relaxed)
+            && self.namespaces.load(Ordering::Relaxed)
+    }
+}
+
+fn synced(ctx: &Ctx, sync: &LocalSync, flag: &AtomicBool) {
+    flag.store(true, Ordering::Relaxed);
+    if sync.all() {
+        ctx.env.board.set_link(&ctx.link_name, true);
+        // A (re)list of a local cache: re-examine everything (orphans included).
+        if ctx.remote().is_some() {
+            ctx.enqueue_all();
+        }
+    }
+}
+
+async fn local_services(
+    ctx: Arc<Ctx>,
+    stream: impl Stream<Item = watcher::Result<Event<Service>>>,
+    sync: Arc<LocalSync>,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Apply(s) | Event::Delete(s)) => {
+                if let Some(key) = reconcile::key_of_local(&ctx, &s.metadata) {
+                    ctx.queue.push(key);
+                }
+            }
+            Ok(Event::InitDone) => synced(&ctx, &sync, &sync.services),
+            Ok(_) => {}
+            Err(e) => watch_error(&ctx, "local Services", &e),
+        }
+    }
+}
+
+async fn local_endpoints(
+    ctx: Arc<Ctx>,
+    stream: impl Stream<Item = watcher::Result<Event<Endpoints>>>,
+    sync: Arc<LocalSync>,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Apply(e) | Event::Delete(e)) => {
+                if let Some(key) = reconcile::key_of_local(&ctx, &e.metadata) {
+                    ctx.queue.push(key);
+                }
+            }
+            Ok(Event::InitDone) => synced(&ctx, &sync, &sync.endpoints),
+            Ok(_) => {}
+            Err(e) => watch_error(&ctx, "local Endpoints", &e),
+        }
+    }
+}
+
+async fn local_namespaces(
+    ctx: Arc<Ctx>,
+    stream: impl Stream<Item = watcher::Result<Event<Namespace>>>,
+    sync: Arc<LocalSync>,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(Event::Apply(ns)) => {
+                // A namespace appeared (or changed): mirror what waits for it.
+                for key in reconcile::remote_keys_in(&ctx, &ns.name_any()) {
+                    ctx.queue.push(key);
+                }
+            }
+            Ok(Event::InitDone) => synced(&ctx, &sync, &sync.namespaces),
+            Ok(_) => {}
+            Err(e) => watch_error(&ctx, "local Namespaces", &e),
+        }
+    }
+}
+
+fn watch_error(ctx: &Ctx, what: &str, e: &watcher::Error) {
+    tracing::warn!(link = %ctx.link_name, error = %e, "watching {what} failed; retrying with backoff");
+    ctx.env.metrics.error(ctx.cluster(), "watch");
+}
+
+/// Watches the credentials Secret; each new kubeconfig starts a new remote session.
+async fn credentials(ctx: Arc<Ctx>) {
+    let sref = SecretRef {
+        link: ctx.link_name.clone(),
+        namespace: ctx.env.options.namespace.clone(),
+        name: ctx.link.credentials_secret.clone(),
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.env.client.clone(), &sref.namespace);
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", sref.name));
+    let mut stream = std::pin::pin!(watcher::watcher(api, cfg).default_backoff());
+    let mut current: Option<Vec<u8>> = None;
+    let mut session: Option<tokio::task::JoinHandle<()>> = None;
+    let mut seen = false;
+    while let Some(ev) = stream.next().await {
+        let secret = match ev {
+            Ok(Event::Apply(s) | Event::InitApply(s)) => s,
+            Ok(Event::Init) => {
+                seen = false;
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                if !seen && current.is_none() {
+                    ctx.link_problem(&sref.missing()).await;
+                }
+                continue;
+            }
+            Ok(Event::Delete(_)) => {
+                // The running session keeps its credentials; nothing is deleted.
+                ctx.link_problem(&sref.missing()).await;
+                continue;
+            }
+            Err(e) => {
+                watch_error(&ctx, "the credentials Secret", &e);
+                continue;
+            }
+        };
+        seen = true;
+        let bytes = match sref.kubeconfig_of(&secret) {
+            Ok(b) => b,
+            Err(e) => {
+                ctx.link_problem(&e).await;
+                continue;
+            }
+        };
+        if current.as_ref() == Some(&bytes) {
+            continue;
+        }
+        tracing::info!(link = %ctx.link_name, "credentials loaded; (re)starting the remote session");
+        current = Some(bytes.clone());
+        if let Some(old) = session.take() {
+            old.abort();
+        }
+        session = Some(tokio::spawn(remote_session(
+            ctx.clone(),
+            sref.clone(),
+            bytes,
+        )));
+    }
+    if let Some(old) = session {
+        old.abort();
+    }
+}
+
+/// One remote session: connect (with backoff), then watch the exported Services and their
+/// Endpoints until aborted.
+async fn remote_session(ctx: Arc<Ctx>, sref: SecretRef, kubeconfig: Vec<u8>) {
+    let mut backoff = Duration::from_millis(500);
+    let client = loop {
+        let attempt = async {
+            let (client, server) = sref.client(&kubeconfig).await?;
+            sref.check(&client, &server).await?;
+            Ok::<_, Error>(client)
+        };
+        match attempt.await {
+            Ok(c) => break c,
+            Err(e) => {
+                ctx.link_problem(&e).await;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    };
+    ctx.link_ok().await;
+    let link = &ctx.link;
+    let gateway_mode = link.gateway.is_some() && !link.selector.is_empty();
+    let discovery_mode = !link.remote_discovery_selector.is_empty();
+    let services = Api::<Service>::all(client.clone());
+    let mut streams = futures::stream::SelectAll::new();
+    let mut view = RemoteView {
+        gateway_services: None,
+        discovery_services: None,
+        endpoints: None,
+    };
+    let mut pending = 0usize;
+    if gateway_mode {
+        let q = link.selector.to_query();
+        let (store, s) = reflect(services.clone(), watcher::Config::default().labels(&q));
+        view.gateway_services = Some(store);
+        streams.push(s.map(|e| e.map(RemoteEvent::from_service)).boxed());
+        let (store, s) = reflect(
+            Api::<Endpoints>::all(client.clone()),
+            watcher::Config::default().labels(&q),
+        );
+        view.endpoints = Some(store);
+        streams.push(s.map(|e| e.map(RemoteEvent::from_endpoints)).boxed());
+        pending += 2;
+    }
+    if discovery_mode {
+        let q = link.remote_discovery_selector.to_query();
+        let (store, s) = reflect(services, watcher::Config::default().labels(&q));
+        view.discovery_services = Some(store);
+        streams.push(s.map(|e| e.map(RemoteEvent::from_service)).boxed());
+        pending += 1;
+    }
+    let view = Arc::new(view);
+    if pending == 0 {
+        install(&ctx, view.clone());
+    }
+    let mut healthy_since: Option<Instant> = None;
+    while let Some(ev) = streams.next().await {
+        match ev {
+            Ok(RemoteEvent::Key(ns, name)) => {
+                if ctx.remote().is_some_and(|v| Arc::ptr_eq(&v, &view)) {
+                    ctx.queue.push(Key::Service(ns, name));
+                }
+                if healthy_since.is_none() {
+                    healthy_since = Some(Instant::now());
+                    ctx.link_ok().await;
+                }
+            }
+            Ok(RemoteEvent::Relisted) => {
+                if pending > 0 {
+                    pending -= 1;
+                    if pending == 0 {
+                        install(&ctx, view.clone());
+                    }
+                } else if ctx.remote().is_some_and(|v| Arc::ptr_eq(&v, &view)) {
+                    // A relist (410 Gone, reconnect): re-examine everything, GC included.
+                    ctx.enqueue_all();
+                }
+                healthy_since = Some(Instant::now());
+                ctx.link_ok().await;
+            }
+            Ok(RemoteEvent::Other) => {}
+            Err(e) => {
+                healthy_since = None;
+                let err = Error::TargetUnreachable {
+                    link: ctx.link_name.clone(),
+                    server: String::new(),
+                    reason: format!("watch failed: {e}"),
+                };
+                ctx.link_problem(&err).await;
+            }
+        }
+    }
+}
+
+fn install(ctx: &Arc<Ctx>, view: Arc<RemoteView>) {
+    if let Ok(mut g) = ctx.remote.write() {
+        *g = Some(view);
+    }
+    tracing::info!(link = %ctx.link_name, "remote caches synced");
+    ctx.enqueue_all();
+}
+
+enum RemoteEvent {
+    Key(String, String),
+    Relisted,
+    Other,
+}
+
+impl RemoteEvent {
+    fn from_service(e: Event<Service>) -> RemoteEvent {
+        RemoteEvent::from_event(e)
+    }
+
+    fn from_endpoints(e: Event<Endpoints>) -> RemoteEvent {
+        RemoteEvent::from_event(e)
+    }
+
+    fn from_event<K: kube::Resource>(e: Event<K>) -> RemoteEvent {
+        match e {
+            Event::Apply(o) | Event::Delete(o) => {
+                let m = o.meta();
+                match (&m.namespace, &m.name) {
+                    (Some(ns), Some(n)) => RemoteEvent::Key(ns.clone(), n.clone()),
+                    _ => RemoteEvent::Other,
+                }
+            }
+            Event::InitDone => RemoteEvent::Relisted,
+            Event::Init | Event::InitApply(_) => RemoteEvent::Other,
+        }
+    }
+}
+
+async fn reconcile_loop(ctx: Arc<Ctx>) {
+    loop {
+        let key = ctx.queue.pop().await;
+        let start = Instant::now();
+        let result = reconcile::reconcile(&ctx, &key).await;
+        ctx.env
+            .metrics
+            .reconcile_duration
+            .get_or_create(&Metrics::cluster(ctx.cluster()))
+            .observe(start.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => ctx.succeeded(&key),
+            Err(e) => {
+                ctx.env.metrics.error(ctx.cluster(), e.reason());
+                tracing::warn!(link = %ctx.link_name, ?key, error = %e, "reconcile failed; retrying with backoff");
+                ctx.retry_later(key.clone());
+            }
+        }
+        ctx.queue.done(&key);
+    }
+}
+
+/// Re-examines failed keys (conflicts, missing namespaces, errors) periodically, and everything
+/// at a slower pace (anti-entropy; reads only, writes only on a difference).
+async fn recheck(ctx: Arc<Ctx>) {
+    let period = ctx.env.options.recheck_period;
+    let mut rounds = 0u32;
+    loop {
+        tokio::time::sleep(period).await;
+        if ctx.remote().is_none() {
+            continue;
+        }
+        rounds = rounds.wrapping_add(1);
+        if rounds.is_multiple_of(10) {
+            ctx.enqueue_all();
+        } else {
+            for (ns, name) in ctx.book.failed_keys() {
+                ctx.queue.push(Key::Service(ns, name));
+            }
+        }
+    }
+}
+
+/// On a change of gateway addresses or liveness, re-examine every gateway-mode mirror (only
+/// Endpoints that differ are written).
+async fn gateway_changes(ctx: Arc<Ctx>) {
+    let mut rx = ctx.gateway.clone();
+    while rx.changed().await.is_ok() {
+        if ctx.remote().is_some() {
+            ctx.enqueue_all();
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+async fn gateway_summaries(ctx: Arc<Ctx>, mut rx: watch::Receiver<probe::ProbeSummary>) {
+    let mut was_alive = true;
+    while rx.changed().await.is_ok() {
+        let s = rx.borrow_and_update().clone();
+        if s.alive != was_alive {
+            was_alive = s.alive;
+            let note = if s.alive {
+                "gateway is alive again: mirror endpoints are ready".to_string()
+            } else {
+                format!(
+                    "gateway failed {} consecutive probes ({}): mirror endpoints moved to notReadyAddresses",
+                    s.consecutive_failures,
+                    s.last_error.clone().unwrap_or_default()
+                )
+            };
+            ctx.event(
+                !s.alive,
+                if s.alive {
+                    "GatewayAlive"
+                } else {
+                    "GatewayDown"
+                },
+                note,
+            )
+            .await;
+        }
+        ctx.book.set_gateway(s);
+    }
+    std::future::pending::<()>().await;
+}
