@@ -1,0 +1,188 @@
+"""Type stubs of the native extension mc._mc (re-exported by the package mc)."""
+
+from datetime import datetime, timedelta
+from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union
+
+from mc import pki as pki
+
+SessionProtocolName = Literal["http1", "http2"]
+
+# --- errors ------------------------------------------------------------------------------------
+
+class Error(Exception):
+    """Base class of every error raised by mc; the message says what failed, why, and the fix."""
+
+    field: Optional[str]
+    """The field path the error is about (e.g. ``spec.gatewayPort``), when there is one."""
+    block: Optional[int]
+    """The 1-based PEM block number, for PEM errors about one block."""
+    line: Optional[int]
+    """The 1-based input line, for PEM errors."""
+
+class PemError(Error):
+    """A PEM bundle cannot be used (no certificate, wrong block, bad base64/DER, not a CA,
+    outside its validity)."""
+
+class ConfigError(Error):
+    """The ``values`` of a linkerd-config ConfigMap are unusable; ``field`` names the value."""
+
+class PkiError(Error):
+    """Certificate generation failed (inconsistent options, unusable signer)."""
+
+class IdentityError(Error):
+    """A name is not a valid DNS name or Linkerd identity."""
+
+class LinkError(Error):
+    """A Link field is missing or invalid; ``field`` is its path."""
+
+class SelectorError(Error):
+    """A label selector cannot be parsed or is invalid."""
+
+class MirrorError(Error):
+    """A mirror cannot be computed (wrong kind, malformed object, not exported, no gateway)."""
+
+class TransportError(Error):
+    """A transport.l5d.io/v1 header is malformed, too long or incomplete."""
+
+    needed: int
+    """For an incomplete header: at least this many more bytes are needed."""
+
+class RenderError(Error):
+    """Manifests cannot be rendered from the given values."""
+
+# --- trust -------------------------------------------------------------------------------------
+
+PemInput = Union[str, bytes, bytearray]
+
+class Anchor:
+    """One trust anchor (a root CA certificate). Equal when the DER is equal."""
+
+    @property
+    def subject(self) -> str:
+        """The subject distinguished name, e.g. ``CN=root.linkerd.cluster.local``."""
+    @property
+    def sans(self) -> list[str]:
+        """Subject alternative names as openssl prints them (``DNS:…``, ``IP:…``)."""
+    @property
+    def not_before(self) -> datetime:
+        """Start of validity (aware, UTC)."""
+    @property
+    def not_after(self) -> datetime:
+        """End of validity (aware, UTC)."""
+    @property
+    def key_algorithm(self) -> str:
+        """The public key algorithm, e.g. ``ECDSA P-256``."""
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the DER, ``AB:CD:…`` as openssl prints it."""
+    @property
+    def der(self) -> bytes:
+        """The certificate in DER."""
+    def is_valid_at(self, now: Optional[datetime] = None) -> bool:
+        """Whether the anchor is valid at ``now`` (default: the current time)."""
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+class BundleDiff:
+    """The difference between two bundles; false when they hold the same anchors."""
+
+    @property
+    def added(self) -> list[Anchor]:
+        """Anchors only in the other bundle."""
+    @property
+    def removed(self) -> list[Anchor]:
+        """Anchors only in this bundle."""
+    @property
+    def common(self) -> list[Anchor]:
+        """Anchors in both."""
+    def is_empty(self) -> bool:
+        """Whether nothing was added or removed."""
+    def __bool__(self) -> bool: ...
+
+class TrustBundle:
+    """An ordered, duplicate-free, non-empty set of trust anchors."""
+
+    @staticmethod
+    def from_pem(
+        data: PemInput, *, now: Optional[datetime] = None, check_validity: bool = True
+    ) -> TrustBundle:
+        """Parses a PEM bundle of root CA certificates; raises :class:`PemError`. Releases the GIL."""
+    @staticmethod
+    def from_linkerd_config(
+        values_yaml: str, *, now: Optional[datetime] = None, check_validity: bool = True
+    ) -> TrustBundle:
+        """Reads ``identityTrustAnchorsPEM`` from linkerd-config ``values`` YAML and parses it."""
+    @property
+    def anchors(self) -> list[Anchor]:
+        """The anchors, in order of first appearance."""
+    def to_pem(self) -> str:
+        """The bundle as PEM."""
+    def merge(self, other: TrustBundle) -> TrustBundle:
+        """This bundle's anchors followed by the new ones of ``other``."""
+    def diff(self, other: TrustBundle) -> BundleDiff:
+        """Anchors added, removed and common from this bundle to ``other``."""
+    def shares_anchor(self, other: TrustBundle) -> bool:
+        """Whether at least one anchor is in both bundles."""
+    def same_anchors(self, other: TrustBundle) -> bool:
+        """Whether both bundles hold the same anchors, order aside."""
+    def expiring_within(
+        self, window: timedelta, *, now: Optional[datetime] = None
+    ) -> list[Anchor]:
+        """The anchors whose validity ends within ``window`` of ``now`` (expired ones included)."""
+    def __len__(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
+
+class LinkerdConfig:
+    """The trust settings of a Linkerd control plane, from its linkerd-config values."""
+
+    @staticmethod
+    def from_values_yaml(values_yaml: str) -> LinkerdConfig:
+        """Reads the values YAML (with or without ``global``); raises :class:`ConfigError`."""
+    @property
+    def trust_anchors_pem(self) -> str:
+        """``identityTrustAnchorsPEM``, not yet validated."""
+    @property
+    def trust_domain(self) -> str:
+        """``identityTrustDomain``, or the cluster domain."""
+    @property
+    def cluster_domain(self) -> str:
+        """``clusterDomain``, ``cluster.local`` when absent."""
+    def trust_bundle(
+        self, *, now: Optional[datetime] = None, check_validity: bool = True
+    ) -> TrustBundle:
+        """Parses ``trust_anchors_pem`` like :meth:`TrustBundle.from_pem`."""
+
+# --- transport ---------------------------------------------------------------------------------
+
+TRANSPORT_ALPN: bytes
+"""The ALPN protocol name, ``transport.l5d.io/v1``."""
+TRANSPORT_PREFACE: bytes
+"""The bytes that open every header."""
+TRANSPORT_MAX_HEADER_LEN: int
+"""The largest protobuf body accepted."""
+
+class TransportHeader:
+    """The transport.l5d.io/v1 connection header: target port, host name, session protocol."""
+
+    def __init__(
+        self, port: int, name: Optional[str] = None, protocol: Optional[SessionProtocolName] = None
+    ) -> None: ...
+    @property
+    def port(self) -> int:
+        """The target port (1-65535)."""
+    @property
+    def name(self) -> Optional[str]:
+        """The target host name, or None."""
+    @property
+    def protocol(self) -> Optional[SessionProtocolName]:
+        """``http1``, ``http2``, or None for opaque TCP."""
+    def encode(self) -> bytes:
+        """Preface, 4-byte big-endian length, protobuf body."""
+    @staticmethod
+    def decode(data: bytes) -> TransportHeader:
+        """Decodes exactly one header; raises :class:`TransportError`."""
+    @staticmethod
+    def decode_prefix(data: bytes) -> tuple[Optional[TransportHeader], int]:
+        """``(header, consumed)`` or ``(None, needed)`` for a stream buffer."""
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...

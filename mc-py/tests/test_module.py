@@ -1,0 +1,89 @@
+"""The package itself: stubs that match the native module, docstrings, py.typed, exceptions."""
+
+import ast
+import inspect
+import pathlib
+
+import pytest
+
+import mc
+import mc._mc
+
+PACKAGE = pathlib.Path(mc.__file__).parent
+
+
+def stub_names(path):
+    """{top-level name: set of member names (empty for non-classes)} defined in a .pyi file."""
+    tree = ast.parse(path.read_text())
+    names = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names[node.name] = {
+                n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            } | {n.target.id for n in node.body if isinstance(n, ast.AnnAssign)}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names[node.name] = set()
+        elif isinstance(node, ast.AnnAssign):
+            names[node.target.id] = set()
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                names[target.id] = set()
+    return names
+
+
+def public(obj):
+    return [n for n in dir(obj) if not n.startswith("_")]
+
+
+def runtime_modules():
+    """(module, stub file) pairs: the native module and each Python submodule."""
+    yield mc._mc, PACKAGE / "_mc.pyi"
+    yield mc.pki, PACKAGE / "pki.pyi"
+    if hasattr(mc, "render"):
+        yield mc.render, PACKAGE / "render.pyi"
+
+
+@pytest.mark.parametrize("module,stub", list(runtime_modules()), ids=lambda x: getattr(x, "__name__", str(x)))
+def test_stubs_cover_every_public_name_and_member(module, stub):
+    stubs = stub_names(stub)
+    for name in public(module):
+        value = getattr(module, name)
+        if inspect.ismodule(value):
+            continue
+        assert name in stubs, f"{stub.name} lacks {name}"
+        if inspect.isclass(value) and not issubclass(value, BaseException):
+            for member in public(value):
+                assert member in stubs[name], f"{stub.name}: {name} lacks {member}"
+
+
+@pytest.mark.parametrize("module", [mc._mc, mc.pki], ids=lambda m: m.__name__)
+def test_every_function_class_and_method_has_a_docstring(module):
+    for name in public(module):
+        value = getattr(module, name)
+        if inspect.isclass(value) or callable(value):
+            assert value.__doc__ and value.__doc__.strip(), f"{name} has no docstring"
+        if inspect.isclass(value):
+            for member in public(value):
+                if member not in vars(value):
+                    continue  # inherited (e.g. BaseException.args)
+                attr = vars(value)[member]
+                if callable(attr) or type(attr).__name__ in ("getset_descriptor", "staticmethod", "property"):
+                    assert attr.__doc__ and attr.__doc__.strip(), f"{name}.{member} has no docstring"
+
+
+def test_package_is_typed():
+    assert (PACKAGE / "py.typed").exists()
+
+
+def test_exception_hierarchy():
+    for cls in (mc.PemError, mc.ConfigError, mc.PkiError, mc.IdentityError, mc.LinkError,
+                mc.SelectorError, mc.MirrorError, mc.TransportError, mc.RenderError):
+        assert issubclass(cls, mc.Error)
+        assert cls.__module__ == "mc"
+        assert cls.__doc__
+    assert issubclass(mc.Error, Exception)
+
+
+def test_classes_live_in_mc():
+    assert mc.TrustBundle.__module__ == "mc"
+    assert mc.pki.CertifiedKey.__module__ == "mc.pki"
