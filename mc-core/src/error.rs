@@ -193,6 +193,120 @@ pub enum Error {
         reason: String,
     },
     // --- link, selector, naming, mirror ---
+    /// A field of a Link (or of a resource given to the model) has an invalid value.
+    #[error("{field}: {value:?} {problem}; fix: {fix}")]
+    InvalidField {
+        /// Field path, e.g. `spec.gatewayPort`.
+        field: String,
+        /// The offending value as written.
+        value: String,
+        /// What is wrong with it, e.g. `is not a port (1-65535)`.
+        problem: String,
+        /// How to correct it.
+        fix: String,
+    },
+    /// A required field is absent or empty.
+    #[error("{field} is missing; fix: {fix}")]
+    MissingField {
+        /// Field path, e.g. `spec.targetClusterName`.
+        field: String,
+        /// How to correct it.
+        fix: String,
+    },
+    /// A label selector, in string form or as a LabelSelector, cannot be parsed or is invalid.
+    #[error(
+        "label selector {input:?}{at}: {problem}; fix: write requirements separated by commas: \
+         k=v, k!=v, k in (a,b), k notin (a,b), k (exists), !k (does not exist); keys are \
+         [prefix/]name labels, values are at most 63 characters of [A-Za-z0-9_.-]",
+        at = if field.is_empty() { String::new() } else { format!(" at {field}") }
+    )]
+    InvalidSelector {
+        /// Field path of the selector, empty for the string form.
+        field: String,
+        /// The selector (or requirement) as written.
+        input: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A duration string is not a Go-style duration or a bare number of seconds.
+    #[error(
+        "duration {input:?}: {problem}; fix: write a number of seconds (\"3\") or a duration \
+         such as \"500ms\", \"3s\", \"1m30s\", \"1h\""
+    )]
+    InvalidDuration {
+        /// The duration as written.
+        input: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A document is not the Kubernetes kind that was expected.
+    #[error(
+        "expected a {expected}, got apiVersion {api_version:?} kind {kind:?}; fix: pass a \
+         {expected} object (check apiVersion and kind)"
+    )]
+    WrongKind {
+        /// `apiVersion/kind` wanted, e.g. `v1/Service`.
+        expected: &'static str,
+        /// The apiVersion found (empty when absent).
+        api_version: String,
+        /// The kind found (empty when absent).
+        kind: String,
+    },
+    /// A document has the right kind but does not deserialize into it.
+    #[error("{expected}: {reason}; fix: correct the object so it matches the {expected} schema")]
+    Malformed {
+        /// The kind wanted.
+        expected: &'static str,
+        /// The deserializer's message (names the field).
+        reason: String,
+    },
+    /// A remote Service cannot be mirrored as it is.
+    #[error("remote Service {service}: {field} {problem}; fix: {fix}")]
+    InvalidRemoteService {
+        /// `namespace/name` of the remote Service.
+        service: String,
+        /// Field path inside the Service, e.g. `spec.ports[0].port`.
+        field: String,
+        /// What is wrong.
+        problem: String,
+        /// How to correct it.
+        fix: String,
+    },
+    /// A remote Service matches none of the Link's export selectors.
+    #[error(
+        "remote Service {service} is not exported to {cluster}: its labels match neither \
+         spec.selector nor spec.remoteDiscoverySelector; fix: label it {export_hint} in the \
+         target cluster, or change the Link's selectors"
+    )]
+    NotExported {
+        /// `namespace/name` of the remote Service.
+        service: String,
+        /// The Link's target cluster name.
+        cluster: String,
+        /// A label that would export it under the default selector.
+        export_hint: &'static str,
+    },
+    /// A Service selected for gateway mode, but the Link has no gateway.
+    #[error(
+        "remote Service {service} matches spec.selector (gateway mode) but Link {cluster} has no \
+         gateway (spec.gatewayAddress is empty); fix: set spec.gatewayAddress and \
+         spec.gatewayPort, or export the Service with the remote-discovery selector"
+    )]
+    NoGateway {
+        /// `namespace/name` of the remote Service.
+        service: String,
+        /// The Link's target cluster name.
+        cluster: String,
+    },
+    /// A time given by the caller cannot be represented as a Kubernetes timestamp.
+    #[error(
+        "time {time:?} is outside the range of a Kubernetes timestamp; fix: pass the current \
+         wall-clock time"
+    )]
+    TimeOutOfRange {
+        /// The time passed.
+        time: std::time::SystemTime,
+    },
     // --- transport ---
     /// The stream does not start with the transport-header preface.
     #[error(
@@ -244,5 +358,35 @@ pub enum Error {
     TransportHeaderNameUtf8 {
         /// Byte offset of the name inside the protobuf body.
         offset: usize,
+    },
+    // --- render ---
+    /// A value given to the manifest renderer (a chart value, a flag) is invalid.
+    #[error("value {path}: {problem}; fix: {fix}")]
+    RenderValue {
+        /// The value's path (e.g. `gateway.serviceType`) or flag (e.g. `--cluster-name`).
+        path: String,
+        /// What is wrong, quoting the value.
+        problem: String,
+        /// How to correct it.
+        fix: String,
+    },
+    /// A Helm-style `--set` assignment cannot be parsed.
+    #[error(
+        "--set {input:?}: {problem}; fix: write key.path=value pairs separated by commas, \
+         lists as key={{a,b}}, list items as key[0]=v, and escape a literal comma as \\,"
+    )]
+    RenderSet {
+        /// The assignment as written.
+        input: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Rendered objects cannot be serialised.
+    #[error("cannot serialise the manifests as {format}: {reason}; fix: report this as a bug")]
+    RenderSerialize {
+        /// `YAML` or `JSON`.
+        format: &'static str,
+        /// The serialiser's message.
+        reason: String,
     },
 }

@@ -6,7 +6,14 @@
 
 mod error;
 pub mod identity;
+pub mod labels;
+pub mod link;
+pub mod mirror;
+pub mod naming;
 pub mod pki;
+/// Manifest rendering for the `mc` CLI, the Helm-chart test and Python.
+pub mod render;
+pub mod selector;
 pub mod transport;
 pub mod trust;
 

@@ -1,0 +1,354 @@
+//! `Link.status`: one entry per mirrored (or federated) remote Service, each with a single
+//! `Mirrored` condition, plus mc's gateway summary.
+//!
+//! Unlike upstream, which resets `lastTransitionTime` on every write, [`merge_condition`] keeps it
+//! unless the condition's status changes, and reports whether anything changed at all, so the
+//! controller can skip the write.
+
+use std::time::SystemTime;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::{Deserialize, Serialize};
+
+use crate::labels::CONTROLLER_NAME;
+use crate::{Error, Result};
+
+/// The condition type the controller writes.
+pub const MIRRORED: &str = "Mirrored";
+
+/// `status` of a Link.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkStatus {
+    /// `mirrorServices`: one entry per remote Service mirrored through this Link.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirror_services: Vec<ServiceStatus>,
+    /// `federatedServices`: one entry per remote Service joined to a federated Service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub federated_services: Vec<ServiceStatus>,
+    /// `gateway` (mc only): the probe worker's view of the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayStatus>,
+}
+
+/// One remote Service's entry in the status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    /// `controllerName`: always `linkerd.io/service-mirror`.
+    pub controller_name: String,
+    /// `remoteRef`: the remote Service.
+    pub remote_ref: RemoteRef,
+    /// `conditions`: a single `Mirrored` condition in practice.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// A reference to an object (`remoteRef` or `localRef`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// API group; `core` for Services (schema default).
+    #[serde(default = "core_group")]
+    pub group: String,
+    /// Kind; `Service` (schema default).
+    #[serde(default = "service_kind")]
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+}
+
+/// The remote Service of a status entry.
+pub type RemoteRef = ObjectRef;
+/// The local mirror Service of a condition.
+pub type LocalRef = ObjectRef;
+
+fn core_group() -> String {
+    "core".to_string()
+}
+
+fn service_kind() -> String {
+    "Service".to_string()
+}
+
+impl ObjectRef {
+    /// A reference to Service `namespace/name`.
+    pub fn service(namespace: &str, name: &str) -> ObjectRef {
+        ObjectRef {
+            group: core_group(),
+            kind: service_kind(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        }
+    }
+}
+
+/// A status condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `type`: `Mirrored`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `status`: `True`, `False` or `Unknown`.
+    pub status: String,
+    /// `lastTransitionTime`: when `status` last changed.
+    pub last_transition_time: Time,
+    /// `reason`: CamelCase, e.g. `Mirrored`, `Error`, `InvalidService`, `MissingNamespace`.
+    pub reason: String,
+    /// `message`: for humans.
+    #[serde(default)]
+    pub message: String,
+    /// `localRef`: the mirror, when there is one (left out otherwise, as v1alpha3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_ref: Option<LocalRef>,
+}
+
+/// `status.gateway` (mc only): the gateway as the probe worker sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    /// Whether the gateway is considered alive.
+    pub alive: bool,
+    /// Latency of the last successful probe, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Median probe latency over the recent window, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<u64>,
+    /// 99th-percentile probe latency over the recent window, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<u64>,
+    /// When the last probe finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe_time: Option<Time>,
+}
+
+/// Why mirroring a Service failed, as a condition reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// `Error`: an API call failed; the message names the step.
+    Error,
+    /// `InvalidService`: the Service cannot be mirrored as it is (e.g. headless into federated).
+    InvalidService,
+    /// `MissingNamespace`: the namespace does not exist locally.
+    MissingNamespace,
+}
+
+impl FailureReason {
+    /// The reason string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::Error => "Error",
+            FailureReason::InvalidService => "InvalidService",
+            FailureReason::MissingNamespace => "MissingNamespace",
+        }
+    }
+}
+
+/// The outcome of mirroring one remote Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MirrorOutcome {
+    /// Mirrored into the local Service `local`.
+    Mirrored {
+        /// The local mirror.
+        local: LocalRef,
+    },
+    /// Not mirrored.
+    Failed {
+        /// Why.
+        reason: FailureReason,
+        /// For humans, e.g. "Namespace does not exist".
+        message: String,
+    },
+}
+
+/// The `Mirrored` condition for `outcome` at `now`.
+pub fn mirrored_condition(outcome: &MirrorOutcome, now: SystemTime) -> Result<Condition> {
+    let time = jiff::Timestamp::try_from(now).map_err(|_| Error::TimeOutOfRange { time: now })?;
+    let (status, reason, message, local_ref) = match outcome {
+        MirrorOutcome::Mirrored { local } => ("True", MIRRORED, String::new(), Some(local.clone())),
+        MirrorOutcome::Failed { reason, message } => {
+            ("False", reason.as_str(), message.clone(), None)
+        }
+    };
+    Ok(Condition {
+        type_: MIRRORED.to_string(),
+        status: status.to_string(),
+        last_transition_time: Time(time),
+        reason: reason.to_string(),
+        message,
+        local_ref,
+    })
+}
+
+/// Put `new` into `conditions`, replacing the condition of the same type. The old
+/// `lastTransitionTime` is kept when the status did not change. Returns `true` when anything
+/// other than the time changed (so a write is needed).
+pub fn merge_condition(conditions: &mut Vec<Condition>, mut new: Condition) -> bool {
+    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(old) => {
+            if old.status == new.status {
+                new.last_transition_time = old.last_transition_time.clone();
+            }
+            let changed = *old != new;
+            *old = new;
+            changed
+        }
+        None => {
+            conditions.push(new);
+            true
+        }
+    }
+}
+
+impl LinkStatus {
+    /// Record `condition` for the mirror of `remote`. Returns `true` when the status changed.
+    pub fn upsert_mirror(&mut self, remote: RemoteRef, condition: Condition) -> bool {
+        upsert(&mut self.mirror_services, remote, condition)
+    }
+
+    /// Record `condition` for the federated membership of `remote`. Returns `true` on change.
+    pub fn upsert_federated(&mut self, remote: RemoteRef, condition: Condition) -> bool {
+        upsert(&mut self.federated_services, remote, condition)
+    }
+
+    /// Drop the mirror entry of remote Service `namespace/name`. Returns `true` when one existed.
+    pub fn remove_mirror(&mut self, namespace: &str, name: &str) -> bool {
+        remove(&mut self.mirror_services, namespace, name)
+    }
+
+    /// Drop the federated entry of remote Service `namespace/name`. Returns `true` on change.
+    pub fn remove_federated(&mut self, namespace: &str, name: &str) -> bool {
+        remove(&mut self.federated_services, namespace, name)
+    }
+}
+
+fn upsert(list: &mut Vec<ServiceStatus>, remote: RemoteRef, condition: Condition) -> bool {
+    let found = list
+        .iter_mut()
+        .find(|s| s.remote_ref.name == remote.name && s.remote_ref.namespace == remote.namespace);
+    match found {
+        Some(entry) => {
+            let ref_changed =
+                entry.remote_ref != remote || entry.controller_name != CONTROLLER_NAME;
+            entry.remote_ref = remote;
+            entry.controller_name = CONTROLLER_NAME.to_string();
+            merge_condition(&mut entry.conditions, condition) || ref_changed
+        }
+        None => {
+            list.push(ServiceStatus {
+                controller_name: CONTROLLER_NAME.to_string(),
+                remote_ref: remote,
+                conditions: vec![condition],
+            });
+            true
+        }
+    }
+}
+
+fn remove(list: &mut Vec<ServiceStatus>, namespace: &str, name: &str) -> bool {
+    let before = list.len();
+    list.retain(|s| !(s.remote_ref.name == name && s.remote_ref.namespace == namespace));
+    list.len() != before
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn ok(secs: u64) -> Result<Condition> {
+        let local = ObjectRef::service("ns", "web-east");
+        mirrored_condition(&MirrorOutcome::Mirrored { local }, at(secs))
+    }
+
+    fn failed(secs: u64, message: &str) -> Result<Condition> {
+        let outcome = MirrorOutcome::Failed {
+            reason: FailureReason::MissingNamespace,
+            message: message.into(),
+        };
+        mirrored_condition(&outcome, at(secs))
+    }
+
+    #[test]
+    fn transition_time_kept_unless_status_changes() -> Result<()> {
+        let mut status = LinkStatus::default();
+        let web = ObjectRef::service("ns", "web");
+        assert!(status.upsert_mirror(web.clone(), ok(0)?));
+        assert!(
+            !status.upsert_mirror(web.clone(), ok(60)?),
+            "same condition: no write"
+        );
+        let t = |s: &LinkStatus| {
+            s.mirror_services[0].conditions[0]
+                .last_transition_time
+                .clone()
+        };
+        assert_eq!(
+            t(&status),
+            Time(
+                jiff::Timestamp::try_from(at(0))
+                    .map_err(|_| Error::TimeOutOfRange { time: at(0) })?
+            )
+        );
+        assert!(status.upsert_mirror(web.clone(), failed(120, "Namespace does not exist")?));
+        assert_eq!(t(&status).0.as_second(), 1_700_000_120);
+        assert!(status.upsert_mirror(web.clone(), failed(180, "other message")?));
+        assert_eq!(
+            t(&status).0.as_second(),
+            1_700_000_120,
+            "message change keeps the time"
+        );
+        assert_eq!(status.mirror_services.len(), 1);
+        assert!(status.remove_mirror("ns", "web"));
+        assert!(!status.remove_mirror("ns", "web"));
+        Ok(())
+    }
+
+    #[test]
+    fn wire_shape() -> Result<()> {
+        let mut status = LinkStatus::default();
+        status.upsert_mirror(
+            ObjectRef::service("ns", "web"),
+            failed(0, "Namespace does not exist")?,
+        );
+        status.upsert_federated(ObjectRef::service("ns", "api"), ok(0)?);
+        status.gateway = Some(GatewayStatus {
+            alive: true,
+            latency_ms: Some(3),
+            ..GatewayStatus::default()
+        });
+        let json = serde_json::to_value(&status).map_err(|e| Error::Malformed {
+            expected: "LinkStatus",
+            reason: e.to_string(),
+        })?;
+        let cond = &json["mirrorServices"][0]["conditions"][0];
+        assert_eq!(json["mirrorServices"][0]["controllerName"], CONTROLLER_NAME);
+        assert_eq!(json["mirrorServices"][0]["remoteRef"]["group"], "core");
+        assert_eq!(cond["type"], "Mirrored");
+        assert_eq!(cond["status"], "False");
+        assert_eq!(cond["reason"], "MissingNamespace");
+        assert_eq!(cond["lastTransitionTime"], "2023-11-14T22:13:20Z");
+        assert!(
+            cond.get("localRef").is_none(),
+            "v1alpha3 leaves localRef out"
+        );
+        assert_eq!(
+            json["federatedServices"][0]["conditions"][0]["localRef"]["name"],
+            "web-east"
+        );
+        assert_eq!(json["gateway"]["latencyMs"], 3);
+        let back: LinkStatus = serde_json::from_value(json).map_err(|e| Error::Malformed {
+            expected: "LinkStatus",
+            reason: e.to_string(),
+        })?;
+        assert_eq!(back, status);
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! Desired mirror objects: given a remote Service, a summary of its endpoints, the Link and the
+//! gateway, compute exactly the local Service and Endpoints that must exist, and say whether an
+//! existing object differs in what we own (so a steady state makes no writes).
+//!
+//! Rules (upstream's, see the module docs of [`meta`] and [`build`]):
+//! - mirror `<svc>-<cluster>` in the same namespace, selector-less, ports `{name, protocol, port,
+//!   targetPort}` (nodePort and appProtocol dropped);
+//! - labels and annotations copied with upstream's exclusions, then ours added;
+//! - gateway mode: Endpoints = gateway IPs × gateway port under each port name; no subsets when
+//!   the remote has no ready endpoints; `notReadyAddresses` while the gateway is dead;
+//! - remote-discovery mode: extra labels, no Endpoints;
+//! - headless (when enabled): a `clusterIP: None` mirror plus one endpoint mirror per hostname.
+
+mod build;
+mod compare;
+mod meta;
+mod remote;
+
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::labels;
+use crate::link::{GatewaySpec, ValidLink};
+use crate::naming::MirrorName;
+
+pub use build::{desired_mirror, headless_endpoints, probe_endpoints, probe_service};
+pub use compare::{endpoints_needs_update, service_needs_recreate, service_needs_update};
+pub use meta::{copy_annotations, copy_labels, is_excluded};
+pub use remote::{ExportMode, RemoteEndpoints, export_mode, is_federated_member, parse_object};
+
+/// The target cluster's gateway, with its addresses already resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gateway {
+    /// The gateway IPs, sorted as strings and without duplicates (as upstream orders them).
+    pub ips: Vec<IpAddr>,
+    /// The gateway port every mirror endpoint uses.
+    pub port: u16,
+    /// The gateway's TLS identity (`mirror.linkerd.io/remote-gateway-identity`).
+    pub identity: Option<String>,
+}
+
+impl Gateway {
+    /// A gateway; `ips` are sorted as strings and deduplicated so the output is stable.
+    pub fn new(ips: impl IntoIterator<Item = IpAddr>, port: u16, identity: Option<String>) -> Self {
+        let mut ips: Vec<IpAddr> = ips.into_iter().collect();
+        ips.sort_by_key(|ip| ip.to_string());
+        ips.dedup();
+        Gateway {
+            ips,
+            port,
+            identity,
+        }
+    }
+
+    /// The gateway of a Link whose addresses resolved to `ips`.
+    pub fn from_spec(spec: &GatewaySpec, ips: impl IntoIterator<Item = IpAddr>) -> Self {
+        Gateway::new(ips, spec.port, spec.identity.clone())
+    }
+}
+
+/// Everything [`desired_mirror`] needs besides the remote objects.
+#[derive(Debug, Clone, Copy)]
+pub struct MirrorContext<'a> {
+    /// The validated Link.
+    pub link: &'a ValidLink,
+    /// The resolved gateway; `None` when resolution gave nothing (mirrors then get no subsets).
+    pub gateway: Option<&'a Gateway>,
+    /// Whether the probe says the gateway is alive (start with `true`, as upstream since #8725).
+    pub alive: bool,
+    /// Whether headless remote Services get headless mirrors (`-enable-headless-services`).
+    pub headless_enabled: bool,
+}
+
+/// How a remote Service is mirrored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MirrorKind {
+    /// ClusterIP mirror whose Endpoints point at the gateway.
+    Gateway,
+    /// Mirror with remote-discovery labels and no Endpoints (flat network).
+    RemoteDiscovery,
+    /// Headless mirror with one endpoint mirror per remote hostname.
+    Headless,
+}
+
+/// The local objects that must exist for one remote Service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredMirror {
+    /// The mirror's name (also `service.metadata.name`).
+    pub name: MirrorName,
+    /// The mirror Service.
+    pub service: Service,
+    /// Its Endpoints: `Some` in gateway mode; `None` in remote-discovery mode (delete any) and
+    /// for headless mirrors (computed by [`headless_endpoints`] once the endpoint mirrors have
+    /// ClusterIPs).
+    pub endpoints: Option<Endpoints>,
+    /// Headless only: one `(Service, Endpoints)` per ready remote hostname.
+    pub endpoint_mirrors: Vec<(Service, Endpoints)>,
+    /// How it is mirrored.
+    pub kind: MirrorKind,
+}
+
+/// Who owns a local object, from our point of view as the mirror of one cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// A mirror (or probe object) of this cluster: ours to update and delete.
+    Ours,
+    /// A mirror of another linked cluster: never touch it.
+    OtherCluster(String),
+    /// Not written by a service mirror (or a federated Service): never touch it.
+    Foreign,
+}
+
+/// Whether a local object is ours: it carries `mirror.linkerd.io/mirrored-service: "true"` (or
+/// `mirrored-gateway: "true"`) and `mirror.linkerd.io/cluster-name: <cluster>`.
+pub fn ownership(meta: &ObjectMeta, cluster: &str) -> Ownership {
+    let label = |k: &str| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .map(String::as_str)
+    };
+    let mirrored = label(labels::MIRRORED_SERVICE) == Some("true")
+        || label(labels::MIRRORED_GATEWAY) == Some("true");
+    match label(labels::CLUSTER_NAME) {
+        Some(c) if mirrored && c == cluster => Ownership::Ours,
+        Some(c) if mirrored => Ownership::OtherCluster(c.to_string()),
+        _ => Ownership::Foreign,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            labels: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn ownership_rules() {
+        use labels::*;
+        let ours = meta(&[(MIRRORED_SERVICE, "true"), (CLUSTER_NAME, "east")]);
+        assert_eq!(ownership(&ours, "east"), Ownership::Ours);
+        assert_eq!(
+            ownership(&ours, "west"),
+            Ownership::OtherCluster("east".into())
+        );
+        let probe = meta(&[(MIRRORED_GATEWAY, "true"), (CLUSTER_NAME, "east")]);
+        assert_eq!(ownership(&probe, "east"), Ownership::Ours);
+        let federated = meta(&[(MIRRORED_SERVICE, "true")]);
+        assert_eq!(ownership(&federated, "east"), Ownership::Foreign);
+        let impostor = meta(&[(CLUSTER_NAME, "east")]);
+        assert_eq!(ownership(&impostor, "east"), Ownership::Foreign);
+        let not_true = meta(&[(MIRRORED_SERVICE, "false"), (CLUSTER_NAME, "east")]);
+        assert_eq!(ownership(&not_true, "east"), Ownership::Foreign);
+        assert_eq!(
+            ownership(&ObjectMeta::default(), "east"),
+            Ownership::Foreign
+        );
+    }
+
+    #[test]
+    fn gateway_ips_sorted_as_strings() {
+        let ips = ["10.0.0.9", "10.0.0.10", "10.0.0.9", "::1"]
+            .iter()
+            .filter_map(|s| s.parse().ok());
+        let gw = Gateway::new(ips, 4143, None);
+        let shown: Vec<String> = gw.ips.iter().map(|i| i.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.10", "10.0.0.9", "::1"]);
+    }
+}
