@@ -159,7 +159,7 @@ impl LeafOptions {
 /// Creates a self-signed root CA (no path-length limit).
 pub fn create_trust_anchor(opts: &AnchorOptions) -> Result<CertifiedKey> {
     let mut params = ca_params(
-        "AnchorOptions",
+        Kind::Anchor,
         &opts.common_name,
         opts.not_before,
         opts.not_after,
@@ -179,20 +179,13 @@ pub fn create_trust_anchor(opts: &AnchorOptions) -> Result<CertifiedKey> {
 /// key, e.g. from [`create_trust_anchor`] or read from `ca.crt` / `ca.key`).
 pub fn create_issuer(signer: &CertifiedKey, opts: &IssuerOptions) -> Result<CertifiedKey> {
     let mut params = ca_params(
-        "IssuerOptions",
+        Kind::Issuer,
         &opts.common_name,
         opts.not_before,
         opts.not_after,
     )?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.use_authority_key_identifier_extension = true;
-    let key = new_key()?;
-    let cert = with_signer(signer, |issuer| params.signed_by(&key, issuer))?
-        .map_err(generate("signing the issuer certificate"))?;
-    Ok(CertifiedKey {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    sign_new_key(signer, params, "signing the issuer certificate")
 }
 
 /// Issues a workload certificate for `identity` (its DNS SAN and, when it fits, its CN), signed
@@ -203,7 +196,6 @@ pub fn issue_leaf(
     opts: &LeafOptions,
 ) -> Result<CertifiedKey> {
     validate_dns_name(identity)?;
-    check_window("LeafOptions", opts.not_before, opts.not_after)?;
     if !opts.server_auth && !opts.client_auth {
         return Err(Error::PkiOptions {
             field: "LeafOptions.server_auth/client_auth",
@@ -211,8 +203,7 @@ pub fn issue_leaf(
             fix: "enable at least one (Linkerd proxies need both)",
         });
     }
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
+    let mut params = base_params(Kind::Leaf, opts.not_before, opts.not_after)?;
     if identity.len() <= MAX_CN {
         params.distinguished_name.push(DnType::CommonName, identity);
     }
@@ -221,70 +212,62 @@ pub fn issue_leaf(
         .try_into()
         .map_err(generate("encoding the identity as a DNS SAN"))?;
     params.subject_alt_names = vec![SanType::DnsName(san)];
-    params.not_before = offset("LeafOptions.not_before", opts.not_before)?;
-    params.not_after = offset("LeafOptions.not_after", opts.not_after)?;
-    params.serial_number = Some(random_serial()?);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    if opts.server_auth {
-        params
-            .extended_key_usages
-            .push(ExtendedKeyUsagePurpose::ServerAuth);
-    }
-    if opts.client_auth {
-        params
-            .extended_key_usages
-            .push(ExtendedKeyUsagePurpose::ClientAuth);
-    }
-    params.use_authority_key_identifier_extension = true;
-    let key = new_key()?;
-    let cert = with_signer(issuer, |signer| params.signed_by(&key, signer))?
-        .map_err(generate("signing the leaf certificate"))?;
-    Ok(CertifiedKey {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    let ekus = [
+        (opts.server_auth, ExtendedKeyUsagePurpose::ServerAuth),
+        (opts.client_auth, ExtendedKeyUsagePurpose::ClientAuth),
+    ];
+    params.extended_key_usages = ekus
+        .into_iter()
+        .filter_map(|(wanted, eku)| wanted.then_some(eku))
+        .collect();
+    sign_new_key(issuer, params, "signing the leaf certificate")
 }
 
-/// Parameters shared by both kinds of CA.
-fn ca_params(
-    what: &'static str,
-    common_name: &str,
+/// Which certificate is being made, to name the options in errors.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Anchor,
+    Issuer,
+    Leaf,
+}
+
+impl Kind {
+    fn common_name(self) -> &'static str {
+        match self {
+            Kind::Anchor => "AnchorOptions.common_name",
+            Kind::Issuer => "IssuerOptions.common_name",
+            Kind::Leaf => "identity",
+        }
+    }
+
+    fn not_before(self) -> &'static str {
+        match self {
+            Kind::Anchor => "AnchorOptions.not_before",
+            Kind::Issuer => "IssuerOptions.not_before",
+            Kind::Leaf => "LeafOptions.not_before",
+        }
+    }
+
+    fn not_after(self) -> &'static str {
+        match self {
+            Kind::Anchor => "AnchorOptions.not_after",
+            Kind::Issuer => "IssuerOptions.not_after",
+            Kind::Leaf => "LeafOptions.not_after",
+        }
+    }
+}
+
+/// An empty subject, the validity window and a random serial.
+fn base_params(
+    kind: Kind,
     not_before: SystemTime,
     not_after: SystemTime,
 ) -> Result<CertificateParams> {
-    if common_name.trim().is_empty() || common_name.len() > MAX_CN {
-        return Err(Error::PkiOptions {
-            field: if what == "AnchorOptions" {
-                "AnchorOptions.common_name"
-            } else {
-                "IssuerOptions.common_name"
-            },
-            reason: format!("{common_name:?} is empty or longer than {MAX_CN} characters"),
-            fix: "use a short DNS-like name, e.g. root.linkerd.cluster.local",
-        });
-    }
-    check_window(what, not_before, not_after)?;
-    let mut params = CertificateParams::default();
-    params.distinguished_name = DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params.not_before = offset(field(what, "not_before"), not_before)?;
-    params.not_after = offset(field(what, "not_after"), not_after)?;
-    params.serial_number = Some(random_serial()?);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    Ok(params)
-}
-
-fn check_window(what: &'static str, not_before: SystemTime, not_after: SystemTime) -> Result<()> {
     if not_after <= not_before {
         return Err(Error::PkiOptions {
-            field: field(what, "not_after"),
+            field: kind.not_after(),
             reason: format!(
                 "{} is not after not_before {}",
                 crate::trust::format_time(not_after),
@@ -293,7 +276,54 @@ fn check_window(what: &'static str, not_before: SystemTime, not_after: SystemTim
             fix: "set not_after later than not_before",
         });
     }
-    Ok(())
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.not_before = offset(kind.not_before(), not_before)?;
+    params.not_after = offset(kind.not_after(), not_after)?;
+    params.serial_number = Some(random_serial()?);
+    Ok(params)
+}
+
+/// Parameters shared by both kinds of CA.
+fn ca_params(
+    kind: Kind,
+    common_name: &str,
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<CertificateParams> {
+    if common_name.trim().is_empty() || common_name.len() > MAX_CN {
+        return Err(Error::PkiOptions {
+            field: kind.common_name(),
+            reason: format!("{common_name:?} is empty or longer than {MAX_CN} characters"),
+            fix: "use a short DNS-like name, e.g. root.linkerd.cluster.local",
+        });
+    }
+    let mut params = base_params(kind, not_before, not_after)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
+/// Signs `params` for a fresh P-256 key with `signer`'s key.
+fn sign_new_key(
+    signer: &CertifiedKey,
+    mut params: CertificateParams,
+    action: &'static str,
+) -> Result<CertifiedKey> {
+    params.use_authority_key_identifier_extension = true;
+    let key = new_key()?;
+    let cert =
+        with_signer(signer, |issuer| params.signed_by(&key, issuer))?.map_err(generate(action))?;
+    Ok(CertifiedKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// Runs `sign` with an rcgen issuer built from `signer`, after checking that the signer is a CA
@@ -452,18 +482,6 @@ fn offset(field: &'static str, t: SystemTime) -> Result<OffsetDateTime> {
             ),
             fix: "choose a time X.509 can encode",
         })
-}
-
-/// The option field name `<what>.<name>` as a static string.
-fn field(what: &'static str, name: &'static str) -> &'static str {
-    match (what, name) {
-        ("AnchorOptions", "not_before") => "AnchorOptions.not_before",
-        ("AnchorOptions", _) => "AnchorOptions.not_after",
-        ("IssuerOptions", "not_before") => "IssuerOptions.not_before",
-        ("IssuerOptions", _) => "IssuerOptions.not_after",
-        (_, "not_before") => "LeafOptions.not_before",
-        _ => "LeafOptions.not_after",
-    }
 }
 
 fn generate(action: &'static str) -> impl FnOnce(rcgen::Error) -> Error {

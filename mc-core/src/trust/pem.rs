@@ -261,6 +261,18 @@ mod tests {
         Ok(())
     }
 
+    /// The (block, line, reason) of the base64 error `input` must produce.
+    fn bad_base64(input: &[u8]) -> (usize, usize, String) {
+        match scan(input, any) {
+            Err(Error::PemBadBase64 {
+                block,
+                line,
+                reason,
+            }) => (block, line, reason),
+            other => panic!("expected a base64 error, got {other:?}"),
+        }
+    }
+
     fn block(label: &str, body: &str) -> String {
         format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n")
     }
@@ -335,50 +347,25 @@ mod tests {
             "{}-----BEGIN A-----\naGVs\naG*s\n-----END A-----\n",
             block("A", BODY)
         );
-        let err = scan(input.as_bytes(), any).unwrap_err();
-        match err {
-            Error::PemBadBase64 {
-                block,
-                line,
-                reason,
-            } => {
-                assert_eq!((block, line), (2, 6));
-                assert_eq!(reason, "character '*' at column 3 is not base64");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        let (block, line, reason) = bad_base64(input.as_bytes());
+        assert_eq!((block, line), (2, 6));
+        assert_eq!(reason, "character '*' at column 3 is not base64");
     }
 
     #[test]
     fn padding_in_the_middle_names_its_line() {
         let input = "-----BEGIN A-----\naGVsbG8=\nd29ybGQ=\n-----END A-----\n";
-        match scan(input.as_bytes(), any).unwrap_err() {
-            Error::PemBadBase64 {
-                block,
-                line,
-                reason,
-            } => {
-                assert_eq!((block, line), (1, 2));
-                assert!(reason.contains("padding"), "{reason}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        let (block, line, reason) = bad_base64(input.as_bytes());
+        assert_eq!((block, line), (1, 2));
+        assert!(reason.contains("padding"), "{reason}");
     }
 
     #[test]
     fn truncated_base64_is_reported_on_the_last_line() {
         let input = "-----BEGIN A-----\naGVsbG8g\nd29yb\n-----END A-----\n";
-        match scan(input.as_bytes(), any).unwrap_err() {
-            Error::PemBadBase64 {
-                block,
-                line,
-                reason,
-            } => {
-                assert_eq!((block, line), (1, 3));
-                assert!(reason.contains("cut short"), "{reason}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
+        let (block, line, reason) = bad_base64(input.as_bytes());
+        assert_eq!((block, line), (1, 3));
+        assert!(reason.contains("cut short"), "{reason}");
     }
 
     #[test]
