@@ -404,6 +404,8 @@ pub fn handshake_error_reason(e: &std::io::Error) -> &'static str {
     match tls {
         E::NoCertificatesPresented => "no_client_cert",
         E::InvalidCertificate(C::UnknownIssuer) => "unknown_issuer",
+        // Another CA with the same subject name as ours (two default Linkerd installs).
+        E::InvalidCertificate(C::BadSignature) => "unknown_issuer",
         E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => "expired",
         E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => "not_yet_valid",
         E::InvalidCertificate(C::InvalidPurpose | C::InvalidPurposeContext { .. }) => "bad_purpose",
