@@ -114,7 +114,9 @@ fn write_pair(cert: &Path, cert_pem: &str, key: &Path, key_pem: &str, force: boo
         }
     }
     let write = |path: &Path, text: &str, private: bool| -> Result<PathBuf> {
-        let tmp = path.with_extension("mc-tmp");
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".mc-tmp");
+        let tmp = PathBuf::from(tmp_name);
         let werr = |source| Error::Write {
             path: tmp.display().to_string(),
             source,

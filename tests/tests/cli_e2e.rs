@@ -1,0 +1,520 @@
+//! End-to-end tests of the `mc` binary against the real testbed: install | kubectl apply,
+//! link east → west with least-privilege credentials, check on healthy and broken pairs, and
+//! bad input (exit code 2, nothing on stdout).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use mc_tests::{Testbed, shared};
+
+/// The `mc` binary, built once per test process.
+fn mc_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "mc-cli", "--bin", "mc"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build -p mc-cli");
+        assert!(status.success(), "cargo build -p mc-cli failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let bin = target.join("debug/mc");
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+}
+
+fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn mc(bed: &Testbed, context: &str, args: &[&str]) -> Output {
+    Command::new(mc_bin())
+        .arg("--kubeconfig")
+        .arg(bed.kubeconfig())
+        .arg("--context")
+        .arg(context)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn kubectl_stdin(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn apply(bed: &Testbed, context: &str, yaml: &str, extra: &[&str]) -> Output {
+    let mut cmd = bed.kubectl(context);
+    cmd.args(["apply", "-f", "-"]).args(extra);
+    kubectl_stdin(cmd, yaml)
+}
+
+fn kubectl(bed: &Testbed, context: &str, args: &[&str]) -> Output {
+    bed.kubectl(context).args(args).output().unwrap()
+}
+
+fn ensure_ns(bed: &Testbed, context: &str, ns: &str) {
+    let yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n");
+    ok(&apply(bed, context, &yaml, &[]));
+}
+
+/// Installs the extension in `ns` on `context` with remote-access account `sa`.
+fn install(bed: &Testbed, context: &str, ns: &str, sa: &str) -> String {
+    let yaml = ok(&mc(
+        bed,
+        context,
+        &[
+            "multicluster",
+            "install",
+            "--namespace",
+            ns,
+            "--remote-mirror-service-account-name",
+            sa,
+        ],
+    ));
+    // Server-side dry run needs the namespace to exist, so apply first, then validate the
+    // whole manifest again server-side.
+    ok(&apply(bed, context, &yaml, &[]));
+    ok(&apply(bed, context, &yaml, &["--dry-run=server"]));
+    yaml
+}
+
+/// Writes the load-balancer status the testbed has no controller for.
+fn set_lb(bed: &Testbed, context: &str, ns: &str, ip: &str) {
+    let patch = format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{ip}"}}]}}}}}}"#);
+    ok(&kubectl(
+        bed,
+        context,
+        &[
+            "-n",
+            ns,
+            "patch",
+            "service",
+            "linkerd-gateway",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ],
+    ));
+}
+
+fn secret_kubeconfig(bed: &Testbed, context: &str, ns: &str, name: &str, dir: &Path) -> PathBuf {
+    use base64::Engine as _;
+    let data = ok(&kubectl(
+        bed,
+        context,
+        &[
+            "-n",
+            ns,
+            "get",
+            "secret",
+            name,
+            "-o",
+            "jsonpath={.data.kubeconfig}",
+        ],
+    ));
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .unwrap();
+    let path = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn install_applies_with_server_side_validation_and_objects_are_present() {
+    let bed = shared().unwrap();
+    let ns = unique("mci");
+    let sa = unique("ra");
+    let yaml = install(bed, "east", &ns, &sa);
+    assert!(yaml.contains("kind: CustomResourceDefinition"));
+    for (kind, name) in [
+        ("namespace", ns.as_str()),
+        ("deployment", "linkerd-gateway"),
+        ("service", "linkerd-gateway"),
+        ("serviceaccount", "linkerd-gateway"),
+        ("serviceaccount", sa.as_str()),
+        ("secret", &format!("{sa}-token")),
+    ] {
+        let out = kubectl(bed, "east", &["-n", &ns, "get", kind, name, "-o", "name"]);
+        assert_eq!(
+            ok(&out).trim(),
+            format!("{kind}/{name}").replace("deployment/", "deployment.apps/")
+        );
+    }
+    ok(&kubectl(
+        bed,
+        "east",
+        &["get", "crd", "links.multicluster.linkerd.io"],
+    ));
+    ok(&kubectl(bed, "east", &["get", "clusterrole", &sa]));
+    let labels = ok(&kubectl(
+        bed,
+        "east",
+        &[
+            "-n",
+            &ns,
+            "get",
+            "svc,deploy,sa,secret",
+            "-l",
+            "linkerd.io/extension=multicluster",
+            "-o",
+            "name",
+        ],
+    ));
+    assert_eq!(labels.lines().count(), 5, "{labels}");
+    // The gateway Service publishes the contract link reads.
+    let ann = ok(&kubectl(
+        bed,
+        "east",
+        &[
+            "-n",
+            &ns,
+            "get",
+            "svc",
+            "linkerd-gateway",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ],
+    ));
+    assert!(ann.contains("mirror.linkerd.io/gateway-identity"), "{ann}");
+    assert!(
+        ann.contains(&format!(
+            "linkerd-gateway.{ns}.serviceaccount.identity.linkerd.cluster.local"
+        )),
+        "{ann}"
+    );
+}
+
+#[test]
+fn link_credentials_authenticate_to_east_and_can_list_services_but_not_read_secrets() {
+    let bed = shared().unwrap();
+    let ns = unique("mcl");
+    let sa = unique("ra");
+    let name = unique("east");
+    install(bed, "east", &ns, &sa);
+    install(bed, "west", &ns, &unique("ra"));
+    ensure_ns(bed, "west", "linkerd");
+    set_lb(bed, "east", &ns, "203.0.113.7");
+    let out = mc(
+        bed,
+        "east",
+        &[
+            "multicluster",
+            "link",
+            "--cluster-name",
+            &name,
+            "--namespace",
+            &ns,
+            "--gateway-namespace",
+            &ns,
+            "--service-account-name",
+            &sa,
+        ],
+    );
+    let yaml = ok(&out);
+    ok(&apply(bed, "west", &yaml, &["--dry-run=server"]));
+    ok(&apply(bed, "west", &yaml, &[]));
+    let link = ok(&kubectl(
+        bed,
+        "west",
+        &[
+            "-n",
+            &ns,
+            "get",
+            "link",
+            &name,
+            "-o",
+            "jsonpath={.spec.gatewayAddress} {.spec.gatewayPort} {.spec.probeSpec.period}",
+        ],
+    ));
+    assert_eq!(link, "203.0.113.7 4143 3s");
+    let dir = tempfile::tempdir().unwrap();
+    let kc = secret_kubeconfig(
+        bed,
+        "west",
+        &ns,
+        &format!("cluster-credentials-{name}"),
+        dir.path(),
+    );
+    let as_remote = |args: &[&str]| {
+        Command::new(&bed.binaries().kubectl)
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let who = ok(&as_remote(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]));
+    assert_eq!(who, format!("system:serviceaccount:{ns}:{sa}"));
+    ok(&as_remote(&["get", "services", "-A", "-o", "name"]));
+    let secrets = as_remote(&["-n", &ns, "get", "secrets"]);
+    assert!(!secrets.status.success());
+    assert!(
+        stderr(&secrets).contains("Forbidden") || stderr(&secrets).contains("forbidden"),
+        "{}",
+        stderr(&secrets)
+    );
+
+    // unlink lists everything link created, and kubectl can delete it.
+    let del = ok(&mc(
+        bed,
+        "west",
+        &[
+            "multicluster",
+            "unlink",
+            "--cluster-name",
+            &name,
+            "--namespace",
+            &ns,
+        ],
+    ));
+    for rendered in [
+        "kind: Link",
+        "kind: Deployment",
+        &format!("name: cluster-credentials-{name}"),
+        &format!("name: probe-{name}"),
+    ] {
+        assert!(del.contains(rendered), "unlink misses {rendered}:\n{del}");
+    }
+    let mut cmd = bed.kubectl("west");
+    cmd.args(["delete", "-f", "-"]);
+    ok(&kubectl_stdin(cmd, &del));
+    assert!(
+        !kubectl(bed, "west", &["-n", &ns, "get", "link", &name])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message_and_writes_nothing() {
+    let bed = shared().unwrap();
+    let ns = unique("mcb");
+    ensure_ns(bed, "east", &ns);
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "multicluster".into(),
+                "install".into(),
+                "--gateway-service-type".into(),
+                "Bogus".into(),
+            ],
+            "LoadBalancer, NodePort, ClusterIP",
+        ),
+        (
+            vec![
+                "multicluster".into(),
+                "install".into(),
+                "-o".into(),
+                "xml".into(),
+            ],
+            "possible values",
+        ),
+        (
+            vec![
+                "multicluster".into(),
+                "install".into(),
+                "--set".into(),
+                "gateway.serviceType=Foo".into(),
+            ],
+            "gateway.serviceType",
+        ),
+        (
+            vec![
+                "multicluster".into(),
+                "link".into(),
+                "--cluster-name".into(),
+                "x".into(),
+                "--namespace".into(),
+                ns.clone(),
+                "--gateway-namespace".into(),
+                ns.clone(),
+            ],
+            "does not exist",
+        ),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = mc(bed, "east", &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?} wrote to stdout");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    // A gateway Service without a load-balancer address: suggest --gateway-addresses.
+    let svc = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: linkerd-gateway\n  namespace: {ns}\n  annotations:\n    mirror.linkerd.io/gateway-identity: linkerd-gateway.{ns}.serviceaccount.identity.linkerd.cluster.local\n    mirror.linkerd.io/probe-path: /ready\nspec:\n  type: LoadBalancer\n  ports:\n  - {{name: mc-gateway, port: 4143}}\n  - {{name: mc-probe, port: 4191}}\n"
+    );
+    ok(&apply(bed, "east", &svc, &[]));
+    let out = mc(
+        bed,
+        "east",
+        &[
+            "multicluster",
+            "link",
+            "--cluster-name",
+            "x",
+            "--namespace",
+            &ns,
+            "--gateway-namespace",
+            &ns,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("--gateway-addresses"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("no load-balancer address"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Malformed PEM.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.crt");
+    std::fs::write(
+        &bad,
+        "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let out = Command::new(mc_bin())
+        .args(["trust-anchor", "bundle"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("bad.crt"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("base64"), "{}", stderr(&out));
+}
+
+#[test]
+fn trust_anchor_create_issuer_bundle_and_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let run = |args: &[String]| Command::new(mc_bin()).args(args).output().unwrap();
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    ok(&run(&s(&[
+        "trust-anchor",
+        "create",
+        "--cert-out",
+        &p("a.crt"),
+        "--key-out",
+        &p("a.key"),
+    ])));
+    ok(&run(&s(&[
+        "trust-anchor",
+        "create",
+        "--cert-out",
+        &p("b.crt"),
+        "--key-out",
+        &p("b.key"),
+        "--not-after",
+        "100h",
+    ])));
+    // Refuses to overwrite.
+    let again = run(&s(&[
+        "trust-anchor",
+        "create",
+        "--cert-out",
+        &p("a.crt"),
+        "--key-out",
+        &p("a.key"),
+    ]));
+    assert_eq!(again.status.code(), Some(2));
+    ok(&run(&s(&[
+        "issuer",
+        "create",
+        "--ca-cert",
+        &p("a.crt"),
+        "--ca-key",
+        &p("a.key"),
+        "--cert-out",
+        &p("i.crt"),
+        "--key-out",
+        &p("i.key"),
+        "--not-after",
+        "48h",
+    ])));
+    let out = run(&s(&[
+        "trust-anchor",
+        "bundle",
+        &p("a.crt"),
+        &p("b.crt"),
+        &p("a.crt"),
+    ]));
+    let bundle = ok(&out);
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "deduped");
+    assert!(
+        stderr(&out).contains("expires"),
+        "b expires within 720h: {}",
+        stderr(&out)
+    );
+    std::fs::write(p("ab.crt"), &bundle).unwrap();
+    let table = ok(&run(&s(&["trust-anchor", "inspect", &p("ab.crt")])));
+    assert_eq!(table.lines().count(), 3, "{table}");
+    // A private key is not an anchor.
+    let out = run(&s(&["trust-anchor", "bundle", &p("a.key")]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("a.key"), "{}", stderr(&out));
+    let diff = run(&s(&["trust-anchor", "diff", &p("a.crt"), &p("ab.crt")]));
+    assert_eq!(diff.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert!(text.contains("share at least one anchor"), "{text}");
+    let same = run(&s(&["trust-anchor", "diff", &p("ab.crt"), &p("ab.crt")]));
+    assert_eq!(same.status.code(), Some(0));
+}
