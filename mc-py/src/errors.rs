@@ -4,8 +4,10 @@
 
 use mc_core::Error as CoreError;
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyDict, PyTuple, PyType};
 
 create_exception!(
     mc,
@@ -75,6 +77,29 @@ create_exception!(
     "Manifests cannot be rendered from the given values."
 );
 
+/// Docstring of `mc.KindError`.
+const KIND_ERROR_DOC: &str = "An object is not the expected kind (apiVersion/kind), or does not \
+    match its schema (e.g. a port that is not a number). Both an mc.Error and a TypeError.";
+
+/// `mc.KindError(mc.Error, TypeError)`. `create_exception!` takes a single base, so the class is
+/// made once by calling `type(name, bases, dict)`.
+fn kind_error(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    static KIND_ERROR: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+    KIND_ERROR
+        .get_or_try_init(py, || {
+            let bases = PyTuple::new(py, [py.get_type::<Error>(), py.get_type::<PyTypeError>()])?;
+            let dict = PyDict::new(py);
+            dict.set_item("__module__", "mc")?;
+            dict.set_item("__doc__", KIND_ERROR_DOC)?;
+            let class = py
+                .get_type::<PyType>()
+                .call1(("KindError", bases, dict))?
+                .downcast_into::<PyType>()?;
+            Ok::<_, PyErr>(class.unbind())
+        })
+        .map(|class| class.bind(py))
+}
+
 /// Registers the exception classes on the module.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -88,6 +113,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MirrorError", py.get_type::<MirrorError>())?;
     m.add("TransportError", py.get_type::<TransportError>())?;
     m.add("RenderError", py.get_type::<RenderError>())?;
+    m.add("KindError", kind_error(py)?)?;
     Ok(())
 }
 
@@ -144,9 +170,8 @@ pub(crate) fn to_py(err: CoreError) -> PyErr {
             attrs.field = Some(field.clone());
             MirrorError::new_err
         }
-        CoreError::WrongKind { .. }
-        | CoreError::Malformed { .. }
-        | CoreError::NotExported { .. }
+        CoreError::WrongKind { .. } | CoreError::Malformed { .. } => new_kind_error,
+        CoreError::NotExported { .. }
         | CoreError::NoGateway { .. }
         | CoreError::TimeOutOfRange { .. } => MirrorError::new_err,
         CoreError::TransportPreface { .. }
@@ -154,10 +179,23 @@ pub(crate) fn to_py(err: CoreError) -> PyErr {
         | CoreError::TransportHeaderMalformed { .. }
         | CoreError::TransportHeaderPort { .. }
         | CoreError::TransportHeaderNameUtf8 { .. } => TransportError::new_err,
+        CoreError::RenderValue { path, .. } => {
+            attrs.field = Some(path.clone());
+            RenderError::new_err
+        }
+        CoreError::RenderSet { .. } | CoreError::RenderSerialize { .. } => RenderError::new_err,
         // mc_core::Error is non-exhaustive: a variant added later is still an mc.Error.
         _ => Error::new_err,
     };
     with_attrs(new(message), attrs)
+}
+
+/// A `KindError` carrying `message` (falls back to `mc.Error` if the class cannot be made).
+pub(crate) fn new_kind_error(message: String) -> PyErr {
+    Python::with_gil(|py| match kind_error(py) {
+        Ok(class) => PyErr::from_type(class.clone(), message),
+        Err(_) => Error::new_err(message),
+    })
 }
 
 /// Sets `field`, `block` and `line` on the exception instance (None when not applicable).

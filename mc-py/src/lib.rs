@@ -8,9 +8,13 @@
 // C API); this crate writes no unsafe code itself, but the lint cannot tell the two apart.
 #![allow(unsafe_code)]
 
+mod convert;
 mod errors;
+mod link;
+mod mirror;
 mod pki;
 mod pytime;
+mod selector;
 mod transport;
 mod trust;
 
@@ -22,6 +26,9 @@ fn _mc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     trust::register(m)?;
     transport::register(m)?;
+    m.add_class::<selector::Selector>()?;
+    m.add_class::<link::Link>()?;
+    mirror::register(m)?;
     let pki_module = PyModule::new(m.py(), "pki")?;
     pki::register(&pki_module)?;
     m.add_submodule(&pki_module)?;

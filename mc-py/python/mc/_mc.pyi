@@ -48,7 +48,10 @@ class TransportError(Error):
     """For an incomplete header: at least this many more bytes are needed."""
 
 class RenderError(Error):
-    """Manifests cannot be rendered from the given values."""
+    """Manifests cannot be rendered from the given values; ``field`` is the value's path."""
+
+class KindError(Error, TypeError):
+    """An object is not the expected kind (apiVersion/kind) or does not match its schema."""
 
 # --- trust -------------------------------------------------------------------------------------
 
@@ -186,3 +189,155 @@ class TransportHeader:
         """``(header, consumed)`` or ``(None, needed)`` for a stream buffer."""
     def __eq__(self, other: object) -> bool: ...
     def __hash__(self) -> int: ...
+
+# --- selectors ---------------------------------------------------------------------------------
+
+class Selector:
+    """A validated label selector; the empty selector matches nothing."""
+
+    def __init__(self, text: str = "") -> None:
+        """Parses ``k=v,k2 in (a,b),!k3``; raises :class:`SelectorError`."""
+    @staticmethod
+    def parse(text: str) -> Selector:
+        """Same as ``Selector(text)``."""
+    @staticmethod
+    def from_label_selector(value: Mapping[str, Any]) -> Selector:
+        """Validates a Kubernetes LabelSelector dict."""
+    def to_label_selector(self) -> dict[str, Any]:
+        """The Kubernetes LabelSelector dict."""
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether the labels satisfy every requirement (never for the empty selector)."""
+    def is_empty(self) -> bool:
+        """Whether there is no requirement."""
+    def to_query(self) -> str:
+        """The ``labelSelector=`` query (the empty selector gives one nothing satisfies)."""
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+# --- links -------------------------------------------------------------------------------------
+
+class Link:
+    """A Link resource; typed properties validate and raise :class:`LinkError` with the field path."""
+
+    @staticmethod
+    def from_dict(value: Mapping[str, Any]) -> Link:
+        """Reads a Link dict (v1alpha1..v1alpha3); another kind raises :class:`KindError`."""
+    @staticmethod
+    def from_yaml(text: str) -> Link:
+        """Reads a Link from YAML or JSON text."""
+    @staticmethod
+    def crd() -> dict[str, Any]:
+        """The Link CustomResourceDefinition."""
+    def to_dict(self) -> dict[str, Any]:
+        """The Link as a v1alpha3 dict."""
+    def to_yaml(self) -> str:
+        """The Link as YAML."""
+    def validate(self) -> None:
+        """Raises :class:`LinkError` (or :class:`SelectorError`) naming the first bad field."""
+    @property
+    def name(self) -> Optional[str]:
+        """``metadata.name``."""
+    @property
+    def namespace(self) -> Optional[str]:
+        """``metadata.namespace``."""
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The spec as on the wire (strings)."""
+    @property
+    def status(self) -> Optional[dict[str, Any]]:
+        """The status, or None."""
+    @property
+    def cluster_name(self) -> str:
+        """``spec.targetClusterName``."""
+    @property
+    def cluster_domain(self) -> str:
+        """``spec.targetClusterDomain`` (default cluster.local)."""
+    @property
+    def linkerd_namespace(self) -> str:
+        """``spec.targetClusterLinkerdNamespace`` (default linkerd)."""
+    @property
+    def credentials_secret(self) -> str:
+        """``spec.clusterCredentialsSecret`` (default cluster-credentials-<cluster>)."""
+    @property
+    def gateway_addresses(self) -> list[str]:
+        """``spec.gatewayAddress`` split at commas; [] without a gateway."""
+    @property
+    def gateway_port(self) -> Optional[int]:
+        """``spec.gatewayPort`` as an int; None without a gateway."""
+    @property
+    def gateway_identity(self) -> Optional[str]:
+        """``spec.gatewayIdentity``."""
+    @property
+    def probe_path(self) -> Optional[str]:
+        """``spec.probeSpec.path``; None when not probed."""
+    @property
+    def probe_port(self) -> Optional[int]:
+        """``spec.probeSpec.port`` as an int."""
+    @property
+    def probe_period(self) -> Optional[timedelta]:
+        """``spec.probeSpec.period`` (default 3 s)."""
+    @property
+    def probe_timeout(self) -> Optional[timedelta]:
+        """``spec.probeSpec.timeout`` (default 30 s)."""
+    @property
+    def probe_failure_threshold(self) -> Optional[int]:
+        """``spec.probeSpec.failureThreshold`` (default 3)."""
+    @property
+    def selector(self) -> Selector:
+        """``spec.selector`` (gateway mode)."""
+    @property
+    def remote_discovery_selector(self) -> Selector:
+        """``spec.remoteDiscoverySelector``."""
+    @property
+    def federated_selector(self) -> Selector:
+        """``spec.federatedServiceSelector``."""
+    @property
+    def excluded_labels(self) -> list[str]:
+        """``spec.excludedLabels``."""
+    @property
+    def excluded_annotations(self) -> list[str]:
+        """``spec.excludedAnnotations``."""
+    def __eq__(self, other: object) -> bool: ...
+
+# --- mirror names and objects ------------------------------------------------------------------
+
+KubeObject = dict[str, Any]
+RemoteEndpointsInput = Union[Mapping[str, Any], Sequence[Mapping[str, Any]], None]
+
+def mirror_name(service: str, cluster: str) -> str:
+    """``<service>-<cluster>``, shortened with a hash beyond 63 characters."""
+
+def endpoint_mirror_name(host: str, cluster: str) -> str:
+    """``<host>-<cluster>`` for headless endpoint mirrors."""
+
+def federated_name(service: str) -> str:
+    """``<service>-federated``."""
+
+def probe_service_name(link: str) -> str:
+    """``probe-<link>``."""
+
+def remote_name(obj: Mapping[str, Any], cluster: str) -> Optional[tuple[str, str]]:
+    """The remote (namespace, name) of a mirror object of ``cluster``, or None."""
+
+def ownership(obj: Mapping[str, Any], cluster: str) -> Literal["ours", "other-cluster", "foreign"]:
+    """Who owns a local object, seen as the mirror of ``cluster``."""
+
+def desired_mirror(
+    remote_service: Mapping[str, Any],
+    remote_endpoints: RemoteEndpointsInput,
+    link: Link,
+    gateway_ips: Sequence[str],
+    alive: bool,
+) -> tuple[KubeObject, Optional[KubeObject]]:
+    """The mirror Service and Endpoints the controller would write. Releases the GIL."""
+
+def desired_mirrors(
+    remote: Sequence[tuple[Mapping[str, Any], RemoteEndpointsInput]],
+    link: Link,
+    gateway_ips: Sequence[str],
+    alive: bool,
+) -> list[tuple[KubeObject, Optional[KubeObject]]]:
+    """``desired_mirror`` over many (service, endpoints) pairs. Releases the GIL."""
+
+def needs_update(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> bool:
+    """Whether ``actual`` differs from ``desired`` in what the mirror owns."""
