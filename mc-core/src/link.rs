@@ -79,51 +79,86 @@ pub struct Link {
     pub status: Option<LinkStatus>,
 }
 
-/// The v1alpha3 spec, field for field as on the wire. Nothing is required by the schema; see
-/// [`LinkSpec::validate`] for what a usable Link needs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LinkSpec {
-    /// `targetClusterName`: suffix of mirror names, value of the cluster-name label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_cluster_name: Option<String>,
-    /// `targetClusterDomain`: the target's cluster domain (`cluster.local`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_cluster_domain: Option<String>,
-    /// `targetClusterLinkerdNamespace`: the target's control-plane namespace (`linkerd`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_cluster_linkerd_namespace: Option<String>,
-    /// `clusterCredentialsSecret`: Secret (in the Link's namespace) holding the kubeconfig.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_credentials_secret: Option<String>,
-    /// `gatewayAddress`: comma-separated IPs and DNS names; empty for a gateway-less Link.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway_address: Option<String>,
-    /// `gatewayPort`: the gateway port, a string.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway_port: Option<String>,
-    /// `gatewayIdentity`: the gateway's TLS identity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gateway_identity: Option<String>,
-    /// `probeSpec`: how to probe the gateway.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe_spec: Option<ProbeSpec>,
-    /// `selector`: Services mirrored in gateway mode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<LabelSelector>,
-    /// `remoteDiscoverySelector`: Services mirrored in remote-discovery mode.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_discovery_selector: Option<LabelSelector>,
-    /// `federatedServiceSelector` (v1alpha2+): Services that join `<svc>-federated`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub federated_service_selector: Option<LabelSelector>,
-    /// `excludedAnnotations` (v1alpha3): annotation keys not copied; `prefix/*` entries allowed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub excluded_annotations: Vec<String>,
-    /// `excludedLabels` (v1alpha3): label keys not copied; `prefix/*` entries allowed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub excluded_labels: Vec<String>,
+/// Declares a Link spec struct: the fields of every version, then the version's own fields
+/// (moved over by name in the generated `From` impl into the v1alpha3 [`LinkSpec`]).
+macro_rules! link_spec {
+    (@struct $(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            /// `targetClusterName`: suffix of mirror names, value of the cluster-name label.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub target_cluster_name: Option<String>,
+            /// `targetClusterDomain`: the target's cluster domain (`cluster.local`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub target_cluster_domain: Option<String>,
+            /// `targetClusterLinkerdNamespace`: the target's control-plane namespace (`linkerd`).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub target_cluster_linkerd_namespace: Option<String>,
+            /// `clusterCredentialsSecret`: Secret (in the Link's namespace) with the kubeconfig.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub cluster_credentials_secret: Option<String>,
+            /// `gatewayAddress`: comma-separated IPs and DNS names; empty for a gateway-less Link.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub gateway_address: Option<String>,
+            /// `gatewayPort`: the gateway port, a string.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub gateway_port: Option<String>,
+            /// `gatewayIdentity`: the gateway's TLS identity.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub gateway_identity: Option<String>,
+            /// `probeSpec`: how to probe the gateway.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub probe_spec: Option<ProbeSpec>,
+            /// `selector`: Services mirrored in gateway mode.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub selector: Option<LabelSelector>,
+            /// `remoteDiscoverySelector` (2.14+): Services mirrored in remote-discovery mode.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub remote_discovery_selector: Option<LabelSelector>,
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+    };
+    ($(#[$meta:meta])* $name:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty,)* }) => {
+        link_spec!(@struct $(#[$meta])* $name { $($(#[$fmeta])* $field: $ty,)* });
+
+        impl From<$name> for super::LinkSpec {
+            fn from(s: $name) -> Self {
+                super::LinkSpec {
+                    target_cluster_name: s.target_cluster_name,
+                    target_cluster_domain: s.target_cluster_domain,
+                    target_cluster_linkerd_namespace: s.target_cluster_linkerd_namespace,
+                    cluster_credentials_secret: s.cluster_credentials_secret,
+                    gateway_address: s.gateway_address,
+                    gateway_port: s.gateway_port,
+                    gateway_identity: s.gateway_identity,
+                    probe_spec: s.probe_spec,
+                    selector: s.selector,
+                    remote_discovery_selector: s.remote_discovery_selector,
+                    $($field: s.$field,)*
+                    ..super::LinkSpec::default()
+                }
+            }
+        }
+    };
 }
+
+link_spec!(@struct
+    /// The v1alpha3 spec, field for field as on the wire. Nothing is required by the schema; see
+    /// [`LinkSpec::validate`] for what a usable Link needs.
+    LinkSpec {
+        /// `federatedServiceSelector` (v1alpha2+): Services that join `<svc>-federated`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        federated_service_selector: Option<LabelSelector>,
+        /// `excludedAnnotations` (v1alpha3): annotation keys not copied; `prefix/*` allowed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        excluded_annotations: Vec<String>,
+        /// `excludedLabels` (v1alpha3): label keys not copied; `prefix/*` allowed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        excluded_labels: Vec<String>,
+    }
+);
 
 /// `spec.probeSpec`, every field a string as on the wire.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,89 +181,28 @@ pub struct ProbeSpec {
     pub failure_threshold: Option<String>,
 }
 
-/// Older versions of the spec. They convert losslessly into [`LinkSpec`].
+/// The v1alpha1 spec (2.9–2.16); converts losslessly into [`LinkSpec`].
 pub mod v1alpha1 {
-    use super::*;
+    use super::{Deserialize, LabelSelector, ProbeSpec, Serialize};
 
-    /// The v1alpha1 spec (2.9–2.16): no federated selector, no exclusions.
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct LinkSpec {
-        /// `targetClusterName`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub target_cluster_name: Option<String>,
-        /// `targetClusterDomain`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub target_cluster_domain: Option<String>,
-        /// `targetClusterLinkerdNamespace`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub target_cluster_linkerd_namespace: Option<String>,
-        /// `clusterCredentialsSecret`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub cluster_credentials_secret: Option<String>,
-        /// `gatewayAddress`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub gateway_address: Option<String>,
-        /// `gatewayPort`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub gateway_port: Option<String>,
-        /// `gatewayIdentity`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub gateway_identity: Option<String>,
-        /// `probeSpec`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub probe_spec: Option<ProbeSpec>,
-        /// `selector`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub selector: Option<LabelSelector>,
-        /// `remoteDiscoverySelector` (2.14+).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub remote_discovery_selector: Option<LabelSelector>,
-    }
-
-    impl From<LinkSpec> for super::LinkSpec {
-        fn from(s: LinkSpec) -> Self {
-            super::LinkSpec {
-                target_cluster_name: s.target_cluster_name,
-                target_cluster_domain: s.target_cluster_domain,
-                target_cluster_linkerd_namespace: s.target_cluster_linkerd_namespace,
-                cluster_credentials_secret: s.cluster_credentials_secret,
-                gateway_address: s.gateway_address,
-                gateway_port: s.gateway_port,
-                gateway_identity: s.gateway_identity,
-                probe_spec: s.probe_spec,
-                selector: s.selector,
-                remote_discovery_selector: s.remote_discovery_selector,
-                ..super::LinkSpec::default()
-            }
-        }
-    }
+    link_spec!(
+        /// The v1alpha1 spec: no federated selector, no exclusions.
+        LinkSpec {}
+    );
 }
 
-/// The v1alpha2 spec (2.17).
+/// The v1alpha2 spec (2.17); converts losslessly into [`LinkSpec`].
 pub mod v1alpha2 {
-    use super::*;
+    use super::{Deserialize, LabelSelector, ProbeSpec, Serialize};
 
-    /// The v1alpha2 spec: v1alpha1 plus `federatedServiceSelector`.
-    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct LinkSpec {
-        /// Every v1alpha1 field.
-        #[serde(flatten)]
-        pub base: super::v1alpha1::LinkSpec,
-        /// `federatedServiceSelector`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub federated_service_selector: Option<LabelSelector>,
-    }
-
-    impl From<LinkSpec> for super::LinkSpec {
-        fn from(s: LinkSpec) -> Self {
-            super::LinkSpec {
-                federated_service_selector: s.federated_service_selector,
-                ..super::LinkSpec::from(s.base)
-            }
+    link_spec!(
+        /// The v1alpha2 spec: v1alpha1 plus `federatedServiceSelector`.
+        LinkSpec {
+            /// `federatedServiceSelector`: Services that join `<svc>-federated`.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            federated_service_selector: Option<LabelSelector>,
         }
-    }
+    );
 }
 
 /// The wire shape of a Link, with `apiVersion` and `kind`.
@@ -306,14 +280,8 @@ impl Link {
 
     /// Parse a Link from a JSON value, with a clear error when it is another kind of object.
     pub fn from_json(value: serde_json::Value) -> Result<Link> {
-        let field = |k: &str| {
-            value
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        check_type(&field("apiVersion"), &field("kind"))?;
+        let (api_version, kind) = crate::mirror::type_meta(&value);
+        check_type(&api_version, &kind)?;
         serde_json::from_value(value).map_err(|e| Error::Malformed {
             expected: "Link",
             reason: e.to_string(),

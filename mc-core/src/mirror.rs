@@ -28,6 +28,7 @@ use crate::naming::MirrorName;
 pub use build::{desired_mirror, headless_endpoints, probe_endpoints, probe_service};
 pub use compare::{endpoints_needs_update, service_needs_recreate, service_needs_update};
 pub use meta::{copy_annotations, copy_labels, is_excluded};
+pub(crate) use remote::type_meta;
 pub use remote::{ExportMode, RemoteEndpoints, export_mode, is_federated_member, parse_object};
 
 /// The target cluster's gateway, with its addresses already resolved.
@@ -177,5 +178,124 @@ mod tests {
         let gw = Gateway::new(ips, 4143, None);
         let shown: Vec<String> = gw.ips.iter().map(|i| i.to_string()).collect();
         assert_eq!(shown, ["10.0.0.10", "10.0.0.9", "::1"]);
+    }
+}
+
+/// Shared test inputs: a Link, a gateway and remote Services shaped like an API server's.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    use super::*;
+    use crate::link::{LinkSpec, ProbeSpec};
+    use crate::selector::Selector;
+
+    pub(crate) const IDENTITY: &str =
+        "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+
+    pub(crate) fn link() -> ValidLink {
+        let sel = |s: &str| s.parse::<Selector>().ok().map(|s| s.to_label_selector());
+        let spec = LinkSpec {
+            target_cluster_name: Some("east".into()),
+            target_cluster_domain: Some("cluster.east".into()),
+            gateway_address: Some("gw.example.com".into()),
+            gateway_port: Some("4143".into()),
+            gateway_identity: Some(IDENTITY.into()),
+            probe_spec: Some(ProbeSpec {
+                path: Some("/ready".into()),
+                port: Some("4191".into()),
+                period: Some("3s".into()),
+                ..ProbeSpec::default()
+            }),
+            selector: sel(labels::DEFAULT_SELECTOR),
+            remote_discovery_selector: sel(labels::DEFAULT_REMOTE_DISCOVERY_SELECTOR),
+            federated_service_selector: sel(labels::DEFAULT_FEDERATED_SELECTOR),
+            excluded_labels: vec!["argocd.argoproj.io/*".into()],
+            excluded_annotations: vec!["prometheus.io/scrape".into()],
+            ..LinkSpec::default()
+        };
+        match spec.validate() {
+            Ok(v) => v,
+            Err(e) => panic!("fixture link is valid: {e}"),
+        }
+    }
+
+    pub(crate) fn gateway() -> Gateway {
+        let ips = ["203.0.113.20", "203.0.113.10"]
+            .iter()
+            .filter_map(|s| s.parse().ok());
+        Gateway::new(ips, 4143, Some(IDENTITY.into()))
+    }
+
+    pub(crate) fn ctx<'a>(link: &'a ValidLink, gateway: &'a Gateway) -> MirrorContext<'a> {
+        MirrorContext {
+            link,
+            gateway: Some(gateway),
+            alive: true,
+            headless_enabled: true,
+        }
+    }
+
+    /// A remote Service as the target's API server returns it.
+    pub(crate) fn remote(name: &str, export: &str) -> Service {
+        let map = |kv: &[(&str, &str)]| {
+            Some(
+                kv.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("shop".into()),
+                resource_version: Some("4711".into()),
+                uid: Some("0b0e2d1c-0000-4000-8000-000000000001".into()),
+                labels: map(&[
+                    ("app", name),
+                    (labels::EXPORTED, export),
+                    ("argocd.argoproj.io/instance", "shop"),
+                ]),
+                annotations: map(&[
+                    (labels::OPAQUE_PORTS, "5432"),
+                    (labels::TOPOLOGY_MODE, "Auto"),
+                    ("prometheus.io/scrape", "true"),
+                    ("team", "payments"),
+                ]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("NodePort".into()),
+                cluster_ip: Some("10.96.0.17".into()),
+                selector: map(&[("app", name)]),
+                ports: Some(vec![
+                    ServicePort {
+                        name: Some("http".into()),
+                        protocol: Some("TCP".into()),
+                        port: 80,
+                        target_port: Some(IntOrString::Int(8080)),
+                        node_port: Some(30080),
+                        app_protocol: Some("http".into()),
+                    },
+                    ServicePort {
+                        name: Some("db".into()),
+                        protocol: Some("TCP".into()),
+                        port: 5432,
+                        target_port: Some(IntOrString::String("postgres".into())),
+                        node_port: Some(30432),
+                        app_protocol: None,
+                    },
+                ]),
+                ..ServiceSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    pub(crate) fn ready() -> RemoteEndpoints {
+        RemoteEndpoints::Ready {
+            hostnames: Vec::new(),
+        }
     }
 }

@@ -208,13 +208,7 @@ pub fn headless_endpoints(mirror: &Service, hosts: &[(String, IpAddr)]) -> Endpo
             annotations: Some(annotations),
             ..ObjectMeta::default()
         },
-        subsets: (!addresses.is_empty()).then(|| {
-            vec![EndpointSubset {
-                addresses: Some(addresses),
-                not_ready_addresses: None,
-                ports: Some(ports),
-            }]
-        }),
+        subsets: subsets(addresses, ports, true),
     }
 }
 
@@ -253,7 +247,6 @@ pub fn probe_endpoints(link: &ValidLink, namespace: &str, gateway: &Gateway) -> 
         port: i32::from(probe.port),
         ..EndpointPort::default()
     };
-    let addresses = addresses(&gateway.ips);
     Some(Endpoints {
         metadata: meta(
             &probe_service_name(&link.cluster_name).name,
@@ -261,13 +254,7 @@ pub fn probe_endpoints(link: &ValidLink, namespace: &str, gateway: &Gateway) -> 
             probe_labels(link),
             annotations,
         ),
-        subsets: (!addresses.is_empty()).then(|| {
-            vec![EndpointSubset {
-                addresses: Some(addresses),
-                not_ready_addresses: None,
-                ports: Some(vec![port]),
-            }]
-        }),
+        subsets: subsets(addresses(&gateway.ips), vec![port], true),
     })
 }
 
@@ -318,33 +305,46 @@ impl<'a> GatewayView<'a> {
         if let Some(id) = self.identity.filter(|id| !id.is_empty()) {
             insert(&mut annotations, labels::REMOTE_GATEWAY_IDENTITY, id);
         }
-        let subsets = (remote_ready && !self.ips.is_empty()).then(|| {
-            let addresses = addresses(self.ips);
-            let ports = ports
-                .iter()
-                .map(|p| EndpointPort {
-                    name: p.name.clone(),
-                    protocol: p.protocol.clone(),
-                    port: i32::from(self.port),
-                    ..EndpointPort::default()
-                })
-                .collect();
-            let (ready, not_ready) = if self.alive {
-                (Some(addresses), None)
-            } else {
-                (None, Some(addresses))
-            };
-            vec![EndpointSubset {
-                addresses: ready,
-                not_ready_addresses: not_ready,
-                ports: Some(ports),
-            }]
-        });
+        let ports = ports
+            .iter()
+            .map(|p| EndpointPort {
+                name: p.name.clone(),
+                protocol: p.protocol.clone(),
+                port: i32::from(self.port),
+                ..EndpointPort::default()
+            })
+            .collect();
+        let addresses = if remote_ready {
+            addresses(self.ips)
+        } else {
+            Vec::new()
+        };
         Endpoints {
             metadata: meta(name, namespace, labels, annotations),
-            subsets,
+            subsets: subsets(addresses, ports, self.alive),
         }
     }
+}
+
+/// One subset with `addresses` (ready, or not ready) and `ports`; none without addresses.
+fn subsets(
+    addresses: Vec<EndpointAddress>,
+    ports: Vec<EndpointPort>,
+    ready: bool,
+) -> Option<Vec<EndpointSubset>> {
+    if addresses.is_empty() {
+        return None;
+    }
+    let (ready, not_ready) = if ready {
+        (Some(addresses), None)
+    } else {
+        (None, Some(addresses))
+    };
+    Some(vec![EndpointSubset {
+        addresses: ready,
+        not_ready_addresses: not_ready,
+        ports: Some(ports),
+    }])
 }
 
 fn addresses(ips: &[IpAddr]) -> Vec<EndpointAddress> {
@@ -398,4 +398,411 @@ fn meta(name: &str, namespace: &str, labels: Map, annotations: Map) -> ObjectMet
 
 fn insert(map: &mut Map, key: &str, value: &str) {
     map.insert(key.to_string(), value.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::mirror::{Ownership, ownership};
+    use crate::naming::remote_name;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    fn desired(remote: &Service, eps: &RemoteEndpoints, ctx: &MirrorContext<'_>) -> DesiredMirror {
+        match desired_mirror(remote, eps, ctx) {
+            Ok(d) => d,
+            Err(e) => panic!("desired_mirror failed: {e}"),
+        }
+    }
+
+    fn labels_of(meta: &ObjectMeta) -> Map {
+        meta.labels.clone().unwrap_or_default()
+    }
+
+    fn annotations_of(meta: &ObjectMeta) -> Map {
+        meta.annotations.clone().unwrap_or_default()
+    }
+
+    fn ips(e: &Endpoints, ready: bool) -> Vec<String> {
+        e.subsets
+            .iter()
+            .flatten()
+            .flat_map(|s| {
+                if ready {
+                    s.addresses.iter().flatten()
+                } else {
+                    s.not_ready_addresses.iter().flatten()
+                }
+            })
+            .map(|a| a.ip.clone())
+            .collect()
+    }
+
+    #[test]
+    fn gateway_mirror_service() {
+        let (link, gw) = (link(), gateway());
+        let d = desired(&remote("web", "true"), &ready(), &ctx(&link, &gw));
+        assert_eq!(d.kind, MirrorKind::Gateway);
+        assert_eq!(d.name.name, "web-east");
+        let m = &d.service.metadata;
+        assert_eq!(m.name.as_deref(), Some("web-east"));
+        assert_eq!(m.namespace.as_deref(), Some("shop"));
+        let l = labels_of(m);
+        assert_eq!(
+            l.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["app", labels::CLUSTER_NAME, labels::MIRRORED_SERVICE],
+            "export label (mirror.linkerd.io/*) and excluded argocd label dropped"
+        );
+        assert_eq!(l[labels::MIRRORED_SERVICE], "true");
+        assert_eq!(l[labels::CLUSTER_NAME], "east");
+        let a = annotations_of(m);
+        assert_eq!(a[labels::REMOTE_SVC_FQ_NAME], "web.shop.svc.cluster.east");
+        assert_eq!(a[labels::REMOTE_RESOURCE_VERSION], "4711");
+        assert_eq!(a[labels::ORIGINAL_NAME], "web");
+        assert_eq!(a[labels::OPAQUE_PORTS], "5432");
+        assert_eq!(a["team"], "payments");
+        assert!(!a.contains_key(labels::TOPOLOGY_MODE));
+        assert!(
+            !a.contains_key("prometheus.io/scrape"),
+            "excludedAnnotations"
+        );
+        let spec = d.service.spec.clone().unwrap_or_default();
+        assert_eq!(spec.selector, None, "mirrors are selector-less");
+        assert_eq!(spec.type_, None);
+        assert_eq!(spec.cluster_ip, None, "the API server allocates one");
+        let ports = spec.ports.unwrap_or_default();
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0].name.as_deref(), Some("http"));
+        assert_eq!(ports[0].port, 80);
+        assert_eq!(ports[0].target_port, Some(IntOrString::Int(8080)));
+        assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+        assert_eq!(
+            (ports[0].node_port, ports[0].app_protocol.clone()),
+            (None, None)
+        );
+        assert_eq!(
+            ports[1].target_port,
+            Some(IntOrString::String("postgres".into()))
+        );
+        assert!(d.endpoint_mirrors.is_empty());
+        assert_eq!(ownership(m, "east"), Ownership::Ours);
+        assert_eq!(remote_name(m, "east"), Some(("shop".into(), "web".into())));
+    }
+
+    #[test]
+    fn gateway_mirror_endpoints() {
+        let (link, gw) = (link(), gateway());
+        let d = desired(&remote("web", "true"), &ready(), &ctx(&link, &gw));
+        let e = d.endpoints.unwrap_or_default();
+        assert_eq!(e.metadata.name.as_deref(), Some("web-east"));
+        assert_eq!(labels_of(&e.metadata), labels_of(&d.service.metadata));
+        let a = annotations_of(&e.metadata);
+        assert_eq!(a[labels::REMOTE_SVC_FQ_NAME], "web.shop.svc.cluster.east");
+        assert_eq!(a[labels::REMOTE_GATEWAY_IDENTITY], IDENTITY);
+        assert!(!a.contains_key(labels::OPAQUE_PORTS));
+        assert_eq!(ips(&e, true), ["203.0.113.10", "203.0.113.20"]);
+        assert!(ips(&e, false).is_empty());
+        let subsets = e.subsets.unwrap_or_default();
+        assert_eq!(subsets.len(), 1);
+        let ports: Vec<_> = subsets[0]
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p.name.clone().unwrap_or_default(),
+                    p.port,
+                    p.protocol.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("http".to_string(), 4143, Some("TCP".to_string())),
+                ("db".to_string(), 4143, Some("TCP".to_string()))
+            ],
+            "every service port lands on the gateway port"
+        );
+    }
+
+    #[test]
+    fn empty_remote_gives_no_subsets() {
+        let (link, gw) = (link(), gateway());
+        for eps in [RemoteEndpoints::Missing, RemoteEndpoints::Empty] {
+            let d = desired(&remote("web", "true"), &eps, &ctx(&link, &gw));
+            let e = d.endpoints.unwrap_or_default();
+            assert_eq!(e.subsets, None, "{eps:?}");
+            assert_eq!(
+                annotations_of(&e.metadata)[labels::REMOTE_GATEWAY_IDENTITY],
+                IDENTITY
+            );
+        }
+    }
+
+    #[test]
+    fn dead_gateway_moves_addresses_to_not_ready() {
+        let (link, gw) = (link(), gateway());
+        let c = MirrorContext {
+            alive: false,
+            ..ctx(&link, &gw)
+        };
+        let e = desired(&remote("web", "true"), &ready(), &c)
+            .endpoints
+            .unwrap_or_default();
+        assert!(ips(&e, true).is_empty());
+        assert_eq!(ips(&e, false), ["203.0.113.10", "203.0.113.20"]);
+    }
+
+    #[test]
+    fn unresolved_gateway_gives_no_subsets() {
+        let link = link();
+        let c = MirrorContext {
+            link: &link,
+            gateway: None,
+            alive: true,
+            headless_enabled: false,
+        };
+        let e = desired(&remote("web", "true"), &ready(), &c)
+            .endpoints
+            .unwrap_or_default();
+        assert_eq!(e.subsets, None);
+        assert_eq!(
+            annotations_of(&e.metadata)[labels::REMOTE_GATEWAY_IDENTITY],
+            IDENTITY,
+            "identity falls back to the Link's"
+        );
+    }
+
+    #[test]
+    fn no_identity_no_annotation() {
+        let link = link();
+        let gw = Gateway::new(gateway().ips, 4143, None);
+        let mut l = link.clone();
+        if let Some(g) = l.gateway.as_mut() {
+            g.identity = None;
+        }
+        let e = desired(&remote("web", "true"), &ready(), &ctx(&l, &gw))
+            .endpoints
+            .unwrap_or_default();
+        assert!(!annotations_of(&e.metadata).contains_key(labels::REMOTE_GATEWAY_IDENTITY));
+    }
+
+    #[test]
+    fn remote_discovery_mirror() {
+        let (link, gw) = (link(), gateway());
+        let d = desired(
+            &remote("web", labels::EXPORTED_REMOTE_DISCOVERY_VALUE),
+            &ready(),
+            &ctx(&link, &gw),
+        );
+        assert_eq!(d.kind, MirrorKind::RemoteDiscovery);
+        assert_eq!(d.endpoints, None);
+        let l = labels_of(&d.service.metadata);
+        assert_eq!(l[labels::REMOTE_DISCOVERY], "east");
+        assert_eq!(l[labels::REMOTE_SERVICE], "web");
+        assert_eq!(l[labels::MIRRORED_SERVICE], "true");
+    }
+
+    #[test]
+    fn remote_discovery_works_without_gateway() {
+        let mut spec_link = link();
+        spec_link.gateway = None;
+        let c = MirrorContext {
+            link: &spec_link,
+            gateway: None,
+            alive: true,
+            headless_enabled: false,
+        };
+        let rd = desired_mirror(&remote("web", "remote-discovery"), &ready(), &c);
+        assert!(rd.is_ok_and(|d| d.kind == MirrorKind::RemoteDiscovery));
+        let gw = desired_mirror(&remote("web", "true"), &ready(), &c);
+        assert!(matches!(gw, Err(Error::NoGateway { .. })), "{gw:?}");
+    }
+
+    #[test]
+    fn unexported_and_invalid_remotes() {
+        let (link, gw) = (link(), gateway());
+        let c = ctx(&link, &gw);
+        let r = desired_mirror(&remote("web", "false"), &ready(), &c);
+        assert!(matches!(r, Err(Error::NotExported { .. })), "{r:?}");
+
+        let mut no_ports = remote("web", "true");
+        if let Some(s) = no_ports.spec.as_mut() {
+            s.ports = None;
+        }
+        let msg = desired_mirror(&no_ports, &ready(), &c)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("shop/web") && msg.contains("spec.ports"),
+            "{msg}"
+        );
+
+        let mut no_ns = remote("web", "true");
+        no_ns.metadata.namespace = None;
+        let r = desired_mirror(&no_ns, &ready(), &c);
+        assert!(
+            matches!(r, Err(Error::InvalidRemoteService { ref field, .. }) if field == "metadata.namespace")
+        );
+
+        let mut bad_port = remote("web", "true");
+        if let Some(p) = bad_port.spec.as_mut().and_then(|s| s.ports.as_mut()) {
+            p[1].port = 70000;
+        }
+        let r = desired_mirror(&bad_port, &ready(), &c);
+        assert!(
+            matches!(r, Err(Error::InvalidRemoteService { ref field, .. }) if field == "spec.ports[1].port")
+        );
+        assert!(desired_mirror(&Service::default(), &ready(), &c).is_err());
+    }
+
+    fn headless_remote() -> Service {
+        let mut s = remote("db", "true");
+        if let Some(spec) = s.spec.as_mut() {
+            spec.cluster_ip = Some("None".into());
+            spec.type_ = Some("ClusterIP".into());
+        }
+        s
+    }
+
+    #[test]
+    fn headless_mirror_with_endpoint_mirrors() {
+        let (link, gw) = (link(), gateway());
+        let eps = RemoteEndpoints::Ready {
+            hostnames: vec!["db-0".into(), "db-1".into()],
+        };
+        let d = desired(&headless_remote(), &eps, &ctx(&link, &gw));
+        assert_eq!(d.kind, MirrorKind::Headless);
+        let spec = d.service.spec.clone().unwrap_or_default();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(
+            d.endpoints, None,
+            "computed once endpoint mirrors have ClusterIPs"
+        );
+        let names: Vec<_> = d
+            .endpoint_mirrors
+            .iter()
+            .filter_map(|(s, _)| s.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["db-0-east", "db-1-east"]);
+        let (svc, ep) = &d.endpoint_mirrors[0];
+        let l = labels_of(&svc.metadata);
+        assert_eq!(l[labels::HEADLESS_MIRROR_SVC_NAME], "db-east");
+        assert_eq!(l[labels::CLUSTER_NAME], "east");
+        let a = annotations_of(&svc.metadata);
+        assert_eq!(
+            a[labels::REMOTE_SVC_FQ_NAME],
+            "db-0.db.shop.svc.cluster.east"
+        );
+        assert_eq!(a[labels::REMOTE_RESOURCE_VERSION], "4711");
+        assert_eq!(svc.spec.as_ref().and_then(|s| s.cluster_ip.clone()), None);
+        assert_eq!(ips(ep, true), ["203.0.113.10", "203.0.113.20"]);
+        assert_eq!(
+            remote_name(&svc.metadata, "east"),
+            Some(("shop".into(), "db".into()))
+        );
+    }
+
+    #[test]
+    fn headless_without_hostnames_or_disabled_is_a_gateway_mirror() {
+        let (link, gw) = (link(), gateway());
+        let d = desired(&headless_remote(), &ready(), &ctx(&link, &gw));
+        assert_eq!(
+            d.kind,
+            MirrorKind::Gateway,
+            "no hostnames: not addressable per pod"
+        );
+        let off = MirrorContext {
+            headless_enabled: false,
+            ..ctx(&link, &gw)
+        };
+        let eps = RemoteEndpoints::Ready {
+            hostnames: vec!["db-0".into()],
+        };
+        let d = desired(&headless_remote(), &eps, &off);
+        assert_eq!(d.kind, MirrorKind::Gateway);
+        assert_eq!(d.service.spec.and_then(|s| s.cluster_ip), None);
+        let waiting = desired(
+            &headless_remote(),
+            &RemoteEndpoints::Empty,
+            &ctx(&link, &gw),
+        );
+        assert_eq!(waiting.kind, MirrorKind::Headless);
+        assert!(waiting.endpoint_mirrors.is_empty());
+    }
+
+    #[test]
+    fn headless_endpoints_point_hostnames_at_endpoint_mirrors() {
+        let (link, gw) = (link(), gateway());
+        let eps = RemoteEndpoints::Ready {
+            hostnames: vec!["db-0".into()],
+        };
+        let d = desired(&headless_remote(), &eps, &ctx(&link, &gw));
+        let hosts: Vec<(String, IpAddr)> = [("db-1", "10.96.1.2"), ("db-0", "10.96.1.1")]
+            .iter()
+            .filter_map(|(h, ip)| Some((h.to_string(), ip.parse().ok()?)))
+            .collect();
+        let e = headless_endpoints(&d.service, &hosts);
+        assert_eq!(e.metadata.name.as_deref(), Some("db-east"));
+        assert_eq!(labels_of(&e.metadata), labels_of(&d.service.metadata));
+        let subset = e.subsets.unwrap_or_default().pop().unwrap_or_default();
+        let addrs: Vec<_> = subset
+            .addresses
+            .iter()
+            .flatten()
+            .map(|a| (a.hostname.clone().unwrap_or_default(), a.ip.clone()))
+            .collect();
+        assert_eq!(
+            addrs,
+            [
+                ("db-0".to_string(), "10.96.1.1".to_string()),
+                ("db-1".to_string(), "10.96.1.2".to_string())
+            ]
+        );
+        let ports: Vec<_> = subset.ports.iter().flatten().map(|p| p.port).collect();
+        assert_eq!(ports, [80, 5432], "the endpoint mirrors' service ports");
+        assert_eq!(headless_endpoints(&d.service, &[]).subsets, None);
+    }
+
+    #[test]
+    fn long_names_are_shortened_and_map_back() {
+        let (link, gw) = (link(), gateway());
+        let long = format!("a{}", "b".repeat(60));
+        let d = desired(&remote(&long, "true"), &ready(), &ctx(&link, &gw));
+        assert!(d.name.shortened);
+        let name = d.service.metadata.name.clone().unwrap_or_default();
+        assert!(name.len() <= 63, "{name}");
+        assert_eq!(d.endpoints.and_then(|e| e.metadata.name), Some(name));
+        assert_eq!(
+            remote_name(&d.service.metadata, "east"),
+            Some(("shop".into(), long))
+        );
+    }
+
+    #[test]
+    fn probe_objects() {
+        let (link, gw) = (link(), gateway());
+        let svc = probe_service(&link, "linkerd-multicluster").unwrap_or_default();
+        assert_eq!(svc.metadata.name.as_deref(), Some("probe-east"));
+        let l = labels_of(&svc.metadata);
+        assert_eq!(l[labels::MIRRORED_GATEWAY], "true");
+        assert_eq!(l[labels::CLUSTER_NAME], "east");
+        let spec = svc.spec.clone().unwrap_or_default();
+        assert_eq!(spec.selector, None);
+        let port = spec.ports.unwrap_or_default().pop().unwrap_or_default();
+        assert_eq!((port.name.as_deref(), port.port), (Some("mc-probe"), 4191));
+        let e = probe_endpoints(&link, "linkerd-multicluster", &gw).unwrap_or_default();
+        assert_eq!(ips(&e, true), ["203.0.113.10", "203.0.113.20"]);
+        assert_eq!(
+            annotations_of(&e.metadata)[labels::REMOTE_GATEWAY_IDENTITY],
+            IDENTITY
+        );
+        assert_eq!(ownership(&e.metadata, "east"), Ownership::Ours);
+        let mut no_probe = link.clone();
+        no_probe.probe = None;
+        assert_eq!(probe_service(&no_probe, "x"), None);
+        assert_eq!(probe_endpoints(&no_probe, "x", &gw), None);
+    }
 }

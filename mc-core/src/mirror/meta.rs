@@ -23,12 +23,9 @@ pub fn copy_labels(
     remote: Option<&BTreeMap<String, String>>,
     excluded: &[String],
 ) -> BTreeMap<String, String> {
-    remote
-        .into_iter()
-        .flatten()
-        .filter(|(k, _)| !labels::is_mirror_key(k) && !is_excluded(excluded, k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+    copy(remote, |k| {
+        !labels::is_mirror_key(k) && !is_excluded(excluded, k)
+    })
 }
 
 /// The remote annotations to copy onto a mirror.
@@ -36,16 +33,23 @@ pub fn copy_annotations(
     remote: Option<&BTreeMap<String, String>>,
     excluded: &[String],
 ) -> BTreeMap<String, String> {
+    copy(remote, |k| {
+        k == labels::OPAQUE_PORTS
+            || !(labels::is_mirror_key(k)
+                || k == labels::TOPOLOGY_HINTS
+                || k == labels::TOPOLOGY_MODE
+                || is_excluded(excluded, k))
+    })
+}
+
+fn copy(
+    remote: Option<&BTreeMap<String, String>>,
+    keep: impl Fn(&str) -> bool,
+) -> BTreeMap<String, String> {
     remote
         .into_iter()
         .flatten()
-        .filter(|(k, _)| {
-            k.as_str() == labels::OPAQUE_PORTS
-                || !(labels::is_mirror_key(k)
-                    || k.as_str() == labels::TOPOLOGY_HINTS
-                    || k.as_str() == labels::TOPOLOGY_MODE
-                    || is_excluded(excluded, k))
-        })
+        .filter(|(k, _)| keep(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

@@ -103,14 +103,7 @@ pub fn parse_object<K>(value: serde_json::Value) -> Result<K>
 where
     K: k8s_openapi::Resource + DeserializeOwned,
 {
-    let field = |k: &str| {
-        value
-            .get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (api_version, kind) = (field("apiVersion"), field("kind"));
+    let (api_version, kind) = type_meta(&value);
     if !value.is_object() || api_version != K::API_VERSION || kind != K::KIND {
         let shown = |s: String| {
             if value.is_object() {
@@ -129,6 +122,18 @@ where
         expected: K::KIND,
         reason: e.to_string(),
     })
+}
+
+/// The `apiVersion` and `kind` of a JSON object (empty strings when absent).
+pub(crate) fn type_meta(value: &serde_json::Value) -> (String, String) {
+    let field = |k: &str| {
+        value
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    (field("apiVersion"), field("kind"))
 }
 
 /// The parts of a remote Service that mirroring needs, checked.
