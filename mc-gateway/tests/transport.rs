@@ -1,0 +1,380 @@
+//! The transport-header path with the crate's own client: HTTP/1, HTTP/2, opaque TCP
+//! (including 100 MiB checked by SHA-256), identity checks, policy, loops and the weighted
+//! forwarder.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use mc_core::transport::SessionProtocol;
+use mc_gateway::client::{Backend, BackendKind, Forwarder, GatewayConnector};
+use mc_gateway::route::{Policy, Target};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn connector(
+    pki: &Pki,
+    client: &Files,
+    gw: std::net::SocketAddr,
+    identity: &str,
+) -> GatewayConnector {
+    GatewayConnector::new(
+        &client.cert,
+        &client.key,
+        &pki.anchors(),
+        gw.to_string(),
+        identity,
+    )
+    .unwrap()
+}
+
+async fn http_get(
+    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    h2: bool,
+    extra: Option<(&str, &str)>,
+) -> (u16, String) {
+    let mut req = hyper::Request::get("http://ignored.example/path?q=1");
+    if let Some((k, v)) = extra {
+        req = req.header(k, v);
+    }
+    let req = req.body(Full::new(Bytes::from_static(b"payload"))).unwrap();
+    let resp = if h2 {
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    };
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_and_http2_through_the_transport_header() {
+    let pki = Pki::new();
+    let backend = http_backend().await;
+    let gw = start(config(&pki, &[(SVC, 8080, backend)])).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
+    let target = Target::new(SVC, 8080);
+    for (protocol, h2, version) in [
+        (SessionProtocol::Http1, false, "HTTP/1.1"),
+        (SessionProtocol::Http2, true, "HTTP/2.0"),
+    ] {
+        let stream = c.connect(&target, Some(protocol)).await.unwrap();
+        let (status, body) = http_get(stream, h2, None).await;
+        assert_eq!(status, 200, "{body}");
+        // The upstream protocol follows the session protocol.
+        assert!(body.starts_with(&format!("GET /path {version}")), "{body}");
+        assert!(body.contains(&format!("host: {SVC}:8080")), "{body}");
+        assert!(
+            body.contains(&format!("l5d-client-id: {CLIENT_ID}")),
+            "{body}"
+        );
+        assert!(
+            body.contains(&format!(
+                "forwarded: by={GATEWAY_ID};for={CLIENT_ID};host={SVC}:8080;proto=https"
+            )),
+            "{body}"
+        );
+        assert!(body.ends_with("payload"), "{body}");
+        // Loop: a request that already passed through this gateway.
+        let stream = c.connect(&target, Some(protocol)).await.unwrap();
+        let (status, body) = http_get(
+            stream,
+            h2,
+            Some(("forwarded", &format!("for=a;by={GATEWAY_ID}"))),
+        )
+        .await;
+        assert_eq!(status, 508, "{body}");
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tcp_echo_and_unknown_target_closes() {
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let gw = start(config(&pki, &[(SVC, 7000, echo)])).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
+
+    let mut s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
+    s.write_all(b"hello through the gateway").await.unwrap();
+    let mut buf = [0u8; 25];
+    s.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"hello through the gateway");
+    drop(s);
+
+    // Unknown service, and a name outside the allowed suffix: the gateway closes.
+    for target in [
+        Target::new("nope.shop.svc.cluster.local", 7000),
+        Target::new("evil.example.com", 7000),
+    ] {
+        let mut s = c.connect(&target, None).await.unwrap();
+        let _ = s.write_all(b"x").await;
+        let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
+        assert_eq!(
+            got.as_deref(),
+            Some(&b""[..]),
+            "{target}: not closed without data"
+        );
+    }
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    assert_eq!(
+        metric(
+            &m,
+            "mc_gateway_connections_refused_total{reason=\"unknown_service\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mc_gateway_connections_refused_total{reason=\"bad_target\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mc_gateway_route_errors_total{reason=\"unknown_service\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert!(metric(&m, "mc_gateway_bytes_in_total") > 25.0, "{m}");
+    assert!(
+        metric(&m, "mc_gateway_tls_handshake_seconds_count") >= 3.0,
+        "{m}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_100_mib_transfer_keeps_every_byte() {
+    let pki = Pki::new();
+    let sink = hash_backend().await;
+    let gw = start(config(&pki, &[(SVC, 9000, sink)])).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
+    let data = pattern(42, 100 * 1024 * 1024);
+    let want = ring::digest::digest(&ring::digest::SHA256, &data);
+
+    let mut s = c.connect(&Target::new(SVC, 9000), None).await.unwrap();
+    for chunk in data.chunks(1024 * 1024) {
+        s.write_all(chunk).await.unwrap();
+    }
+    s.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await.unwrap();
+    assert_eq!(
+        got.as_slice(),
+        want.as_ref(),
+        "SHA-256 differs after 100 MiB"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_verifies_the_gateway_identity() {
+    let pki = Pki::new();
+    let gw = start(config(&pki, &[])).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let c = connector(
+        &pki,
+        &client,
+        gw.addr,
+        "other-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
+    );
+    let err = c.connect(&Target::new(SVC, 80), None).await.unwrap_err();
+    assert!(err.to_string().contains("handshake"), "{err}");
+
+    // A gateway from another trust root is refused too, even with the right name.
+    let other = Pki::new();
+    let other_client = other.leaf("client", CLIENT_ID);
+    let c = GatewayConnector::new(
+        &other_client.cert,
+        &other_client.key,
+        &other.anchors(),
+        gw.addr.to_string(),
+        GATEWAY_ID,
+    )
+    .unwrap();
+    assert!(c.connect(&Target::new(SVC, 80), None).await.is_err());
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_refuses_its_own_identity_and_applies_policy() {
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let mut cfg = config(
+        &pki,
+        &[
+            (SVC, 7000, echo),
+            ("open.shop.svc.cluster.local", 7000, echo),
+        ],
+    );
+    cfg.policy = Policy::from_yaml(
+        &format!("rules:\n  - services: ['{SVC}']\n    clients: ['*.shop.serviceaccount.identity.linkerd.cluster.local']\n"),
+        std::path::Path::new("test"),
+    )
+    .unwrap();
+    let gw = start(cfg).await;
+
+    let echo_once = |c: GatewayConnector, target: Target| async move {
+        let mut s = c.connect(&target, None).await.unwrap();
+        s.write_all(b"ping").await.unwrap();
+        read_until_closed_or(&mut s, 4).await
+    };
+    // Loop: the client presents the gateway's own identity.
+    let me = pki.leaf("me", GATEWAY_ID);
+    let got = echo_once(
+        connector(&pki, &me, gw.addr, GATEWAY_ID),
+        Target::new(SVC, 7000),
+    )
+    .await;
+    assert!(
+        got.is_empty(),
+        "a client with the gateway identity was served"
+    );
+
+    // Policy: shop clients may reach SVC, others may not, but may reach ungoverned services.
+    let shop = pki.leaf("shop", CLIENT_ID);
+    let stranger = pki.leaf(
+        "stranger",
+        "x.other.serviceaccount.identity.linkerd.cluster.local",
+    );
+    assert_eq!(
+        echo_once(
+            connector(&pki, &shop, gw.addr, GATEWAY_ID),
+            Target::new(SVC, 7000)
+        )
+        .await,
+        b"ping"
+    );
+    assert!(
+        echo_once(
+            connector(&pki, &stranger, gw.addr, GATEWAY_ID),
+            Target::new(SVC, 7000)
+        )
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        echo_once(
+            connector(&pki, &stranger, gw.addr, GATEWAY_ID),
+            Target::new("open.shop.svc.cluster.local", 7000)
+        )
+        .await,
+        b"ping"
+    );
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    assert_eq!(
+        metric(&m, "mc_gateway_connections_refused_total{reason=\"loop\"}"),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mc_gateway_connections_refused_total{reason=\"forbidden\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    gw.shutdown().await;
+}
+
+/// Reads up to `n` bytes, stopping early at close.
+async fn read_until_closed_or<S: tokio::io::AsyncRead + Unpin>(s: &mut S, n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64];
+    while out.len() < n {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(k)) => out.extend_from_slice(&buf[..k]),
+            Err(_) => panic!("neither data nor close within 5 s"),
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarder_splits_by_weight_between_local_and_gateway() {
+    let pki = Pki::new();
+    // The "remote" service answers "remote", the local one "local".
+    let remote = tagged_backend("remote").await;
+    let local = tagged_backend("local").await;
+    let gw = start(config(&pki, &[(SVC, 80, remote)])).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let backends = vec![
+        Backend {
+            name: "local".into(),
+            kind: BackendKind::Local(local),
+            weight: 1,
+        },
+        Backend {
+            name: "gateway".into(),
+            kind: BackendKind::Gateway(connector(&pki, &client, gw.addr, GATEWAY_ID)),
+            weight: 3,
+        },
+    ];
+    let fwd = Forwarder::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        backends,
+        Target::new(SVC, 80),
+        None,
+    )
+    .await
+    .unwrap();
+    let addr = fwd.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(fwd.run(async move {
+        let _ = rx.await;
+    }));
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..8 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).await.unwrap();
+        *counts.entry(got).or_insert(0) += 1;
+    }
+    assert_eq!(counts.get("remote"), Some(&6), "{counts:?}");
+    assert_eq!(counts.get("local"), Some(&2), "{counts:?}");
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+    gw.shutdown().await;
+}
+
+/// A TCP backend that writes `tag` and closes.
+async fn tagged_backend(tag: &'static str) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let _ = s.write_all(tag.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
