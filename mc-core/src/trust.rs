@@ -354,6 +354,37 @@ mod tests {
         );
     }
 
+    /// `openssl req -x509 -newkey rsa:2048 -subj "/O=example/CN=rsa root" -addext
+    /// "subjectAltName=DNS:root.example,IP:10.0.0.1,URI:spiffe://x"`, then `openssl x509 -text`.
+    const OPENSSL_TEXT: &str = include_str!("trust/testdata/rsa-root-openssl-text.pem");
+
+    #[test]
+    fn reads_openssl_text_output_and_summarises_rsa_and_sans() {
+        let bundle = TrustBundle::from_pem_unchecked_time(OPENSSL_TEXT).unwrap();
+        let s = bundle.anchors()[0].summary();
+        assert_eq!(s.subject, "O=example, CN=rsa root");
+        assert_eq!(
+            s.sans,
+            ["DNS:root.example", "IP:10.0.0.1", "URI:spiffe://x"]
+        );
+        assert_eq!(s.key_algorithm, "RSA 2048");
+        // From `openssl x509 -noout -fingerprint -sha256`.
+        assert_eq!(
+            s.sha256_fingerprint,
+            "58:FF:A4:4F:43:EC:54:31:75:BD:7C:50:C7:42:17:27:FC:B5:34:DF:05:70:57:73:3C:EE:23:DD:35:66:AD:84"
+        );
+        assert_eq!(format_time(s.not_before), "2026-11-21T05:09:04Z");
+        assert_eq!(format_time(s.not_after), "2046-11-16T05:09:04Z");
+        // Line numbers count the text before the block.
+        let err = TrustBundle::from_pem(OPENSSL_TEXT, now()).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "PEM block 1 (line 61): certificate \"O=example, CN=rsa root\" is not yet valid"
+            ),
+            "{err}"
+        );
+    }
+
     #[test]
     fn fingerprint_matches_openssl() {
         let [a, _, _] = roots();

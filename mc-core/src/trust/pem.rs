@@ -57,6 +57,8 @@ pub(crate) fn scan(
     let mut open: Option<OpenBlock> = None;
     let mut number = 0;
     let mut last_line = 0;
+    // Editors on Windows may start the file with a UTF-8 byte-order mark.
+    let input = input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input);
     for (index, raw) in input.split(|b| *b == b'\n').enumerate() {
         let line = index + 1;
         last_line = line;
@@ -305,6 +307,16 @@ mod tests {
         assert_eq!(blocks[0].line, 4);
         assert_eq!(blocks[0].der, b"hello world");
         assert_eq!(blocks[1].line, 10);
+    }
+
+    #[test]
+    fn accepts_a_leading_byte_order_mark() {
+        let input = format!("\u{feff}{}", block("A", BODY));
+        let blocks = scan(input.as_bytes(), any).unwrap();
+        assert_eq!(
+            (blocks[0].line, blocks[0].der.as_slice()),
+            (1, &b"hello world"[..])
+        );
     }
 
     #[test]
