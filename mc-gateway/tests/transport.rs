@@ -2,7 +2,7 @@
 //! (including 100 MiB checked by SHA-256), identity checks, policy, loops and the weighted
 //! forwarder.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
