@@ -1,6 +1,6 @@
 //! The Helm chart `charts/mc-multicluster` renders, for the same values, exactly the objects
 //! `mc multicluster install` renders (mc_core::render::install). Uses the real helm binary.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
