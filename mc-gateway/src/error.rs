@@ -208,6 +208,10 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::NoPeerIdentity => "no_identity",
             Error::Connect { .. } => "connect",
+            Error::Io {
+                what: "reading the transport header",
+                ..
+            } => "truncated_header",
             _ => "other",
         }
     }

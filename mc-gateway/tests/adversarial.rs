@@ -1,0 +1,298 @@
+//! Adversarial inputs: garbage, truncated and oversized headers, slowloris clients, 1,000
+//! concurrent connections, the connection limit, and certificate reload under load.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mc_core::transport::{PREFACE, TransportHeader};
+use mc_gateway::client::GatewayConnector;
+use mc_gateway::route::Target;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TRANSPORT: &[u8] = b"transport.l5d.io/v1";
+
+async fn refused(gw: &Running, reason: &str) -> f64 {
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    metric(
+        &m,
+        &format!("mc_gateway_connections_refused_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_truncated_and_oversized_headers_are_closed() {
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let gw = start(config(&pki, &[(SVC, 7000, echo)])).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let cfg = raw_client(&pki, Some(&client), &[TRANSPORT]);
+
+    // Garbage instead of a header.
+    let mut s = raw_connect(gw.addr, cfg.clone()).await.unwrap();
+    s.write_all(&pattern(7, 4096)).await.unwrap();
+    let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(
+        got.as_deref(),
+        Some(&b""[..]),
+        "garbage was answered or not closed"
+    );
+
+    // A truncated header, then the client closes its side.
+    let header = TransportHeader {
+        port: 7000,
+        name: Some(SVC.into()),
+        protocol: None,
+    }
+    .encode();
+    let mut s = raw_connect(gw.addr, cfg.clone()).await.unwrap();
+    s.write_all(&header[..header.len() - 3]).await.unwrap();
+    s.shutdown().await.unwrap();
+    let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(got.as_deref(), Some(&b""[..]));
+
+    // An oversized header: the declared length alone is enough to refuse, the body never
+    // needs to arrive.
+    let mut s = raw_connect(gw.addr, cfg.clone()).await.unwrap();
+    let mut big = PREFACE.to_vec();
+    big.extend_from_slice(&(1u32 << 30).to_be_bytes());
+    s.write_all(&big).await.unwrap();
+    let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(got.as_deref(), Some(&b""[..]));
+
+    assert_eq!(refused(&gw, "bad_header").await, 2.0);
+    assert_eq!(refused(&gw, "truncated_header").await, 1.0);
+
+    // Oversized HTTP headers get 431 or a close, never a forwarded request.
+    let http = raw_client(&pki, Some(&client), &[b"http/1.1"]);
+    let mut s = raw_connect(gw.addr, http).await.unwrap();
+    let req = format!(
+        "GET / HTTP/1.1\r\nhost: {SVC}:7000\r\nx-big: {}\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    let _ = s.write_all(req.as_bytes()).await;
+    let got = read_until_closed(&mut s, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(got.is_empty() || text.starts_with("HTTP/1.1 431"), "{text}");
+
+    // The gateway still serves a well-behaved client afterwards.
+    let c = GatewayConnector::new(
+        &client.cert,
+        &client.key,
+        &pki.anchors(),
+        gw.addr.to_string(),
+        GATEWAY_ID,
+    )
+    .unwrap();
+    let mut s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
+    s.write_all(b"ok").await.unwrap();
+    let mut b = [0u8; 2];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"ok");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_clients_are_closed_after_the_timeouts() {
+    let pki = Pki::new();
+    let gw = start(config(&pki, &[])).await; // handshake 2 s, header 1 s
+    let client = pki.leaf("client", CLIENT_ID);
+
+    // Sends nothing at all: closed after the handshake timeout.
+    let start_at = Instant::now();
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let got = read_until_closed(&mut tcp, Duration::from_secs(10)).await;
+    assert_eq!(got.as_deref(), Some(&b""[..]));
+    let waited = start_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "closed too early: {waited:?}"
+    );
+
+    // Handshakes, then sends nothing: closed after the header timeout.
+    for alpn in [TRANSPORT, b"http/1.1".as_slice()] {
+        let start_at = Instant::now();
+        let mut s = raw_connect(gw.addr, raw_client(&pki, Some(&client), &[alpn]))
+            .await
+            .unwrap();
+        if alpn != TRANSPORT {
+            // Half a request line, then silence.
+            s.write_all(b"GET / HT").await.unwrap();
+        }
+        let got = read_until_closed(&mut s, Duration::from_secs(10)).await;
+        assert!(got.is_some(), "{alpn:?}: not closed within 10 s");
+        let got = got.unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(got.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+        let waited = start_at.elapsed();
+        assert!(
+            waited >= Duration::from_millis(800),
+            "{alpn:?}: closed too early: {waited:?}"
+        );
+    }
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    assert_eq!(
+        metric(
+            &m,
+            "mc_gateway_tls_handshake_errors_total{reason=\"timeout\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "mc_gateway_connections_refused_total{reason=\"timeout\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_connections() {
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let mut cfg = config(&pki, &[(SVC, 7000, echo)]);
+    cfg.limits.handshake_timeout = Duration::from_secs(60);
+    let gw = start(cfg).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let c = GatewayConnector::new(
+        &client.cert,
+        &client.key,
+        &pki.anchors(),
+        gw.addr.to_string(),
+        GATEWAY_ID,
+    )
+    .unwrap();
+    const N: usize = 1000;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(N + 1));
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let c = c.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
+            let msg = format!("connection {i}");
+            s.write_all(msg.as_bytes()).await.unwrap();
+            let mut buf = vec![0u8; msg.len()];
+            s.read_exact(&mut buf).await.unwrap();
+            assert_eq!(buf, msg.as_bytes());
+            // Hold every connection open until all are established.
+            barrier.wait().await;
+            s
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(300), barrier.wait())
+        .await
+        .expect("1,000 connections not established within 300 s");
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    assert_eq!(metric(&m, "mc_gateway_active_connections"), N as f64, "{m}");
+    for t in tasks {
+        drop(t.await.unwrap());
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused() {
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let mut cfg = config(&pki, &[(SVC, 7000, echo)]);
+    cfg.limits.max_connections = 2;
+    let gw = start(cfg).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let c = GatewayConnector::new(
+        &client.cert,
+        &client.key,
+        &pki.anchors(),
+        gw.addr.to_string(),
+        GATEWAY_ID,
+    )
+    .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
+        s.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        held.push(s);
+    }
+    assert!(
+        c.connect(&Target::new(SVC, 7000), None).await.is_err(),
+        "third connection served"
+    );
+    assert_eq!(refused(&gw, "max_connections").await, 1.0);
+    // Closing one frees a slot.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(mut s) = c.connect(&Target::new(SVC, 7000), None).await {
+            s.write_all(b"y").await.unwrap();
+            let mut b = [0u8; 1];
+            if s.read_exact(&mut b).await.is_ok() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_reload_keeps_open_connections() {
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let cfg = config(&pki, &[(SVC, 7000, echo)]);
+    let (cert_path, key_path) = (cfg.cert.clone(), cfg.key.clone());
+    let gw = start(cfg).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let served_cert = |s: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    };
+    let c = GatewayConnector::new(
+        &client.cert,
+        &client.key,
+        &pki.anchors(),
+        gw.addr.to_string(),
+        GATEWAY_ID,
+    )
+    .unwrap();
+    let mut old = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
+    let before = served_cert(&old);
+
+    // Rotate: a new leaf for the same identity.
+    let fresh = pki.leaf("rotated", GATEWAY_ID);
+    std::fs::copy(&fresh.key, &key_path).unwrap();
+    std::fs::copy(&fresh.cert, &cert_path).unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(&cert_path)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
+        if served_cert(&s) != before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new certificate never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The connection opened before the rotation still works.
+    old.write_all(b"still here").await.unwrap();
+    let mut b = [0u8; 10];
+    old.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"still here");
+    gw.shutdown().await;
+}
