@@ -16,6 +16,7 @@
 
 mod bins;
 mod certs;
+pub mod demo;
 mod error;
 mod kubeconfig;
 mod net;
