@@ -67,6 +67,43 @@ impl Identity {
         }
     }
 
+    /// A validated identity from its parts.
+    ///
+    /// ```
+    /// use mc_core::identity::Identity;
+    ///
+    /// let id = Identity::new("web", "shop", "linkerd", "cluster.local")?;
+    /// assert_eq!(id.to_string(), "web.shop.serviceaccount.identity.linkerd.cluster.local");
+    /// assert!(Identity::new("web", "shop", "linkerd", "cluster..local").is_err());
+    /// # Ok::<(), mc_core::Error>(())
+    /// ```
+    pub fn new(
+        service_account: &str,
+        namespace: &str,
+        control_plane_namespace: &str,
+        trust_domain: &str,
+    ) -> Result<Identity> {
+        let identity = Identity {
+            service_account: service_account.to_string(),
+            namespace: namespace.to_string(),
+            control_plane_namespace: control_plane_namespace.to_string(),
+            trust_domain: trust_domain.to_string(),
+        };
+        identity.validate()?;
+        Ok(identity)
+    }
+
+    /// The identity of the service-mirror controller of Link `link` (chart-managed, 2.18+):
+    /// `controller-<link>.linkerd-multicluster.serviceaccount.identity.linkerd.<trust_domain>`.
+    pub fn controller(link: &str, trust_domain: &str) -> Identity {
+        Identity {
+            service_account: format!("controller-{link}"),
+            namespace: MULTICLUSTER_NAMESPACE.to_string(),
+            control_plane_namespace: DEFAULT_CONTROL_PLANE_NAMESPACE.to_string(),
+            trust_domain: trust_domain.to_string(),
+        }
+    }
+
     /// Checks that every part is well formed and that the whole is a valid DNS name.
     pub fn validate(&self) -> Result<()> {
         let input = self.to_string();
@@ -134,14 +171,12 @@ impl FromStr for Identity {
                 literal[0], literal[1]
             )));
         }
-        let identity = Identity {
-            service_account: service_account.to_string(),
-            namespace: namespace.to_string(),
-            control_plane_namespace: control_plane_namespace.to_string(),
-            trust_domain: trust_domain.to_string(),
-        };
-        identity.validate()?;
-        Ok(identity)
+        Identity::new(
+            service_account,
+            namespace,
+            control_plane_namespace,
+            trust_domain,
+        )
     }
 }
 
@@ -232,6 +267,30 @@ mod tests {
             "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.example.org"
         );
         assert_eq!(id.to_string().parse::<Identity>().unwrap(), id);
+    }
+
+    #[test]
+    fn controller_identity_and_validated_constructor() {
+        assert_eq!(
+            Identity::controller("east", "cluster.local").to_string(),
+            "controller-east.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+        );
+        assert!(
+            Identity::controller("east", "cluster.local")
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            Identity::controller("x".repeat(60).as_str(), "cluster.local")
+                .validate()
+                .is_err()
+        );
+        let err = Identity::new("web", "Shop_1", "linkerd", "cluster.local").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the namespace \"Shop_1\" is not a DNS label"),
+            "{err}"
+        );
     }
 
     #[test]
