@@ -19,8 +19,9 @@ pub fn controller_cluster_role_name() -> &'static str {
 
 /// Renders everything `mc multicluster install` prints, in apply order.
 ///
-/// Objects: the Namespace; the Link CRD; the gateway (ServiceAccount, resolver ClusterRole and
-/// binding, Deployment, Service, PodDisruptionBudget under HA); the remote-access
+/// Objects: the Namespace; the Link CRD; the gateway (ServiceAccount, Deployment, Service,
+/// PodDisruptionBudget under HA; the gateway resolves targets through cluster DNS and has no
+/// API access); the remote-access
 /// ServiceAccounts with token Secrets and least-privilege RBAC; the mirror controllers'
 /// shared ClusterRole.
 pub fn install(values: &InstallValues) -> Result<Vec<Value>> {
@@ -113,29 +114,11 @@ fn gateway(values: &InstallValues, labels: &Map<String, Value>) -> Result<Vec<Va
             ("app.kubernetes.io/name", "gateway"),
         ],
     );
-    let resolver = format!("{ns}-{}", gw.name);
     let mut out = vec![
         json!({
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": meta(&gw.name, Some(ns), with(labels, &[("component", "gateway")])),
-        }),
-        // The gateway resolves `<svc>.<ns>.svc.<domain>` from Services and EndpointSlices.
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": meta(&resolver, None, with(labels, &[("component", "gateway")])),
-            "rules": [
-                {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
-            ],
-        }),
-        json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": meta(&resolver, None, with(labels, &[("component", "gateway")])),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": resolver},
-            "subjects": [{"kind": "ServiceAccount", "name": gw.name, "namespace": ns}],
         }),
         gateway_deployment(values, &identity, &gw_labels),
         gateway_service(values, &identity, labels),
@@ -170,7 +153,7 @@ fn gateway_deployment(values: &InstallValues, identity: &str, gw_labels: &Value)
     let gw = &values.gateway;
     let mut pod_spec = json!({
         "serviceAccountName": gw.name,
-        "automountServiceAccountToken": true,
+        "automountServiceAccountToken": false,
         "securityContext": pod_security(gw.uid, gw.gid),
         "containers": [{
             "name": "gateway",
