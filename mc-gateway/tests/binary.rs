@@ -1,0 +1,289 @@
+//! The real `mc-gateway` binary as a child process: readiness, SIGTERM draining without data
+//! loss, the drain deadline, and `mc-gateway connect`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mc_gateway::client::GatewayConnector;
+use mc_gateway::route::Target;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mc-gateway");
+
+struct Proc {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Spawns the binary and waits for the log line carrying `message`; returns the value of
+    /// each requested JSON field of that line.
+    async fn spawn(args: &[String], message: &str, fields: &[&str]) -> (Self, Vec<String>) {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(String::new()));
+        let needle = format!("\"message\":\"{message}\"");
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+                if line.contains(&needle) {
+                    return line;
+                }
+            }
+            panic!(
+                "binary exited before logging {message:?}: {}",
+                log.lock().unwrap()
+            );
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {message:?} log line: {}", log.lock().unwrap()));
+        let values = fields
+            .iter()
+            .map(|f| {
+                let key = format!("\"{f}\":\"");
+                let start =
+                    found.find(&key).unwrap_or_else(|| panic!("{f} in {found}")) + key.len();
+                let rest = &found[start..];
+                rest[..rest.find('"').unwrap()].to_owned()
+            })
+            .collect();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        (Self { child, log }, values)
+    }
+
+    fn sigterm(&self) {
+        let pid = self.child.id().unwrap().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+async fn serve(pki: &Pki, statics: &[String], drain_secs: f64) -> (Proc, SocketAddr, SocketAddr) {
+    let gw = pki.leaf("gateway", GATEWAY_ID);
+    let mut args: Vec<String> = [
+        "--log-format",
+        "json",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--no-dns",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend([
+        "--cert".into(),
+        gw.cert.display().to_string(),
+        "--key".into(),
+        gw.key.display().to_string(),
+        "--trust-anchors".into(),
+        pki.anchors().display().to_string(),
+        "--identity".into(),
+        GATEWAY_ID.into(),
+        "--drain-timeout".into(),
+        drain_secs.to_string(),
+    ]);
+    for s in statics {
+        args.extend(["--static".into(), s.clone()]);
+    }
+    let (p, v) = Proc::spawn(&args, "listening", &["listen", "admin"]).await;
+    let admin = v[1]
+        .trim_start_matches("Some(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    (p, v[0].parse().unwrap(), admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_transfers_without_loss() {
+    let pki = Pki::new();
+    let sink = hash_backend().await;
+    let (mut proc, addr, admin) = serve(&pki, &[format!("{SVC}:9000={sink}")], 30.0).await;
+    assert_eq!(admin_get(admin, "/ready").await.0, 200);
+    assert_eq!(admin_get(admin, "/live").await.0, 200);
+    assert!(
+        admin_get(admin, "/metrics")
+            .await
+            .1
+            .contains("mc_gateway_connections_accepted_total")
+    );
+
+    let client = pki.leaf("client", CLIENT_ID);
+    let c = GatewayConnector::new(
+        &client.cert,
+        &client.key,
+        &pki.anchors(),
+        addr.to_string(),
+        GATEWAY_ID,
+    )
+    .unwrap();
+    const STREAMS: usize = 4;
+    let started = Arc::new(tokio::sync::Barrier::new(STREAMS + 1));
+    let mut tasks = Vec::new();
+    for i in 0..STREAMS {
+        let c = c.clone();
+        let started = started.clone();
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(i as u64 + 1, 16 * 1024 * 1024);
+            let want = ring::digest::digest(&ring::digest::SHA256, &data);
+            let mut s = c.connect(&Target::new(SVC, 9000), None).await.unwrap();
+            let mut chunks = data.chunks(256 * 1024);
+            s.write_all(chunks.next().unwrap()).await.unwrap();
+            started.wait().await;
+            // The rest, slowly: the transfer is still running when SIGTERM arrives.
+            for chunk in chunks {
+                s.write_all(chunk).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            s.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got.as_slice(), want.as_ref(), "stream {i} lost data");
+        }));
+    }
+    started.wait().await;
+    let term_at = Instant::now();
+    proc.sigterm();
+    // New connections are refused once the listener is closed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let status = tokio::time::timeout(Duration::from_secs(30), proc.child.wait())
+        .await
+        .expect("did not exit after draining")
+        .unwrap();
+    assert!(status.success(), "exit {status:?}: {}", proc.log());
+    assert!(term_at.elapsed() < Duration::from_secs(30));
+    assert!(proc.log().contains("draining"), "{}", proc.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_streams_still_open_at_the_drain_deadline() {
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let (mut proc, addr, _) = serve(&pki, &[format!("{SVC}:7000={echo}")], 1.0).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let c = GatewayConnector::new(
+        &client.cert,
+        &client.key,
+        &pki.anchors(),
+        addr.to_string(),
+        GATEWAY_ID,
+    )
+    .unwrap();
+    let mut s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
+    s.write_all(b"hi").await.unwrap();
+    let mut b = [0u8; 2];
+    s.read_exact(&mut b).await.unwrap();
+    let t0 = Instant::now();
+    proc.sigterm();
+    let status = tokio::time::timeout(Duration::from_secs(15), proc.child.wait())
+        .await
+        .expect("did not exit after the drain deadline")
+        .unwrap();
+    assert!(status.success(), "{}", proc.log());
+    let waited = t0.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "exited before the deadline: {waited:?}"
+    );
+    // The held stream is closed.
+    let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(got.as_deref(), Some(&b""[..]));
+    assert!(
+        proc.log().contains("drain deadline reached"),
+        "{}",
+        proc.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_subcommand_forwards_through_the_gateway() {
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let (_gw, addr, _) = serve(&pki, &[format!("{SVC}:7000={echo}")], 5.0).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let args: Vec<String> = vec![
+        "--log-format".into(),
+        "json".into(),
+        "connect".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--backend".into(),
+        format!("gateway={addr},weight=1"),
+        "--target".into(),
+        format!("{SVC}:7000"),
+        "--gateway-identity".into(),
+        GATEWAY_ID.into(),
+        "--cert".into(),
+        client.cert.display().to_string(),
+        "--key".into(),
+        client.key.display().to_string(),
+        "--trust-anchors".into(),
+        pki.anchors().display().to_string(),
+    ];
+    let (_fwd, v) = Proc::spawn(&args, "forwarding", &["listen"]).await;
+    let local: SocketAddr = v[0].parse().unwrap();
+    let mut s = tokio::net::TcpStream::connect(local).await.unwrap();
+    s.write_all(b"through connect").await.unwrap();
+    let mut b = [0u8; 15];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"through connect");
+
+    // A wrong gateway identity makes the forwarder drop the connection.
+    let mut bad_args = args.clone();
+    let i = bad_args.iter().position(|a| a == GATEWAY_ID).unwrap();
+    bad_args[i] =
+        "someone-else.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local".into();
+    let (bad, v) = Proc::spawn(&bad_args, "forwarding", &["listen"]).await;
+    let mut s = tokio::net::TcpStream::connect(v[0].parse::<SocketAddr>().unwrap())
+        .await
+        .unwrap();
+    let _ = s.write_all(b"x").await;
+    let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(got.as_deref(), Some(&b""[..]));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        bad.log().contains("gateway certificate rejected"),
+        "{}",
+        bad.log()
+    );
+}
