@@ -1,0 +1,734 @@
+//! E2E: the service mirror on the testbed (east = target, west = source), running in-process as
+//! a non-admin identity with exactly the RBAC of docs/mirror.md. Run under `scripts/in-netns`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod mirror_common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mirror_common::{EXPORTED, Fixture, GATEWAY_PORT, ensure_namespace, eventually, unique};
+
+const T: Duration = Duration::from_secs(30);
+
+fn labels(s: &k8s_openapi::api::core::v1::Service) -> BTreeMap<String, String> {
+    s.metadata.labels.clone().unwrap_or_default()
+}
+
+fn ann(s: &k8s_openapi::api::core::v1::Service) -> BTreeMap<String, String> {
+    s.metadata.annotations.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_update_unexport_and_delete() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "life", true, false).await;
+    f.start().await;
+
+    // Export by label: the mirror Service and its Endpoints (gateway IP:port) appear.
+    f.remote_service(
+        &ns,
+        "web",
+        &[(EXPORTED, "true"), ("app", "web")],
+        &[("http", 8080)],
+        &["10.1.0.5"],
+    )
+    .await;
+    let mirror = eventually("mirror of web", T, || f.mirror(&ns, "web")).await;
+    let l = labels(&mirror);
+    assert_eq!(
+        l.get("mirror.linkerd.io/mirrored-service")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(l.get("mirror.linkerd.io/cluster-name"), Some(&f.cluster));
+    assert_eq!(l.get("app").map(String::as_str), Some("web"));
+    assert!(
+        !l.contains_key(EXPORTED),
+        "mirror.linkerd.io keys are not copied"
+    );
+    assert_eq!(
+        ann(&mirror)
+            .get("mirror.linkerd.io/remote-svc-fq-name")
+            .map(String::as_str),
+        Some(format!("web.{ns}.svc.cluster.local").as_str())
+    );
+    let spec = mirror.spec.clone().unwrap();
+    assert!(spec.selector.is_none_or(|s| s.is_empty()), "selector-less");
+    let ports = spec.ports.unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(
+        (ports[0].name.as_deref(), ports[0].port),
+        (Some("http"), 8080)
+    );
+    let ep = f.wait_endpoints(&ns, "web", true, T).await;
+    let subset = &ep.subsets.unwrap()[0];
+    let p = &subset.ports.as_ref().unwrap()[0];
+    assert_eq!(
+        (p.name.as_deref(), p.port),
+        (Some("http"), i32::from(GATEWAY_PORT))
+    );
+    assert_eq!(
+        ep.metadata
+            .annotations
+            .unwrap()
+            .get("mirror.linkerd.io/remote-gateway-identity")
+            .map(String::as_str),
+        Some("linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local")
+    );
+    // Status: Mirrored True with a localRef.
+    let cond = f.wait_condition(&ns, "web", "Mirrored").await;
+    assert_eq!(cond.0, "True");
+    let link = f.link().await;
+    let status = link.status.unwrap();
+    let entry = status
+        .mirror_services
+        .iter()
+        .find(|s| s.remote_ref.name == "web" && s.remote_ref.namespace == ns)
+        .unwrap();
+    assert_eq!(entry.controller_name, "linkerd.io/service-mirror");
+    assert_eq!(
+        entry.conditions[0]
+            .local_ref
+            .as_ref()
+            .map(|r| r.name.clone()),
+        Some(f.mirror_name("web"))
+    );
+
+    // A remote change (ports, labels) updates the mirror.
+    f.remote_service(
+        &ns,
+        "web",
+        &[(EXPORTED, "true"), ("app", "web"), ("tier", "front")],
+        &[("http", 8080), ("grpc", 9090)],
+        &["10.1.0.5"],
+    )
+    .await;
+    let mirror = eventually("updated mirror", T, || async {
+        let m = f.mirror(&ns, "web").await?;
+        (m.spec.as_ref()?.ports.as_ref()?.len() == 2 && labels(&m).contains_key("tier"))
+            .then_some(m)
+    })
+    .await;
+    let names: Vec<_> = mirror
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name.unwrap())
+        .collect();
+    assert!(names.contains(&"grpc".to_string()));
+    eventually("endpoints carry both ports", T, || async {
+        let ep = f.mirror_endpoints(&ns, "web").await?;
+        (ep.subsets?.first()?.ports.as_ref()?.len() == 2).then_some(())
+    })
+    .await;
+
+    // Unexport: the mirror and its Endpoints go, and the status entry too.
+    f.remote_service(
+        &ns,
+        "web",
+        &[("app", "web")],
+        &[("http", 8080)],
+        &["10.1.0.5"],
+    )
+    .await;
+    eventually("mirror removed on unexport", T, || async {
+        (f.mirror(&ns, "web").await.is_none() && f.mirror_endpoints(&ns, "web").await.is_none())
+            .then_some(())
+    })
+    .await;
+    eventually("status entry removed", T, || async {
+        f.condition(&ns, "web").await.is_none().then_some(())
+    })
+    .await;
+
+    // Export again, then delete the remote Service: the mirror goes.
+    f.remote_service(
+        &ns,
+        "web",
+        &[(EXPORTED, "true")],
+        &[("http", 8080)],
+        &["10.1.0.5"],
+    )
+    .await;
+    eventually("mirror back", T, || f.mirror(&ns, "web")).await;
+    f.services(&f.east, &ns)
+        .delete("web", &Default::default())
+        .await
+        .unwrap();
+    eventually("mirror removed on delete", T, || async {
+        f.mirror(&ns, "web").await.is_none().then_some(())
+    })
+    .await;
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_selector_long_names_and_empty_endpoints() {
+    let bed = mc_tests::shared().unwrap();
+    let mut f = Fixture::new(bed, "sel", false).await;
+    // A Link whose selector is a custom label expression.
+    let mut spec = f.link_spec();
+    spec.selector = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+            match_expressions: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                    key: "team".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["blue".into(), "green".into()]),
+                },
+            ]),
+            match_labels: Some(BTreeMap::from([(
+                mirror_common::SCOPE.to_string(),
+                f.cluster.clone(),
+            )])),
+        },
+    );
+    let api = f.links();
+    let mut link = f.link().await;
+    link.spec = spec;
+    api.replace(&f.cluster, &Default::default(), &link)
+        .await
+        .unwrap();
+    let ns = unique("sel");
+    ensure_namespace(&f.east, &ns).await;
+    ensure_namespace(&f.west, &ns).await;
+    f.start().await;
+
+    f.remote_service(
+        &ns,
+        "blue",
+        &[("team", "blue")],
+        &[("http", 80)],
+        &["10.1.0.7"],
+    )
+    .await;
+    f.remote_service(
+        &ns,
+        "red",
+        &[("team", "red")],
+        &[("http", 80)],
+        &["10.1.0.8"],
+    )
+    .await;
+    f.export(&ns, "default").await;
+    eventually("blue mirrored", T, || f.mirror(&ns, "blue")).await;
+    // Empty remote endpoints → mirror Endpoints without subsets.
+    f.remote_service(&ns, "empty", &[("team", "green")], &[("http", 80)], &[])
+        .await;
+    let ep = eventually("empty mirror endpoints", T, || {
+        f.mirror_endpoints(&ns, "empty")
+    })
+    .await;
+    assert!(
+        ep.subsets.unwrap_or_default().is_empty(),
+        "no subsets for an empty remote"
+    );
+    // A name that exceeds 63 characters once suffixed.
+    let long = format!("a{}", "b".repeat(61));
+    f.remote_service(
+        &ns,
+        &long,
+        &[("team", "blue")],
+        &[("http", 80)],
+        &["10.1.0.7"],
+    )
+    .await;
+    let mirrors = eventually("shortened mirror", T, || async {
+        let list = f
+            .services(&f.west, &ns)
+            .list(&Default::default())
+            .await
+            .ok()?;
+        let found: Vec<_> = list
+            .items
+            .into_iter()
+            .filter(|s| ann(s).get("mirror.linkerd.io/remote-svc-name") == Some(&long))
+            .collect();
+        (!found.is_empty()).then_some(found)
+    })
+    .await;
+    let name = mirrors[0].metadata.name.clone().unwrap();
+    assert!(
+        name.len() <= 63 && name != format!("{long}-{}", f.cluster),
+        "{name}"
+    );
+    let ip = eventually("endpoints of the shortened mirror", T, || async {
+        let ep = f
+            .endpoints(&f.west, &ns)
+            .get_opt(&name)
+            .await
+            .ok()
+            .flatten()?;
+        Some(ep.subsets?.first()?.addresses.as_ref()?.first()?.ip.clone())
+    })
+    .await;
+    assert_eq!(ip, f.gateway.ip.to_string());
+    // Not selected: never mirrored (give the controller time to be wrong).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(f.mirror(&ns, "red").await.is_none());
+    assert!(
+        f.mirror(&ns, "default").await.is_none(),
+        "the default label is not the custom selector"
+    );
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_service_with_the_mirror_name_is_untouched_and_reported() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "cfl", true, false).await;
+    // A local Service that happens to have the mirror's name.
+    let foreign = k8s_openapi::api::core::v1::Service {
+        metadata: kube::api::ObjectMeta {
+            labels: Some(BTreeMap::from([(
+                "owner".to_string(),
+                "someone-else".to_string(),
+            )])),
+            ..mirror_common::meta(Some(&ns), &f.mirror_name("db"))
+        },
+        spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+            ports: Some(vec![k8s_openapi::api::core::v1::ServicePort {
+                port: 5432,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = f
+        .services(&f.west, &ns)
+        .create(&Default::default(), &foreign)
+        .await
+        .unwrap();
+    f.start().await;
+    f.remote_service(
+        &ns,
+        "db",
+        &[(EXPORTED, "true")],
+        &[("pg", 5432)],
+        &["10.1.0.9"],
+    )
+    .await;
+    let cond = f.wait_condition(&ns, "db", "Conflict").await;
+    assert_eq!(cond.0, "False");
+    assert!(
+        cond.1.contains("not created by the service mirror"),
+        "{}",
+        cond.1
+    );
+    // Untouched: same resourceVersion, labels and ports; no Endpoints written.
+    let now = f
+        .services(&f.west, &ns)
+        .get(&f.mirror_name("db"))
+        .await
+        .unwrap();
+    assert_eq!(
+        now.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    assert!(f.mirror_endpoints(&ns, "db").await.is_none());
+    // Unexporting must not delete it either.
+    f.remote_service(&ns, "db", &[], &[("pg", 5432)], &["10.1.0.9"])
+        .await;
+    eventually("status entry removed", T, || async {
+        f.condition(&ns, "db").await.is_none().then_some(())
+    })
+    .await;
+    let now = f
+        .services(&f.west, &ns)
+        .get(&f.mirror_name("db"))
+        .await
+        .unwrap();
+    assert_eq!(
+        now.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    // An Event says so.
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(f.west.clone(), &f.links_ns);
+    let list = events.list(&Default::default()).await.unwrap();
+    assert!(
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("Conflict")),
+        "a Conflict event: {:?}",
+        list.items
+            .iter()
+            .map(|e| e.reason.clone())
+            .collect::<Vec<_>>()
+    );
+    // Once the foreign object goes, the mirror is created.
+    f.remote_service(
+        &ns,
+        "db",
+        &[(EXPORTED, "true")],
+        &[("pg", 5432)],
+        &["10.1.0.9"],
+    )
+    .await;
+    f.services(&f.west, &ns)
+        .delete(&f.mirror_name("db"), &Default::default())
+        .await
+        .unwrap();
+    let m = eventually("mirror created after the foreign Service left", T, || {
+        f.mirror(&ns, "db")
+    })
+    .await;
+    assert_eq!(
+        labels(&m).get("mirror.linkerd.io/cluster-name"),
+        Some(&f.cluster)
+    );
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_namespace_is_reported_then_mirrored() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "mns", false, false).await;
+    f.start().await;
+    f.export(&ns, "api").await;
+    let cond = f.wait_condition(&ns, "api", "MissingNamespace").await;
+    assert_eq!(cond.0, "False");
+    let link = f.link().await;
+    let t0 = link.status.unwrap().mirror_services[0].conditions[0]
+        .last_transition_time
+        .clone();
+    // Stays put (same transition time) while nothing changes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let link = f.link().await;
+    assert_eq!(
+        link.status.unwrap().mirror_services[0].conditions[0].last_transition_time,
+        t0
+    );
+    ensure_namespace(&f.west, &ns).await;
+    eventually("mirrored once the namespace exists", T, || {
+        f.mirror(&ns, "api")
+    })
+    .await;
+    f.wait_condition(&ns, "api", "Mirrored").await;
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_namespaces_flag_creates_them() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "cns", false, true).await;
+    f.start().await;
+    f.export(&ns, "api").await;
+    eventually("mirror in a created namespace", T, || f.mirror(&ns, "api")).await;
+    let nsobj: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(f.west.clone());
+    let created = nsobj.get(&ns).await.unwrap();
+    assert_eq!(
+        created
+            .metadata
+            .labels
+            .unwrap()
+            .get("mirror.linkerd.io/cluster-name"),
+        Some(&f.cluster)
+    );
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_probe_failures_mark_endpoints_not_ready_and_recover() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "gw", true, false).await;
+    let metrics = f.start().await;
+    f.export(&ns, "web").await;
+    f.wait_endpoints(&ns, "web", true, T).await;
+    // Probe Service and Endpoints.
+    let probe = eventually("probe Service", T, || async {
+        f.services(&f.west, &f.links_ns)
+            .get_opt(&format!("probe-{}", f.cluster))
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert_eq!(
+        labels(&probe)
+            .get("mirror.linkerd.io/mirrored-gateway")
+            .map(String::as_str),
+        Some("true")
+    );
+    eventually("probe Endpoints", T, || async {
+        let ep = f
+            .endpoints(&f.west, &f.links_ns)
+            .get_opt(&format!("probe-{}", f.cluster))
+            .await
+            .ok()??;
+        let s = ep.subsets?.first()?.clone();
+        (s.addresses?.first()?.ip == f.gateway.ip.to_string()
+            && s.ports?.first()?.port == i32::from(f.gateway.port))
+        .then_some(())
+    })
+    .await;
+
+    // period 1 s (+10 % jitter), threshold 3: notReady within ~3.3 s (allow scheduling slack).
+    f.gateway.set_ready(false);
+    let start = std::time::Instant::now();
+    f.wait_endpoints(&ns, "web", false, Duration::from_secs(8))
+        .await;
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "dead only after the threshold: {took:?}"
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(
+            "gateway_alive{{target_cluster_name=\"{}\"}} 0",
+            f.cluster
+        )),
+        "{text}"
+    );
+    assert!(text.contains("probe_successful=\"false\""));
+    f.gateway.set_ready(true);
+    f.wait_endpoints(&ns, "web", true, Duration::from_secs(8))
+        .await;
+    let status = eventually("gateway status alive", T, || async {
+        f.link().await.status?.gateway.filter(|g| g.alive)
+    })
+    .await;
+    assert!(status.alive);
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_makes_no_writes_and_collects_orphans() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "rst", true, false).await;
+    f.start().await;
+    for name in ["a", "b", "c"] {
+        f.export(&ns, name).await;
+    }
+    for name in ["a", "b", "c"] {
+        f.wait_endpoints(&ns, name, true, T).await;
+        f.wait_condition(&ns, name, "Mirrored").await;
+    }
+    // Steady state: no writes at all for a while.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = f.mirror_writes();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(f.mirror_writes(), before, "writes in steady state");
+    let status_before = f.link().await.status;
+    f.stop().await;
+
+    // A restart with nothing changed makes zero writes (mirrors and status).
+    let metrics = f.start().await;
+    eventually("controller synced", T, || async {
+        (metrics
+            .encode()
+            .contains("mirror_reconcile_duration_seconds_count"))
+        .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(f.mirror_writes(), 0, "a restart wrote mirrors");
+    assert_eq!(
+        metrics.writes(&f.cluster, Some("links/status")),
+        0,
+        "a restart wrote the status"
+    );
+    let status_after = f.link().await.status;
+    assert_eq!(
+        status_before.map(|s| s.mirror_services),
+        status_after.map(|s| s.mirror_services)
+    );
+    f.stop().await;
+
+    // While the controller is down, a remote Service is deleted: its mirror is an orphan.
+    f.services(&f.east, &ns)
+        .delete("b", &Default::default())
+        .await
+        .unwrap();
+    f.start().await;
+    eventually("orphan collected", T, || async {
+        (f.mirror(&ns, "b").await.is_none() && f.mirror_endpoints(&ns, "b").await.is_none())
+            .then_some(())
+    })
+    .await;
+    assert!(f.mirror(&ns, "a").await.is_some() && f.mirror(&ns, "c").await.is_some());
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_deleted_keeps_mirrors_and_recreated_link_adopts_them() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "lnk", true, false).await;
+    f.start().await;
+    f.export(&ns, "web").await;
+    f.wait_endpoints(&ns, "web", true, T).await;
+    let uid = f.mirror(&ns, "web").await.unwrap().metadata.uid;
+    f.links()
+        .delete(&f.cluster, &Default::default())
+        .await
+        .unwrap();
+    // The worker stops: a new export is not mirrored, the old mirror stays.
+    f.export(&ns, "late").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        f.mirror(&ns, "late").await.is_none(),
+        "worker still running after Link deletion"
+    );
+    assert_eq!(
+        f.mirror(&ns, "web").await.unwrap().metadata.uid,
+        uid,
+        "mirror kept"
+    );
+    // Re-created: the existing mirror is adopted (same object), the new export mirrored.
+    f.create_link(f.link_spec()).await;
+    eventually("late mirrored", T, || f.mirror(&ns, "late")).await;
+    assert_eq!(
+        f.mirror(&ns, "web").await.unwrap().metadata.uid,
+        uid,
+        "mirror adopted, not recreated"
+    );
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotated_credentials_take_effect_without_restart() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "rot", true, false).await;
+    f.start().await;
+    f.export(&ns, "one").await;
+    eventually("one mirrored", T, || f.mirror(&ns, "one")).await;
+    // Revoke: delete and re-create the ServiceAccount (old tokens die with it), then rotate.
+    bed.kubectl("east")
+        .args(["delete", "serviceaccount", &f.sa, "-n", &f.sa_ns])
+        .output()
+        .unwrap();
+    mirror_common::apply(bed, "east", &mirror_common::target_rbac(&f.sa, &f.sa_ns));
+    f.write_credentials().await;
+    f.export(&ns, "two").await;
+    eventually(
+        "two mirrored with the new credentials",
+        Duration::from_secs(60),
+        || f.mirror(&ns, "two"),
+    )
+    .await;
+    assert!(
+        f.mirror(&ns, "one").await.is_some(),
+        "existing mirrors kept"
+    );
+    f.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn headless_statefulset_service_gets_per_host_mirrors() {
+    let bed = mc_tests::shared().unwrap();
+    let mut f = Fixture::new(bed, "hdl", false).await;
+    f.options.enable_headless_services = true;
+    let ns = unique("hdl");
+    ensure_namespace(&f.east, &ns).await;
+    ensure_namespace(&f.west, &ns).await;
+    f.start().await;
+    // A headless Service whose Endpoints carry hostnames (a StatefulSet).
+    let svc = k8s_openapi::api::core::v1::Service {
+        metadata: kube::api::ObjectMeta {
+            labels: Some(BTreeMap::from([
+                (EXPORTED.to_string(), "true".to_string()),
+                (mirror_common::SCOPE.to_string(), f.cluster.clone()),
+            ])),
+            ..mirror_common::meta(Some(&ns), "db")
+        },
+        spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+            cluster_ip: Some("None".into()),
+            ports: Some(vec![k8s_openapi::api::core::v1::ServicePort {
+                name: Some("pg".into()),
+                port: 5432,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    f.services(&f.east, &ns)
+        .create(&Default::default(), &svc)
+        .await
+        .unwrap();
+    let ep = k8s_openapi::api::core::v1::Endpoints {
+        metadata: kube::api::ObjectMeta {
+            labels: Some(BTreeMap::from([
+                (EXPORTED.to_string(), "true".to_string()),
+                (mirror_common::SCOPE.to_string(), f.cluster.clone()),
+            ])),
+            ..mirror_common::meta(Some(&ns), "db")
+        },
+        subsets: Some(vec![k8s_openapi::api::core::v1::EndpointSubset {
+            addresses: Some(
+                [("db-0", "10.2.0.10"), ("db-1", "10.2.0.11")]
+                    .iter()
+                    .map(|(h, ip)| k8s_openapi::api::core::v1::EndpointAddress {
+                        hostname: Some(h.to_string()),
+                        ip: ip.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ports: Some(vec![k8s_openapi::api::core::v1::EndpointPort {
+                name: Some("pg".into()),
+                port: 5432,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }]),
+    };
+    f.endpoints(&f.east, &ns)
+        .create(&Default::default(), &ep)
+        .await
+        .unwrap();
+    let mirror = eventually("headless mirror", T, || f.mirror(&ns, "db")).await;
+    assert_eq!(mirror.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    let mut host_ips = Vec::new();
+    for host in ["db-0", "db-1"] {
+        let s = eventually("endpoint mirror", T, || f.mirror(&ns, host)).await;
+        assert_eq!(
+            labels(&s).get("mirror.linkerd.io/headless-mirror-svc-name"),
+            Some(&f.mirror_name("db"))
+        );
+        host_ips.push((host.to_string(), s.spec.unwrap().cluster_ip.unwrap()));
+        f.wait_endpoints(&ns, host, true, T).await;
+    }
+    let ep = eventually("headless mirror endpoints", T, || async {
+        let ep = f.mirror_endpoints(&ns, "db").await?;
+        (ep.subsets.as_ref()?.first()?.addresses.as_ref()?.len() == 2).then_some(ep)
+    })
+    .await;
+    let mut got: Vec<(String, String)> = ep.subsets.unwrap()[0]
+        .addresses
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.hostname.unwrap(), a.ip))
+        .collect();
+    got.sort();
+    host_ips.sort();
+    assert_eq!(
+        got, host_ips,
+        "hostnames resolve to the endpoint mirrors' ClusterIPs"
+    );
+    // Unexport removes the headless mirror and every endpoint mirror.
+    let mut unexported = svc.clone();
+    unexported.metadata.labels = Some(BTreeMap::new());
+    f.services(&f.east, &ns)
+        .patch(
+            "db",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"metadata": {"labels": {EXPORTED: null}}})),
+        )
+        .await
+        .unwrap();
+    eventually("headless mirrors removed", T, || async {
+        (f.mirror(&ns, "db").await.is_none()
+            && f.mirror(&ns, "db-0").await.is_none()
+            && f.mirror(&ns, "db-1").await.is_none())
+        .then_some(())
+    })
+    .await;
+    f.stop().await;
+}
