@@ -14,6 +14,7 @@ mod link;
 mod mirror;
 mod pki;
 mod pytime;
+mod render;
 mod selector;
 mod transport;
 mod trust;
@@ -32,5 +33,8 @@ fn _mc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let pki_module = PyModule::new(m.py(), "pki")?;
     pki::register(&pki_module)?;
     m.add_submodule(&pki_module)?;
+    let render_module = PyModule::new(m.py(), "render")?;
+    render::register(&render_module)?;
+    m.add_submodule(&render_module)?;
     Ok(())
 }

@@ -35,3 +35,49 @@ def now():
 def days(n):
     """A timedelta of n days."""
     return timedelta(days=n)
+
+
+def assert_releases_gil(make_call, min_seconds=0.3):
+    """Asserts that a long native call lets other Python threads run.
+
+    `make_call(scale)` returns a zero-argument callable whose work grows with `scale`; the scale
+    doubles until one call takes `min_seconds`. Then a spinner thread records timestamps while
+    the call runs. Were the GIL held, the spinner could run only around the call (at most one
+    switch interval at each end), never in its middle half.
+    """
+    import sys
+    import threading
+    import time
+
+    scale = 1
+    while True:
+        call = make_call(scale)
+        start = time.monotonic()
+        call()
+        if time.monotonic() - start >= min_seconds:
+            break
+        scale *= 2
+
+    stamps, done = [], threading.Event()
+
+    def spin():
+        while not done.is_set():
+            stamps.append(time.monotonic())
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        time.sleep(0.05)
+        begin = time.monotonic()
+        result = call()
+        end = time.monotonic()
+    finally:
+        done.set()
+        spinner.join()
+        sys.setswitchinterval(old)
+    quarter = (end - begin) / 4
+    middle = [t for t in stamps if begin + quarter <= t <= end - quarter]
+    assert middle, "no Python code ran during the call: the GIL was held"
+    return result

@@ -15,6 +15,6 @@ the fix).
 
 from mc import _mc
 from mc._mc import *  # noqa: F401,F403  (the native classes and functions)
-from mc import pki  # noqa: F401
+from mc import pki, render  # noqa: F401
 
-__all__ = [name for name in dir(_mc) if not name.startswith("_") and name != "pki"] + ["pki"]
+__all__ = [n for n in dir(_mc) if not n.startswith("_") and n not in ("pki", "render")] + ["pki", "render"]

@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterator, Literal, Mapping, Optional, Sequence, Union
 
 from mc import pki as pki
+from mc import render as render
 
 SessionProtocolName = Literal["http1", "http2"]
 
