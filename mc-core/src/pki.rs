@@ -104,7 +104,7 @@ impl AnchorOptions {
         AnchorOptions {
             common_name: DEFAULT_ANCHOR_CN.to_string(),
             not_before: now,
-            not_after: now + DEFAULT_ANCHOR_VALIDITY,
+            not_after: later(now, DEFAULT_ANCHOR_VALIDITY),
         }
     }
 }
@@ -126,7 +126,7 @@ impl IssuerOptions {
         IssuerOptions {
             common_name: DEFAULT_ISSUER_CN.to_string(),
             not_before: now,
-            not_after: now + DEFAULT_ISSUER_VALIDITY,
+            not_after: later(now, DEFAULT_ISSUER_VALIDITY),
         }
     }
 }
@@ -149,11 +149,16 @@ impl LeafOptions {
     pub fn new(now: SystemTime) -> LeafOptions {
         LeafOptions {
             not_before: now,
-            not_after: now + DEFAULT_LEAF_VALIDITY,
+            not_after: later(now, DEFAULT_LEAF_VALIDITY),
             server_auth: true,
             client_auth: true,
         }
     }
+}
+
+/// `now + d`, or `now` when that overflows (creation then fails with a clear error, never a panic).
+fn later(now: SystemTime, d: Duration) -> SystemTime {
+    now.checked_add(d).unwrap_or(now)
 }
 
 /// Creates a self-signed root CA (no path-length limit).
