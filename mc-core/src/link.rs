@@ -217,8 +217,22 @@ struct LinkWire {
     metadata: ObjectMeta,
     #[serde(default)]
     spec: LinkSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_status"
+    )]
     status: Option<LinkStatus>,
+}
+
+/// A status this version cannot read (written by another controller, or a future version) is
+/// read as no status rather than making the whole Link unreadable; the controller owns the
+/// status and rewrites it.
+fn lenient_status<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<LinkStatus>, D::Error> {
+    let value = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(value.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 impl Serialize for Link {
@@ -426,6 +440,21 @@ spec:
         assert!(matches!(Link::from_yaml(&v9), Err(Error::WrongKind { .. })));
         let bad = serde_json::json!({"kind": "Link", "spec": {"gatewayPort": 4143}});
         assert!(matches!(Link::from_json(bad), Err(Error::Malformed { .. })));
+    }
+
+    #[test]
+    fn unreadable_status_does_not_hide_the_link() -> Result<()> {
+        let text = format!("{UPSTREAM}status:\n  mirrorServices: [{{remoteRef: 7}}]\n");
+        let link = Link::from_yaml(&text)?;
+        assert_eq!(link.status, None);
+        assert_eq!(link.spec.target_cluster_name.as_deref(), Some("east"));
+        let good = format!(
+            "{UPSTREAM}status:\n  mirrorServices:\n  - controllerName: linkerd.io/service-mirror\n    remoteRef: {{name: web, namespace: shop}}\n    conditions:\n    - {{type: Mirrored, status: \"True\", reason: Mirrored, message: \"\", lastTransitionTime: \"2025-01-01T00:00:00Z\", localRef: {{name: web-east, namespace: shop}}}}\n"
+        );
+        let status = Link::from_yaml(&good)?.status.unwrap_or_default();
+        assert_eq!(status.mirror_services[0].remote_ref.kind, "Service");
+        assert_eq!(status.mirror_services[0].conditions[0].reason, "Mirrored");
+        Ok(())
     }
 
     #[test]

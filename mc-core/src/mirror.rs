@@ -13,6 +13,7 @@
 
 mod build;
 mod compare;
+mod federated;
 mod meta;
 mod remote;
 
@@ -27,6 +28,9 @@ use crate::naming::MirrorName;
 
 pub use build::{desired_mirror, headless_endpoints, probe_endpoints, probe_service};
 pub use compare::{endpoints_needs_update, service_needs_recreate, service_needs_update};
+pub use federated::{
+    FederatedSource, Members, federated_join, federated_leave, format_members, parse_members,
+};
 pub use meta::{copy_annotations, copy_labels, is_excluded};
 pub(crate) use remote::type_meta;
 pub use remote::{ExportMode, RemoteEndpoints, export_mode, is_federated_member, parse_object};

@@ -357,7 +357,7 @@ fn addresses(ips: &[IpAddr]) -> Vec<EndpointAddress> {
 }
 
 /// A mirror port: name, protocol, port and targetPort; nodePort and appProtocol dropped.
-fn mirror_port(p: &ServicePort) -> ServicePort {
+pub(super) fn mirror_port(p: &ServicePort) -> ServicePort {
     ServicePort {
         name: p.name.clone(),
         protocol: p.protocol.clone(),

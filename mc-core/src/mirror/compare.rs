@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::{EndpointAddress, Endpoints, Service, ServicePort};
+use k8s_openapi::api::core::v1::{EndpointAddress, Endpoints, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -23,12 +23,11 @@ pub fn service_needs_update(desired: &Service, actual: &Service) -> bool {
     if meta_differs(&desired.metadata, &actual.metadata) {
         return true;
     }
-    let (d, a) = (
-        desired.spec.clone().unwrap_or_default(),
-        actual.spec.clone().unwrap_or_default(),
-    );
+    let empty = ServiceSpec::default();
+    let d = desired.spec.as_ref().unwrap_or(&empty);
+    let a = actual.spec.as_ref().unwrap_or(&empty);
     ports(d.ports.as_deref()) != ports(a.ports.as_deref())
-        || d.selector.unwrap_or_default() != a.selector.unwrap_or_default()
+        || selector(d) != selector(a)
         || service_type(d.type_.as_deref()) != service_type(a.type_.as_deref())
         || service_needs_recreate(desired, actual)
 }
@@ -60,6 +59,11 @@ fn meta_differs(desired: &ObjectMeta, actual: &ObjectMeta) -> bool {
         .iter()
         .filter(|(k, _)| d_ann.contains_key(*k) || !FOREIGN_ANNOTATIONS.contains(&k.as_str()));
     !d_ann.iter().eq(a_owned)
+}
+
+/// The selector, with an empty map counting as none.
+fn selector(s: &ServiceSpec) -> Option<&BTreeMap<String, String>> {
+    s.selector.as_ref().filter(|m| !m.is_empty())
 }
 
 fn is_headless(s: &Service) -> bool {
