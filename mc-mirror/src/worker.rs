@@ -179,7 +179,7 @@ impl Ctx {
             .unwrap_or(1);
         let delay = Duration::from_millis(100)
             .saturating_mul(1u32 << attempt.min(10))
-            .min(Duration::from_secs(60));
+            .min(Duration::from_secs(30));
         let ctx = Arc::downgrade(self);
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -594,7 +594,7 @@ async fn remote_session(ctx: Arc<Ctx>, sref: SecretRef, kubeconfig: Vec<u8>) {
             Err(e) => {
                 ctx.link_problem(&e).await;
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(60));
+                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     };
