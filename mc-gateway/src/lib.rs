@@ -18,6 +18,7 @@ pub mod client;
 mod error;
 pub mod http;
 pub mod io;
+pub mod kubernetes;
 pub mod metrics;
 pub mod resolve;
 pub mod route;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use mc_core::transport::SessionProtocol;
 use mc_gateway::client::{Backend, BackendKind, BackendSpec, Forwarder, GatewayConnector};
+use mc_gateway::kubernetes::KubeResolver;
 use mc_gateway::resolve::{Chain, DnsResolver, SharedResolver, StaticResolver};
 use mc_gateway::route::{Policy, Suffixes, Target};
 use mc_gateway::server::{Gateway, Limits, ServerConfig};
@@ -73,6 +74,10 @@ struct Serve {
     /// Do not fall back to the system DNS resolver.
     #[arg(long)]
     no_dns: bool,
+    /// Resolve targets from the Services and EndpointSlices of this cluster (in-cluster
+    /// config or KUBECONFIG), after --static and before DNS.
+    #[arg(long)]
+    kubernetes: bool,
     /// YAML policy file: `rules: [{services: [glob], clients: [glob]}]`.
     #[arg(long)]
     policy: Option<PathBuf>,
@@ -183,6 +188,19 @@ async fn serve(args: Serve) -> Result<()> {
         statics.add_spec(spec)?;
     }
     let mut chain: Vec<SharedResolver> = vec![Arc::new(statics)];
+    if args.kubernetes {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| Error::InvalidArg {
+                flag: "--kubernetes",
+                value: "true".into(),
+                why: format!("no Kubernetes client configuration: {e}"),
+                fix: "run in a pod with a service account, or set KUBECONFIG",
+            })?;
+        let kube =
+            KubeResolver::start(client, &args.cluster_domain, Duration::from_secs(60)).await?;
+        chain.push(Arc::new(kube));
+    }
     if !args.no_dns {
         chain.push(Arc::new(DnsResolver::default()));
     }

@@ -1,0 +1,360 @@
+//! The Kubernetes resolver: reflectors on Services and EndpointSlices of the gateway's own
+//! cluster map `<svc>.<ns>.svc.<domain>:<port>` to the ready endpoint addresses of that
+//! service port (with the endpoint's port, i.e. the resolved targetPort), balanced round
+//! robin.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::resolve::{Resolve, ResolveFuture, RoundRobin};
+use crate::route::Target;
+use crate::{Error, Result};
+
+/// The label that ties an EndpointSlice to its Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Resolves service names from Kubernetes caches.
+pub struct KubeResolver {
+    suffix: String,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    rr: Mutex<HashMap<Target, Arc<RoundRobin>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for KubeResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeResolver")
+            .field("suffix", &self.suffix)
+            .field("services", &self.services.state().len())
+            .field("slices", &self.slices.state().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for KubeResolver {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl KubeResolver {
+    /// Starts the reflectors (all namespaces) and waits up to `sync_timeout` for the first
+    /// full list of each.
+    pub async fn start(
+        client: kube::Client,
+        cluster_domain: &str,
+        sync_timeout: Duration,
+    ) -> Result<Self> {
+        let (services, svc_writer) = reflector::store::<Service>();
+        let (slices, slice_writer) = reflector::store::<EndpointSlice>();
+        let svc_stream = reflector::reflector(
+            svc_writer,
+            watcher(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .touched_objects();
+        let slice_stream = reflector::reflector(
+            slice_writer,
+            watcher(
+                Api::<EndpointSlice>::all(client),
+                watcher::Config::default().labels(SERVICE_NAME_LABEL),
+            ),
+        )
+        .default_backoff()
+        .touched_objects();
+        let tasks = vec![
+            tokio::spawn(drive(svc_stream, "services")),
+            tokio::spawn(drive(slice_stream, "endpointslices")),
+        ];
+        let this = Self {
+            suffix: format!(".svc.{}", cluster_domain.trim_matches('.')),
+            services,
+            slices,
+            rr: Mutex::new(HashMap::new()),
+            tasks,
+        };
+        let synced = async {
+            let _ = this.services.wait_until_ready().await;
+            let _ = this.slices.wait_until_ready().await;
+        };
+        tokio::time::timeout(sync_timeout, synced)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "the first list of Services and EndpointSlices (check RBAC: list/watch services and discovery.k8s.io endpointslices)",
+                after: sync_timeout,
+            })?;
+        Ok(this)
+    }
+
+    /// The ready backend addresses of a target, in a stable order.
+    pub fn addresses(&self, target: &Target) -> Result<Vec<SocketAddr>> {
+        let unknown = |why: String| Error::UnknownService {
+            name: target.name.clone(),
+            port: target.port,
+            why,
+        };
+        let (svc, ns) = target
+            .name
+            .strip_suffix(&self.suffix)
+            .and_then(|head| head.split_once('.'))
+            .filter(|(svc, ns)| !svc.is_empty() && !ns.is_empty() && !ns.contains('.'))
+            .ok_or_else(|| unknown(format!("not a <svc>.<ns>{} name", self.suffix)))?;
+        let service = self
+            .services
+            .get(&ObjectRef::new(svc).within(ns))
+            .ok_or_else(|| unknown(format!("no Service {ns}/{svc}")))?;
+        let spec = service.spec.as_ref();
+        let port = spec
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|ports| ports.iter().find(|p| p.port == i32::from(target.port)))
+            .ok_or_else(|| unknown(format!("Service {ns}/{svc} has no port {}", target.port)))?;
+        let port_name = port.name.clone().unwrap_or_default();
+        let mut out = Vec::new();
+        for slice in self.slices.state() {
+            let meta = &slice.metadata;
+            let owned = meta.namespace.as_deref() == Some(ns)
+                && meta
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .is_some_and(|n| n == svc);
+            if !owned {
+                continue;
+            }
+            let Some(number) = slice.ports.as_ref().and_then(|ports| {
+                ports
+                    .iter()
+                    .find(|p| p.name.clone().unwrap_or_default() == port_name)
+                    .and_then(|p| p.port)
+                    .and_then(|p| u16::try_from(p).ok())
+            }) else {
+                continue;
+            };
+            for ep in &slice.endpoints {
+                // A nil ready condition means ready (discovery.k8s.io/v1 semantics).
+                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                if !ready {
+                    continue;
+                }
+                for a in &ep.addresses {
+                    if let Ok(ip) = a.parse::<IpAddr>() {
+                        out.push(SocketAddr::new(ip, number));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+async fn drive<S, T>(stream: S, what: &'static str)
+where
+    S: futures::Stream<Item = std::result::Result<T, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            tracing::warn!(error = %e, what, "watch error; retrying with backoff");
+        }
+    }
+}
+
+impl Resolve for KubeResolver {
+    fn resolve<'a>(&'a self, target: &'a Target) -> ResolveFuture<'a> {
+        Box::pin(async move {
+            let addrs = self.addresses(target)?;
+            let rr = match self.rr.lock() {
+                Ok(mut map) => map.entry(target.clone()).or_default().clone(),
+                Err(p) => p.into_inner().entry(target.clone()).or_default().clone(),
+            };
+            rr.pick(&addrs).ok_or_else(|| Error::NoEndpoints {
+                name: target.name.clone(),
+                port: target.port,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn service(ns: &str, name: &str, ports: &[(&str, i32)]) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                ports: Some(
+                    ports
+                        .iter()
+                        .map(|(n, p)| ServicePort {
+                            name: (!n.is_empty()).then(|| n.to_string()),
+                            port: *p,
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn slice(
+        ns: &str,
+        name: &str,
+        svc: &str,
+        ports: &[(&str, i32)],
+        eps: &[(&str, Option<bool>)],
+    ) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                labels: Some([(SERVICE_NAME_LABEL.to_string(), svc.to_string())].into()),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(n, p)| EndpointPort {
+                        name: (!n.is_empty()).then(|| n.to_string()),
+                        port: Some(*p),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            endpoints: eps
+                .iter()
+                .map(|(ip, ready)| Endpoint {
+                    addresses: vec![ip.to_string()],
+                    conditions: Some(EndpointConditions {
+                        ready: *ready,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn resolver(services: Vec<Service>, slices: Vec<EndpointSlice>) -> KubeResolver {
+        let (svc_store, mut svc_writer) = reflector::store::<Service>();
+        let (slice_store, mut slice_writer) = reflector::store::<EndpointSlice>();
+        for s in services {
+            svc_writer.apply_watcher_event(&watcher::Event::Apply(s));
+        }
+        for s in slices {
+            slice_writer.apply_watcher_event(&watcher::Event::Apply(s));
+        }
+        KubeResolver {
+            suffix: ".svc.cluster.local".into(),
+            services: svc_store,
+            slices: slice_store,
+            rr: Mutex::new(HashMap::new()),
+            tasks: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn maps_the_service_port_to_ready_endpoints_and_target_port() {
+        let r = resolver(
+            vec![
+                service("shop", "web", &[("http", 80), ("admin", 9990)]),
+                service("shop", "empty", &[("", 80)]),
+            ],
+            vec![
+                slice(
+                    "shop",
+                    "web-a",
+                    "web",
+                    &[("http", 8080), ("admin", 9991)],
+                    &[
+                        ("10.0.0.1", Some(true)),
+                        ("10.0.0.2", Some(false)),
+                        ("10.0.0.3", None),
+                    ],
+                ),
+                slice(
+                    "shop",
+                    "web-b",
+                    "web",
+                    &[("http", 8080)],
+                    &[("10.0.0.4", Some(true))],
+                ),
+                // Same service name, other namespace: ignored.
+                slice(
+                    "other",
+                    "web-x",
+                    "web",
+                    &[("http", 8080)],
+                    &[("10.9.9.9", Some(true))],
+                ),
+            ],
+        );
+        let web = Target::new("web.shop.svc.cluster.local", 80);
+        let addrs = r.addresses(&web).unwrap();
+        let want: Vec<SocketAddr> = ["10.0.0.1:8080", "10.0.0.3:8080", "10.0.0.4:8080"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(addrs, want);
+        let admin = r
+            .addresses(&Target::new("web.shop.svc.cluster.local", 9990))
+            .unwrap();
+        assert_eq!(admin.len(), 2);
+        assert!(admin.iter().all(|a| a.port() == 9991));
+
+        // Round robin over the ready ones.
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3 {
+            seen.insert(r.resolve(&web).await.unwrap());
+        }
+        assert_eq!(seen.len(), 3);
+
+        let r = &r;
+        let err = |t: Target| async move { r.resolve(&t).await.unwrap_err().reason() };
+        assert_eq!(
+            err(Target::new("empty.shop.svc.cluster.local", 80)).await,
+            "no_endpoints"
+        );
+        assert_eq!(
+            err(Target::new("nope.shop.svc.cluster.local", 80)).await,
+            "unknown_service"
+        );
+        assert_eq!(
+            err(Target::new("web.shop.svc.cluster.local", 81)).await,
+            "unknown_service"
+        );
+        assert_eq!(
+            err(Target::new("web.shop.example.com", 80)).await,
+            "unknown_service"
+        );
+    }
+}
