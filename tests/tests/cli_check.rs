@@ -1,0 +1,287 @@
+//! `mc multicluster check` and `gateways` on a private east/west testbed: healthy, then
+//! (c) controller down, (a) trust anchors differ, (b) credentials revoked.
+//!
+//! The testbed runs no pods, so the mirror controller's observable state (its leader Lease and
+//! the Link's `status.gateway`) is written here the way the controller writes it; what is under
+//! test is how `check` and `gateways` read it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use mc_core::pki::{AnchorOptions, create_trust_anchor};
+use mc_tests::Testbed;
+
+fn mc_bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "mc-cli", "--bin", "mc"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build -p mc-cli failed");
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("debug/mc")
+}
+
+struct Env {
+    bed: Testbed,
+    mc: PathBuf,
+}
+
+impl Env {
+    fn mc(&self, context: &str, args: &[&str]) -> Output {
+        Command::new(&self.mc)
+            .arg("--kubeconfig")
+            .arg(self.bed.kubeconfig())
+            .arg("--context")
+            .arg(context)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn kubectl(&self, context: &str, args: &[&str]) -> Output {
+        self.bed.kubectl(context).args(args).output().unwrap()
+    }
+
+    fn apply(&self, context: &str, yaml: &str) {
+        let mut child = self
+            .bed
+            .kubectl(context)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+        ok(&child.wait_with_output().unwrap());
+    }
+
+    fn linkerd_config(&self, context: &str, anchors_pem: &str) {
+        let values = format!(
+            "identityTrustAnchorsPEM: |\n{}identityTrustDomain: cluster.local\nclusterDomain: cluster.local\n",
+            anchors_pem
+                .lines()
+                .map(|l| format!("  {l}\n"))
+                .collect::<String>()
+        );
+        let cm = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "linkerd-config", "namespace": "linkerd"},
+            "data": {"values": values},
+        });
+        self.apply(context, &serde_json::to_string(&cm).unwrap());
+    }
+
+    /// The controller's leader Lease, renewed `age` ago.
+    fn lease(&self, age: Duration) {
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            - age.as_secs();
+        let whole = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let at = mc_core::trust::format_time(whole).replace('Z', ".000000Z");
+        let lease = serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "service-mirror-write-east", "namespace": "linkerd-multicluster"},
+            "spec": {"holderIdentity": "controller-east-0", "leaseDurationSeconds": 30, "acquireTime": at, "renewTime": at},
+        });
+        self.apply("west", &serde_json::to_string(&lease).unwrap());
+    }
+
+    fn check(&self, args: &[&str]) -> (Option<i32>, String) {
+        let mut all = vec!["multicluster", "check"];
+        all.extend_from_slice(args);
+        let out = self.mc("west", &all);
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn anchor(cn: &str) -> String {
+    let now = SystemTime::now();
+    let opts = AnchorOptions {
+        common_name: cn.to_owned(),
+        ..AnchorOptions::new(now - Duration::from_secs(60))
+    };
+    create_trust_anchor(&opts).unwrap().cert_pem
+}
+
+#[test]
+fn check_passes_on_a_healthy_pair_and_names_each_failure() {
+    let env = Env {
+        mc: mc_bin(),
+        bed: Testbed::start(&["east", "west"]).unwrap(),
+    };
+    let shared = anchor("root.shared.test");
+    for ctx in ["east", "west"] {
+        env.apply(
+            ctx,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: linkerd}\n",
+        );
+        env.linkerd_config(ctx, &shared);
+        let yaml = ok(&env.mc(ctx, &["multicluster", "install"]));
+        env.apply(ctx, &yaml);
+    }
+    ok(&env.kubectl(
+        "east",
+        &[
+            "-n",
+            "linkerd-multicluster",
+            "patch",
+            "service",
+            "linkerd-gateway",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.9"}]}}}"#,
+        ],
+    ));
+    let link = ok(&env.mc("east", &["multicluster", "link", "--cluster-name", "east"]));
+    env.apply("west", &link);
+
+    // Before the controller ever ran: check fails and says so.
+    let (code, text) = env.check(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("× service mirror controllers are running"),
+        "{text}"
+    );
+    assert!(text.contains("no controller has ever run"), "{text}");
+
+    // The controller runs: it holds its lease and reports the gateway alive.
+    env.lease(Duration::ZERO);
+    ok(&env.kubectl(
+        "west",
+        &[
+            "-n",
+            "linkerd-multicluster",
+            "patch",
+            "link",
+            "east",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"gateway":{"alive":true,"latencyMs":4,"p50Ms":3,"p99Ms":9}}}"#,
+        ],
+    ));
+    let (code, text) = env.check(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    for line in [
+        "✓ Link CRD exists",
+        "✓ remote cluster access credentials are valid",
+        "✓ clusters share trust anchors",
+        "✓ service mirror controller has required permissions",
+        "✓ service mirror controllers are running",
+        "✓ gateways are alive (from Link status)",
+    ] {
+        assert!(text.contains(line), "missing {line:?}:\n{text}");
+    }
+    let (code, json) = env.check(&["-o", "json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["success"], true);
+    let gw = ok(&env.mc("west", &["multicluster", "gateways"]));
+    let row: Vec<&str> = gw.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row, ["east", "True", "0", "4ms", "3ms", "9ms"], "{gw}");
+
+    // (c) The controller is down: its lease is stale.
+    env.lease(Duration::from_secs(600));
+    let (code, text) = env.check(&["-o", "short"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("the controller is down"), "{text}");
+    assert!(
+        !text.contains("✓"),
+        "short output lists only problems:\n{text}"
+    );
+    env.lease(Duration::ZERO);
+    assert_eq!(env.check(&[]).0, Some(0));
+
+    // (a) The anchors differ: first a rotation in progress (still one shared), then none shared.
+    let other = anchor("root.other.test");
+    env.linkerd_config("west", &format!("{shared}{other}"));
+    let (code, text) = env.check(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("the anchors differ"), "{text}");
+    assert!(
+        text.contains("only in this cluster: CN=root.other.test"),
+        "{text}"
+    );
+    assert!(
+        text.contains("they still share CN=root.shared.test"),
+        "{text}"
+    );
+    env.linkerd_config("west", &other);
+    let (code, text) = env.check(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("only in east: CN=root.shared.test"), "{text}");
+    assert!(text.contains("share NO anchor"), "{text}");
+    env.linkerd_config("west", &shared);
+    assert_eq!(env.check(&[]).0, Some(0));
+
+    // (b) The credentials are revoked: the remote-access account is deleted on east.
+    ok(&env.kubectl(
+        "east",
+        &[
+            "-n",
+            "linkerd-multicluster",
+            "delete",
+            "serviceaccount",
+            "linkerd-service-mirror-remote-access-default",
+        ],
+    ));
+    // The API server caches successful token authentications for a few seconds.
+    let start = std::time::Instant::now();
+    let (code, text) = loop {
+        let (code, text) = env.check(&[]);
+        if code != Some(0) || start.elapsed() > Duration::from_secs(60) {
+            break (code, text);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("× remote cluster access credentials are valid"),
+        "{text}"
+    );
+    assert!(text.contains("401 Unauthorized"), "{text}");
+
+    // uninstall refuses while the Link exists.
+    let out = env.mc("west", &["multicluster", "uninstall"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Please unlink the following clusters"));
+}
