@@ -99,23 +99,33 @@ pub fn desired_mirror(
                 let host_name = endpoint_mirror_name(host, cluster);
                 let mut l = mirror_labels.clone();
                 insert(&mut l, labels::HEADLESS_MIRROR_SVC_NAME, &name.name);
-                let mut a = Map::new();
-                insert(&mut a, labels::REMOTE_RESOURCE_VERSION, version);
+                // The Endpoints do not carry the resource version, so a change of the remote
+                // Service that leaves them as they are does not rewrite them.
+                let mut ep_annotations = Map::new();
                 insert(
-                    &mut a,
+                    &mut ep_annotations,
                     labels::REMOTE_SVC_FQ_NAME,
                     &format!("{host}.{fq_name}"),
                 );
-                insert(&mut a, labels::ORIGINAL_NAME, svc.name);
+                insert(&mut ep_annotations, labels::ORIGINAL_NAME, svc.name);
+                let mut a = ep_annotations.clone();
+                insert(&mut a, labels::REMOTE_RESOURCE_VERSION, version);
                 let s = service(
                     &host_name.name,
                     svc.namespace,
                     l.clone(),
-                    a.clone(),
+                    a,
                     ports.clone(),
                     false,
                 );
-                let e = gateway.endpoints(&host_name.name, svc.namespace, l, a, &ports, true);
+                let e = gateway.endpoints(
+                    &host_name.name,
+                    svc.namespace,
+                    l,
+                    ep_annotations,
+                    &ports,
+                    true,
+                );
                 (s, e)
             })
             .collect();
@@ -699,6 +709,13 @@ mod tests {
         assert_eq!(a[labels::REMOTE_RESOURCE_VERSION], "4711");
         assert_eq!(svc.spec.as_ref().and_then(|s| s.cluster_ip.clone()), None);
         assert_eq!(ips(ep, true), ["203.0.113.10", "203.0.113.20"]);
+        let ea = annotations_of(&ep.metadata);
+        assert_eq!(
+            ea[labels::REMOTE_SVC_FQ_NAME],
+            "db-0.db.shop.svc.cluster.east"
+        );
+        assert_eq!(ea[labels::REMOTE_GATEWAY_IDENTITY], IDENTITY);
+        assert!(!ea.contains_key(labels::REMOTE_RESOURCE_VERSION));
         assert_eq!(
             remote_name(&svc.metadata, "east"),
             Some(("shop".into(), "db".into()))
