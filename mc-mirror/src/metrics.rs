@@ -125,6 +125,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// `mirror_link_workers`: Link workers currently leading and running.
     pub workers: Gauge,
+    /// `mirror_target_reachable{target_cluster_name}`: 1 while the target cluster answers with
+    /// the Link's credentials, 0 while they are invalid or it is unreachable.
+    pub target_reachable: Family<ClusterLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -150,6 +153,7 @@ impl Metrics {
             api_writes: Family::default(),
             errors: Family::default(),
             workers: Gauge::default(),
+            target_reachable: Family::default(),
         };
         registry.register(
             "gateway_alive",
@@ -201,6 +205,11 @@ impl Metrics {
             "mirror_link_workers",
             "Link workers currently leading and running",
             m.workers.clone(),
+        );
+        registry.register(
+            "mirror_target_reachable",
+            "1 while the target cluster answers with the Link's credentials",
+            m.target_reachable.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -277,6 +286,7 @@ impl Metrics {
         self.gateway_enabled.remove(&labels);
         self.gateway_latency.remove(&labels);
         self.gateway_probe_latency_ms.remove(&labels);
+        self.target_reachable.remove(&labels);
         for ok in ["true", "false"] {
             self.gateway_probes.remove(&ProbeLabels {
                 target_cluster_name: cluster.to_string(),

@@ -167,12 +167,10 @@ async fn record(ctx: &Ctx, ns: &str, name: &str, outcome: Outcome) {
     if let Outcome::Failed { reason, message } = &outcome
         && transition
     {
-        {
-            ctx.env.metrics.error(ctx.cluster(), reason);
-            tracing::warn!(link = %ctx.link_name, service = %format!("{ns}/{name}"), reason, message = %message, "service not mirrored");
-            ctx.event(true, reason, format!("{ns}/{name}: {message}"))
-                .await;
-        }
+        ctx.env.metrics.error(ctx.cluster(), reason);
+        tracing::warn!(link = %ctx.link_name, service = %format!("{ns}/{name}"), reason, message = %message, "service not mirrored");
+        ctx.event(true, reason, format!("{ns}/{name}: {message}"))
+            .await;
     }
 }
 
@@ -447,12 +445,10 @@ async fn apply_mirror(ctx: &Ctx, ns: &str, name: &str, desired: &DesiredMirror) 
             if let Some(ep) = &desired.endpoints
                 && let Applied::Conflict(message) = apply_endpoints(ctx, ep.clone()).await?
             {
-                {
-                    return Ok(Outcome::Failed {
-                        reason: CONFLICT,
-                        message,
-                    });
-                }
+                return Ok(Outcome::Failed {
+                    reason: CONFLICT,
+                    message,
+                });
             }
             delete_endpoint_mirrors(ctx, ns, &desired.name.name, &[]).await?;
         }
@@ -460,10 +456,8 @@ async fn apply_mirror(ctx: &Ctx, ns: &str, name: &str, desired: &DesiredMirror) 
             if let Some(ep) = cached_endpoints(ctx, ns, &desired.name.name)
                 && ownership(&ep.metadata, ctx.cluster()) == Ownership::Ours
             {
-                {
-                    let api: Api<Endpoints> = Api::namespaced(ctx.env.client.clone(), ns);
-                    delete_exact(ctx, &api, "endpoints", &*ep).await?;
-                }
+                let api: Api<Endpoints> = Api::namespaced(ctx.env.client.clone(), ns);
+                delete_exact(ctx, &api, "endpoints", &*ep).await?;
             }
             delete_endpoint_mirrors(ctx, ns, &desired.name.name, &[]).await?;
         }
@@ -536,9 +530,7 @@ async fn delete_endpoint_mirrors(ctx: &Ctx, ns: &str, mirror: &str, keep: &[Stri
         if let Some(ep) = cached_endpoints(ctx, ns, &s.name_any())
             && ownership(&ep.metadata, ctx.cluster()) == Ownership::Ours
         {
-            {
-                delete_exact(ctx, &endpoints, "endpoints", &*ep).await?;
-            }
+            delete_exact(ctx, &endpoints, "endpoints", &*ep).await?;
         }
         delete_exact(ctx, &services, "services", &*s).await?;
     }
@@ -554,20 +546,16 @@ async fn remove_mirror(ctx: &Ctx, ns: &str, name: &str) -> Result<()> {
         && ownership(&ep.metadata, ctx.cluster()) == Ownership::Ours
         && remote_name(&ep.metadata, ctx.cluster()).is_some_and(|(_, n)| n == name)
     {
-        {
-            let api: Api<Endpoints> = Api::namespaced(ctx.env.client.clone(), ns);
-            delete_exact(ctx, &api, "endpoints", &*ep).await?;
-        }
+        let api: Api<Endpoints> = Api::namespaced(ctx.env.client.clone(), ns);
+        delete_exact(ctx, &api, "endpoints", &*ep).await?;
     }
     if let Some(svc) = cached_service(ctx, ns, &mirror)
         && ownership(&svc.metadata, ctx.cluster()) == Ownership::Ours
         && remote_name(&svc.metadata, ctx.cluster()).is_some_and(|(_, n)| n == name)
     {
-        {
-            let api: Api<Service> = Api::namespaced(ctx.env.client.clone(), ns);
-            delete_exact(ctx, &api, "services", &*svc).await?;
-            tracing::info!(link = %ctx.link_name, mirror = %format!("{ns}/{mirror}"), "deleted the mirror of an unexported or deleted service");
-        }
+        let api: Api<Service> = Api::namespaced(ctx.env.client.clone(), ns);
+        delete_exact(ctx, &api, "services", &*svc).await?;
+        tracing::info!(link = %ctx.link_name, mirror = %format!("{ns}/{mirror}"), "deleted the mirror of an unexported or deleted service");
     }
     ctx.book.remove(ns, name);
     Ok(())
@@ -590,9 +578,7 @@ async fn reconcile_probe(ctx: &Arc<Ctx>) -> Result<()> {
     if let Some(ep) = probe_endpoints(&ctx.link, &ns, &gw)
         && let Applied::Conflict(message) = apply_endpoints(ctx, ep).await?
     {
-        {
-            tracing::warn!(link = %ctx.link_name, probe = %name, %message, "probe Endpoints not maintained");
-        }
+        tracing::warn!(link = %ctx.link_name, probe = %name, %message, "probe Endpoints not maintained");
     }
     Ok(())
 }

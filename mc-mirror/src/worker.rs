@@ -127,6 +127,11 @@ impl Ctx {
     /// Reports a problem of the Link as a whole (metric, log; Event on change).
     async fn link_problem(&self, e: &Error) {
         self.env.metrics.error(self.cluster(), e.reason());
+        self.env
+            .metrics
+            .target_reachable
+            .get_or_create(&Metrics::cluster(self.cluster()))
+            .set(0);
         tracing::warn!(link = %self.link_name, error = %e, "Link cannot mirror");
         let text = e.to_string();
         let changed = self
@@ -148,6 +153,11 @@ impl Ctx {
     }
 
     async fn link_ok(&self) {
+        self.env
+            .metrics
+            .target_reachable
+            .get_or_create(&Metrics::cluster(self.cluster()))
+            .set(1);
         let was = self.link_problem.lock().ok().and_then(|mut g| g.take());
         if was.is_some() {
             self.event(

@@ -732,3 +732,63 @@ async fn headless_statefulset_service_gets_per_host_mirrors() {
     .await;
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_credentials_are_reported_and_mirrors_kept() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "bad", true, false).await;
+    let metrics = f.start().await;
+    f.export(&ns, "web").await;
+    f.wait_endpoints(&ns, "web", true, T).await;
+    let uid = f.mirror(&ns, "web").await.unwrap().metadata.uid;
+    let reachable = |v: u8| {
+        format!(
+            "mirror_target_reachable{{target_cluster_name=\"{}\"}} {v}",
+            f.cluster
+        )
+    };
+    assert!(metrics.encode().contains(&reachable(1)));
+
+    // A Secret whose kubeconfig is garbage: Event + metric, mirrors stay.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(f.west.clone(), &f.links_ns);
+    secrets
+        .patch(
+            &f.secret_name(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"stringData": {"kubeconfig": "not: [a kubeconfig"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually("target marked unreachable", T, || async {
+        metrics.encode().contains(&reachable(0)).then_some(())
+    })
+    .await;
+    assert!(metrics.encode().contains("reason=\"credentials\""));
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(f.west.clone(), &f.links_ns);
+    eventually("InvalidCredentials event", T, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .find(|e| e.reason.as_deref() == Some("InvalidCredentials"))
+            .and_then(|e| e.note.clone())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        f.mirror(&ns, "web").await.unwrap().metadata.uid,
+        uid,
+        "mirror kept"
+    );
+    f.wait_endpoints(&ns, "web", true, T).await;
+
+    // Fixed credentials: mirroring continues without a restart.
+    f.write_credentials().await;
+    f.export(&ns, "api").await;
+    eventually("api mirrored after the fix", T, || f.mirror(&ns, "api")).await;
+    assert!(metrics.encode().contains(&reachable(1)));
+    f.stop().await;
+}
