@@ -2,7 +2,7 @@
 //! gateway, compute exactly the local Service and Endpoints that must exist, and say whether an
 //! existing object differs in what we own (so a steady state makes no writes).
 //!
-//! Rules (upstream's, see the module docs of [`meta`] and [`build`]):
+//! Rules (upstream's; details on [`copy_labels`], [`copy_annotations`] and [`desired_mirror`]):
 //! - mirror `<svc>-<cluster>` in the same namespace, selector-less, ports `{name, protocol, port,
 //!   targetPort}` (nodePort and appProtocol dropped);
 //! - labels and annotations copied with upstream's exclusions, then ours added;
@@ -10,6 +10,36 @@
 //!   the remote has no ready endpoints; `notReadyAddresses` while the gateway is dead;
 //! - remote-discovery mode: extra labels, no Endpoints;
 //! - headless (when enabled): a `clusterIP: None` mirror plus one endpoint mirror per hostname.
+//!
+//! ```
+//! use mc_core::link::Link;
+//! use mc_core::mirror::{
+//!     Gateway, MirrorContext, MirrorKind, RemoteEndpoints, desired_mirror, parse_object,
+//!     service_needs_update,
+//! };
+//! use k8s_openapi::api::core::v1::Service;
+//!
+//! let link = Link::from_yaml(
+//!     "kind: Link\nspec: {targetClusterName: east, gatewayAddress: 203.0.113.10, \
+//!      gatewayPort: \"4143\", selector: {matchLabels: {mirror.linkerd.io/exported: \"true\"}}}",
+//! )?
+//! .spec
+//! .validate()?;
+//! let gateway = Gateway::new(["203.0.113.10".parse()?], 4143, None);
+//! let ctx = MirrorContext { link: &link, gateway: Some(&gateway), alive: true, headless_enabled: false };
+//! let remote: Service = parse_object(serde_json::json!({
+//!     "apiVersion": "v1", "kind": "Service",
+//!     "metadata": {"name": "web", "namespace": "shop", "resourceVersion": "7",
+//!                  "labels": {"mirror.linkerd.io/exported": "true"}},
+//!     "spec": {"ports": [{"name": "http", "port": 80}]}
+//! }))?;
+//! let ready = RemoteEndpoints::Ready { hostnames: vec![] };
+//! let mirror = desired_mirror(&remote, &ready, &ctx)?;
+//! assert_eq!(mirror.kind, MirrorKind::Gateway);
+//! assert_eq!(mirror.service.metadata.name.as_deref(), Some("web-east"));
+//! assert!(!service_needs_update(&mirror.service, &mirror.service));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod build;
 mod compare;
