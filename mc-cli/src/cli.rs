@@ -70,6 +70,9 @@ pub enum Multicluster {
     Check(check::CheckArgs),
     /// Show the gateways of the linked clusters, from Link status.
     Gateways(gateways::GatewaysArgs),
+    /// Render the gateway's identity Secret: a certificate for the gateway identity, issued by
+    /// an issuer (see `mc issuer create`), plus the trust anchors.
+    GatewayIdentity(trust::GatewayIdentityArgs),
 }
 
 /// Manifest output format.
@@ -130,6 +133,7 @@ pub(crate) async fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write)
             Multicluster::Uninstall(a) => manifests::uninstall(a, &kube, out, err).await,
             Multicluster::Check(a) => check::check(a, &kube, &linkerd_namespace, out).await,
             Multicluster::Gateways(a) => gateways::gateways(a, &kube, out).await,
+            Multicluster::GatewayIdentity(a) => trust::gateway_identity(a, &linkerd_namespace, out),
         },
         Command::TrustAnchor(c) => {
             trust::trust_anchor(c, &kube, &linkerd_namespace, out, err).await

@@ -351,3 +351,76 @@ pub(crate) fn issuer(cmd: IssuerCommand, _out: &mut dyn Write, err: &mut dyn Wri
         }
     }
 }
+
+/// Flags of `mc multicluster gateway-identity`.
+#[derive(Debug, clap::Args)]
+pub struct GatewayIdentityArgs {
+    /// The issuer's certificate (from `mc issuer create`).
+    #[arg(long, required = true)]
+    pub issuer_cert: PathBuf,
+    /// The issuer's private key.
+    #[arg(long, required = true)]
+    pub issuer_key: PathBuf,
+    /// The trust-anchor bundle client certificates must chain to.
+    #[arg(long, required = true)]
+    pub trust_anchors: PathBuf,
+    /// Namespace of the extension.
+    #[arg(long, default_value = mc_core::render::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Name of the gateway (its ServiceAccount, part of the identity).
+    #[arg(long, default_value = "linkerd-gateway")]
+    pub gateway_name: String,
+    /// Trust domain of the identity.
+    #[arg(long, default_value = "cluster.local")]
+    pub identity_trust_domain: String,
+    /// Validity of the certificate (mc-gateway reloads it when the Secret changes).
+    #[arg(long, default_value = "8760h")]
+    pub validity: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "yaml")]
+    pub output: crate::cli::ManifestFormat,
+}
+
+pub(crate) fn gateway_identity(
+    args: GatewayIdentityArgs,
+    linkerd_namespace: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let now = SystemTime::now();
+    let mut values = mc_core::render::InstallValues {
+        namespace: args.namespace.clone(),
+        linkerd_namespace: linkerd_namespace.to_owned(),
+        identity_trust_domain: args.identity_trust_domain.clone(),
+        ..Default::default()
+    };
+    values.gateway.name = args.gateway_name.clone();
+    let identity = mc_core::render::gateway_identity_of(&values)?;
+    let anchors_pem = read_text(&args.trust_anchors)?;
+    let anchors = TrustBundle::from_pem(&anchors_pem, now).map_err(|e| {
+        Error::input(
+            args.trust_anchors.display().to_string(),
+            e.to_string(),
+            "pass the trust-anchor bundle (PEM) of the clusters",
+        )
+    })?;
+    let issuer = CertifiedKey {
+        cert_pem: read_text(&args.issuer_cert)?,
+        key_pem: read_text(&args.issuer_key)?,
+    };
+    let validity = mc_core::link::parse_duration(&args.validity)?;
+    let opts = pki::LeafOptions {
+        not_after: now + validity,
+        ..pki::LeafOptions::new(now)
+    };
+    let leaf = pki::issue_leaf(&issuer, &identity, &opts)?;
+    let secret = mc_core::render::gateway_identity_secret(
+        &values,
+        &leaf.chain_pem(&issuer),
+        &leaf.key_pem,
+        &anchors.to_pem(),
+    )?;
+    emit(
+        out,
+        &mc_core::render::Format::from(args.output).serialize(&[secret])?,
+    )
+}

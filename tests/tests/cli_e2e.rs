@@ -517,4 +517,57 @@ fn trust_anchor_create_issuer_bundle_and_diff() {
     assert!(text.contains("share at least one anchor"), "{text}");
     let same = run(&s(&["trust-anchor", "diff", &p("ab.crt"), &p("ab.crt")]));
     assert_eq!(same.status.code(), Some(0));
+
+    // The gateway's identity Secret: a leaf for the gateway identity that chains to the anchor.
+    let yaml = ok(&run(&s(&[
+        "multicluster",
+        "gateway-identity",
+        "--issuer-cert",
+        &p("i.crt"),
+        "--issuer-key",
+        &p("i.key"),
+        "--trust-anchors",
+        &p("a.crt"),
+    ])));
+    let secret: serde_json::Value = serde_yaml::from_str(yaml.trim_start_matches("---\n")).unwrap();
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    use base64::Engine as _;
+    let chain = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["tls.crt"].as_str().unwrap())
+        .unwrap();
+    std::fs::write(p("chain.pem"), &chain).unwrap();
+    let verify = Command::new("openssl")
+        .args([
+            "verify",
+            "-CAfile",
+            &p("a.crt"),
+            "-untrusted",
+            &p("chain.pem"),
+            &p("chain.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let san = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            &p("chain.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&san.stdout).contains(
+            "DNS:linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+        ),
+        "{}",
+        String::from_utf8_lossy(&san.stdout)
+    );
 }

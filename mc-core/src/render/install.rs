@@ -322,3 +322,34 @@ fn controller_cluster_role(values: &InstallValues, labels: &Map<String, Value>) 
         ],
     })
 }
+
+/// The gateway's identity Secret (`gateway.identitySecret`, type `kubernetes.io/tls`), mounted
+/// at [`IDENTITY_DIR`]: `tls.crt` (the leaf followed by its issuer), `tls.key`, and `ca.crt`
+/// (the trust anchors client certificates must chain to).
+pub fn gateway_identity_secret(
+    values: &InstallValues,
+    cert_chain_pem: &str,
+    key_pem: &str,
+    trust_anchors_pem: &str,
+) -> Result<Value> {
+    use base64::Engine as _;
+    values.validate()?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let labels = base_labels(&values.common_labels);
+    Ok(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": meta(&values.gateway.identity_secret, Some(&values.namespace), with(&labels, &[("component", "gateway")])),
+        "data": {
+            "tls.crt": b64(cert_chain_pem),
+            "tls.key": b64(key_pem),
+            "ca.crt": b64(trust_anchors_pem),
+        },
+    }))
+}
+
+/// The identity the gateway of `values` presents (and that `link` copies into the Link).
+pub fn gateway_identity_of(values: &InstallValues) -> Result<String> {
+    Ok(gateway_identity(values)?.to_string())
+}

@@ -26,7 +26,8 @@ mod values;
 
 pub use delete::{ObjectRef, delete_list, unlink_refs};
 pub use install::{
-    IDENTITY_DIR, allow, controller_cluster_role_name, gateway_args, install, remote_access_objects,
+    IDENTITY_DIR, allow, controller_cluster_role_name, gateway_args, gateway_identity_of,
+    gateway_identity_secret, install, remote_access_objects,
 };
 pub use link::{
     ControllerValues, LinkGateway, LinkValues, controller_args, controller_binding_name,

@@ -322,3 +322,37 @@ fn json_output_is_a_list() {
     assert_eq!(v["items"].as_array().unwrap().len(), objects.len());
     assert_eq!(parse_stream(&to_yaml(&objects).unwrap()), objects);
 }
+
+#[test]
+fn gateway_identity_secret_is_what_the_deployment_mounts() {
+    use base64::Engine as _;
+    let values = InstallValues::default();
+    let secret = gateway_identity_secret(&values, "CHAIN", "KEY", "CA").unwrap();
+    let objects = install(&values).unwrap();
+    let deploy = find(&objects, "Deployment", "linkerd-gateway");
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        secret["metadata"]["name"]
+    );
+    assert_eq!(secret["metadata"]["namespace"], "linkerd-multicluster");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let args = pod["containers"][0]["args"].as_array().unwrap();
+    for (key, want) in [("tls.crt", "CHAIN"), ("tls.key", "KEY"), ("ca.crt", "CA")] {
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(secret["data"][key].as_str().unwrap())
+            .unwrap();
+        assert_eq!(data, want.as_bytes());
+        assert!(
+            args.iter().any(|a| a
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("{IDENTITY_DIR}/{key}"))),
+            "{key} is not passed to mc-gateway: {args:?}"
+        );
+    }
+    assert_eq!(
+        gateway_identity_of(&values).unwrap(),
+        "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+    );
+}
