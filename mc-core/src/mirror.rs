@@ -165,6 +165,23 @@ pub fn ownership(meta: &ObjectMeta, cluster: &str) -> Ownership {
     }
 }
 
+/// Whether `actual` (an object we own, by [`ownership`]) mirrors the same remote object as
+/// `desired`: the same remote Service (by [`remote_name`](crate::naming::remote_name)) and the same
+/// headless parent. `false` means two remote objects map to one local name, e.g. the endpoint
+/// mirror of host `web-0` of Service `web` and the mirror of a Service named `web-0` (both
+/// `web-0-<cluster>`, as upstream names them); the controller should then report a conflict rather
+/// than let the two overwrite each other.
+pub fn same_origin(desired: &ObjectMeta, actual: &ObjectMeta, cluster: &str) -> bool {
+    let parent = |m: &ObjectMeta| {
+        m.labels
+            .as_ref()
+            .and_then(|l| l.get(labels::HEADLESS_MIRROR_SVC_NAME))
+            .cloned()
+    };
+    let origin = crate::naming::remote_name;
+    origin(desired, cluster) == origin(actual, cluster) && parent(desired) == parent(actual)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +219,45 @@ mod tests {
             ownership(&ObjectMeta::default(), "east"),
             Ownership::Foreign
         );
+    }
+
+    #[test]
+    fn same_origin_detects_name_collisions() {
+        use fixtures::*;
+        let (link, gw) = (link(), gateway());
+        let c = ctx(&link, &gw);
+        let ready = |h: &[&str]| RemoteEndpoints::Ready {
+            hostnames: h.iter().map(|s| s.to_string()).collect(),
+        };
+        let mut headless = remote("web", "true");
+        headless
+            .spec
+            .iter_mut()
+            .for_each(|s| s.cluster_ip = Some("None".into()));
+        let (Ok(parent), Ok(plain)) = (
+            desired_mirror(&headless, &ready(&["web-0"]), &c),
+            desired_mirror(&remote("web-0", "true"), &ready(&[]), &c),
+        ) else {
+            panic!("both mirror");
+        };
+        let host = &parent.endpoint_mirrors[0].0.metadata;
+        assert_eq!(
+            host.name, plain.service.metadata.name,
+            "the upstream naming collides"
+        );
+        assert!(!same_origin(&plain.service.metadata, host, "east"));
+        assert!(!same_origin(host, &plain.service.metadata, "east"));
+        assert!(same_origin(host, host, "east"));
+        let mut upstream_written = plain.service.metadata.clone();
+        upstream_written
+            .annotations
+            .iter_mut()
+            .for_each(|a| drop(a.remove(labels::ORIGINAL_NAME)));
+        assert!(same_origin(
+            &plain.service.metadata,
+            &upstream_written,
+            "east"
+        ));
     }
 
     #[test]
