@@ -287,6 +287,8 @@ impl Metrics {
         self.gateway_latency.remove(&labels);
         self.gateway_probe_latency_ms.remove(&labels);
         self.target_reachable.remove(&labels);
+        self.mirror_services.remove(&labels);
+        self.exported_services.remove(&labels);
         for ok in ["true", "false"] {
             self.gateway_probes.remove(&ProbeLabels {
                 target_cluster_name: cluster.to_string(),

@@ -400,6 +400,7 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
         tasks.spawn(reconcile_loop(ctx.clone()));
     }
     tasks.spawn(recheck(ctx.clone()));
+    tasks.spawn(gauges(ctx.clone()));
     tasks.spawn(gateway_changes(ctx.clone()));
     if let Some(summary) = gateway_summary {
         tasks.spawn(gateway_summaries(ctx.clone(), summary));
@@ -761,6 +762,40 @@ async fn recheck(ctx: Arc<Ctx>) {
                 ctx.queue.push(Key::Service(ns, name));
             }
         }
+    }
+}
+
+/// Updates the mirror and export count gauges every few seconds.
+async fn gauges(ctx: Arc<Ctx>) {
+    let labels = Metrics::cluster(ctx.cluster());
+    loop {
+        let mirrors = ctx
+            .local
+            .services
+            .state()
+            .iter()
+            .filter(|s| {
+                s.labels()
+                    .get(mc_core::labels::MIRRORED_SERVICE)
+                    .map(String::as_str)
+                    == Some("true")
+            })
+            .count();
+        let exported = ctx.remote().map_or(0, |v| {
+            [&v.gateway_services, &v.discovery_services]
+                .into_iter()
+                .flatten()
+                .map(Store::len)
+                .sum::<usize>()
+        });
+        let m = &ctx.env.metrics;
+        m.mirror_services
+            .get_or_create(&labels)
+            .set(i64::try_from(mirrors).unwrap_or(i64::MAX));
+        m.exported_services
+            .get_or_create(&labels)
+            .set(i64::try_from(exported).unwrap_or(i64::MAX));
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 

@@ -509,6 +509,12 @@ async fn restart_makes_no_writes_and_collects_orphans() {
         f.wait_endpoints(&ns, name, true, T).await;
         f.wait_condition(&ns, name, "Mirrored").await;
     }
+    let gauge = format!("mirror_services{{target_cluster_name=\"{}\"}} 3", f.cluster);
+    let m = f.metrics();
+    eventually("mirror_services gauge", T, || async {
+        m.encode().contains(&gauge).then_some(())
+    })
+    .await;
     // Steady state: no writes at all for a while.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = f.mirror_writes();
