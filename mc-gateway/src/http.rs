@@ -1,10 +1,13 @@
 //! HTTP-aware forwarding: requests from an authenticated client to the target service, with
 //! loop protection, `Forwarded` and `l5d-client-id`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -28,20 +31,14 @@ pub const CLIENT_ID_HEADER: &str = "l5d-client-id";
 /// The response body type of the gateway's HTTP service.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Connects to a target by resolving its `name:port` with the gateway's resolver.
-#[derive(Debug, Clone)]
-pub struct ResolvingConnector {
-    resolver: SharedResolver,
+/// Connects to one fixed backend address, whatever the request URI says (the URI keeps the
+/// target authority, so `Host` and `:authority` stay the service name).
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointConnector {
+    addr: SocketAddr,
 }
 
-impl ResolvingConnector {
-    /// A connector over `resolver`.
-    pub fn new(resolver: SharedResolver) -> Self {
-        Self { resolver }
-    }
-}
-
-impl tower_service::Service<Uri> for ResolvingConnector {
+impl tower_service::Service<Uri> for EndpointConnector {
     type Response = TokioIo<tokio::net::TcpStream>;
     type Error = Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response>> + Send>>;
@@ -50,12 +47,9 @@ impl tower_service::Service<Uri> for ResolvingConnector {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let resolver = self.resolver.clone();
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let addr = self.addr;
         Box::pin(async move {
-            let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-            let target = Target::parse_authority(authority, Some(80))?;
-            let addr = resolver.resolve(&target).await?;
             let stream = tokio::net::TcpStream::connect(addr)
                 .await
                 .map_err(|source| Error::Connect {
@@ -69,22 +63,39 @@ impl tower_service::Service<Uri> for ResolvingConnector {
     }
 }
 
-/// The upstream HTTP clients (HTTP/1.1 and HTTP/2 prior knowledge), pooled per target.
+type UpstreamClient = Client<EndpointConnector, Incoming>;
+
+/// Upstream HTTP clients, one pool per (endpoint address, protocol). Each request is
+/// resolved first, so a connection to an endpoint that left the ready set is never reused.
 #[derive(Debug, Clone)]
 pub struct Upstreams {
-    h1: Client<ResolvingConnector, Incoming>,
-    h2: Client<ResolvingConnector, Incoming>,
+    resolver: SharedResolver,
+    clients: Arc<Mutex<HashMap<(SocketAddr, bool), UpstreamClient>>>,
 }
 
 impl Upstreams {
-    /// Clients that connect through `resolver`.
+    /// Clients whose targets resolve through `resolver`.
     pub fn new(resolver: SharedResolver) -> Self {
-        let connector = ResolvingConnector::new(resolver);
-        let h1 = Client::builder(TokioExecutor::new()).build(connector.clone());
-        let h2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .build(connector);
-        Self { h1, h2 }
+        Self {
+            resolver,
+            clients: Arc::default(),
+        }
+    }
+
+    /// The pooled client for one endpoint, HTTP/2 (prior knowledge) or HTTP/1.1.
+    fn client(&self, addr: SocketAddr, h2: bool) -> UpstreamClient {
+        let mut map = match self.clients.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        map.entry((addr, h2))
+            .or_insert_with(|| {
+                Client::builder(TokioExecutor::new())
+                    .http2_only(h2)
+                    .pool_idle_timeout(std::time::Duration::from_secs(30))
+                    .build(EndpointConnector { addr })
+            })
+            .clone()
     }
 }
 
@@ -256,11 +267,11 @@ impl HttpContext {
             Ok(r) => r,
             Err(e) => return self.refuse(Some(&target), e, start),
         };
-        let client = if self.upstream_h2 {
-            &self.upstreams.h2
-        } else {
-            &self.upstreams.h1
+        let addr = match self.upstreams.resolver.resolve(&target).await {
+            Ok(a) => a,
+            Err(e) => return self.refuse(Some(&target), e, start),
         };
+        let client = self.upstreams.client(addr, self.upstream_h2);
         match client.request(req).await {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();

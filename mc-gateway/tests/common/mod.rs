@@ -83,7 +83,12 @@ impl Pki {
 /// An HTTP backend (HTTP/1 and h2c) that answers with what it received:
 /// `method path version\nhost: ..\nl5d-client-id: ..\nforwarded: ..\n\n<body>`.
 pub async fn http_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    http_backend_on("127.0.0.1".parse().unwrap()).await
+}
+
+/// [`http_backend`] listening on `ip`.
+pub async fn http_backend_on(ip: std::net::IpAddr) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {

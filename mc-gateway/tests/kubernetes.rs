@@ -1,0 +1,162 @@
+//! Target resolution from real Services and EndpointSlices on the testbed API server.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use mc_core::transport::SessionProtocol;
+use mc_gateway::client::GatewayConnector;
+use mc_gateway::kubernetes::KubeResolver;
+use mc_gateway::route::Target;
+
+async fn get(c: &GatewayConnector, target: &Target) -> (u16, String) {
+    let stream = c
+        .connect(target, Some(SessionProtocol::Http1))
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get("/k8s")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn slice_json(addr: std::net::SocketAddr, ready: bool) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "web-1", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": addr.port(), "protocol": "TCP"}],
+        "endpoints": [{"addresses": [addr.ip().to_string()], "conditions": {"ready": ready}}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolves_services_and_endpointslices_from_the_api_server() {
+    let bed = tokio::task::spawn_blocking(|| mc_tests::Testbed::start(&["gw"]))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the testbed must start for this test: {e}"));
+    let client = bed.client("gw").await.unwrap();
+    let ns = format!("gw-{}", std::process::id());
+    let pp = PostParams::default();
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &pp,
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    services
+        .create(
+            &pp,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web"},
+                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    // Kubernetes rejects loopback endpoint addresses: listen on a test-host address of
+    // scripts/in-netns (run the tests through it, as `make test` does).
+    let ip = mc_tests::test_host(20)
+        .unwrap_or_else(|e| panic!("run this test under scripts/in-netns: {e}"));
+    let backend = http_backend_on(ip).await;
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), &ns);
+    slices
+        .create(
+            &pp,
+            &serde_json::from_value(slice_json(backend, true)).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let pki = Pki::new();
+    let mut cfg = config(&pki, &[]);
+    let resolver = KubeResolver::start(client.clone(), "cluster.local", Duration::from_secs(30))
+        .await
+        .unwrap();
+    cfg.resolver = Arc::new(resolver);
+    let gw = start(cfg).await;
+    let c_files = pki.leaf("client", CLIENT_ID);
+    let c = GatewayConnector::new(
+        &c_files.cert,
+        &c_files.key,
+        &pki.anchors(),
+        gw.addr.to_string(),
+        GATEWAY_ID,
+    )
+    .unwrap();
+    let web = Target::new(&format!("web.{ns}.svc.cluster.local"), 80);
+
+    // The reflectors may lag the create by a moment.
+    let until = |want: u16| {
+        let c = c.clone();
+        let web = web.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (status, body) = get(&c, &web).await;
+                if status == want {
+                    return body;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "still {status} ({body}), want {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let body = until(200).await;
+    assert!(body.starts_with("GET /k8s"), "{body}");
+    assert!(
+        body.contains(&format!("l5d-client-id: {CLIENT_ID}")),
+        "{body}"
+    );
+
+    // The endpoint turns not ready: 503 with a message.
+    slices
+        .patch(
+            "web-1",
+            &PatchParams::default(),
+            &Patch::Merge(slice_json(backend, false)),
+        )
+        .await
+        .unwrap();
+    let body = until(503).await;
+    assert!(body.contains("no ready endpoints"), "{body}");
+
+    // Unknown service and unknown port: 502.
+    let (status, body) = get(
+        &c,
+        &Target::new(&format!("nope.{ns}.svc.cluster.local"), 80),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("no Service"), "{body}");
+    let (status, _) = get(&c, &Target::new(&format!("web.{ns}.svc.cluster.local"), 81)).await;
+    assert_eq!(status, 502);
+    gw.shutdown().await;
+    drop(bed);
+}
