@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # The mc image: `mc-gateway` and `mc-mirror` in one small runtime image.
 #
 #   docker build -t ghcr.io/mc-project/mc:0.1.0 .
