@@ -1,7 +1,7 @@
 //! End-to-end tests of the `mc` binary against the real testbed: install | kubectl apply,
 //! link east → west with least-privilege credentials, check on healthy and broken pairs, and
 //! bad input (exit code 2, nothing on stdout).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -569,5 +569,106 @@ fn trust_anchor_create_issuer_bundle_and_diff() {
         ),
         "{}",
         String::from_utf8_lossy(&san.stdout)
+    );
+}
+
+#[test]
+fn link_dry_run_lists_mirrors_and_every_conflict() {
+    let bed = shared().unwrap();
+    let ns = unique("mcd");
+    let sa = unique("ra");
+    let name = unique("dry");
+    let app = unique("app");
+    let gone = unique("gone");
+    install(bed, "east", &ns, &sa);
+    set_lb(bed, "east", &ns, "203.0.113.8");
+    let long = format!("svc-{}", "x".repeat(56));
+    let svc = |ns: &str, n: &str, exported: bool| {
+        let labels = if exported {
+            "{mirror.linkerd.io/exported: \"true\"}"
+        } else {
+            "{}"
+        };
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {n}, namespace: {ns}, labels: {labels}}}\nspec: {{ports: [{{port: 80}}]}}\n"
+        )
+    };
+    ensure_ns(bed, "east", &app);
+    ensure_ns(bed, "east", &gone);
+    ensure_ns(bed, "west", &app);
+    let east = [
+        svc(&app, "web", true),
+        svc(&app, &long, true),
+        svc(&app, "hidden", false),
+        svc(&gone, "api", true),
+    ]
+    .concat();
+    ok(&apply(bed, "east", &east, &[]));
+    // A foreign Service where the mirror of web would go.
+    ok(&apply(
+        bed,
+        "west",
+        &svc(&app, &format!("web-{name}"), false),
+        &[],
+    ));
+    let before = ok(&kubectl(
+        bed,
+        "west",
+        &["-n", &app, "get", "svc", "-o", "name"],
+    ));
+
+    let out = mc(
+        bed,
+        "east",
+        &[
+            "multicluster",
+            "link",
+            "--cluster-name",
+            &name,
+            "--namespace",
+            &ns,
+            "--gateway-namespace",
+            &ns,
+            "--service-account-name",
+            &sa,
+            "--dry-run",
+            "--source-context",
+            "west",
+        ],
+    );
+    let report = ok(&out);
+    let line = |svc: &str| {
+        report
+            .lines()
+            .find(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 2 && (f[0] == app || f[0] == gone) && f[1] == svc
+            })
+            .unwrap_or_else(|| panic!("no line for {svc}:\n{report}"))
+            .to_owned()
+    };
+    let web = line("web");
+    assert!(web.contains(&format!("web-{name}")), "{web}");
+    assert!(web.contains("a foreign Service"), "{web}");
+    let l = line(&long);
+    assert!(l.contains("name shortened"), "{l}");
+    let api = line("api");
+    assert!(
+        api.contains(&format!("namespace {gone} is missing")),
+        "{api}"
+    );
+    assert!(!report.contains("hidden"), "{report}");
+    assert!(
+        !report.contains("kind:"),
+        "dry run renders no manifests:\n{report}"
+    );
+    // Nothing was written to either cluster.
+    assert_eq!(
+        ok(&kubectl(
+            bed,
+            "west",
+            &["-n", &app, "get", "svc", "-o", "name"]
+        )),
+        before
     );
 }
