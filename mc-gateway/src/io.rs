@@ -285,7 +285,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; 64 * 1024];
+    // One TLS record of plaintext; small enough that thousands of streams stay cheap.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut total = 0u64;
     loop {
         let n = r.read(&mut buf).await?;

@@ -1,7 +1,8 @@
 //! The Kubernetes resolver: reflectors on Services and EndpointSlices of the gateway's own
 //! cluster map `<svc>.<ns>.svc.<domain>:<port>` to the ready endpoint addresses of that
 //! service port (with the endpoint's port, i.e. the resolved targetPort), balanced round
-//! robin.
+//! robin. A Service without any EndpointSlice falls back to its core/v1 Endpoints (clusters
+//! or tools that only write Endpoints).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -27,6 +28,7 @@ pub struct KubeResolver {
     suffix: String,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
+    endpoints: Store<Endpoints>,
     rr: Mutex<HashMap<Target, Arc<RoundRobin>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -59,6 +61,16 @@ impl KubeResolver {
     ) -> Result<Self> {
         let (services, svc_writer) = reflector::store::<Service>();
         let (slices, slice_writer) = reflector::store::<EndpointSlice>();
+        let (endpoints, ep_writer) = reflector::store::<Endpoints>();
+        let ep_stream = reflector::reflector(
+            ep_writer,
+            watcher(
+                Api::<Endpoints>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .default_backoff()
+        .touched_objects();
         let svc_stream = reflector::reflector(
             svc_writer,
             watcher(
@@ -80,22 +92,25 @@ impl KubeResolver {
         let tasks = vec![
             tokio::spawn(drive(svc_stream, "services")),
             tokio::spawn(drive(slice_stream, "endpointslices")),
+            tokio::spawn(drive(ep_stream, "endpoints")),
         ];
         let this = Self {
             suffix: format!(".svc.{}", cluster_domain.trim_matches('.')),
             services,
             slices,
+            endpoints,
             rr: Mutex::new(HashMap::new()),
             tasks,
         };
         let synced = async {
             let _ = this.services.wait_until_ready().await;
             let _ = this.slices.wait_until_ready().await;
+            let _ = this.endpoints.wait_until_ready().await;
         };
         tokio::time::timeout(sync_timeout, synced)
             .await
             .map_err(|_| Error::Timeout {
-                what: "the first list of Services and EndpointSlices (check RBAC: list/watch services and discovery.k8s.io endpointslices)",
+                what: "the first list of Services and EndpointSlices (check RBAC: list/watch services, endpoints and discovery.k8s.io endpointslices)",
                 after: sync_timeout,
             })?;
         Ok(this)
@@ -125,6 +140,7 @@ impl KubeResolver {
             .ok_or_else(|| unknown(format!("Service {ns}/{svc} has no port {}", target.port)))?;
         let port_name = port.name.clone().unwrap_or_default();
         let mut out = Vec::new();
+        let mut any_slice = false;
         for slice in self.slices.state() {
             let meta = &slice.metadata;
             let owned = meta.namespace.as_deref() == Some(ns)
@@ -136,6 +152,7 @@ impl KubeResolver {
             if !owned {
                 continue;
             }
+            any_slice = true;
             let Some(number) = slice.ports.as_ref().and_then(|ports| {
                 ports
                     .iter()
@@ -158,9 +175,37 @@ impl KubeResolver {
                 }
             }
         }
+        if !any_slice {
+            out = self.from_endpoints(ns, svc, &port_name);
+        }
         out.sort();
         out.dedup();
         Ok(out)
+    }
+
+    /// Ready addresses from the core/v1 Endpoints of a Service (`notReadyAddresses` skipped).
+    fn from_endpoints(&self, ns: &str, svc: &str, port_name: &str) -> Vec<SocketAddr> {
+        let Some(eps) = self.endpoints.get(&ObjectRef::new(svc).within(ns)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for subset in eps.subsets.iter().flatten() {
+            let Some(number) = subset
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref().unwrap_or_default() == port_name)
+                .and_then(|p| u16::try_from(p.port).ok())
+            else {
+                continue;
+            };
+            for a in subset.addresses.iter().flatten() {
+                if let Ok(ip) = a.ip.parse::<IpAddr>() {
+                    out.push(SocketAddr::new(ip, number));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -265,8 +310,20 @@ mod tests {
     }
 
     fn resolver(services: Vec<Service>, slices: Vec<EndpointSlice>) -> KubeResolver {
+        resolver_with(services, slices, Vec::new())
+    }
+
+    fn resolver_with(
+        services: Vec<Service>,
+        slices: Vec<EndpointSlice>,
+        endpoints: Vec<Endpoints>,
+    ) -> KubeResolver {
         let (svc_store, mut svc_writer) = reflector::store::<Service>();
         let (slice_store, mut slice_writer) = reflector::store::<EndpointSlice>();
+        let (ep_store, mut ep_writer) = reflector::store::<Endpoints>();
+        for e in endpoints {
+            ep_writer.apply_watcher_event(&watcher::Event::Apply(e));
+        }
         for s in services {
             svc_writer.apply_watcher_event(&watcher::Event::Apply(s));
         }
@@ -277,6 +334,7 @@ mod tests {
             suffix: ".svc.cluster.local".into(),
             services: svc_store,
             slices: slice_store,
+            endpoints: ep_store,
             rr: Mutex::new(HashMap::new()),
             tasks: Vec::new(),
         }
@@ -356,5 +414,27 @@ mod tests {
             err(Target::new("web.shop.example.com", 80)).await,
             "unknown_service"
         );
+    }
+
+    #[test]
+    fn falls_back_to_endpoints_when_there_is_no_slice() {
+        let eps: Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "legacy", "namespace": "shop"},
+            "subsets": [{
+                "addresses": [{"ip": "10.1.0.1"}],
+                "notReadyAddresses": [{"ip": "10.1.0.2"}],
+                "ports": [{"name": "http", "port": 8080}]
+            }]
+        }))
+        .unwrap();
+        let r = resolver_with(
+            vec![service("shop", "legacy", &[("http", 80)])],
+            Vec::new(),
+            vec![eps],
+        );
+        let addrs = r
+            .addresses(&Target::new("legacy.shop.svc.cluster.local", 80))
+            .unwrap();
+        assert_eq!(addrs, vec!["10.1.0.1:8080".parse::<SocketAddr>().unwrap()]);
     }
 }

@@ -91,6 +91,33 @@ async fn resolves_services_and_endpointslices_from_the_api_server() {
         .await
         .unwrap();
 
+    // A Service with only core/v1 Endpoints (no EndpointSlice): the fallback.
+    services
+        .create(
+            &pp,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "legacy"},
+                "spec": {"ports": [{"name": "http", "port": 80}]}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(client.clone(), &ns)
+        .create(
+            &pp,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "legacy"},
+                "subsets": [{
+                    "addresses": [{"ip": backend.ip().to_string()}],
+                    "ports": [{"name": "http", "port": backend.port()}]
+                }]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
     let pki = Pki::new();
     let mut cfg = config(&pki, &[]);
     let resolver = KubeResolver::start(client.clone(), "cluster.local", Duration::from_secs(30))
@@ -134,6 +161,10 @@ async fn resolves_services_and_endpointslices_from_the_api_server() {
         body.contains(&format!("l5d-client-id: {CLIENT_ID}")),
         "{body}"
     );
+
+    let legacy = Target::new(&format!("legacy.{ns}.svc.cluster.local"), 80);
+    let (status, body) = get(&c, &legacy).await;
+    assert_eq!(status, 200, "Endpoints fallback: {body}");
 
     // The endpoint turns not ready: 503 with a message.
     slices
