@@ -430,6 +430,9 @@ async fn apply_mirror(ctx: &Ctx, ns: &str, name: &str, desired: &DesiredMirror) 
         ctx.book.get(ns, name),
         Some(Outcome::Failed { reason, .. }) if reason == CONFLICT
     );
+    // Endpoint mirrors exist only next to a headless mirror: look for leftovers only then.
+    let was_headless = cached_service(ctx, ns, &desired.name.name)
+        .is_some_and(|s| s.spec.as_ref().and_then(|sp| sp.cluster_ip.as_deref()) == Some("None"));
     let mirror = match apply_service(ctx, known_conflict, desired.service.clone()).await? {
         Applied::Ok(s) => s,
         Applied::Conflict(message) => {
@@ -450,7 +453,9 @@ async fn apply_mirror(ctx: &Ctx, ns: &str, name: &str, desired: &DesiredMirror) 
                     message,
                 });
             }
-            delete_endpoint_mirrors(ctx, ns, &desired.name.name, &[]).await?;
+            if was_headless {
+                delete_endpoint_mirrors(ctx, ns, &desired.name.name, &[]).await?;
+            }
         }
         MirrorKind::RemoteDiscovery => {
             if let Some(ep) = cached_endpoints(ctx, ns, &desired.name.name)
@@ -459,7 +464,9 @@ async fn apply_mirror(ctx: &Ctx, ns: &str, name: &str, desired: &DesiredMirror) 
                 let api: Api<Endpoints> = Api::namespaced(ctx.env.client.clone(), ns);
                 delete_exact(ctx, &api, "endpoints", &*ep).await?;
             }
-            delete_endpoint_mirrors(ctx, ns, &desired.name.name, &[]).await?;
+            if was_headless {
+                delete_endpoint_mirrors(ctx, ns, &desired.name.name, &[]).await?;
+            }
         }
         MirrorKind::Headless => {
             let mut hosts: Vec<(String, IpAddr)> = Vec::new();

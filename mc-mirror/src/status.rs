@@ -213,14 +213,21 @@ impl StatusBook {
             federated_services: base.federated_services.clone(),
             gateway: base.gateway.clone(),
         };
+        let index: std::collections::HashMap<(&str, &str), &ServiceStatus> = base
+            .mirror_services
+            .iter()
+            .map(|s| {
+                (
+                    (s.remote_ref.namespace.as_str(), s.remote_ref.name.as_str()),
+                    s,
+                )
+            })
+            .collect();
         let mut keys: Vec<&(String, String)> = b.entries.keys().chain(b.seeded.keys()).collect();
         keys.sort();
         keys.dedup();
         for key in keys {
-            let old = base
-                .mirror_services
-                .iter()
-                .find(|s| s.remote_ref.namespace == key.0 && s.remote_ref.name == key.1);
+            let old = index.get(&(key.0.as_str(), key.1.as_str())).copied();
             let entry = match (b.entries.get(key), b.seeded.get(key)) {
                 (Some(outcome), _) => {
                     let Some(cond) = outcome.condition(now) else {

@@ -798,3 +798,56 @@ async fn invalid_credentials_are_reported_and_mirrors_kept() {
     assert!(metrics.encode().contains(&reachable(1)));
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_one_leader_and_failover() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "ha", true, false).await;
+    let first = f.start().await;
+    f.export(&ns, "a").await;
+    f.wait_endpoints(&ns, "a", true, T).await;
+    // A standby replica with another identity.
+    let client = bed
+        .client_for(&f.controller_kubeconfig, "west")
+        .await
+        .unwrap();
+    let mut options = f.options.clone();
+    options.identity = format!("standby-{}", f.cluster);
+    let standby = mc_mirror::Controller::new(client, options.clone());
+    let standby_metrics = standby.metrics();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(standby.run(async move {
+        let _ = stop_rx.await;
+    }));
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(f.west.clone(), &f.links_ns);
+    let lease_name = format!("service-mirror-write-{}", f.cluster);
+    let holder = leases
+        .get(&lease_name)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert_eq!(holder, Some(f.options.identity.clone()));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(first.encode().contains("mirror_link_workers 1"));
+    assert!(
+        standby_metrics.encode().contains("mirror_link_workers 0"),
+        "standby works"
+    );
+    assert_eq!(standby_metrics.writes(&f.cluster, None), 0, "standby wrote");
+
+    // The leader stops (releasing the lease): the standby takes over and mirrors.
+    f.stop().await;
+    eventually("standby leads", T, || async {
+        let h = leases.get(&lease_name).await.ok()?.spec?.holder_identity;
+        (h.as_deref() == Some(options.identity.as_str())).then_some(())
+    })
+    .await;
+    f.export(&ns, "b").await;
+    f.wait_endpoints(&ns, "b", true, T).await;
+    assert!(standby_metrics.writes(&f.cluster, Some("services")) >= 1);
+    let _ = stop_tx.send(());
+    task.await.unwrap().unwrap();
+}
