@@ -10,6 +10,7 @@
 
 mod convert;
 mod errors;
+mod identity;
 mod link;
 mod mirror;
 mod pki;
@@ -27,6 +28,7 @@ fn _mc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     trust::register(m)?;
     transport::register(m)?;
+    identity::register(m)?;
     m.add_class::<selector::Selector>()?;
     m.add_class::<link::Link>()?;
     mirror::register(m)?;

@@ -1,7 +1,7 @@
 """mc.TrustBundle, mc.Anchor, mc.BundleDiff and mc.LinkerdConfig."""
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -227,3 +227,15 @@ def test_parsing_a_large_bundle_releases_the_gil():
     roots = "".join(mc.pki.create_trust_anchor(f"root-{i}").cert_pem for i in range(200))
     bundle = assert_releases_gil(lambda scale: lambda: mc.TrustBundle.from_pem(roots * scale))
     assert len(bundle) == 200
+
+
+def test_times_before_1970_and_far_future_convert():
+    """Datetimes on both sides of the epoch cross the boundary without a panic."""
+    old = datetime(1960, 1, 1, tzinfo=timezone.utc)
+    far = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    ca = mc.pki.create_trust_anchor("ancient", not_before=old, not_after=far)
+    anchor = mc.TrustBundle.from_pem(ca.cert_pem).anchors[0]
+    assert anchor.not_before == old
+    assert anchor.not_after == far
+    assert anchor.is_valid_at(datetime(1965, 6, 1, tzinfo=timezone.utc))
+    assert not anchor.is_valid_at(datetime(1959, 12, 31, tzinfo=timezone.utc))

@@ -342,3 +342,43 @@ def desired_mirrors(
 
 def needs_update(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> bool:
     """Whether ``actual`` differs from ``desired`` in what the mirror owns."""
+
+# --- identities --------------------------------------------------------------------------------
+
+class Identity:
+    """A Linkerd workload identity ``<sa>.<ns>.serviceaccount.identity.<cp-ns>.<trust-domain>``."""
+
+    def __init__(
+        self,
+        service_account: str,
+        namespace: str,
+        control_plane_namespace: str = "linkerd",
+        trust_domain: str = "cluster.local",
+    ) -> None:
+        """A validated identity; raises :class:`IdentityError`."""
+    @staticmethod
+    def parse(text: str) -> Identity:
+        """Parses an identity; raises :class:`IdentityError`."""
+    @staticmethod
+    def gateway(trust_domain: str = "cluster.local") -> Identity:
+        """The default multicluster gateway identity."""
+    @staticmethod
+    def controller(link: str, trust_domain: str = "cluster.local") -> Identity:
+        """The identity of the mirror controller of a Link."""
+    @property
+    def service_account(self) -> str:
+        """The ServiceAccount."""
+    @property
+    def namespace(self) -> str:
+        """The namespace."""
+    @property
+    def control_plane_namespace(self) -> str:
+        """The control-plane namespace."""
+    @property
+    def trust_domain(self) -> str:
+        """The trust domain."""
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+def validate_dns_name(name: str) -> None:
+    """Raises :class:`IdentityError` when ``name`` is not a valid DNS name."""
