@@ -56,7 +56,7 @@ def test_stubs_cover_every_public_name_and_member(module, stub):
                 assert member in stubs[name], f"{stub.name}: {name} lacks {member}"
 
 
-@pytest.mark.parametrize("module", [mc._mc, mc.pki], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [mc._mc, mc.pki, mc.render], ids=lambda m: m.__name__)
 def test_every_function_class_and_method_has_a_docstring(module):
     for name in public(module):
         value = getattr(module, name)
@@ -87,3 +87,60 @@ def test_exception_hierarchy():
 def test_classes_live_in_mc():
     assert mc.TrustBundle.__module__ == "mc"
     assert mc.pki.CertifiedKey.__module__ == "mc.pki"
+
+
+def stub_functions(path):
+    """{qualified name: ast function node} of a .pyi file (first overload wins)."""
+    out = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef):
+            out.setdefault(node.name, node)
+        elif isinstance(node, ast.ClassDef):
+            for member in node.body:
+                if isinstance(member, ast.FunctionDef):
+                    name = "__new__" if member.name == "__init__" else member.name
+                    out.setdefault(f"{node.name}.{name}", member)
+    return out
+
+
+def stub_params(node):
+    """(positional names, keyword-only names, has **kwargs) of a stub, without self."""
+    positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg != "self"]
+    return positional, [a.arg for a in node.args.kwonlyargs], node.args.kwarg is not None
+
+
+def runtime_params(obj):
+    """The same triple from the native signature, or None when it has none."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    kinds = inspect.Parameter
+    positional = [p.name for p in sig.parameters.values()
+                  if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD) and p.name != "self"]
+    keyword = [p.name for p in sig.parameters.values() if p.kind == kinds.KEYWORD_ONLY]
+    return positional, keyword, any(p.kind == kinds.VAR_KEYWORD for p in sig.parameters.values())
+
+
+@pytest.mark.parametrize("module,stub", list(runtime_modules()), ids=lambda x: getattr(x, "__name__", str(x)))
+def test_stub_signatures_match_the_native_ones(module, stub):
+    stubs = stub_functions(stub)
+    checked = 0
+    for name in public(module):
+        value = getattr(module, name)
+        candidates = []
+        if inspect.isbuiltin(value):
+            candidates.append((name, value))
+        elif inspect.isclass(value) and not issubclass(value, BaseException):
+            if value.__text_signature__:
+                candidates.append((f"{name}.__new__", value))
+            candidates += [(f"{name}.{m}", getattr(value, m)) for m in vars(value)
+                           if not m.startswith("_") and callable(getattr(value, m))]
+        for qualified, obj in candidates:
+            runtime = runtime_params(obj)
+            if runtime is None or qualified not in stubs:
+                continue
+            positional, keyword, kwargs = stub_params(stubs[qualified])
+            assert (positional, keyword, kwargs) == runtime, qualified
+            checked += 1
+    assert checked >= 5
