@@ -176,7 +176,7 @@ impl KubeResolver {
             }
         }
         if !any_slice {
-            out = self.from_endpoints(ns, svc, &port_name);
+            out = self.legacy_endpoints(ns, svc, &port_name);
         }
         out.sort();
         out.dedup();
@@ -184,7 +184,7 @@ impl KubeResolver {
     }
 
     /// Ready addresses from the core/v1 Endpoints of a Service (`notReadyAddresses` skipped).
-    fn from_endpoints(&self, ns: &str, svc: &str, port_name: &str) -> Vec<SocketAddr> {
+    fn legacy_endpoints(&self, ns: &str, svc: &str, port_name: &str) -> Vec<SocketAddr> {
         let Some(eps) = self.endpoints.get(&ObjectRef::new(svc).within(ns)) else {
             return Vec::new();
         };
