@@ -6,40 +6,22 @@
 //! test is how `check` and `gateways` read it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use mc_core::pki::{AnchorOptions, create_trust_anchor};
 use mc_tests::Testbed;
 
-fn mc_bin() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "mc-cli", "--bin", "mc"])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build -p mc-cli failed");
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("debug/mc")
-}
+mod cli_common;
+use cli_common::{mc_bin, ok, with_stdin};
 
 struct Env {
     bed: Testbed,
-    mc: PathBuf,
 }
 
 impl Env {
     fn mc(&self, context: &str, args: &[&str]) -> Output {
-        Command::new(&self.mc)
+        Command::new(mc_bin())
             .arg("--kubeconfig")
             .arg(self.bed.kubeconfig())
             .arg("--context")
@@ -54,22 +36,9 @@ impl Env {
     }
 
     fn apply(&self, context: &str, yaml: &str) {
-        let mut child = self
-            .bed
-            .kubectl(context)
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        ok(&child.wait_with_output().unwrap());
+        let mut cmd = self.bed.kubectl(context);
+        cmd.args(["apply", "-f", "-"]);
+        ok(&with_stdin(cmd, yaml));
     }
 
     fn linkerd_config(&self, context: &str, anchors_pem: &str) {
@@ -120,17 +89,6 @@ impl Env {
     }
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
 fn anchor(cn: &str) -> String {
     let now = SystemTime::now();
     let opts = AnchorOptions {
@@ -143,7 +101,6 @@ fn anchor(cn: &str) -> String {
 #[test]
 fn check_passes_on_a_healthy_pair_and_names_each_failure() {
     let env = Env {
-        mc: mc_bin(),
         bed: Testbed::start(&["east", "west"]).unwrap(),
     };
     let shared = anchor("root.shared.test");

@@ -3,36 +3,13 @@
 //! bad input (exit code 2, nothing on stdout).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Command, Output};
 
 use mc_tests::{Testbed, shared};
 
-/// The `mc` binary, built once per test process.
-fn mc_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "mc-cli", "--bin", "mc"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build -p mc-cli");
-        assert!(status.success(), "cargo build -p mc-cli failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let bin = target.join("debug/mc");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
-}
+mod cli_common;
+use cli_common::{mc_bin, ok, stderr, with_stdin};
 
 fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -55,41 +32,10 @@ fn mc(bed: &Testbed, context: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn kubectl_stdin(mut cmd: Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 fn apply(bed: &Testbed, context: &str, yaml: &str, extra: &[&str]) -> Output {
     let mut cmd = bed.kubectl(context);
     cmd.args(["apply", "-f", "-"]).args(extra);
-    kubectl_stdin(cmd, yaml)
+    with_stdin(cmd, yaml)
 }
 
 fn kubectl(bed: &Testbed, context: &str, args: &[&str]) -> Output {
@@ -328,7 +274,7 @@ fn link_credentials_authenticate_to_east_and_can_list_services_but_not_read_secr
     }
     let mut cmd = bed.kubectl("west");
     cmd.args(["delete", "-f", "-"]);
-    ok(&kubectl_stdin(cmd, &del));
+    ok(&with_stdin(cmd, &del));
     assert!(
         !kubectl(bed, "west", &["-n", &ns, "get", "link", &name])
             .status
