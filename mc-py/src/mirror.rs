@@ -228,6 +228,36 @@ fn desired_mirrors<'py>(
     Ok(list)
 }
 
+/// The probe Service `probe-<cluster>` and its Endpoints (the gateway IPs on the probe port),
+/// in `namespace` (the Link's): what the controller writes so the gateway can be probed.
+/// Returns `(service, endpoints)`; both are None when the Link has no probe, and `endpoints` is
+/// None when no gateway IP is given. Raises `mc.LinkError` for an invalid Link.
+#[pyfunction]
+#[pyo3(signature = (link, gateway_ips, namespace=None))]
+fn probe_objects<'py>(
+    py: Python<'py>,
+    link: &Link,
+    gateway_ips: Vec<String>,
+    namespace: Option<&str>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let valid = link.valid()?;
+    let namespace = namespace
+        .or(link.inner.metadata.namespace.as_deref())
+        .unwrap_or(mc_core::render::DEFAULT_NAMESPACE);
+    let gateway = gateway(&valid, &gateway_ips)?;
+    let svc = mirror::probe_service(&valid, namespace);
+    let eps = gateway
+        .as_ref()
+        .and_then(|g| mirror::probe_endpoints(&valid, namespace, g));
+    PyTuple::new(
+        py,
+        [
+            convert::serde_to_py(py, &svc)?,
+            convert::serde_to_py(py, &eps)?,
+        ],
+    )
+}
+
 /// Whether an existing object (`actual`, as read from the API server) differs from `desired` in
 /// what the mirror owns, so a write is needed. Both are dicts of the same kind (Service or
 /// Endpoints); fields the API server fills in are ignored.
@@ -264,5 +294,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(desired_mirror, m)?)?;
     m.add_function(wrap_pyfunction!(desired_mirrors, m)?)?;
     m.add_function(wrap_pyfunction!(needs_update, m)?)?;
+    m.add_function(wrap_pyfunction!(probe_objects, m)?)?;
     Ok(())
 }

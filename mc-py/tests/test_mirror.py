@@ -214,3 +214,20 @@ def test_desired_mirror_is_thread_safe(link):
     for t in threads:
         t.join()
     assert sorted(r[0]["metadata"]["name"] for r in results.values()) == sorted(f"s{i}-east" for i in range(8))
+
+
+def test_probe_objects(link):
+    svc, eps = mc.probe_objects(link, ["203.0.113.10"])
+    assert svc["metadata"]["name"] == "probe-east"
+    assert svc["metadata"]["namespace"] == "linkerd-multicluster"
+    assert svc["metadata"]["labels"]["mirror.linkerd.io/mirrored-gateway"] == "true"
+    assert mc.ownership(svc, CLUSTER) == "ours"
+    assert svc["spec"]["ports"][0]["port"] == 4191
+    assert eps["subsets"][0]["addresses"] == [{"ip": "203.0.113.10"}]
+    assert eps["subsets"][0]["ports"][0]["port"] == 4191
+    assert eps["metadata"]["annotations"]["mirror.linkerd.io/remote-gateway-identity"] == IDENTITY
+    svc2, none = mc.probe_objects(link, [], namespace="elsewhere")
+    assert svc2["metadata"]["namespace"] == "elsewhere" and none is None
+    unprobed = mc.Link.from_dict({"spec": {"targetClusterName": "east", "gatewayAddress": "1.2.3.4",
+                                           "gatewayPort": "4143"}})
+    assert mc.probe_objects(unprobed, ["1.2.3.4"]) == (None, None)

@@ -340,6 +340,11 @@ def desired_mirrors(
 ) -> list[tuple[KubeObject, Optional[KubeObject]]]:
     """``desired_mirror`` over many (service, endpoints) pairs. Releases the GIL."""
 
+def probe_objects(
+    link: Link, gateway_ips: Sequence[str], namespace: Optional[str] = None
+) -> tuple[Optional[KubeObject], Optional[KubeObject]]:
+    """The probe Service ``probe-<cluster>`` and its Endpoints (None without a probe/gateway IPs)."""
+
 def needs_update(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> bool:
     """Whether ``actual`` differs from ``desired`` in what the mirror owns."""
 
