@@ -209,6 +209,49 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
     env.linkerd_config("west", &shared);
     assert_eq!(env.check(&[]).0, Some(0));
 
+    // A mirror without endpoints fails; a mirror of a cluster no Link targets is a warning.
+    env.apply(
+        "west",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+    );
+    env.apply(
+        "west",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-east\n  namespace: shop\n  labels: {mirror.linkerd.io/mirrored-service: \"true\", mirror.linkerd.io/cluster-name: east}\nspec: {ports: [{port: 80}]}\n",
+    );
+    let (code, text) = env.check(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("× all mirror services have endpoints"),
+        "{text}"
+    );
+    assert!(text.contains("shop/web-east has no endpoints"), "{text}");
+    env.apply(
+        "west",
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {name: web-east, namespace: shop}\nsubsets: [{addresses: [{ip: 203.0.113.9}], ports: [{port: 4143}]}]\n",
+    );
+    env.apply(
+        "west",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-ghost\n  namespace: shop\n  labels: {mirror.linkerd.io/mirrored-service: \"true\", mirror.linkerd.io/cluster-name: ghost}\nspec: {ports: [{port: 80}]}\n",
+    );
+    env.apply(
+        "west",
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {name: web-ghost, namespace: shop}\nsubsets: [{addresses: [{ip: 203.0.113.9}], ports: [{port: 4143}]}]\n",
+    );
+    let (code, text) = env.check(&[]);
+    assert_eq!(
+        code,
+        Some(0),
+        "a warning alone keeps check healthy:\n{text}"
+    );
+    assert!(
+        text.contains("‼ all mirror services are part of a Link"),
+        "{text}"
+    );
+    assert!(text.contains("shop/web-ghost"), "{text}");
+    let gw = ok(&env.mc("west", &["multicluster", "gateways", "-o", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&gw).unwrap();
+    assert_eq!(v[0]["numberOfServices"], 1, "{gw}");
+
     // (b) The credentials are revoked: the remote-access account is deleted on east.
     ok(&env.kubectl(
         "east",

@@ -138,6 +138,22 @@ fn install_applies_with_server_side_validation_and_objects_are_present() {
         &["get", "crd", "links.multicluster.linkerd.io"],
     ));
     ok(&kubectl(bed, "east", &["get", "clusterrole", &sa]));
+    // The JSON List form validates server-side too.
+    let json = ok(&mc(
+        bed,
+        "east",
+        &[
+            "multicluster",
+            "install",
+            "--namespace",
+            &ns,
+            "--remote-mirror-service-account-name",
+            &sa,
+            "-o",
+            "json",
+        ],
+    ));
+    ok(&apply(bed, "east", &json, &["--dry-run=server"]));
     let labels = ok(&kubectl(
         bed,
         "east",
