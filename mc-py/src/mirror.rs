@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use mc_core::link::ValidLink;
-use mc_core::mirror::{self, Gateway, MirrorContext, Ownership, RemoteEndpoints};
+use mc_core::mirror::{self, Gateway, MirrorContext, MirrorKind, Ownership, RemoteEndpoints};
 use mc_core::naming;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -123,9 +123,6 @@ fn gateway(link: &ValidLink, ips: &[String]) -> PyResult<Option<Gateway>> {
 /// One remote Service and its endpoints summary, parsed.
 type Input = (Service, RemoteEndpoints);
 
-/// The computed Service and Endpoints (None in remote-discovery mode).
-type Output = (Service, Option<Endpoints>);
-
 /// Runs the model for each input, without the GIL.
 fn compute(
     py: Python<'_>,
@@ -133,7 +130,8 @@ fn compute(
     link: &Link,
     gateway_ips: &[String],
     alive: bool,
-) -> PyResult<Vec<Output>> {
+    headless_enabled: bool,
+) -> PyResult<Vec<mirror::DesiredMirror>> {
     let valid = link.valid()?;
     let gateway = gateway(&valid, gateway_ips)?;
     py.allow_threads(|| {
@@ -141,25 +139,40 @@ fn compute(
             link: &valid,
             gateway: gateway.as_ref(),
             alive,
-            headless_enabled: false,
+            headless_enabled,
         };
         inputs
             .iter()
-            .map(|(svc, eps)| {
-                mirror::desired_mirror(svc, eps, &ctx).map(|d| (d.service, d.endpoints))
-            })
+            .map(|(svc, eps)| mirror::desired_mirror(svc, eps, &ctx))
             .collect::<mc_core::Result<Vec<_>>>()
     })
     .py_err()
 }
 
+/// Parses one remote Service and its endpoints, and runs the model on them.
+fn compute_one(
+    py: Python<'_>,
+    remote_service: &Bound<'_, PyAny>,
+    remote_endpoints: Option<&Bound<'_, PyAny>>,
+    link: &Link,
+    gateway_ips: &[String],
+    alive: bool,
+    headless: bool,
+) -> PyResult<mirror::DesiredMirror> {
+    let svc = parse::<Service>(remote_service, "remote_service")?;
+    let eps = self::remote_endpoints(remote_endpoints)?;
+    compute(py, vec![(svc, eps)], link, gateway_ips, alive, headless)?
+        .pop()
+        .ok_or_else(|| crate::errors::Error::new_err("no result was computed"))
+}
+
 /// Converts one result to `(service_dict, endpoints_dict_or_None)`.
-fn output<'py>(py: Python<'py>, (svc, eps): Output) -> PyResult<Bound<'py, PyTuple>> {
+fn output<'py>(py: Python<'py>, d: &mirror::DesiredMirror) -> PyResult<Bound<'py, PyTuple>> {
     PyTuple::new(
         py,
         [
-            convert::serde_to_py(py, &svc)?,
-            convert::serde_to_py(py, &eps)?,
+            convert::serde_to_py(py, &d.service)?,
+            convert::serde_to_py(py, &d.endpoints)?,
         ],
     )
 }
@@ -187,13 +200,16 @@ fn desired_mirror<'py>(
     gateway_ips: Vec<String>,
     alive: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let svc = parse::<Service>(remote_service, "remote_service")?;
-    let eps = self::remote_endpoints(remote_endpoints)?;
-    let mut out = compute(py, vec![(svc, eps)], link, &gateway_ips, alive)?;
-    match out.pop() {
-        Some(one) => output(py, one),
-        None => Err(crate::errors::Error::new_err("no result was computed")),
-    }
+    let one = compute_one(
+        py,
+        remote_service,
+        remote_endpoints,
+        link,
+        &gateway_ips,
+        alive,
+        false,
+    )?;
+    output(py, &one)
 }
 
 /// `desired_mirror` over many remote Services at once: `remote` is a list of
@@ -220,12 +236,105 @@ fn desired_mirrors<'py>(
             remote_endpoints(Some(&eps))?,
         ));
     }
-    let results = compute(py, inputs, link, &gateway_ips, alive)?;
+    let results = compute(py, inputs, link, &gateway_ips, alive, false)?;
     let list = PyList::empty(py);
-    for one in results {
+    for one in &results {
         list.append(output(py, one)?)?;
     }
     Ok(list)
+}
+
+/// Everything the controller computes for one remote Service, including headless mirrors.
+#[pyclass(module = "mc", frozen, get_all)]
+pub(crate) struct DesiredMirror {
+    /// The mirror's name (also the Service's `metadata.name`).
+    name: String,
+    /// Whether the natural name was too long and was shortened.
+    shortened: bool,
+    /// "gateway", "remote-discovery" or "headless".
+    kind: &'static str,
+    /// The mirror Service dict.
+    service: PyObject,
+    /// Its Endpoints dict: set in gateway mode; None in remote-discovery mode, and for headless
+    /// mirrors (see `headless_endpoints`, once the endpoint mirrors have ClusterIPs).
+    endpoints: PyObject,
+    /// Headless only: one `(service, endpoints)` pair of dicts per ready remote hostname.
+    endpoint_mirrors: Vec<(PyObject, PyObject)>,
+}
+
+#[pymethods]
+impl DesiredMirror {
+    fn __repr__(&self) -> String {
+        format!("DesiredMirror(name={:?}, kind={:?})", self.name, self.kind)
+    }
+}
+
+/// Like `desired_mirror`, with headless mirroring as the controller's
+/// `--enable-headless-services` flag does it, and returning a `DesiredMirror` with every
+/// object (including the per-host endpoint mirrors of a headless Service).
+#[pyfunction]
+#[pyo3(signature = (remote_service, remote_endpoints, link, gateway_ips, alive, *, headless=false))]
+fn compute_mirror(
+    py: Python<'_>,
+    remote_service: &Bound<'_, PyAny>,
+    remote_endpoints: Option<&Bound<'_, PyAny>>,
+    link: &Link,
+    gateway_ips: Vec<String>,
+    alive: bool,
+    headless: bool,
+) -> PyResult<DesiredMirror> {
+    let d = compute_one(
+        py,
+        remote_service,
+        remote_endpoints,
+        link,
+        &gateway_ips,
+        alive,
+        headless,
+    )?;
+    let pair = |(s, e): &(Service, Endpoints)| -> PyResult<(PyObject, PyObject)> {
+        Ok((
+            convert::serde_to_py(py, s)?.unbind(),
+            convert::serde_to_py(py, e)?.unbind(),
+        ))
+    };
+    Ok(DesiredMirror {
+        name: d.name.name.clone(),
+        shortened: d.name.shortened,
+        kind: match d.kind {
+            MirrorKind::Gateway => "gateway",
+            MirrorKind::RemoteDiscovery => "remote-discovery",
+            MirrorKind::Headless => "headless",
+        },
+        service: convert::serde_to_py(py, &d.service)?.unbind(),
+        endpoints: convert::serde_to_py(py, &d.endpoints)?.unbind(),
+        endpoint_mirrors: d
+            .endpoint_mirrors
+            .iter()
+            .map(pair)
+            .collect::<PyResult<_>>()?,
+    })
+}
+
+/// The Endpoints of a headless mirror (a Service dict): for each `(hostname, cluster_ip)` of
+/// its endpoint mirrors, an address with that hostname, so `<host>.<mirror>.<ns>.svc` resolves.
+#[pyfunction]
+fn headless_endpoints<'py>(
+    py: Python<'py>,
+    mirror_service: &Bound<'py, PyAny>,
+    hosts: Vec<(String, String)>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let svc = parse::<Service>(mirror_service, "mirror_service")?;
+    let hosts = hosts
+        .into_iter()
+        .enumerate()
+        .map(|(i, (host, ip))| {
+            ip.parse::<IpAddr>().map(|ip| (host, ip)).map_err(|_| {
+                PyValueError::new_err(format!("hosts[{i}]: {ip:?} is not an IP address"))
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    convert::serde_to_py(py, &mirror::headless_endpoints(&svc, &hosts))
 }
 
 /// The probe Service `probe-<cluster>` and its Endpoints (the gateway IPs on the probe port),
@@ -295,5 +404,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(desired_mirrors, m)?)?;
     m.add_function(wrap_pyfunction!(needs_update, m)?)?;
     m.add_function(wrap_pyfunction!(probe_objects, m)?)?;
+    m.add_function(wrap_pyfunction!(compute_mirror, m)?)?;
+    m.add_function(wrap_pyfunction!(headless_endpoints, m)?)?;
+    m.add_class::<DesiredMirror>()?;
     Ok(())
 }

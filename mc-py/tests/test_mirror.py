@@ -231,3 +231,38 @@ def test_probe_objects(link):
     unprobed = mc.Link.from_dict({"spec": {"targetClusterName": "east", "gatewayAddress": "1.2.3.4",
                                            "gatewayPort": "4143"}})
     assert mc.probe_objects(unprobed, ["1.2.3.4"]) == (None, None)
+
+
+def test_compute_mirror_gateway_and_remote_discovery(link):
+    d = mc.compute_mirror(service(), endpoints(), link, ["203.0.113.10"], True)
+    assert (d.name, d.kind, d.shortened) == ("web-east", "gateway", False)
+    assert (d.service, d.endpoints) == mc.desired_mirror(service(), endpoints(), link, ["203.0.113.10"], True)
+    assert d.endpoint_mirrors == []
+    rd = mc.compute_mirror(service(export="remote-discovery"), None, link, [], True)
+    assert rd.kind == "remote-discovery" and rd.endpoints is None
+    long = mc.compute_mirror(service("s" * 60), None, link, ["203.0.113.10"], True)
+    assert long.shortened and long.name == long.service["metadata"]["name"]
+    assert "DesiredMirror(name=" in repr(d)
+
+
+def test_headless_mirrors(link):
+    headless_svc = service("db", clusterIP="None")
+    eps = endpoints(name="db")
+    eps["subsets"][0]["addresses"] = [{"ip": "10.0.0.1", "hostname": "db-0"},
+                                      {"ip": "10.0.0.2", "hostname": "db-1"}]
+    # Without the flag, a headless remote gets an ordinary gateway mirror.
+    assert mc.compute_mirror(headless_svc, eps, link, ["203.0.113.10"], True).kind == "gateway"
+    d = mc.compute_mirror(headless_svc, eps, link, ["203.0.113.10"], True, headless=True)
+    assert d.kind == "headless" and d.endpoints is None
+    assert d.service["spec"]["clusterIP"] == "None"
+    names = [s["metadata"]["name"] for s, _ in d.endpoint_mirrors]
+    assert names == ["db-0-east", "db-1-east"]
+    host_svc, host_eps = d.endpoint_mirrors[0]
+    assert host_svc["metadata"]["labels"]["mirror.linkerd.io/headless-mirror-svc-name"] == "db-east"
+    assert host_eps["subsets"][0]["addresses"] == [{"ip": "203.0.113.10"}]
+    mirror_eps = mc.headless_endpoints(d.service, [("db-1", "10.96.0.12"), ("db-0", "10.96.0.11")])
+    assert mirror_eps["metadata"]["name"] == "db-east"
+    addresses = mirror_eps["subsets"][0]["addresses"]
+    assert [(a["hostname"], a["ip"]) for a in addresses] == [("db-0", "10.96.0.11"), ("db-1", "10.96.0.12")]
+    with pytest.raises(ValueError, match=r"hosts\[0\]"):
+        mc.headless_endpoints(d.service, [("db-0", "not-an-ip")])

@@ -340,6 +340,42 @@ def desired_mirrors(
 ) -> list[tuple[KubeObject, Optional[KubeObject]]]:
     """``desired_mirror`` over many (service, endpoints) pairs. Releases the GIL."""
 
+class DesiredMirror:
+    """Everything the controller computes for one remote Service."""
+
+    @property
+    def name(self) -> str:
+        """The mirror's name."""
+    @property
+    def shortened(self) -> bool:
+        """Whether the natural name was shortened."""
+    @property
+    def kind(self) -> Literal["gateway", "remote-discovery", "headless"]:
+        """How the Service is mirrored."""
+    @property
+    def service(self) -> KubeObject:
+        """The mirror Service."""
+    @property
+    def endpoints(self) -> Optional[KubeObject]:
+        """Its Endpoints (gateway mode only)."""
+    @property
+    def endpoint_mirrors(self) -> list[tuple[KubeObject, KubeObject]]:
+        """Headless only: (service, endpoints) per ready remote hostname."""
+
+def compute_mirror(
+    remote_service: Mapping[str, Any],
+    remote_endpoints: RemoteEndpointsInput,
+    link: Link,
+    gateway_ips: Sequence[str],
+    alive: bool,
+    *,
+    headless: bool = False,
+) -> DesiredMirror:
+    """``desired_mirror`` with headless mirroring and every object returned."""
+
+def headless_endpoints(mirror_service: Mapping[str, Any], hosts: Sequence[tuple[str, str]]) -> KubeObject:
+    """The Endpoints of a headless mirror from (hostname, endpoint-mirror ClusterIP) pairs."""
+
 def probe_objects(
     link: Link, gateway_ips: Sequence[str], namespace: Optional[str] = None
 ) -> tuple[Optional[KubeObject], Optional[KubeObject]]:
