@@ -822,4 +822,105 @@ mod tests {
         assert_eq!(probe_service(&no_probe, "x"), None);
         assert_eq!(probe_endpoints(&no_probe, "x", &gw), None);
     }
+
+    mod properties {
+        use super::*;
+        use crate::mirror::{endpoints_needs_update, service_needs_update};
+        use k8s_openapi::api::core::v1::ServiceSpec;
+        use proptest::prelude::*;
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z]{1,8}",
+                "[a-z]{1,6}\\.(io|com)/[a-z]{1,6}",
+                Just(labels::EXPORTED.to_string()),
+                Just(labels::CLUSTER_NAME.to_string()),
+                Just(labels::ORIGINAL_NAME.to_string()),
+                Just(labels::OPAQUE_PORTS.to_string()),
+                Just(labels::TOPOLOGY_HINTS.to_string()),
+                Just("prometheus.io/scrape".to_string()),
+                Just("argocd.argoproj.io/instance".to_string()),
+            ]
+        }
+
+        fn service() -> impl Strategy<Value = Service> {
+            (
+                "[a-z]([a-z0-9-]{0,61}[a-z0-9])?",
+                proptest::collection::btree_map(key(), "[a-z0-9]{0,5}", 0..6),
+                proptest::collection::btree_map(key(), "[ -~]{0,10}", 0..6),
+                proptest::collection::btree_map("[a-z]{1,6}", 1..65536i32, 1..4),
+                prop_oneof![Just("true"), Just("remote-discovery")],
+            )
+                .prop_map(|(name, mut l, a, ports, export)| {
+                    l.insert(labels::EXPORTED.to_string(), export.to_string());
+                    Service {
+                        metadata: ObjectMeta {
+                            name: Some(name),
+                            namespace: Some("ns".into()),
+                            resource_version: Some("1".into()),
+                            labels: Some(l),
+                            annotations: Some(a),
+                            ..ObjectMeta::default()
+                        },
+                        spec: Some(ServiceSpec {
+                            ports: Some(
+                                ports
+                                    .into_iter()
+                                    .map(|(n, p)| ServicePort {
+                                        name: Some(n),
+                                        port: p,
+                                        node_port: Some(30000),
+                                        ..ServicePort::default()
+                                    })
+                                    .collect(),
+                            ),
+                            ..ServiceSpec::default()
+                        }),
+                        status: None,
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn desired_mirrors_keep_their_invariants(remote in service(), alive: bool) {
+                let (link, gw) = (link(), gateway());
+                let c = MirrorContext { alive, ..ctx(&link, &gw) };
+                let d = desired_mirror(&remote, &ready(), &c)?;
+                let m = &d.service.metadata;
+                let name = m.name.clone().unwrap_or_default();
+                prop_assert!(crate::naming::is_dns1035_label(&name), "{}", name);
+                let l = labels_of(m);
+                prop_assert_eq!(l.get(labels::CLUSTER_NAME).map(String::as_str), Some("east"));
+                prop_assert_eq!(l.get(labels::MIRRORED_SERVICE).map(String::as_str), Some("true"));
+                prop_assert!(!l.contains_key(labels::EXPORTED));
+                prop_assert!(!l.contains_key("argocd.argoproj.io/instance"));
+                let a = annotations_of(m);
+                prop_assert!(!a.contains_key(labels::TOPOLOGY_HINTS));
+                prop_assert!(!a.contains_key("prometheus.io/scrape"));
+                let remote_ann = annotations_of(&remote.metadata);
+                prop_assert_eq!(a.get(labels::OPAQUE_PORTS), remote_ann.get(labels::OPAQUE_PORTS));
+                prop_assert_eq!(
+                    crate::naming::remote_name(m, "east"),
+                    Some(("ns".to_string(), remote.metadata.name.clone().unwrap_or_default()))
+                );
+                let ports = d.service.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
+                prop_assert!(ports.iter().all(|p| p.node_port.is_none()));
+                prop_assert!(!service_needs_update(&d.service, &d.service.clone()));
+                match (&d.kind, &d.endpoints) {
+                    (MirrorKind::RemoteDiscovery, None) => {}
+                    (MirrorKind::Gateway, Some(e)) => {
+                        prop_assert!(!endpoints_needs_update(e, &e.clone()));
+                        let subset = e.subsets.clone().unwrap_or_default();
+                        let ep_ports = subset[0].ports.clone().unwrap_or_default();
+                        prop_assert_eq!(ep_ports.len(), ports.len());
+                        prop_assert!(ep_ports.iter().all(|p| p.port == 4143));
+                        prop_assert_eq!(ips(e, alive).len(), 2);
+                        prop_assert_eq!(ips(e, !alive).len(), 0);
+                    }
+                    other => prop_assert!(false, "unexpected {:?}", other),
+                }
+            }
+        }
+    }
 }
