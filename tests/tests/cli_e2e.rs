@@ -634,3 +634,120 @@ fn link_dry_run_lists_mirrors_and_every_conflict() {
         before
     );
 }
+
+/// The controller that `link` renders, run for real (as a process) with exactly the identity
+/// and RBAC that `install` and `link` render: it takes its lease and mirrors an export.
+#[test]
+fn the_real_mirror_controller_works_with_the_rendered_rbac() {
+    let bed = shared().unwrap();
+    let ns = unique("mcr");
+    let sa = unique("ra");
+    let name = unique("real");
+    let app = unique("app");
+    install(bed, "east", &ns, &sa);
+    install(bed, "west", &ns, &unique("ra"));
+    ensure_ns(bed, "west", "linkerd");
+    // Gateway-less: remote discovery only, so the controller probes no address.
+    let yaml = ok(&mc(
+        bed,
+        "east",
+        &[
+            "multicluster",
+            "link",
+            "--cluster-name",
+            &name,
+            "--namespace",
+            &ns,
+            "--service-account-name",
+            &sa,
+            "--gateway=false",
+        ],
+    ));
+    ok(&apply(bed, "west", &yaml, &[]));
+    ensure_ns(bed, "east", &app);
+    ensure_ns(bed, "west", &app);
+    let export = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: db, namespace: {app}, labels: {{mirror.linkerd.io/exported: remote-discovery}}}}\nspec: {{ports: [{{port: 5432}}]}}\n"
+    );
+    ok(&apply(bed, "east", &export, &[]));
+
+    // The controller's own ServiceAccount (rendered by link), nothing more.
+    let token = ok(&kubectl(
+        bed,
+        "west",
+        &["-n", &ns, "create", "token", &format!("controller-{name}")],
+    ));
+    let kubeconfig = bed
+        .token_kubeconfig("west", &format!("controller-{name}"), token.trim())
+        .unwrap();
+    let log =
+        std::fs::File::create(std::env::temp_dir().join(format!("{name}-mirror.log"))).unwrap();
+    let _controller = cli_common::KillOnDrop(
+        Command::new(cli_common::mirror_bin())
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "--context",
+                "west",
+                "--namespace",
+                &ns,
+                "--link",
+                &name,
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--identity",
+                "pod-0",
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let start = std::time::Instant::now();
+    let mirror = format!("db-{name}");
+    loop {
+        let lease = kubectl(
+            bed,
+            "west",
+            &[
+                "-n",
+                &ns,
+                "get",
+                "lease",
+                &format!("service-mirror-write-{name}"),
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+        );
+        let svc = kubectl(
+            bed,
+            "west",
+            &[
+                "-n",
+                &app,
+                "get",
+                "svc",
+                &mirror,
+                "-o",
+                "jsonpath={.metadata.labels}",
+            ],
+        );
+        if lease.status.success() && svc.status.success() {
+            assert_eq!(String::from_utf8_lossy(&lease.stdout), "pod-0");
+            let labels = String::from_utf8_lossy(&svc.stdout).into_owned();
+            assert!(
+                labels.contains("multicluster.linkerd.io/remote-discovery"),
+                "{labels}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(90),
+            "no lease or mirror after 90s; see {}",
+            std::env::temp_dir()
+                .join(format!("{name}-mirror.log"))
+                .display()
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}

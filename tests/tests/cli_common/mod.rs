@@ -63,3 +63,35 @@ pub(crate) fn with_stdin(mut cmd: Command, input: &str) -> Output {
         .unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// The `mc-mirror` binary, built once per test process with `cargo build -p mc-mirror`.
+pub(crate) fn mirror_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "mc-mirror", "--bin", "mc-mirror"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build -p mc-mirror");
+        assert!(status.success(), "cargo build -p mc-mirror failed");
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("debug/mc-mirror")
+    })
+}
+
+/// A child process killed (by its own pid) when dropped.
+pub(crate) struct KillOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
