@@ -23,6 +23,7 @@ lint:
 # Tests that route traffic through Endpoints need the test-host addresses of scripts/in-netns;
 # everything is built first, outside it, so the sealed namespace needs no network.
 test-rust:
+	$(CARGO) build --locked -q --bins
 	$(CARGO) test --locked --no-run -q
 	scripts/in-netns $(CARGO) test --locked
 

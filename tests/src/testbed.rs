@@ -263,6 +263,49 @@ impl Testbed {
         Ok(())
     }
 
+    /// Copies each Service's labels onto its same-named Endpoints in `namespace`, as the
+    /// endpoints controller (which the testbed does not run) keeps them on a real cluster.
+    pub fn sync_endpoints_labels(&self, cluster: &str, namespace: &str) -> Result<()> {
+        let json = self.kubectl_ok(cluster, &["get", "services", "-n", namespace, "-o", "json"])?;
+        let services: serde_json::Value =
+            serde_json::from_str(&json).map_err(|e| Error::Format {
+                what: "kubectl get services".into(),
+                detail: e.to_string(),
+            })?;
+        let items = services
+            .get("items")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for svc in items {
+            let name = svc
+                .pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            let labels = svc
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({}));
+            let patch = serde_json::json!({"metadata": {"labels": labels}}).to_string();
+            let out = self
+                .kubectl(cluster)
+                .args([
+                    "patch",
+                    "endpoints",
+                    "-n",
+                    namespace,
+                    name,
+                    "--type=merge",
+                    "-p",
+                    &patch,
+                ])
+                .output();
+            // A Service without Endpoints has nothing to label.
+            drop(out);
+        }
+        Ok(())
+    }
+
     fn kubectl_names(&self, cluster: &str, kind: &str) -> Result<Vec<(String, String)>> {
         let out = self.kubectl_ok(
             cluster,

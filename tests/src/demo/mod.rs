@@ -377,8 +377,10 @@ impl Demo {
                 "mirror.linkerd.io/exported=true",
             ],
         )?;
+        // The endpoints controller copies the label onto the Endpoints; the testbed does it here.
+        self.bed.sync_endpoints_labels("east", "test")?;
         let gateway = self.gateway_ip.to_string();
-        self.wait(
+        let mirrored = self.wait(
             "podinfo-east in west with the gateway as its endpoint",
             Duration::from_secs(60),
             |d| {
@@ -388,7 +390,26 @@ impl Demo {
                 )?;
                 Ok(ep.is_some_and(|ep| ready_ips(&ep) == vec![gateway.clone()]))
             },
-        )?;
+        );
+        if let Err(e) = mirrored {
+            let status = self.kubectl(
+                "west",
+                &[
+                    "get",
+                    "links.multicluster.linkerd.io",
+                    "-n",
+                    NS,
+                    "east",
+                    "-o",
+                    "jsonpath={.status}",
+                ],
+            );
+            return Err(format!(
+                "{e}\nLink status: {}",
+                status.unwrap_or_else(|f| f.to_string())
+            )
+            .into());
+        }
         print_indented(&self.kubectl(
             "west",
             &["get", "svc,endpoints", "-n", "test", "podinfo-east"],
@@ -643,6 +664,8 @@ impl Demo {
                 "mc --context east multicluster uninstall | kubectl --context east delete -f -",
             ],
         );
+        // `--wait=false`: nothing finalizes a deleted Namespace on the testbed until
+        // collect_garbage below does the namespace controller's work.
         // Unlink first prints what to delete (it reads the Link), then the controller goes with its Deployment.
         let unlink = self
             .sh
@@ -651,10 +674,10 @@ impl Demo {
             m.stop(Duration::from_secs(5));
         }
         self.sh.run(&format!(
-            "cat <<'EOF' | kubectl --context west delete --ignore-not-found -f -\n{unlink}\nEOF"
+            "cat <<'EOF' | kubectl --context west delete --ignore-not-found --wait=false -f -\n{unlink}\nEOF"
         ))?;
         for c in ["west", "east"] {
-            self.sh.run(&format!("mc --context {c} multicluster uninstall | kubectl --context {c} delete --ignore-not-found -f -"))?;
+            self.sh.run(&format!("mc --context {c} multicluster uninstall | kubectl --context {c} delete --ignore-not-found --wait=false -f -"))?;
         }
         for c in ["west", "east"] {
             self.bed.collect_garbage(c)?;
