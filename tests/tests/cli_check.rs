@@ -13,7 +13,7 @@ use mc_core::pki::{AnchorOptions, create_trust_anchor};
 use mc_tests::Testbed;
 
 mod cli_common;
-use cli_common::{mc_bin, ok, with_stdin};
+use cli_common::{KillOnDrop, free_port, gateway_bin, mc_bin, mirror_bin, ok, with_stdin};
 
 struct Env {
     bed: Testbed,
@@ -284,4 +284,171 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Please unlink the following clusters"));
+}
+
+/// The whole healthy pair for real: mc-gateway on loopback with the identity `gateway-identity`
+/// renders, mc-mirror as the controller ServiceAccount `link` renders. `check --wait` turns
+/// healthy, `gateways` shows the gateway alive; stopping the controller makes check fail.
+#[test]
+fn check_with_the_real_gateway_and_controller() {
+    use base64::Engine as _;
+    let env = Env {
+        bed: Testbed::start(&["east", "west"]).unwrap(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    let run = |args: &[&str]| ok(&Command::new(mc_bin()).args(args).output().unwrap());
+    run(&[
+        "trust-anchor",
+        "create",
+        "--cert-out",
+        &p("ca.crt"),
+        "--key-out",
+        &p("ca.key"),
+    ]);
+    run(&[
+        "issuer",
+        "create",
+        "--ca-cert",
+        &p("ca.crt"),
+        "--ca-key",
+        &p("ca.key"),
+        "--cert-out",
+        &p("i.crt"),
+        "--key-out",
+        &p("i.key"),
+    ]);
+    let ca = std::fs::read_to_string(p("ca.crt")).unwrap();
+    let (gw_port, probe_port) = (free_port(), free_port());
+    for ctx in ["east", "west"] {
+        env.apply(
+            ctx,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: linkerd}\n",
+        );
+        env.linkerd_config(ctx, &ca);
+        let yaml = ok(&env.mc(
+            ctx,
+            &[
+                "multicluster",
+                "install",
+                "--gateway-port",
+                &gw_port.to_string(),
+                "--gateway-probe-port",
+                &probe_port.to_string(),
+            ],
+        ));
+        env.apply(ctx, &yaml);
+    }
+    // The gateway's identity Secret, written to files for a gateway process on loopback.
+    let secret = run(&[
+        "multicluster",
+        "gateway-identity",
+        "--issuer-cert",
+        &p("i.crt"),
+        "--issuer-key",
+        &p("i.key"),
+        "--trust-anchors",
+        &p("ca.crt"),
+        "-o",
+        "json",
+    ]);
+    let secret: serde_json::Value = serde_json::from_str(&secret).unwrap();
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(secret["items"][0]["data"][key].as_str().unwrap())
+            .unwrap();
+        std::fs::write(p(key), data).unwrap();
+    }
+    let _gateway = KillOnDrop(
+        Command::new(gateway_bin())
+            .args([
+                "serve", "--listen", &format!("127.0.0.1:{gw_port}"), "--admin", &format!("127.0.0.1:{probe_port}"),
+                "--cert", &p("tls.crt"), "--key", &p("tls.key"), "--trust-anchors", &p("ca.crt"),
+                "--identity", "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
+            ])
+            .stdout(std::fs::File::create(p("gateway.log")).unwrap())
+            .stderr(std::fs::File::create(p("gateway.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let link = ok(&env.mc(
+        "east",
+        &[
+            "multicluster",
+            "link",
+            "--cluster-name",
+            "east",
+            "--gateway-addresses",
+            "127.0.0.1",
+        ],
+    ));
+    env.apply("west", &link);
+    let token = ok(&env.kubectl(
+        "west",
+        &[
+            "-n",
+            "linkerd-multicluster",
+            "create",
+            "token",
+            "controller-east",
+        ],
+    ));
+    let kubeconfig = env
+        .bed
+        .token_kubeconfig("west", "controller-east", token.trim())
+        .unwrap();
+    let controller = KillOnDrop(
+        Command::new(mirror_bin())
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args([
+                "--context",
+                "west",
+                "--link",
+                "east",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--identity",
+                "controller-east-0",
+                "--lease-duration",
+                "4s",
+                "--lease-renew-deadline",
+                "2s",
+                "--lease-retry-period",
+                "1s",
+            ])
+            .stdout(std::fs::File::create(p("mirror.log")).unwrap())
+            .stderr(std::fs::File::create(p("mirror.err")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let (code, text) = env.check(&["--wait", "90s"]);
+    assert_eq!(
+        code,
+        Some(0),
+        "{text}\nmirror log:\n{}\ngateway log:\n{}",
+        std::fs::read_to_string(p("mirror.err")).unwrap_or_default(),
+        std::fs::read_to_string(p("gateway.err")).unwrap_or_default()
+    );
+    assert!(text.contains("* east: leader controller-east-0"), "{text}");
+    assert!(
+        text.contains("✓ gateways are alive (from Link status)"),
+        "{text}"
+    );
+    let gw = ok(&env.mc("west", &["multicluster", "gateways"]));
+    let row: Vec<&str> = gw.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..2], ["east", "True"], "{gw}");
+    assert!(row[3].ends_with("ms"), "{gw}");
+
+    // (c) with the real controller: stop it, and its lease runs out.
+    drop(controller);
+    let start = std::time::Instant::now();
+    let text = loop {
+        let (code, text) = env.check(&[]);
+        if code == Some(1) || start.elapsed() > Duration::from_secs(60) {
+            break text;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(text.contains("the controller is down"), "{text}");
 }

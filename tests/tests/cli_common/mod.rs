@@ -6,30 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-/// The `mc` binary, built once per test process with `cargo build -p mc-cli`.
-pub(crate) fn mc_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "mc-cli", "--bin", "mc"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build -p mc-cli");
-        assert!(status.success(), "cargo build -p mc-cli failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let bin = target.join("debug/mc");
-        assert!(bin.exists(), "{} missing after build", bin.display());
-        bin
-    })
-}
-
 /// The stdout of a successful process; panics with both streams otherwise.
 pub(crate) fn ok(out: &Output) -> String {
     assert!(
@@ -64,26 +40,53 @@ pub(crate) fn with_stdin(mut cmd: Command, input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// The `mc-mirror` binary, built once per test process with `cargo build -p mc-mirror`.
+/// A binary of this workspace (`package`/`bin`), built once per test process.
+pub(crate) fn workspace_bin(package: &str, bin: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", package, "--bin", bin])
+        .current_dir(&root)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    let path = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("debug")
+        .join(bin);
+    assert!(path.exists(), "{} missing after build", path.display());
+    path
+}
+
+/// The `mc` binary.
+pub(crate) fn mc_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("mc-cli", "mc"))
+}
+
+/// The `mc-mirror` binary.
 pub(crate) fn mirror_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "mc-mirror", "--bin", "mc-mirror"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build -p mc-mirror");
-        assert!(status.success(), "cargo build -p mc-mirror failed");
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"))
-            .join("debug/mc-mirror")
-    })
+    BIN.get_or_init(|| workspace_bin("mc-mirror", "mc-mirror"))
+}
+
+/// The `mc-gateway` binary.
+pub(crate) fn gateway_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_bin("mc-gateway", "mc-gateway"))
+}
+
+/// A free TCP port on loopback.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed (by its own pid) when dropped.
