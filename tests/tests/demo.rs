@@ -24,6 +24,7 @@ fn the_walkthrough_passes_every_step() {
         "from east",
         "moved to notReadyAddresses",
         "nothing of mc is left in either cluster",
+        "every process stopped",
         "every step passed",
     ] {
         assert!(

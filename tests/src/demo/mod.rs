@@ -45,8 +45,32 @@ pub fn run(bin_dir: &Path, work: &Path) -> DemoResult {
     std::fs::create_dir_all(work)?;
     let mut demo = Demo::start(bin_dir, work)?;
     let result = demo.walk();
+    let pids = demo.pids();
     demo.stop_processes();
-    result
+    drop(demo); // stops etcd and the API servers
+    let stopped = all_stopped(&pids);
+    result?;
+    stopped?;
+    ok(&format!(
+        "every process stopped: {}",
+        pids.iter()
+            .map(|(what, _)| what.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(())
+}
+
+/// Waits until none of `pids` runs any more, failing after 20 seconds.
+fn all_stopped(pids: &[(String, u32)]) -> DemoResult {
+    let start = Instant::now();
+    while let Some((what, pid)) = pids.iter().find(|(_, pid)| crate::pid_alive(*pid)) {
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err(format!("{what} (pid {pid}) still runs after cleanup").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 struct Demo {
@@ -814,6 +838,20 @@ impl Demo {
         self.sh.run(&format!(
             "cat <<'EOF' | kubectl --context {context} apply -f -\n{yaml}\nEOF"
         ))
+    }
+
+    /// Every process the demo started, testbed included.
+    fn pids(&self) -> Vec<(String, u32)> {
+        let mut pids = self.bed.pids();
+        for p in self
+            .connects
+            .iter()
+            .chain(self.mirror.as_ref())
+            .chain(self.gateway.as_ref())
+        {
+            pids.push((p.what().to_string(), p.pid()));
+        }
+        pids
     }
 
     fn stop_processes(&mut self) {
