@@ -308,6 +308,29 @@ async fn run_checks(
     }
     checks.push(c);
 
+    // 3. Links made by this version of mc.
+    let mut c = Check::new(
+        "Link and CLI versions match",
+        "l5d-multicluster-links-version",
+    );
+    let want = format!("mc/cli {}", render::VERSION);
+    for (link, _) in &valid {
+        let name = link.metadata.name.clone().unwrap_or_default();
+        let made_by = link
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(labels::CREATED_BY))
+            .cloned()
+            .unwrap_or_default();
+        if made_by != want {
+            c.warn(format!(
+                "Link {name} was made by {made_by:?}, this is {want:?}; re-run `mc multicluster link --cluster-name {name}` and apply it"
+            ));
+        }
+    }
+    checks.push(c);
+
     let now = SystemTime::now();
     let local_config = linkerd_config(client, linkerd_namespace, &cluster.context).await;
     let mut creds = Check::new(

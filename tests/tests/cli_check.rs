@@ -248,6 +248,23 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
         "{text}"
     );
     assert!(text.contains("shop/web-ghost"), "{text}");
+    // A Link made by another version is a warning, not a failure.
+    ok(&env.kubectl(
+        "west",
+        &[
+            "-n",
+            "linkerd-multicluster",
+            "annotate",
+            "--overwrite",
+            "link",
+            "east",
+            "linkerd.io/created-by=linkerd/cli edge-26.1.1",
+        ],
+    ));
+    let (code, text) = env.check(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("‼ Link and CLI versions match"), "{text}");
+    assert!(text.contains("\"linkerd/cli edge-26.1.1\""), "{text}");
     let gw = ok(&env.mc("west", &["multicluster", "gateways", "-o", "json"]));
     let v: serde_json::Value = serde_json::from_str(&gw).unwrap();
     assert_eq!(v[0]["numberOfServices"], 1, "{gw}");

@@ -222,7 +222,7 @@ impl InstallValues {
     pub fn from_tree(tree: &Value) -> Result<InstallValues> {
         let values: InstallValues =
             serde_json::from_value(tree.clone()).map_err(|e| Error::RenderValue {
-                path: "values".to_owned(),
+                path: "(install values)".to_owned(),
                 problem: e.to_string(),
                 fix: "remove the key or give it the type of the chart's values.yaml \
                       (see `mc multicluster install --help`)"
