@@ -250,7 +250,8 @@ where
     let api: Api<K> = Api::namespaced(ctx.env.client.clone(), &ns);
     let what = |verb: &str| format!("{verb} {resource} {ns}/{name} in the source cluster");
     let mut existing = cached.map(|c| (*c).clone());
-    for _ in 0..2 {
+    // At most: create (exists) → look → update (stale cache) → look → update.
+    for _ in 0..4 {
         let Some(actual) = existing.take() else {
             match api.create(&PostParams::default(), &desired).await {
                 Ok(created) => {
@@ -303,13 +304,21 @@ where
             m.finalizers = a.finalizers.clone();
             m.owner_references = a.owner_references.clone();
         }
-        return match api.replace(&name, &PostParams::default(), &update).await {
+        match api.replace(&name, &PostParams::default(), &update).await {
             Ok(written) => {
                 ctx.wrote("update", resource);
-                Ok(Applied::Ok(written))
+                return Ok(Applied::Ok(written));
             }
-            Err(e) => Err(Error::api(what("update"), e)),
-        };
+            Err(e) if is_status(&e, 409) => {
+                // Our cache lags behind (often our own previous write): read the object as it
+                // is now and decide again, ownership included.
+                existing = api
+                    .get_opt(&name)
+                    .await
+                    .map_err(|e| Error::api(what("get"), e))?;
+            }
+            Err(e) => return Err(Error::api(what("update"), e)),
+        }
     }
     Err(Error::api(
         what("create"),

@@ -269,7 +269,8 @@ impl StatusBook {
         out
     }
 
-    /// Writes the status whenever the book changes, at most once per `debounce`, refreshing the
+    /// Writes the status whenever the book changes, at most once per `debounce` (or 2 ms per
+    /// entry, when that is longer), refreshing the
     /// gateway summary at most once per `gateway_refresh` (immediately when liveness changes).
     /// Calls `on_write` after each successful patch. Runs until dropped.
     #[allow(clippy::too_many_arguments)]
@@ -289,7 +290,16 @@ impl StatusBook {
                 () = self.dirty.notified() => {}
                 () = tokio::time::sleep(gateway_refresh) => {}
             }
-            tokio::time::sleep(debounce).await;
+            // Each patch carries the whole list: space them by its size (1 000 entries: 2 s), so a
+            // burst of reconciles does not turn into a stream of large writes.
+            let entries = self
+                .book
+                .lock()
+                .map(|b| b.entries.len() + b.seeded.len())
+                .unwrap_or(0);
+            let spacing =
+                Duration::from_millis(2).saturating_mul(u32::try_from(entries).unwrap_or(u32::MAX));
+            tokio::time::sleep(debounce.max(spacing)).await;
             if !may_write() {
                 continue;
             }

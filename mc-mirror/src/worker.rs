@@ -295,8 +295,12 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher::watcher(api, config.any_semantic()))
-        .default_backoff();
+    // managedFields are never read and are a large part of every object: drop them before
+    // they reach the cache.
+    let watch = watcher::watcher(api, config.any_semantic()).modify(|o| {
+        o.meta_mut().managed_fields = None;
+    });
+    let stream = reflector::reflector(writer, watch).default_backoff();
     (reader, stream)
 }
 
