@@ -127,6 +127,23 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
             r#"{"status":{"loadBalancer":{"ingress":[{"ip":"203.0.113.9"}]}}}"#,
         ],
     ));
+    // The cluster's anchors, read from linkerd-config.
+    let fetched = ok(&env.mc("west", &["trust-anchor", "fetch"]));
+    let want = mc_core::trust::TrustBundle::from_pem_unchecked_time(&shared).unwrap();
+    assert_eq!(
+        mc_core::trust::TrustBundle::from_pem_unchecked_time(&fetched).unwrap(),
+        want
+    );
+    let table = ok(&env.mc("west", &["trust-anchor", "inspect"]));
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(
+        table.contains("CN=root.shared.test") && table.contains("valid"),
+        "{table}"
+    );
+    let missing = env.mc("west", &["-L", "nowhere", "trust-anchor", "fetch"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nowhere/linkerd-config"));
+
     let link = ok(&env.mc("east", &["multicluster", "link", "--cluster-name", "east"]));
     env.apply("west", &link);
 
