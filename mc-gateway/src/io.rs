@@ -285,11 +285,15 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    // One TLS record of plaintext; small enough that thousands of streams stay cheap.
-    let mut buf = vec![0u8; 16 * 1024];
+    // Start small so that thousands of idle streams stay cheap; grow to one TLS record of
+    // plaintext as soon as a read fills the buffer (bulk data is flowing).
+    let mut buf = vec![0u8; 2 * 1024];
     let mut total = 0u64;
     loop {
         let n = r.read(&mut buf).await?;
+        if n == buf.len() && buf.len() < 16 * 1024 {
+            buf.resize(16 * 1024, 0);
+        }
         if n == 0 {
             w.shutdown().await?;
             return Ok(total);
