@@ -144,6 +144,29 @@ impl Testbed {
         cmd
     }
 
+    /// `kubectl apply -f -` of `yaml` on `context` as the cluster admin; returns kubectl's output,
+    /// whether it succeeded or not, so a test can assert either.
+    pub fn apply(&self, context: &str, yaml: &str) -> Result<std::process::Output> {
+        use std::io::Write as _;
+        use std::process::Stdio;
+        let mut child = self
+            .kubectl(context)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::io("run", "kubectl apply", e))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(yaml.as_bytes())
+                .map_err(|e| Error::io("write to", "kubectl apply", e))?;
+        }
+        child
+            .wait_with_output()
+            .map_err(|e| Error::io("wait for", "kubectl apply", e))
+    }
+
     /// A kube-rs client for `context`, as the cluster admin.
     pub async fn client(&self, context: &str) -> Result<kube::Client> {
         client_from(&self.kubeconfig, context).await

@@ -32,22 +32,7 @@ fn run_ok(mut cmd: Command) -> String {
 }
 
 fn apply(bed: &Testbed, context: &str, yaml: &str) -> std::process::Output {
-    let mut child = bed
-        .kubectl(context)
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    bed.apply(context, yaml).unwrap()
 }
 
 fn wait_gone(pids: &[(String, u32)], within: Duration) {
