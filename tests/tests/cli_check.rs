@@ -485,4 +485,31 @@ fn check_with_the_real_gateway_and_controller() {
         std::thread::sleep(Duration::from_secs(1));
     };
     assert!(text.contains("the controller is down"), "{text}");
+
+    // unlink, then uninstall: every object the extension rendered is deleted.
+    let del = ok(&env.mc(
+        "west",
+        &["multicluster", "unlink", "--cluster-name", "east"],
+    ));
+    let mut cmd = env.bed.kubectl("west");
+    cmd.args(["delete", "-f", "-"]);
+    ok(&with_stdin(cmd, &del));
+    let del = ok(&env.mc("west", &["multicluster", "uninstall"]));
+    assert!(del.contains("kind: CustomResourceDefinition"), "{del}");
+    assert!(del.contains("kind: Namespace"), "{del}");
+    let mut cmd = env.bed.kubectl("west");
+    cmd.args(["delete", "--wait=false", "-f", "-"]);
+    ok(&with_stdin(cmd, &del));
+    let left = ok(&env.kubectl(
+        "west",
+        &[
+            "get",
+            "clusterroles,clusterrolebindings,crd",
+            "-l",
+            "linkerd.io/extension=multicluster",
+            "-o",
+            "name",
+        ],
+    ));
+    assert_eq!(left.trim(), "", "left behind: {left}");
 }
