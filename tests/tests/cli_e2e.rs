@@ -68,6 +68,24 @@ fn install(bed: &Testbed, context: &str, ns: &str, sa: &str) -> String {
     yaml
 }
 
+/// `mc --context east multicluster link` for link `name` in `ns` with remote-access account `sa`.
+fn link_east(bed: &Testbed, ns: &str, sa: &str, name: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "multicluster",
+        "link",
+        "--cluster-name",
+        name,
+        "--namespace",
+        ns,
+        "--gateway-namespace",
+        ns,
+        "--service-account-name",
+        sa,
+    ];
+    args.extend_from_slice(extra);
+    mc(bed, "east", &args)
+}
+
 /// Writes the load-balancer status the testbed has no controller for.
 fn set_lb(bed: &Testbed, context: &str, ns: &str, ip: &str) {
     let patch = format!(r#"{{"status":{{"loadBalancer":{{"ingress":[{{"ip":"{ip}"}}]}}}}}}"#);
@@ -202,22 +220,7 @@ fn link_credentials_authenticate_to_east_and_can_list_services_but_not_read_secr
     install(bed, "west", &ns, &unique("ra"));
     ensure_ns(bed, "west", "linkerd");
     set_lb(bed, "east", &ns, "203.0.113.7");
-    let out = mc(
-        bed,
-        "east",
-        &[
-            "multicluster",
-            "link",
-            "--cluster-name",
-            &name,
-            "--namespace",
-            &ns,
-            "--gateway-namespace",
-            &ns,
-            "--service-account-name",
-            &sa,
-        ],
-    );
+    let out = link_east(bed, &ns, &sa, &name, &[]);
     let yaml = ok(&out);
     ok(&apply(bed, "west", &yaml, &["--dry-run=server"]));
     ok(&apply(bed, "west", &yaml, &[]));
@@ -579,24 +582,12 @@ fn link_dry_run_lists_mirrors_and_every_conflict() {
         &["-n", &app, "get", "svc", "-o", "name"],
     ));
 
-    let out = mc(
+    let out = link_east(
         bed,
-        "east",
-        &[
-            "multicluster",
-            "link",
-            "--cluster-name",
-            &name,
-            "--namespace",
-            &ns,
-            "--gateway-namespace",
-            &ns,
-            "--service-account-name",
-            &sa,
-            "--dry-run",
-            "--source-context",
-            "west",
-        ],
+        &ns,
+        &sa,
+        &name,
+        &["--dry-run", "--source-context", "west"],
     );
     let report = ok(&out);
     let line = |svc: &str| {
@@ -648,21 +639,7 @@ fn the_real_mirror_controller_works_with_the_rendered_rbac() {
     install(bed, "west", &ns, &unique("ra"));
     ensure_ns(bed, "west", "linkerd");
     // Gateway-less: remote discovery only, so the controller probes no address.
-    let yaml = ok(&mc(
-        bed,
-        "east",
-        &[
-            "multicluster",
-            "link",
-            "--cluster-name",
-            &name,
-            "--namespace",
-            &ns,
-            "--service-account-name",
-            &sa,
-            "--gateway=false",
-        ],
-    ));
+    let yaml = ok(&link_east(bed, &ns, &sa, &name, &["--gateway=false"]));
     ok(&apply(bed, "west", &yaml, &[]));
     ensure_ns(bed, "east", &app);
     ensure_ns(bed, "west", &app);
