@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Load client, backend and process probes for scripts/bench-gateway.
+
+Subcommands:
+  backend PORT                       sink for bytes; answers HTTP/1.1 keep-alive GETs with 2 bytes
+  bulk PORT STREAMS BYTES [HEADER]   push BYTES through each of STREAMS mTLS connections
+  latency PORT N HOST                N small GETs over one persistent mTLS connection: p50 p99 (us)
+  hold PORT N [HEADER]               open N mTLS connections, print "held", wait for stdin EOF
+  cpu PID...                         utime+stime seconds of the processes and their descendants
+  rss PID...                         summed VmRSS (KiB) of the processes and their descendants
+HEADER is NAME:PORT: offer ALPN transport.l5d.io/v1 and send the transport header (mc-gateway).
+Certificates come from $BENCH_DIR (ca.pem, client.pem, client.key); the server name is $BENCH_SNI.
+"""
+import asyncio
+import os
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+
+DIR = os.environ.get("BENCH_DIR", ".")
+SNI = os.environ.get("BENCH_SNI", "gateway")
+
+
+def header(spec):
+    name, port = spec.rsplit(":", 1)
+    body = b"\x08" + varint(int(port)) + b"\x12" + varint(len(name)) + name.encode()
+    return b"transport.l5d.io/v1\r\n\r\n" + struct.pack(">I", len(body)) + body
+
+
+def varint(v):
+    out = b""
+    while v >= 0x80:
+        out += bytes([(v & 0x7F) | 0x80])
+        v >>= 7
+    return out + bytes([v])
+
+
+def context(alpn):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(os.path.join(DIR, "ca.pem"))
+    ctx.load_cert_chain(os.path.join(DIR, "client.pem"), os.path.join(DIR, "client.key"))
+    if alpn:
+        ctx.set_alpn_protocols([alpn])
+    return ctx
+
+
+def connect(port, spec=None, alpn=None):
+    ctx = context("transport.l5d.io/v1" if spec else alpn)
+    raw = socket.create_connection(("127.0.0.1", port))
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s = ctx.wrap_socket(raw, server_hostname=SNI)
+    if spec:
+        s.sendall(header(spec))
+    return s
+
+
+def bulk(port, streams, nbytes, spec=None):
+    chunk = os.urandom(64 * 1024)
+
+    def one():
+        s = connect(port, spec)
+        left = nbytes
+        while left > 0:
+            n = min(left, len(chunk))
+            s.sendall(chunk[:n])
+            left -= n
+        s.shutdown(socket.SHUT_WR)
+        try:
+            s.recv(1)
+        except OSError:
+            pass
+        s.close()
+
+    threads = [threading.Thread(target=one) for _ in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def latency(port, n, host):
+    s = connect(port, alpn="http/1.1")
+    req = f"GET / HTTP/1.1\r\nhost: {host}\r\n\r\n".encode()
+    times = []
+    buf = b""
+    for i in range(n + 100):
+        t0 = time.perf_counter_ns()
+        s.sendall(req)
+        while True:
+            buf += s.recv(4096)
+            end = buf.find(b"\r\n\r\n")
+            if end >= 0:
+                head = buf[:end].decode("latin1").lower()
+                length = 0
+                for line in head.split("\r\n"):
+                    if line.startswith("content-length:"):
+                        length = int(line.split(":")[1])
+                if len(buf) >= end + 4 + length:
+                    buf = buf[end + 4 + length:]
+                    break
+        if i >= 100:  # warm-up excluded
+            times.append((time.perf_counter_ns() - t0) / 1000)
+    times.sort()
+    print(f"{times[len(times) // 2]:.0f} {times[int(len(times) * 0.99)]:.0f}")
+
+
+def hold(port, n, spec=None):
+    conns = []
+    for _ in range(n):
+        conns.append(connect(port, spec))
+    print("held", flush=True)
+    sys.stdin.read()
+
+
+def tree(pids):
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except OSError:
+                pass
+    out, todo = [], [int(p) for p in pids]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu(pids):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree(pids):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    print(f"{total / tick:.3f}")
+
+
+def rss(pids):
+    total = 0
+    for p in tree(pids):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    print(total)
+
+
+async def serve(reader, writer):
+    try:
+        first = await reader.read(65536)
+        if first.startswith(b"GET "):
+            buf = first
+            while True:
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                data = await reader.read(65536)
+                if not data:
+                    break
+                buf += data
+        else:
+            while await reader.read(1 << 20):
+                pass
+    except (ConnectionError, OSError):
+        pass
+    writer.close()
+
+
+async def backend(port):
+    server = await asyncio.start_server(serve, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "backend":
+        asyncio.run(backend(int(args[0])))
+    elif cmd == "bulk":
+        bulk(int(args[0]), int(args[1]), int(args[2]), args[3] if len(args) > 3 else None)
+    elif cmd == "latency":
+        latency(int(args[0]), int(args[1]), args[2])
+    elif cmd == "hold":
+        hold(int(args[0]), int(args[1]), args[2] if len(args) > 2 else None)
+    elif cmd == "cpu":
+        cpu(args)
+    elif cmd == "rss":
+        rss(args)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
