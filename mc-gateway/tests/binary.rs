@@ -132,7 +132,12 @@ async fn sigterm_drains_in_flight_transfers_without_loss() {
     let pki = Pki::new();
     let sink = hash_backend().await;
     let (mut proc, addr, admin) = serve(&pki, &[format!("{SVC}:9000={sink}")], 30.0).await;
-    assert_eq!(admin_get(admin, "/ready").await.0, 200);
+    // Ready flips to 200 once the accept loop runs (just after the "listening" line).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin_get(admin, "/ready").await.0 != 200 {
+        assert!(Instant::now() < deadline, "never ready: {}", proc.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(admin_get(admin, "/live").await.0, 200);
     assert!(
         admin_get(admin, "/metrics")
