@@ -7,11 +7,14 @@ use std::time::{Duration, SystemTime};
 use mc_core::pki::{AnchorOptions, create_trust_anchor};
 use mc_core::trust::TrustBundle;
 
+/// Runs an example binary with `args` and returns what it did.
+fn run<S: AsRef<std::ffi::OsStr>>(bin: &str, args: &[S]) -> std::process::Output {
+    Command::new(bin).args(args).output().unwrap()
+}
+
 #[test]
 fn bundle_trust_anchors_dedupes_and_keeps_order() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bundle-trust-anchors"))
-        .output()
-        .unwrap();
+    let out = run(env!("CARGO_BIN_EXE_bundle-trust-anchors"), &[] as &[&str]);
     assert!(
         out.status.success(),
         "{}",
@@ -48,10 +51,7 @@ fn bundle_trust_anchors_warns_about_expiry_and_rejects_bad_files() {
     let soon = create_trust_anchor(&soon).unwrap();
     let path = dir.path().join("soon.crt");
     std::fs::write(&path, &soon.cert_pem).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bundle-trust-anchors"))
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = run(env!("CARGO_BIN_EXE_bundle-trust-anchors"), &[&path]);
     assert!(out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("warning: "),
@@ -61,10 +61,7 @@ fn bundle_trust_anchors_warns_about_expiry_and_rejects_bad_files() {
 
     let key = dir.path().join("key.pem");
     std::fs::write(&key, &soon.key_pem).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bundle-trust-anchors"))
-        .arg(&key)
-        .output()
-        .unwrap();
+    let out = run(env!("CARGO_BIN_EXE_bundle-trust-anchors"), &[&key]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("key.pem"), "the error names the file: {err}");
@@ -81,10 +78,10 @@ fn yaml_docs(text: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn render_link_prints_a_valid_link_with_its_credentials() {
-    let out = Command::new(env!("CARGO_BIN_EXE_render-link"))
-        .args(["west-2", "198.51.100.9"])
-        .output()
-        .unwrap();
+    let out = run(
+        env!("CARGO_BIN_EXE_render-link"),
+        &["west-2", "198.51.100.9"],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -108,19 +105,17 @@ fn render_link_prints_a_valid_link_with_its_credentials() {
 
 #[test]
 fn render_link_rejects_a_cluster_name_that_is_not_a_dns_label() {
-    let out = Command::new(env!("CARGO_BIN_EXE_render-link"))
-        .args(["East_1", "198.51.100.9"])
-        .output()
-        .unwrap();
+    let out = run(
+        env!("CARGO_BIN_EXE_render-link"),
+        &["East_1", "198.51.100.9"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "nothing half-written");
 }
 
 #[test]
 fn desired_mirrors_moves_the_gateway_to_not_ready_when_it_is_dead() {
-    let out = Command::new(env!("CARGO_BIN_EXE_desired-mirrors"))
-        .output()
-        .unwrap();
+    let out = run(env!("CARGO_BIN_EXE_desired-mirrors"), &[] as &[&str]);
     assert!(
         out.status.success(),
         "{}",
