@@ -41,7 +41,8 @@ use crate::{Error, Result};
 pub use crd::crd;
 pub use status::{
     Condition, FailureReason, GatewayStatus, LinkStatus, LocalRef, MIRRORED, MirrorOutcome,
-    ObjectRef, RemoteRef, ServiceStatus, merge_condition, mirrored_condition,
+    ObjectRef, RemoteRef, ServiceStatus, TARGET_REACHABLE, TargetFailure, merge_condition,
+    mirrored_condition, target_condition,
 };
 pub use validate::{
     DEFAULT_CLUSTER_DOMAIN, DEFAULT_FAILURE_THRESHOLD, DEFAULT_LINKERD_NAMESPACE,

@@ -1,5 +1,7 @@
 //! The one error type of `mc-mirror`.
 
+use mc_core::link::TargetFailure;
+
 /// Everything that can go wrong in the service mirror. Each variant says what failed, why, and how
 /// to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +36,7 @@ pub enum Error {
     #[error(
         "Link {link}: target cluster API server {server}: {reason}; fix: check that the address \
          in the credentials Secret is reachable from this controller and that its token is valid \
-         (regenerate it with `mc multicluster link-gen` if it was revoked)"
+         (regenerate it with `mc multicluster link` if it was revoked)"
     )]
     TargetUnreachable {
         /// The Link name.
@@ -99,6 +101,22 @@ impl Error {
             action: action.into(),
             source,
             fix,
+        }
+    }
+
+    /// The reason of the Link's `TargetReachable=False` condition for this error, which kept
+    /// the worker from watching the target cluster.
+    pub fn target_failure(&self) -> TargetFailure {
+        match self {
+            Error::Credentials { reason, .. } if reason == crate::remote::MISSING => {
+                TargetFailure::MissingCredentials
+            }
+            Error::Credentials { .. } => TargetFailure::InvalidCredentials,
+            Error::Api { source, .. } if is_status(source, 401) => {
+                TargetFailure::InvalidCredentials
+            }
+            Error::Api { source, .. } if is_status(source, 403) => TargetFailure::Forbidden,
+            _ => TargetFailure::TargetUnreachable,
         }
     }
 

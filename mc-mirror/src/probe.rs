@@ -37,12 +37,61 @@ pub struct ProbeSummary {
     pub alive: bool,
     /// Latency of the last successful probe.
     pub latency: Option<Duration>,
+    /// Median latency of the recent successful probes (see [`LatencyWindow`]).
+    pub p50: Option<Duration>,
+    /// 99th-percentile latency of the recent successful probes.
+    pub p99: Option<Duration>,
     /// Time of the last probe round.
     pub last_probe: Option<SystemTime>,
     /// Consecutive failed rounds.
     pub consecutive_failures: u32,
     /// Why the last round failed, if it did.
     pub last_error: Option<String>,
+}
+
+/// The latencies of the last [`LatencyWindow::CAPACITY`] successful probes, for percentiles.
+#[derive(Clone, Debug, Default)]
+pub struct LatencyWindow {
+    samples: std::collections::VecDeque<Duration>,
+}
+
+impl LatencyWindow {
+    /// How many recent samples are kept (at the default 3 s period: the last 5 minutes).
+    pub const CAPACITY: usize = 100;
+
+    /// Records one successful probe's latency, forgetting the oldest beyond the capacity.
+    pub fn record(&mut self, latency: Duration) {
+        if self.samples.len() == Self::CAPACITY {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(latency);
+    }
+
+    /// The `q`-quantile (0.0 to 1.0, nearest rank) of the recorded samples; `None` when empty.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mc_mirror::probe::LatencyWindow;
+    /// let mut w = LatencyWindow::default();
+    /// for ms in 1..=100 {
+    ///     w.record(Duration::from_millis(ms));
+    /// }
+    /// assert_eq!(w.quantile(0.5), Some(Duration::from_millis(50)));
+    /// assert_eq!(w.quantile(0.99), Some(Duration::from_millis(99)));
+    /// ```
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let mut sorted: Vec<Duration> = self.samples.iter().copied().collect();
+        sorted.sort_unstable();
+        let n = sorted.len();
+        if n == 0 {
+            return None;
+        }
+        // Nearest rank: the smallest sample with at least q·n samples at or below it.
+        let rank = (q.clamp(0.0, 1.0) * n as f64).ceil().max(1.0);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let index = (rank as usize).min(n) - 1;
+        sorted.get(index).copied()
+    }
 }
 
 /// How to probe.
@@ -240,6 +289,7 @@ async fn probe_loop(
     metrics.gateway_alive.get_or_create(&labels).set(1);
     let mut failures = 0u32;
     let mut alive = true;
+    let mut window = LatencyWindow::default();
     loop {
         tokio::select! {
             () = tokio::time::sleep(jittered(cfg.period)) => {}
@@ -267,7 +317,13 @@ async fn probe_loop(
                     .gateway_probe_latency_ms
                     .get_or_create(&labels)
                     .observe(ms);
-                summary_tx.send_modify(|s| s.latency = Some(latency));
+                window.record(latency);
+                let (p50, p99) = (window.quantile(0.5), window.quantile(0.99));
+                summary_tx.send_modify(|s| {
+                    s.latency = Some(latency);
+                    s.p50 = p50;
+                    s.p99 = p99;
+                });
             }
             Err(e) => {
                 failures = failures.saturating_add(1);
@@ -396,6 +452,32 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.contains("no answer"), "{e}");
+    }
+
+    #[test]
+    fn latency_window_percentiles_and_capacity() {
+        let mut w = LatencyWindow::default();
+        assert_eq!(w.quantile(0.5), None);
+        w.record(Duration::from_millis(7));
+        assert_eq!(w.quantile(0.5), Some(Duration::from_millis(7)));
+        assert_eq!(w.quantile(0.99), Some(Duration::from_millis(7)));
+        // 200 samples: only the last 100 (101..=200 ms) count.
+        for ms in 1..=200 {
+            w.record(Duration::from_millis(ms));
+        }
+        assert_eq!(w.quantile(0.0), Some(Duration::from_millis(101)));
+        assert_eq!(w.quantile(0.5), Some(Duration::from_millis(150)));
+        assert_eq!(w.quantile(0.99), Some(Duration::from_millis(199)));
+        assert_eq!(w.quantile(1.0), Some(Duration::from_millis(200)));
+        // One slow outlier among fast probes shows in p99, not in p50.
+        let mut w = LatencyWindow::default();
+        for _ in 0..99 {
+            w.record(Duration::from_millis(2));
+        }
+        w.record(Duration::from_millis(900));
+        assert_eq!(w.quantile(0.5), Some(Duration::from_millis(2)));
+        assert_eq!(w.quantile(0.99), Some(Duration::from_millis(2)));
+        assert_eq!(w.quantile(1.0), Some(Duration::from_millis(900)));
     }
 
     #[test]

@@ -7,6 +7,9 @@ use kube::{Client, Config};
 
 use crate::{Error, Result};
 
+/// The `reason` of [`Error::Credentials`] for a credentials Secret that does not exist.
+pub(crate) const MISSING: &str = "does not exist";
+
 /// Where a Link's credentials live.
 #[derive(Clone, Debug)]
 pub struct SecretRef {
@@ -41,15 +44,15 @@ impl SecretRef {
         Err(self.error(
             format!("has no key {key:?}"),
             "store the target cluster's kubeconfig under the key \"kubeconfig\" \
-             (`mc multicluster link-gen` writes it)",
+             (`mc multicluster link` writes it)",
         ))
     }
 
     /// The error for a Secret that does not exist.
     pub fn missing(&self) -> Error {
         self.error(
-            "does not exist",
-            "create it (`mc multicluster link-gen` writes it) or fix spec.clusterCredentialsSecret",
+            MISSING,
+            "create it (`mc multicluster link` writes it) or fix spec.clusterCredentialsSecret",
         )
     }
 
@@ -64,7 +67,7 @@ impl SecretRef {
         let kc = Kubeconfig::from_yaml(text).map_err(|e| {
             self.error(
                 format!("key \"kubeconfig\" is not a valid kubeconfig: {e}"),
-                "regenerate the Secret with `mc multicluster link-gen`",
+                "regenerate the Secret with `mc multicluster link`",
             )
         })?;
         let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -87,23 +90,31 @@ impl SecretRef {
     }
 
     /// Checks that the target answers (`/version`) with these credentials (and that they are
-    /// accepted, by a cheap authenticated list).
+    /// accepted, by a cheap authenticated list). A 401 or 403 answer is an [`Error::Api`] (so
+    /// the caller can tell rejected credentials and missing permissions from an outage); any
+    /// other failure is [`Error::TargetUnreachable`].
     pub async fn check(&self, client: &Client, server: &str) -> Result<()> {
-        let unreachable = |reason: String| Error::TargetUnreachable {
-            link: self.link.clone(),
-            server: server.to_string(),
-            reason,
+        let failed = |what: &str, e: kube::Error| match &e {
+            kube::Error::Api(s) if s.code == 401 || s.code == 403 => Error::api(
+                format!("Link {}: {what} in the target cluster {server}", self.link),
+                e,
+            ),
+            _ => Error::TargetUnreachable {
+                link: self.link.clone(),
+                server: server.to_string(),
+                reason: format!("{what}: {e}"),
+            },
         };
         client
             .apiserver_version()
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| failed("reading /version", e))?;
         let services: kube::Api<k8s_openapi::api::core::v1::Service> =
             kube::Api::all(client.clone());
         services
             .list_metadata(&kube::api::ListParams::default().limit(1))
             .await
-            .map_err(|e| unreachable(format!("listing Services: {e}")))?;
+            .map_err(|e| failed("listing Services", e))?;
         Ok(())
     }
 }

@@ -16,14 +16,14 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use mc_core::link::{
     Condition, FailureReason, GatewayStatus, Link, LinkStatus, LocalRef, MirrorOutcome, ObjectRef,
-    ServiceStatus, merge_condition, mirrored_condition,
+    ServiceStatus, TargetFailure, merge_condition, mirrored_condition, target_condition,
 };
 use tokio::sync::Notify;
 
 use crate::probe::ProbeSummary;
 
 /// Reason of the condition written when a local object with the mirror's name is not ours.
-pub const CONFLICT: &str = "Conflict";
+pub const CONFLICT: &str = FailureReason::Conflict.as_str();
 
 /// What happened to one remote Service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,26 +65,14 @@ impl Outcome {
                 now,
             )
             .ok(),
-            Outcome::Failed { reason, message } => {
-                let known = [
-                    FailureReason::Error,
-                    FailureReason::InvalidService,
-                    FailureReason::MissingNamespace,
-                ]
-                .into_iter()
-                .find(|r| r.as_str() == *reason);
-                let mut c = mirrored_condition(
-                    &MirrorOutcome::Failed {
-                        reason: known.unwrap_or(FailureReason::Error),
-                        message: message.clone(),
-                    },
-                    now,
-                )
-                .ok()?;
-                // mc-core has no Conflict reason (yet): the condition is the same but for it.
-                c.reason = (*reason).to_string();
-                Some(c)
-            }
+            Outcome::Failed { reason, message } => mirrored_condition(
+                &MirrorOutcome::Failed {
+                    reason: FailureReason::parse(reason).unwrap_or(FailureReason::Error),
+                    message: message.clone(),
+                },
+                now,
+            )
+            .ok(),
         }
     }
 }
@@ -95,6 +83,8 @@ struct Book {
     /// Entries found in the Link status at start, not yet confirmed by a reconcile.
     seeded: BTreeMap<(String, String), ServiceStatus>,
     gateway: Option<ProbeSummary>,
+    /// The Link-level `TargetReachable` state: `None` until known, `Some(None)` when reachable.
+    target: Option<Option<(TargetFailure, String)>>,
 }
 
 /// Outcomes of the reconciles of one Link, written to its status by [`StatusBook::writer`].
@@ -197,6 +187,18 @@ impl StatusBook {
         }
     }
 
+    /// Records whether the target cluster can be reached with the Link's credentials
+    /// (`None`: it can), for the Link-level `TargetReachable` condition. Only a change of the
+    /// reason or message marks the book dirty.
+    pub fn set_target(&self, failure: Option<(TargetFailure, String)>) {
+        if let Ok(mut b) = self.book.lock()
+            && b.target.as_ref() != Some(&failure)
+        {
+            b.target = Some(failure);
+            self.dirty.notify_one();
+        }
+    }
+
     /// Marks the book dirty (e.g. when the gateway summary is due for a refresh).
     pub fn touch(&self) {
         self.dirty.notify_one();
@@ -212,7 +214,14 @@ impl StatusBook {
             mirror_services: Vec::new(),
             federated_services: base.federated_services.clone(),
             gateway: base.gateway.clone(),
+            conditions: base.conditions.clone(),
         };
+        if let Some(target) = &b.target {
+            let failure = target.as_ref().map(|(f, m)| (*f, m.as_str()));
+            if let Ok(c) = target_condition(failure, now) {
+                out.set_condition(c);
+            }
+        }
         let index: std::collections::HashMap<(&str, &str), &ServiceStatus> = base
             .mirror_services
             .iter()
@@ -255,14 +264,13 @@ impl StatusBook {
             if alive_changed || refresh_gateway {
                 out.gateway = Some(GatewayStatus {
                     alive: g.alive,
-                    latency_ms: g
-                        .latency
-                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    latency_ms: g.latency.map(millis),
+                    p50_ms: g.p50.map(millis),
+                    p99_ms: g.p99.map(millis),
                     last_probe_time: g
                         .last_probe
                         .and_then(|t| jiff::Timestamp::try_from(t).ok())
                         .map(Time),
-                    ..GatewayStatus::default()
                 });
             }
         }
@@ -312,6 +320,7 @@ impl StatusBook {
                 "status": {
                     "mirrorServices": next.mirror_services,
                     "gateway": next.gateway,
+                    "conditions": next.conditions,
                 }
             });
             match api
@@ -333,6 +342,10 @@ impl StatusBook {
             }
         }
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -408,6 +421,39 @@ mod tests {
             )
         ));
         assert_eq!(book.build(&base, t(60), false), base);
+    }
+
+    #[test]
+    fn target_condition_follows_the_link_problem() {
+        let book = StatusBook::seeded(None);
+        let base = book.build(&LinkStatus::default(), t(0), false);
+        assert!(base.conditions.is_empty(), "unknown until the worker says");
+        book.set_target(Some((
+            TargetFailure::InvalidCredentials,
+            "the API server answered 401 Unauthorized".into(),
+        )));
+        let down = book.build(&base, t(10), false);
+        let c = &down.conditions[0];
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("TargetReachable", "False", "InvalidCredentials")
+        );
+        assert!(c.message.contains("401"));
+        assert_eq!(book.build(&down, t(20), false), down, "no change: no write");
+        book.set_target(None);
+        let up = book.build(&down, t(30), false);
+        assert_eq!(
+            (
+                up.conditions[0].status.as_str(),
+                up.conditions[0].reason.as_str()
+            ),
+            ("True", "Connected")
+        );
+        assert_ne!(
+            up.conditions[0].last_transition_time,
+            c.last_transition_time
+        );
+        assert_eq!(up.conditions.len(), 1);
     }
 
     #[test]

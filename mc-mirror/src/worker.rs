@@ -124,7 +124,8 @@ impl Ctx {
         }
     }
 
-    /// Reports a problem of the Link as a whole (metric, log; Event on change).
+    /// Reports a problem of the Link as a whole (metric, log, `TargetReachable=False` status
+    /// condition; Event on change).
     async fn link_problem(&self, e: &Error) {
         self.env.metrics.error(self.cluster(), e.reason());
         self.env
@@ -134,6 +135,8 @@ impl Ctx {
             .set(0);
         tracing::warn!(link = %self.link_name, error = %e, "Link cannot mirror");
         let text = e.to_string();
+        let failure = e.target_failure();
+        self.book.set_target(Some((failure, text.clone())));
         let changed = self
             .link_problem
             .lock()
@@ -144,11 +147,7 @@ impl Ctx {
             })
             .unwrap_or(false);
         if changed {
-            let reason = match e {
-                Error::Credentials { .. } => "InvalidCredentials",
-                _ => "TargetUnreachable",
-            };
-            self.event(true, reason, text).await;
+            self.event(true, failure.as_str(), text).await;
         }
     }
 
@@ -158,6 +157,7 @@ impl Ctx {
             .target_reachable
             .get_or_create(&Metrics::cluster(self.cluster()))
             .set(1);
+        self.book.set_target(None);
         let was = self.link_problem.lock().ok().and_then(|mut g| g.take());
         if was.is_some() {
             self.event(

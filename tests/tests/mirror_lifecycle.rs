@@ -7,6 +7,7 @@ mod mirror_common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use mc_core::link::TARGET_REACHABLE;
 use mirror_common::{EXPORTED, Fixture, GATEWAY_PORT, ensure_namespace, eventually, unique};
 
 const T: Duration = Duration::from_secs(30);
@@ -747,6 +748,17 @@ async fn invalid_credentials_are_reported_and_mirrors_kept() {
     f.export(&ns, "web").await;
     f.wait_endpoints(&ns, "web", true, T).await;
     let uid = f.mirror(&ns, "web").await.unwrap().metadata.uid;
+    // The Link-level condition, as the API server stores it: (status, reason, message).
+    let target_condition = || async {
+        let link = f.link().await;
+        let c = link.status?.condition(TARGET_REACHABLE)?.clone();
+        Some((c.status, c.reason, c.message))
+    };
+    let connected = eventually("TargetReachable=True", T, || async {
+        target_condition().await.filter(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(connected.1, "Connected");
     let reachable = |v: u8| {
         format!(
             "mirror_target_reachable{{target_cluster_name=\"{}\"}} {v}",
@@ -783,6 +795,15 @@ async fn invalid_credentials_are_reported_and_mirrors_kept() {
             .and_then(|e| e.note.clone())
     })
     .await;
+    let (_, reason, message) = eventually("TargetReachable=False", T, || async {
+        target_condition().await.filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(reason, "InvalidCredentials");
+    assert!(
+        message.contains(&f.secret_name()) && message.contains("not a valid kubeconfig"),
+        "the condition names the Secret and the problem: {message}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         f.mirror(&ns, "web").await.unwrap().metadata.uid,
@@ -791,11 +812,59 @@ async fn invalid_credentials_are_reported_and_mirrors_kept() {
     );
     f.wait_endpoints(&ns, "web", true, T).await;
 
+    // A valid token of an identity without the remote-access permissions: Forbidden.
+    let nobody = unique("nobody");
+    let out = bed
+        .kubectl("east")
+        .args(["create", "serviceaccount", &nobody, "-n", "default"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = bed
+        .kubectl("east")
+        .args(["create", "token", &nobody, "-n", "default", "--duration=1h"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap();
+    let kubeconfig =
+        std::fs::read(bed.token_kubeconfig("east", &nobody, token.trim()).unwrap()).unwrap();
+    secrets
+        .patch(
+            &f.secret_name(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "stringData": {"kubeconfig": String::from_utf8(kubeconfig).unwrap()}
+            })),
+        )
+        .await
+        .unwrap();
+    let (_, _, message) = eventually("TargetReachable=False/Forbidden", T, || async {
+        target_condition()
+            .await
+            .filter(|c| c.0 == "False" && c.1 == "Forbidden")
+    })
+    .await;
+    assert!(
+        message.contains("listing Services") && message.contains(&nobody),
+        "the condition says which call was denied to whom: {message}"
+    );
+    assert_eq!(
+        f.mirror(&ns, "web").await.unwrap().metadata.uid,
+        uid,
+        "mirror kept"
+    );
+
     // Fixed credentials: mirroring continues without a restart.
     f.write_credentials().await;
     f.export(&ns, "api").await;
     eventually("api mirrored after the fix", T, || f.mirror(&ns, "api")).await;
     assert!(metrics.encode().contains(&reachable(1)));
+    let (_, reason, _) = eventually("TargetReachable=True again", T, || async {
+        target_condition().await.filter(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(reason, "Connected");
     f.stop().await;
 }
 

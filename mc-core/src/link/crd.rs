@@ -224,6 +224,13 @@ fn status_schema() -> JSONSchemaProps {
             ("mirrorServices", array("", service_status.clone())),
             ("federatedServices", array("", service_status)),
             ("gateway", gateway),
+            (
+                "conditions",
+                array(
+                    "Link-level conditions (mc), e.g. TargetReachable",
+                    link_condition(),
+                ),
+            ),
         ],
         &[],
     )
@@ -257,6 +264,15 @@ fn condition() -> JSONSchemaProps {
         ],
         &["lastTransitionTime", "message", "reason", "status", "type"],
     )
+}
+
+/// A Link-level condition: a per-service condition without `localRef`.
+fn link_condition() -> JSONSchemaProps {
+    let mut c = condition();
+    if let Some(props) = c.properties.as_mut() {
+        props.remove("localRef");
+    }
+    c
 }
 
 fn object_ref(description: &str) -> JSONSchemaProps {
@@ -428,5 +444,9 @@ mod tests {
         let cond = &status["mirrorServices"]["items"]["properties"]["conditions"]["items"];
         let required: Vec<_> = cond["required"].as_sequence().cloned().unwrap_or_default();
         assert!(!required.contains(&serde_yaml::Value::from("localRef")));
+        let link_cond = &status["conditions"]["items"]["properties"];
+        assert!(link_cond["reason"]["pattern"].is_string());
+        assert!(link_cond["lastTransitionTime"].is_mapping());
+        assert!(link_cond["localRef"].is_null());
     }
 }

@@ -13,8 +13,13 @@ use serde::{Deserialize, Serialize};
 use crate::labels::CONTROLLER_NAME;
 use crate::{Error, Result};
 
-/// The condition type the controller writes.
+/// The condition type the controller writes for each remote Service.
 pub const MIRRORED: &str = "Mirrored";
+
+/// The Link-level condition type (mc): whether the target cluster's API server can be reached
+/// with the Link's credentials. `True` with reason `Connected`, or `False` with a
+/// [`TargetFailure`] reason.
+pub const TARGET_REACHABLE: &str = "TargetReachable";
 
 /// `status` of a Link.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -29,6 +34,9 @@ pub struct LinkStatus {
     /// `gateway` (mc only): the probe worker's view of the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayStatus>,
+    /// `conditions` (mc only): Link-level conditions, e.g. [`TARGET_REACHABLE`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
 }
 
 /// One remote Service's entry in the status.
@@ -134,17 +142,101 @@ pub enum FailureReason {
     InvalidService,
     /// `MissingNamespace`: the namespace does not exist locally.
     MissingNamespace,
+    /// `Conflict`: a local object with the mirror's name exists and is not ours; it is left
+    /// untouched.
+    Conflict,
 }
 
 impl FailureReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [FailureReason; 4] = [
+        FailureReason::Error,
+        FailureReason::InvalidService,
+        FailureReason::MissingNamespace,
+        FailureReason::Conflict,
+    ];
+
     /// The reason string.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             FailureReason::Error => "Error",
             FailureReason::InvalidService => "InvalidService",
             FailureReason::MissingNamespace => "MissingNamespace",
+            FailureReason::Conflict => "Conflict",
         }
     }
+
+    /// The reason named `reason`, if it is one of these.
+    ///
+    /// ```
+    /// use mc_core::link::FailureReason;
+    /// assert_eq!(FailureReason::parse("Conflict"), Some(FailureReason::Conflict));
+    /// assert_eq!(FailureReason::parse("Mirrored"), None);
+    /// ```
+    pub fn parse(reason: &str) -> Option<FailureReason> {
+        FailureReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == reason)
+    }
+}
+
+/// Why the target cluster cannot be watched, as the reason of the `TargetReachable` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetFailure {
+    /// `MissingCredentials`: the credentials Secret, or its `kubeconfig` key, does not exist.
+    MissingCredentials,
+    /// `InvalidCredentials`: the kubeconfig cannot be parsed or used, or the API server rejects
+    /// it (401).
+    InvalidCredentials,
+    /// `Forbidden`: the API server accepts the credentials but denies a needed permission (403).
+    Forbidden,
+    /// `TargetUnreachable`: the API server does not answer (connection, TLS, timeout, watch).
+    TargetUnreachable,
+}
+
+impl TargetFailure {
+    /// The reason string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TargetFailure::MissingCredentials => "MissingCredentials",
+            TargetFailure::InvalidCredentials => "InvalidCredentials",
+            TargetFailure::Forbidden => "Forbidden",
+            TargetFailure::TargetUnreachable => "TargetUnreachable",
+        }
+    }
+}
+
+/// The `TargetReachable` condition at `now`: `True`/`Connected` when `failure` is `None`,
+/// otherwise `False` with the failure's reason and `message`.
+///
+/// ```
+/// use std::time::SystemTime;
+/// use mc_core::link::{TargetFailure, target_condition};
+/// let c = target_condition(Some((TargetFailure::Forbidden, "cannot list services")), SystemTime::UNIX_EPOCH)?;
+/// assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "Forbidden"));
+/// # Ok::<(), mc_core::Error>(())
+/// ```
+pub fn target_condition(
+    failure: Option<(TargetFailure, &str)>,
+    now: SystemTime,
+) -> Result<Condition> {
+    let time = jiff::Timestamp::try_from(now).map_err(|_| Error::TimeOutOfRange { time: now })?;
+    let (status, reason, message) = match failure {
+        None => (
+            "True",
+            "Connected",
+            "the target cluster's API server answers".to_string(),
+        ),
+        Some((f, message)) => ("False", f.as_str(), message.to_string()),
+    };
+    Ok(Condition {
+        type_: TARGET_REACHABLE.to_string(),
+        status: status.to_string(),
+        last_transition_time: Time(time),
+        reason: reason.to_string(),
+        message,
+        local_ref: None,
+    })
 }
 
 /// The outcome of mirroring one remote Service.
@@ -204,6 +296,17 @@ pub fn merge_condition(conditions: &mut Vec<Condition>, mut new: Condition) -> b
 }
 
 impl LinkStatus {
+    /// Record the Link-level `condition` (keeping its transition time unless its status changes).
+    /// Returns `true` when the status changed.
+    pub fn set_condition(&mut self, condition: Condition) -> bool {
+        merge_condition(&mut self.conditions, condition)
+    }
+
+    /// The Link-level condition of type `type_`, if any.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+
     /// Record `condition` for the mirror of `remote`. Returns `true` when the status changed.
     pub fn upsert_mirror(&mut self, remote: RemoteRef, condition: Condition) -> bool {
         upsert(&mut self.mirror_services, remote, condition)
@@ -308,6 +411,57 @@ mod tests {
         assert_eq!(status.mirror_services.len(), 1);
         assert!(status.remove_mirror("ns", "web"));
         assert!(!status.remove_mirror("ns", "web"));
+        Ok(())
+    }
+
+    #[test]
+    fn failure_reasons_round_trip() {
+        for r in FailureReason::ALL {
+            assert_eq!(FailureReason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(
+            FailureReason::parse("conflict"),
+            None,
+            "reasons are case-sensitive"
+        );
+        assert_eq!(FailureReason::parse(MIRRORED), None);
+    }
+
+    #[test]
+    fn target_condition_transitions() -> Result<()> {
+        let mut status = LinkStatus::default();
+        assert!(status.set_condition(target_condition(None, at(0))?));
+        assert!(
+            !status.set_condition(target_condition(None, at(60))?),
+            "unchanged: no write"
+        );
+        let down = (TargetFailure::InvalidCredentials, "401 Unauthorized");
+        assert!(status.set_condition(target_condition(Some(down), at(120))?));
+        let c = status.condition(TARGET_REACHABLE).cloned();
+        let c = c.ok_or(Error::Malformed {
+            expected: "a TargetReachable condition",
+            reason: "missing".into(),
+        })?;
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str(), c.message.as_str()),
+            ("False", "InvalidCredentials", "401 Unauthorized")
+        );
+        assert_eq!(c.last_transition_time.0.as_second(), 1_700_000_120);
+        let later = (TargetFailure::TargetUnreachable, "connection refused");
+        assert!(status.set_condition(target_condition(Some(later), at(180))?));
+        assert_eq!(
+            status.conditions[0].last_transition_time.0.as_second(),
+            1_700_000_120,
+            "False to False keeps the transition time"
+        );
+        assert_eq!(status.conditions.len(), 1);
+        let json = serde_json::to_value(&status).map_err(|e| Error::Malformed {
+            expected: "LinkStatus",
+            reason: e.to_string(),
+        })?;
+        assert_eq!(json["conditions"][0]["type"], "TargetReachable");
+        assert_eq!(json["conditions"][0]["reason"], "TargetUnreachable");
+        assert!(json.get("mirrorServices").is_none());
         Ok(())
     }
 
