@@ -37,8 +37,10 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: CheckFormat,
-    /// Retry failing checks until they pass or this much time has passed (e.g. 5m).
-    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    /// Retry while a check that can still pass on its own (controllers starting, gateways
+    /// being probed, mirrors getting endpoints) fails, up to this long (e.g. 30s, 0s for one
+    /// round). Failures that need an operator (anchors, credentials, RBAC) end the wait at once.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub wait: String,
     /// Timeout of each call to a remote (target) API server.
     #[arg(long, default_value = "10s", value_name = "DURATION")]
@@ -62,6 +64,9 @@ struct Check {
     details: Vec<String>,
     /// Anchor of the upstream hint page.
     hint: &'static str,
+    /// Whether a failure can clear on its own (a controller starting, a probe succeeding), so
+    /// `--wait` retries it.
+    retryable: bool,
 }
 
 impl Check {
@@ -71,6 +76,14 @@ impl Check {
             outcome: Outcome::Success,
             details: Vec::new(),
             hint,
+            retryable: false,
+        }
+    }
+    /// A check whose failure may clear without an operator, retried until `--wait` runs out.
+    fn retryable(description: &str, hint: &'static str) -> Check {
+        Check {
+            retryable: true,
+            ..Check::new(description, hint)
         }
     }
     fn fail(&mut self, detail: String) {
@@ -96,13 +109,20 @@ pub(crate) async fn check(
 ) -> Result<()> {
     let wait = mc_core::link::parse_duration(&args.wait)?;
     let timeout = mc_core::link::parse_duration(&args.timeout)?;
-    let deadline = tokio::time::Instant::now() + wait;
+    let start = tokio::time::Instant::now();
     let checks = loop {
         let checks = run_checks(kube, linkerd_namespace, timeout).await?;
-        let healthy = checks.iter().all(|c| c.outcome != Outcome::Error);
-        if healthy || tokio::time::Instant::now() >= deadline {
+        let waiting_for = pending(&checks);
+        if waiting_for.is_empty() || start.elapsed() >= wait {
             break checks;
         }
+        // Progress on stderr, so the report on stdout stays parseable.
+        eprintln!(
+            "waiting for: {} ({}s of {}s; --wait to change)",
+            waiting_for.join(", "),
+            start.elapsed().as_secs(),
+            wait.as_secs()
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
     let failed = checks
@@ -115,6 +135,19 @@ pub(crate) async fn check(
     } else {
         Err(Error::Unhealthy(failed))
     }
+}
+
+/// The descriptions of the failing checks worth waiting for; empty when there is nothing to
+/// wait for: everything passed, or some failure needs an operator.
+fn pending(checks: &[Check]) -> Vec<&str> {
+    let failing: Vec<&Check> = checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Error)
+        .collect();
+    if failing.iter().any(|c| !c.retryable) {
+        return Vec::new();
+    }
+    failing.iter().map(|c| c.description.as_str()).collect()
 }
 
 fn hint_url(anchor: &str) -> String {
@@ -345,11 +378,15 @@ async fn run_checks(
         "service mirror controller has required permissions",
         "l5d-multicluster-source-rbac-correct",
     );
-    let mut running = Check::new(
+    let mut running = Check::retryable(
         "service mirror controllers are running",
         "l5d-multicluster-service-mirror-running",
     );
-    let mut gateways = Check::new(
+    let mut reaching = Check::retryable(
+        "service mirror controllers reach their target clusters (from Link status)",
+        "l5d-smc-target-clusters-access",
+    );
+    let mut gateways = Check::retryable(
         "gateways are alive (from Link status)",
         "l5d-multicluster-gateways-endpoints",
     );
@@ -494,6 +531,21 @@ async fn run_checks(
                 }
             }
         }
+        // The controller's own view of the target, from the TargetReachable condition.
+        let condition = link
+            .status
+            .as_ref()
+            .and_then(|s| s.condition(mc_core::link::TARGET_REACHABLE));
+        match condition {
+            Some(c) if c.status == "True" => reaching.info(format!("* {name}: {}", c.reason)),
+            Some(c) => reaching.fail(format!(
+                "{name}: the controller cannot watch {target} ({}, since {}): {}",
+                c.reason, c.last_transition_time.0, c.message
+            )),
+            None => reaching.info(format!(
+                "* {name}: not reported yet (the controller writes it once it has tried)"
+            )),
+        }
         // Gateway alive, from status.
         if valid.gateway.is_some() {
             match link.status.as_ref().and_then(|s| s.gateway.as_ref()) {
@@ -503,7 +555,7 @@ async fn run_checks(
             }
         }
     }
-    checks.extend([creds, anchors, rbac, running, gateways]);
+    checks.extend([creds, anchors, rbac, running, reaching, gateways]);
 
     // Mirrors.
     let services: kube::Api<Service> = kube::Api::all(client.clone());
@@ -518,7 +570,7 @@ async fn run_checks(
             )
         })?
         .items;
-    let mut endpoints_check = Check::new(
+    let mut endpoints_check = Check::retryable(
         "all mirror services have endpoints",
         "l5d-multicluster-services-endpoints",
     );
@@ -645,4 +697,43 @@ async fn diagnose_anchors(
 
 fn short_fp(fp: &str) -> String {
     fp.chars().take(23).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing(description: &str, retryable: bool) -> Check {
+        let mut c = if retryable {
+            Check::retryable(description, "x")
+        } else {
+            Check::new(description, "x")
+        };
+        c.fail("broken".into());
+        c
+    }
+
+    #[test]
+    fn only_failures_that_can_clear_on_their_own_are_waited_for() {
+        let ok = Check::retryable("fine", "x");
+        assert!(
+            pending(std::slice::from_ref(&ok)).is_empty(),
+            "healthy: nothing to wait for"
+        );
+        assert_eq!(
+            pending(&[
+                ok.clone(),
+                failing("controllers", true),
+                failing("gateways", true)
+            ]),
+            ["controllers", "gateways"]
+        );
+        assert!(
+            pending(&[failing("controllers", true), failing("anchors", false)]).is_empty(),
+            "a failure that needs an operator ends the wait"
+        );
+        let mut warned = Check::new("versions", "x");
+        warned.warn("old".into());
+        assert!(pending(&[warned]).is_empty(), "warnings are not waited for");
+    }
 }

@@ -20,15 +20,18 @@ struct Env {
 }
 
 impl Env {
-    fn mc(&self, context: &str, args: &[&str]) -> Output {
-        Command::new(mc_bin())
-            .arg("--kubeconfig")
+    fn mc_command(&self, context: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(mc_bin());
+        cmd.arg("--kubeconfig")
             .arg(self.bed.kubeconfig())
             .arg("--context")
             .arg(context)
-            .args(args)
-            .output()
-            .unwrap()
+            .args(args);
+        cmd
+    }
+
+    fn mc(&self, context: &str, args: &[&str]) -> Output {
+        self.mc_command(context, args).output().unwrap()
     }
 
     fn kubectl(&self, context: &str, args: &[&str]) -> Output {
@@ -74,8 +77,12 @@ impl Env {
         self.apply("west", &serde_json::to_string(&lease).unwrap());
     }
 
+    /// `check` with `args`; one round (`--wait 0s`) unless `args` set `--wait`.
     fn check(&self, args: &[&str]) -> (Option<i32>, String) {
         let mut all = vec!["multicluster", "check"];
+        if !args.contains(&"--wait") {
+            all.extend(["--wait", "0s"]);
+        }
         all.extend_from_slice(args);
         let out = self.mc("west", &all);
         (
@@ -204,6 +211,65 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
     env.lease(Duration::ZERO);
     assert_eq!(env.check(&[]).0, Some(0));
 
+    // `--wait` retries a check that can clear on its own: the controller comes back meanwhile.
+    env.lease(Duration::from_secs(600));
+    let waiting = env
+        .mc_command("west", &["multicluster", "check", "--wait", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    env.lease(Duration::ZERO);
+    let out = waiting.wait_with_output().unwrap();
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{progress}");
+    assert!(
+        progress.contains("waiting for: service mirror controllers are running"),
+        "progress is shown while waiting:\n{progress}"
+    );
+
+    // The controller's own view of the target (the Link's TargetReachable condition).
+    let condition = |status: &str, reason: &str, message: &str| {
+        let patch = serde_json::json!({"status": {"conditions": [{
+            "type": "TargetReachable", "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-01-02T03:04:05Z",
+        }]}});
+        ok(&env.kubectl(
+            "west",
+            &[
+                "-n",
+                "linkerd-multicluster",
+                "patch",
+                "link",
+                "east",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &patch.to_string(),
+            ],
+        ));
+    };
+    condition(
+        "False",
+        "Forbidden",
+        "services is forbidden: User \"nobody\"",
+    );
+    let (code, text) = env.check(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("east: the controller cannot watch east (Forbidden, since 2026-01-02T03:04:05Z): services is forbidden"),
+        "{text}"
+    );
+    condition(
+        "True",
+        "Connected",
+        "the target cluster's API server answers",
+    );
+    let (code, text) = env.check(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("* east: Connected"), "{text}");
+
     // (a) The anchors differ: first a rotation in progress (still one shared), then none shared.
     let other = anchor("root.other.test");
     env.linkerd_config("west", &format!("{shared}{other}"));
@@ -219,6 +285,14 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
         "{text}"
     );
     env.linkerd_config("west", &other);
+    // Without --wait (default 5m): a failure that needs an operator is reported at once.
+    let out = env.mc("west", &["multicluster", "check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("waiting for"),
+        "differing anchors are not waited for:\n{stderr}"
+    );
     let (code, text) = env.check(&[]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("only in east: CN=root.shared.test"), "{text}");
