@@ -30,7 +30,8 @@ pub struct GatewaysArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: GatewaysFormat,
-    /// Print again every 2 seconds until interrupted.
+    /// Keep watching: re-read every 2 seconds and print the table again whenever it changes,
+    /// until interrupted.
     #[arg(short = 'w', long)]
     pub watch: bool,
 }
@@ -52,6 +53,7 @@ pub(crate) async fn gateways(
     out: &mut dyn Write,
 ) -> Result<()> {
     let cluster = kube.connect(None).await?;
+    let mut last: Option<Vec<Row>> = None;
     loop {
         let rows = collect(
             &cluster.client,
@@ -71,12 +73,18 @@ pub(crate) async fn gateways(
                 "list the links with `kubectl get links -A`",
             ));
         }
-        emit(out, &format(&rows, args.output))?;
+        if last.as_ref() != Some(&rows) {
+            if last.is_some() {
+                emit(out, "\n")?;
+            }
+            emit(out, &format(&rows, args.output))?;
+            last = Some(rows);
+        }
         if !args.watch {
             return Ok(());
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => emit(out, "\n")?,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
     }

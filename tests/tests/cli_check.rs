@@ -77,6 +77,26 @@ impl Env {
         self.apply("west", &serde_json::to_string(&lease).unwrap());
     }
 
+    /// Merges `gateway` into the Link east's `status.gateway` (as the controller writes it; a
+    /// `null` field is removed).
+    fn gateway_status(&self, gateway: &str) {
+        let patch = format!(r#"{{"status":{{"gateway":{gateway}}}}}"#);
+        ok(&self.kubectl(
+            "west",
+            &[
+                "-n",
+                "linkerd-multicluster",
+                "patch",
+                "link",
+                "east",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &patch,
+            ],
+        ));
+    }
+
     /// `check` with `args`; one round (`--wait 0s`) unless `args` set `--wait`.
     fn check(&self, args: &[&str]) -> (Option<i32>, String) {
         let mut all = vec!["multicluster", "check"];
@@ -94,6 +114,21 @@ impl Env {
             ),
         )
     }
+}
+
+/// The table rows about cluster `east` that `stdout` prints, as they come.
+fn rows_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with("east ") && tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 fn anchor(cn: &str) -> String {
@@ -165,20 +200,7 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
 
     // The controller runs: it holds its lease and reports the gateway alive.
     env.lease(Duration::ZERO);
-    ok(&env.kubectl(
-        "west",
-        &[
-            "-n",
-            "linkerd-multicluster",
-            "patch",
-            "link",
-            "east",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"gateway":{"alive":true,"latencyMs":4,"p50Ms":3,"p99Ms":9}}}"#,
-        ],
-    ));
+    env.gateway_status(r#"{"alive":true,"latencyMs":4,"p50Ms":3,"p99Ms":9}"#);
     let (code, text) = env.check(&[]);
     assert_eq!(code, Some(0), "{text}");
     for line in [
@@ -198,6 +220,32 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
     let gw = ok(&env.mc("west", &["multicluster", "gateways"]));
     let row: Vec<&str> = gw.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row, ["east", "True", "0", "4ms", "3ms", "9ms"], "{gw}");
+
+    // `gateways --watch` prints the table again when the gateway's state changes.
+    let mut watch = KillOnDrop(
+        env.mc_command("west", &["multicluster", "gateways", "--watch"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rows = rows_of(watch.0.stdout.take().unwrap());
+    let next_east_row = || {
+        rows.recv_timeout(Duration::from_secs(30))
+            .map(|line| {
+                line.split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .unwrap()
+    };
+    assert_eq!(next_east_row()[..2], ["east", "True"]);
+    env.gateway_status(r#"{"alive":false,"latencyMs":null}"#);
+    assert_eq!(next_east_row(), ["east", "False", "0", "-", "-", "-"]);
+    env.gateway_status(r#"{"alive":true,"latencyMs":4,"p50Ms":3,"p99Ms":9}"#);
+    assert_eq!(next_east_row(), ["east", "True", "0", "4ms", "3ms", "9ms"]);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(rows.try_recv().is_err(), "nothing changed: nothing printed");
+    drop(watch);
 
     // (c) The controller is down: its lease is stale.
     env.lease(Duration::from_secs(600));
