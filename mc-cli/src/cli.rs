@@ -126,7 +126,9 @@ pub(crate) async fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write)
     } = cli;
     match command {
         Command::Multicluster(mc) => match mc {
-            Multicluster::Install(a) => manifests::install(a, &linkerd_namespace, out),
+            Multicluster::Install(a) => {
+                manifests::install(a, &kube, &linkerd_namespace, out, err).await
+            }
             Multicluster::Allow(a) => manifests::allow(a, &kube, &linkerd_namespace, out).await,
             Multicluster::Link(a) => link::link(a, &kube, &linkerd_namespace, out, err).await,
             Multicluster::Unlink(a) => manifests::unlink(a, &kube, &linkerd_namespace, out).await,

@@ -66,9 +66,13 @@ pub struct InstallArgs {
     /// Namespace of the extension.
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
-    /// Trust domain of the cluster's identities.
+    /// Trust domain of the cluster's identities (default: `identityTrustDomain` of the
+    /// cluster's linkerd-config, else cluster.local).
     #[arg(long, value_name = "DOMAIN")]
     pub identity_trust_domain: Option<String>,
+    /// Render offline: do not read the cluster's linkerd-config for the trust domain.
+    #[arg(long)]
+    pub ignore_cluster: bool,
     /// Image.
     #[command(flatten)]
     pub image: ImageArgs,
@@ -87,11 +91,19 @@ pub struct InstallArgs {
 }
 
 impl InstallArgs {
-    /// The merged values: defaults, `--ha`, flags, `-f` files, `--set`, `--set-string`.
-    pub fn values(&self, linkerd_namespace: &str) -> Result<InstallValues> {
+    /// The merged values: defaults, `--ha`, the trust domain read from the cluster (if any),
+    /// flags, `-f` files, `--set`, `--set-string`.
+    pub fn values(
+        &self,
+        linkerd_namespace: &str,
+        cluster_trust_domain: Option<&str>,
+    ) -> Result<InstallValues> {
         let mut tree = InstallValues::default_tree();
         if self.ha {
             render::merge(&mut tree, InstallValues::ha_tree());
+        }
+        if let Some(domain) = cluster_trust_domain {
+            render::merge(&mut tree, json!({"identityTrustDomain": domain}));
         }
         let mut flags = json!({"linkerdNamespace": linkerd_namespace});
         let mut put = |path: &[&str], v: Value| {
@@ -157,14 +169,61 @@ impl InstallArgs {
     }
 }
 
-pub(crate) fn install(
+pub(crate) async fn install(
     args: InstallArgs,
+    kube: &KubeArgs,
     linkerd_namespace: &str,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<()> {
-    let values = args.values(linkerd_namespace)?;
+    // Values are checked before the cluster is read: bad input fails fast and offline.
+    args.values(linkerd_namespace, None)?;
+    let from_cluster = if args.ignore_cluster || args.identity_trust_domain.is_some() {
+        None
+    } else {
+        cluster_trust_domain(kube, linkerd_namespace, err).await?
+    };
+    let values = args.values(linkerd_namespace, from_cluster.as_deref())?;
     let objects = render::install(&values)?;
     emit(out, &render::Format::from(args.output).serialize(&objects)?)
+}
+
+/// The `identityTrustDomain` of the cluster's linkerd-config; `None` (with a note on stderr)
+/// when Linkerd's config is not there, since mc does not need Linkerd itself.
+async fn cluster_trust_domain(
+    kube: &KubeArgs,
+    linkerd_namespace: &str,
+    err: &mut dyn Write,
+) -> Result<Option<String>> {
+    let cluster = kube.connect(None).await.map_err(|e| {
+        Error::input(
+            "the current kubeconfig context",
+            format!("cannot be used to read the cluster's trust domain: {e}"),
+            "pass --context/--kubeconfig, or --ignore-cluster (with --identity-trust-domain) to \
+             render offline",
+        )
+    })?;
+    let config =
+        crate::kube::linkerd_config(&cluster.client, linkerd_namespace, &cluster.context).await?;
+    match config {
+        Some(c) => {
+            let note = format!(
+                "using trust domain {} from {linkerd_namespace}/linkerd-config (context {})\n",
+                c.trust_domain, cluster.context
+            );
+            emit(err, &note)?;
+            Ok(Some(c.trust_domain))
+        }
+        None => {
+            let note = format!(
+                "no {linkerd_namespace}/linkerd-config in context {}: using the default trust \
+                 domain (pass --identity-trust-domain to choose one)\n",
+                cluster.context
+            );
+            emit(err, &note)?;
+            Ok(None)
+        }
+    }
 }
 
 /// Flags of `mc multicluster allow`.

@@ -728,3 +728,71 @@ fn the_real_mirror_controller_works_with_the_rendered_rbac() {
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
 }
+
+#[test]
+fn install_takes_the_trust_domain_from_the_clusters_linkerd_config() {
+    let bed = shared().unwrap();
+    let lns = unique("l5d");
+    ensure_ns(bed, "east", &lns);
+    let cm = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: linkerd-config, namespace: {lns}}}\n\
+         data:\n  values: |\n    identityTrustDomain: corp.example\n    \
+         identityTrustAnchorsPEM: |\n      -----BEGIN CERTIFICATE-----\n      AAAA\n      \
+         -----END CERTIFICATE-----\n"
+    );
+    ok(&apply(bed, "east", &cm, &[]));
+    // `<gateway>.<namespace>.serviceaccount.identity.<linkerd namespace>.<trust domain>`.
+    let gateway_id = |l5d: &str, domain: &str| {
+        format!("linkerd-gateway.linkerd-multicluster.serviceaccount.identity.{l5d}.{domain}")
+    };
+
+    // Read from the cluster, and said so on stderr.
+    let out = mc(bed, "east", &["-L", &lns, "multicluster", "install"]);
+    let yaml = ok(&out);
+    assert!(yaml.contains(&gateway_id(&lns, "corp.example")), "{yaml}");
+    assert!(
+        stderr(&out).contains(&format!(
+            "using trust domain corp.example from {lns}/linkerd-config"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // A flag wins over the cluster.
+    let flag = &[
+        "-L",
+        &lns,
+        "multicluster",
+        "install",
+        "--identity-trust-domain",
+        "flag.example",
+    ];
+    assert!(ok(&mc(bed, "east", flag)).contains(&gateway_id(&lns, "flag.example")));
+    // No linkerd-config: the default, with a note.
+    let out = mc(
+        bed,
+        "east",
+        &["-L", "no-linkerd-here", "multicluster", "install"],
+    );
+    assert!(ok(&out).contains(&gateway_id("no-linkerd-here", "cluster.local")));
+    assert!(
+        stderr(&out).contains("no no-linkerd-here/linkerd-config"),
+        "{}",
+        stderr(&out)
+    );
+    // An unusable context fails with exit 2 and points at --ignore-cluster; nothing on stdout.
+    let out = mc(bed, "no-such-context", &["multicluster", "install"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("--ignore-cluster"),
+        "{}",
+        stderr(&out)
+    );
+    // ... and renders offline with it.
+    let out = mc(
+        bed,
+        "no-such-context",
+        &["multicluster", "install", "--ignore-cluster"],
+    );
+    assert!(ok(&out).contains(&gateway_id("linkerd", "cluster.local")));
+}
