@@ -920,3 +920,93 @@ async fn two_replicas_one_leader_and_failover() {
     let _ = stop_tx.send(());
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_discovery_mirrors_have_no_endpoints_and_switch_modes() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "rdisc", true, false).await;
+    f.start().await;
+
+    // Exported for remote discovery: a mirror Service, labelled for the destination's cluster
+    // store, and no Endpoints (the proxy resolves the remote service itself).
+    f.remote_service(
+        &ns,
+        "api",
+        &[(EXPORTED, "remote-discovery")],
+        &[("grpc", 9090)],
+        &["10.1.0.7"],
+    )
+    .await;
+    let mirror = eventually("remote-discovery mirror", T, || f.mirror(&ns, "api")).await;
+    let l = labels(&mirror);
+    assert_eq!(
+        l.get("multicluster.linkerd.io/remote-discovery"),
+        Some(&f.cluster)
+    );
+    assert_eq!(
+        l.get("multicluster.linkerd.io/remote-service")
+            .map(String::as_str),
+        Some("api")
+    );
+    assert_eq!(
+        l.get("mirror.linkerd.io/mirrored-service")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        ann(&mirror)
+            .get("mirror.linkerd.io/remote-svc-fq-name")
+            .map(String::as_str),
+        Some(format!("api.{ns}.svc.cluster.local").as_str())
+    );
+    let ports = mirror.spec.unwrap().ports.unwrap();
+    assert_eq!(
+        (ports[0].name.as_deref(), ports[0].port),
+        (Some("grpc"), 9090)
+    );
+    let (status, _) = f.wait_condition(&ns, "api", "Mirrored").await;
+    assert_eq!(status, "True");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        f.mirror_endpoints(&ns, "api").await.is_none(),
+        "no Endpoints for a remote-discovery mirror"
+    );
+
+    // Switched to gateway mode: the same mirror gets gateway Endpoints and loses the
+    // remote-discovery labels.
+    f.remote_service(
+        &ns,
+        "api",
+        &[(EXPORTED, "true")],
+        &[("grpc", 9090)],
+        &["10.1.0.7"],
+    )
+    .await;
+    f.wait_endpoints(&ns, "api", true, T).await;
+    let mirror = eventually("gateway-mode mirror", T, || async {
+        let m = f.mirror(&ns, "api").await?;
+        (!labels(&m).contains_key("multicluster.linkerd.io/remote-discovery")).then_some(m)
+    })
+    .await;
+    assert_eq!(
+        labels(&mirror)
+            .get("mirror.linkerd.io/mirrored-service")
+            .map(String::as_str),
+        Some("true")
+    );
+
+    // And back: the gateway Endpoints go away again.
+    f.remote_service(
+        &ns,
+        "api",
+        &[(EXPORTED, "remote-discovery")],
+        &[("grpc", 9090)],
+        &["10.1.0.7"],
+    )
+    .await;
+    eventually("gateway Endpoints removed", T, || async {
+        f.mirror_endpoints(&ns, "api").await.is_none().then_some(())
+    })
+    .await;
+    f.stop().await;
+}
