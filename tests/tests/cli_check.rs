@@ -77,10 +77,10 @@ impl Env {
         self.apply("west", &serde_json::to_string(&lease).unwrap());
     }
 
-    /// Merges `gateway` into the Link east's `status.gateway` (as the controller writes it; a
-    /// `null` field is removed).
-    fn gateway_status(&self, gateway: &str) {
-        let patch = format!(r#"{{"status":{{"gateway":{gateway}}}}}"#);
+    /// Merges `status` into the Link east's status (as the controller writes it; a `null`
+    /// field is removed).
+    fn link_status(&self, status: serde_json::Value) {
+        let patch = serde_json::json!({ "status": status }).to_string();
         ok(&self.kubectl(
             "west",
             &[
@@ -95,6 +95,12 @@ impl Env {
                 &patch,
             ],
         ));
+    }
+
+    /// Merges `gateway` (JSON) into the Link east's `status.gateway`.
+    fn gateway_status(&self, gateway: &str) {
+        let gateway: serde_json::Value = serde_json::from_str(gateway).unwrap();
+        self.link_status(serde_json::json!({ "gateway": gateway }));
     }
 
     /// `check` with `args`; one round (`--wait 0s`) unless `args` set `--wait`.
@@ -279,24 +285,10 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
 
     // The controller's own view of the target (the Link's TargetReachable condition).
     let condition = |status: &str, reason: &str, message: &str| {
-        let patch = serde_json::json!({"status": {"conditions": [{
+        env.link_status(serde_json::json!({"conditions": [{
             "type": "TargetReachable", "status": status, "reason": reason, "message": message,
             "lastTransitionTime": "2026-01-02T03:04:05Z",
-        }]}});
-        ok(&env.kubectl(
-            "west",
-            &[
-                "-n",
-                "linkerd-multicluster",
-                "patch",
-                "link",
-                "east",
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &patch.to_string(),
-            ],
-        ));
+        }]}));
     };
     condition(
         "False",
