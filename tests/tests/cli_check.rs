@@ -39,9 +39,7 @@ impl Env {
     }
 
     fn apply(&self, context: &str, yaml: &str) {
-        let mut cmd = self.bed.kubectl(context);
-        cmd.args(["apply", "-f", "-"]);
-        ok(&with_stdin(cmd, yaml));
+        ok(&self.bed.apply(context, yaml).unwrap());
     }
 
     fn linkerd_config(&self, context: &str, anchors_pem: &str) {

@@ -188,22 +188,7 @@ pub async fn install_crd(client: &Client) {
 
 /// Applies YAML with kubectl (admin).
 pub fn apply(bed: &Testbed, ctx: &str, yaml: &str) {
-    use std::io::Write as _;
-    let mut child = bed
-        .kubectl(ctx)
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = bed.apply(ctx, yaml).unwrap();
     assert!(
         out.status.success(),
         "kubectl apply: {}{}",
