@@ -5,7 +5,7 @@ Subcommands:
   backend PORT                       sink for bytes; answers HTTP/1.1 keep-alive GETs with 2 bytes
   bulk PORT STREAMS BYTES [HEADER]   push BYTES through each of STREAMS mTLS connections
   latency PORT N HOST                N small GETs over one persistent mTLS connection: p50 p99 (us)
-  hold PORT N [HEADER]               open N mTLS connections, print "held", wait for stdin EOF
+  hold PORT N [HEADER]               open N mTLS connections, print "held K" (K still open), wait for stdin EOF
   cpu PID...                         utime+stime seconds of the processes and their descendants
   rss PID...                         summed VmRSS (KiB) of the processes and their descendants
 HEADER is NAME:PORT: offer ALPN transport.l5d.io/v1 and send the transport header (mc-gateway).
@@ -48,9 +48,9 @@ def context(alpn):
     return ctx
 
 
-def connect(port, spec=None, alpn=None):
+def connect(port, spec=None, alpn=None, timeout=None):
     ctx = context("transport.l5d.io/v1" if spec else alpn)
-    raw = socket.create_connection(("127.0.0.1", port))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s = ctx.wrap_socket(raw, server_hostname=SNI)
     if spec:
@@ -108,11 +108,28 @@ def latency(port, n, host):
     print(f"{times[len(times) // 2]:.0f} {times[int(len(times) * 0.99)]:.0f}")
 
 
+def alive(s):
+    """Whether the proxy still holds this connection (no EOF, no reset, nothing to read)."""
+    s.setblocking(False)
+    try:
+        return s.recv(1) != b""
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return True
+    except OSError:
+        return False
+
+
 def hold(port, n, spec=None):
+    """Opens N connections (5 s to connect and handshake each; a proxy out of file descriptors
+    leaves them in its backlog), then prints "held K": those still open a second later."""
     conns = []
     for _ in range(n):
-        conns.append(connect(port, spec))
-    print("held", flush=True)
+        try:
+            conns.append(connect(port, spec, timeout=5))
+        except OSError:
+            pass
+    time.sleep(1)
+    print(f"held {sum(alive(s) for s in conns)}", flush=True)
     sys.stdin.read()
 
 

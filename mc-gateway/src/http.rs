@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -65,12 +65,30 @@ impl tower_service::Service<Uri> for EndpointConnector {
 
 type UpstreamClient = Client<EndpointConnector, Incoming>;
 
+/// How long an idle pooled upstream connection is kept; a client unused for this long holds
+/// no connection and is dropped from the map at the next sweep.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// The smallest client map that triggers a sweep by size.
+const SWEEP_MIN: usize = 64;
+
 /// Upstream HTTP clients, one pool per (endpoint address, protocol). Each request is
 /// resolved first, so a connection to an endpoint that left the ready set is never reused.
+///
+/// Endpoints come and go (pods are replaced), so the map is swept of clients unused for
+/// [`POOL_IDLE`] whenever it has doubled since the last sweep or a sweep is that old: it
+/// stays bounded by the endpoints actually in use.
 #[derive(Debug, Clone)]
 pub struct Upstreams {
     resolver: SharedResolver,
-    clients: Arc<Mutex<HashMap<(SocketAddr, bool), UpstreamClient>>>,
+    clients: Arc<Mutex<Clients>>,
+}
+
+#[derive(Debug)]
+struct Clients {
+    map: HashMap<(SocketAddr, bool), (UpstreamClient, Instant)>,
+    sweep_at: usize,
+    last_sweep: Instant,
 }
 
 impl Upstreams {
@@ -78,24 +96,56 @@ impl Upstreams {
     pub fn new(resolver: SharedResolver) -> Self {
         Self {
             resolver,
-            clients: Arc::default(),
+            clients: Arc::new(Mutex::new(Clients {
+                map: HashMap::new(),
+                sweep_at: SWEEP_MIN,
+                last_sweep: Instant::now(),
+            })),
         }
     }
 
     /// The pooled client for one endpoint, HTTP/2 (prior knowledge) or HTTP/1.1.
     fn client(&self, addr: SocketAddr, h2: bool) -> UpstreamClient {
-        let mut map = match self.clients.lock() {
+        self.client_at(addr, h2, Instant::now())
+    }
+
+    /// [`Self::client`] at time `now` (the sweep clock).
+    fn client_at(&self, addr: SocketAddr, h2: bool, now: Instant) -> UpstreamClient {
+        let mut clients = match self.clients.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        map.entry((addr, h2))
-            .or_insert_with(|| {
-                Client::builder(TokioExecutor::new())
-                    .http2_only(h2)
-                    .pool_idle_timeout(std::time::Duration::from_secs(30))
-                    .build(EndpointConnector { addr })
-            })
-            .clone()
+        if let Some((client, used)) = clients.map.get_mut(&(addr, h2)) {
+            *used = now;
+            return client.clone();
+        }
+        let stale = now.saturating_duration_since(clients.last_sweep) >= POOL_IDLE;
+        if clients.map.len() >= clients.sweep_at || stale {
+            clients
+                .map
+                .retain(|_, (_, used)| now.saturating_duration_since(*used) < POOL_IDLE);
+            clients.sweep_at = (clients.map.len() * 2).max(SWEEP_MIN);
+            clients.last_sweep = now;
+        }
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(h2)
+            .pool_idle_timeout(POOL_IDLE)
+            .build(EndpointConnector { addr });
+        clients.map.insert((addr, h2), (client.clone(), now));
+        client
+    }
+
+    /// Endpoints with a client in the map.
+    pub fn len(&self) -> usize {
+        match self.clients.lock() {
+            Ok(m) => m.map.len(),
+            Err(p) => p.into_inner().map.len(),
+        }
+    }
+
+    /// Whether no endpoint has a client.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -269,10 +319,16 @@ impl HttpContext {
         };
         let addr = match self.upstreams.resolver.resolve(&target).await {
             Ok(a) => a,
+            // Not a known service: no per-target metric series (names are client-chosen,
+            // series would be unbounded).
+            Err(e @ Error::UnknownService { .. }) => return self.refuse(None, e, start),
             Err(e) => return self.refuse(Some(&target), e, start),
         };
         let client = self.upstreams.client(addr, self.upstream_h2);
-        match client.request(req).await {
+        let in_flight = self.upstreams.resolver.track(addr);
+        let result = client.request(req).await;
+        drop(in_flight);
+        match result {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -335,6 +391,32 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[tokio::test]
+    async fn upstream_clients_of_endpoints_gone_for_the_idle_time_are_swept() {
+        let up = Upstreams::new(Arc::new(crate::resolve::StaticResolver::new()));
+        let t0 = Instant::now();
+        let addr = |p: u16| SocketAddr::from(([10, 0, 0, 1], p));
+        // 1,000 endpoints used once (pods replaced over and over) ...
+        for p in 1..=1000 {
+            up.client_at(addr(p), false, t0);
+        }
+        // ... sweeps by size keep only what was used within the idle time: all of them here.
+        assert_eq!(up.len(), 1000);
+        // One endpoint keeps being used; the others are gone.
+        let later = t0 + Duration::from_secs(20);
+        up.client_at(addr(1), false, later);
+        let much_later = t0 + POOL_IDLE + Duration::from_secs(1);
+        up.client_at(addr(1), false, much_later);
+        // The next new endpoint triggers a sweep by age: only the live ones remain.
+        up.client_at(addr(2000), true, much_later);
+        assert_eq!(up.len(), 2);
+        // The same (address, protocol) reuses its client: no growth.
+        for _ in 0..10 {
+            up.client_at(addr(2000), true, much_later);
+        }
+        assert_eq!(up.len(), 2);
     }
 
     #[test]

@@ -280,27 +280,49 @@ where
     }
 }
 
+/// Largest copy buffer of a splice direction: four TLS records of plaintext, so that a bulk
+/// transfer costs one write per four records read.
+const COPY_MAX: usize = 64 * 1024;
+
 async fn copy_half<R, W>(r: &mut R, w: &mut W, activity: &Activity) -> std::io::Result<u64>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    // Start small so that thousands of idle streams stay cheap; grow to one TLS record of
-    // plaintext as soon as a read fills the buffer (bulk data is flowing).
+    // Start small so that thousands of idle streams stay cheap; grow as soon as a read fills
+    // the buffer (bulk data is flowing).
     let mut buf = vec![0u8; 2 * 1024];
     let mut total = 0u64;
     loop {
-        let n = r.read(&mut buf).await?;
-        if n == buf.len() && buf.len() < 16 * 1024 {
-            buf.resize(16 * 1024, 0);
-        }
+        let mut n = r.read(&mut buf).await?;
         if n == 0 {
             w.shutdown().await?;
             return Ok(total);
         }
+        if n == buf.len() && buf.len() < COPY_MAX {
+            buf.resize(COPY_MAX, 0);
+        }
+        // Gather what is already readable (more TLS records), without waiting, so that one
+        // write carries it all.
+        let mut eof = false;
+        while n < buf.len() {
+            match futures::FutureExt::now_or_never(r.read(&mut buf[n..])) {
+                Some(Ok(0)) => {
+                    eof = true;
+                    break;
+                }
+                Some(Ok(m)) => n += m,
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
         activity.touch();
         w.write_all(&buf[..n]).await?;
         total += n as u64;
+        if eof {
+            w.shutdown().await?;
+            return Ok(total);
+        }
     }
 }
 

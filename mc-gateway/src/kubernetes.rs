@@ -1,7 +1,7 @@
 //! The Kubernetes resolver: reflectors on Services and EndpointSlices of the gateway's own
 //! cluster map `<svc>.<ns>.svc.<domain>:<port>` to the ready endpoint addresses of that
 //! service port (with the endpoint's port, i.e. the resolved targetPort), balanced round
-//! robin. A Service without any EndpointSlice falls back to its core/v1 Endpoints (clusters
+//! robin or by power of two choices ([`Balance`]). A Service without any EndpointSlice falls back to its core/v1 Endpoints (clusters
 //! or tools that only write Endpoints).
 
 use std::collections::HashMap;
@@ -16,7 +16,9 @@ use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::resolve::{Resolve, ResolveFuture, RoundRobin};
+use crate::resolve::{
+    Balance, Balancer, InFlight, InFlightGuard, Resolve, ResolveFuture, RoundRobin,
+};
 use crate::route::Target;
 use crate::{Error, Result};
 
@@ -29,9 +31,21 @@ pub struct KubeResolver {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     endpoints: Store<Endpoints>,
-    rr: Mutex<HashMap<Target, Arc<RoundRobin>>>,
+    rr: Mutex<PerTarget>,
+    balancer: Balancer,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Round-robin state per target, pruned of targets whose Service is gone.
+#[derive(Debug, Default)]
+struct PerTarget {
+    map: HashMap<Target, Arc<RoundRobin>>,
+    /// The map is swept when it grows past this size.
+    prune_at: usize,
+}
+
+/// The smallest map size that triggers a sweep.
+const PRUNE_MIN: usize = 64;
 
 impl std::fmt::Debug for KubeResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,7 +113,8 @@ impl KubeResolver {
             services,
             slices,
             endpoints,
-            rr: Mutex::new(HashMap::new()),
+            rr: Mutex::default(),
+            balancer: Balancer::default(),
             tasks,
         };
         let synced = async {
@@ -116,6 +131,52 @@ impl KubeResolver {
         Ok(this)
     }
 
+    /// Balances with `balance`; with [`Balance::P2c`] the load is what [`Resolve::track`]
+    /// counts into `load` (share it with the other resolvers of a chain).
+    pub fn with_balance(mut self, balance: Balance, load: Arc<InFlight>) -> Self {
+        self.balancer = Balancer::new(balance, load);
+        self
+    }
+
+    /// Targets with balancing state (bounded: targets whose Service is gone are pruned).
+    pub fn tracked_targets(&self) -> usize {
+        self.per_target().map.len()
+    }
+
+    fn per_target(&self) -> std::sync::MutexGuard<'_, PerTarget> {
+        match self.rr.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The `(service, namespace)` of a target name under this resolver's suffix.
+    fn service_of<'t>(&self, target: &'t Target) -> Option<(&'t str, &'t str)> {
+        target
+            .name
+            .strip_suffix(&self.suffix)
+            .and_then(|head| head.split_once('.'))
+            .filter(|(svc, ns)| !svc.is_empty() && !ns.is_empty() && !ns.contains('.'))
+    }
+
+    /// The round-robin state of a target; when the map has grown past its sweep size, first
+    /// drops the targets whose Service no longer exists (amortised O(1) per call).
+    fn round_robin(&self, target: &Target) -> Arc<RoundRobin> {
+        let mut per = self.per_target();
+        if let Some(rr) = per.map.get(target) {
+            return rr.clone();
+        }
+        if per.map.len() >= per.prune_at {
+            per.map.retain(|t, _| {
+                self.service_of(t).is_some_and(|(svc, ns)| {
+                    self.services.get(&ObjectRef::new(svc).within(ns)).is_some()
+                })
+            });
+            per.prune_at = (per.map.len() * 2).max(PRUNE_MIN);
+        }
+        per.map.entry(target.clone()).or_default().clone()
+    }
+
     /// The ready backend addresses of a target, in a stable order.
     pub fn addresses(&self, target: &Target) -> Result<Vec<SocketAddr>> {
         let unknown = |why: String| Error::UnknownService {
@@ -123,11 +184,8 @@ impl KubeResolver {
             port: target.port,
             why,
         };
-        let (svc, ns) = target
-            .name
-            .strip_suffix(&self.suffix)
-            .and_then(|head| head.split_once('.'))
-            .filter(|(svc, ns)| !svc.is_empty() && !ns.is_empty() && !ns.contains('.'))
+        let (svc, ns) = self
+            .service_of(target)
             .ok_or_else(|| unknown(format!("not a <svc>.<ns>{} name", self.suffix)))?;
         let service = self
             .services
@@ -224,16 +282,26 @@ where
 impl Resolve for KubeResolver {
     fn resolve<'a>(&'a self, target: &'a Target) -> ResolveFuture<'a> {
         Box::pin(async move {
-            let addrs = self.addresses(target)?;
-            let rr = match self.rr.lock() {
-                Ok(mut map) => map.entry(target.clone()).or_default().clone(),
-                Err(p) => p.into_inner().entry(target.clone()).or_default().clone(),
+            let addrs = match self.addresses(target) {
+                Ok(a) => a,
+                Err(e) => {
+                    // The Service (or its port) is gone: so is its balancing state.
+                    self.per_target().map.remove(target);
+                    return Err(e);
+                }
             };
-            rr.pick(&addrs).ok_or_else(|| Error::NoEndpoints {
-                name: target.name.clone(),
-                port: target.port,
-            })
+            let rr = self.round_robin(target);
+            self.balancer
+                .pick(&addrs, &rr)
+                .ok_or_else(|| Error::NoEndpoints {
+                    name: target.name.clone(),
+                    port: target.port,
+                })
         })
+    }
+
+    fn track(&self, addr: SocketAddr) -> Option<InFlightGuard> {
+        self.balancer.track(addr)
     }
 }
 
@@ -335,7 +403,8 @@ mod tests {
             services: svc_store,
             slices: slice_store,
             endpoints: ep_store,
-            rr: Mutex::new(HashMap::new()),
+            rr: Mutex::default(),
+            balancer: Balancer::default(),
             tasks: Vec::new(),
         }
     }
@@ -414,6 +483,96 @@ mod tests {
             err(Target::new("web.shop.example.com", 80)).await,
             "unknown_service"
         );
+    }
+
+    #[tokio::test]
+    async fn p2c_sends_new_work_to_the_endpoint_with_less_in_flight() {
+        let load = Arc::new(InFlight::default());
+        let r = resolver(
+            vec![service("shop", "web", &[("http", 80)])],
+            vec![slice(
+                "shop",
+                "web-a",
+                "web",
+                &[("http", 8080)],
+                &[("10.0.0.1", Some(true)), ("10.0.0.2", Some(true))],
+            )],
+        )
+        .with_balance(Balance::P2c, load.clone());
+        let web = Target::new("web.shop.svc.cluster.local", 80);
+        let first = r.resolve(&web).await.unwrap();
+        let held = r.track(first).unwrap();
+        assert_eq!(load.get(first), 1);
+        for _ in 0..50 {
+            assert_ne!(r.resolve(&web).await.unwrap(), first);
+        }
+        drop(held);
+        assert_eq!(load.tracked(), 0);
+        // Round robin (the default) does not count.
+        let rr = resolver(vec![], vec![]);
+        assert!(rr.track(first).is_none());
+    }
+
+    #[tokio::test]
+    async fn balancing_state_of_deleted_services_is_pruned() {
+        let (services, mut svc_writer) = reflector::store::<Service>();
+        let (slices, mut slice_writer) = reflector::store::<EndpointSlice>();
+        let (endpoints, _ep_writer) = reflector::store::<Endpoints>();
+        let add = |i: usize,
+                   svc_w: &mut reflector::store::Writer<Service>,
+                   sl_w: &mut reflector::store::Writer<EndpointSlice>| {
+            let name = format!("s{i}");
+            svc_w.apply_watcher_event(&watcher::Event::Apply(service(
+                "shop",
+                &name,
+                &[("http", 80)],
+            )));
+            sl_w.apply_watcher_event(&watcher::Event::Apply(slice(
+                "shop",
+                &format!("{name}-a"),
+                &name,
+                &[("http", 8080)],
+                &[("10.0.0.1", Some(true))],
+            )));
+        };
+        let target = |i: usize| Target::new(&format!("s{i}.shop.svc.cluster.local"), 80);
+        for i in 0..200 {
+            add(i, &mut svc_writer, &mut slice_writer);
+        }
+        let r = KubeResolver {
+            suffix: ".svc.cluster.local".into(),
+            services,
+            slices,
+            endpoints,
+            rr: Mutex::default(),
+            balancer: Balancer::default(),
+            tasks: Vec::new(),
+        };
+        for i in 0..200 {
+            r.resolve(&target(i)).await.unwrap();
+        }
+        assert_eq!(r.tracked_targets(), 200);
+        // Every Service but s0 is deleted.
+        for i in 1..200 {
+            svc_writer.apply_watcher_event(&watcher::Event::Delete(service(
+                "shop",
+                &format!("s{i}"),
+                &[("http", 80)],
+            )));
+        }
+        // A deleted one asked for again is refused, and its state goes at once.
+        assert_eq!(
+            r.resolve(&target(1)).await.unwrap_err().reason(),
+            "unknown_service"
+        );
+        assert_eq!(r.tracked_targets(), 199);
+        // The others go at the next sweep, when the map has doubled since the last one
+        // (200 entries swept at 128 -> next sweep at 256): 60 new Services get there.
+        for i in 200..260 {
+            add(i, &mut svc_writer, &mut slice_writer);
+            r.resolve(&target(i)).await.unwrap();
+        }
+        assert_eq!(r.tracked_targets(), 61, "s0 and the 60 new ones");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use mc_core::transport::SessionProtocol;
 use mc_gateway::client::{Backend, BackendKind, BackendSpec, Forwarder, GatewayConnector};
 use mc_gateway::kubernetes::KubeResolver;
-use mc_gateway::resolve::{Chain, DnsResolver, SharedResolver, StaticResolver};
+use mc_gateway::resolve::{
+    Balance, Balancer, Chain, DnsResolver, InFlight, SharedResolver, StaticResolver,
+};
 use mc_gateway::route::{Policy, Suffixes, Target};
 use mc_gateway::server::{Gateway, Limits, ServerConfig};
 use mc_gateway::{Error, Result};
@@ -55,7 +57,8 @@ struct Serve {
     /// PEM ECDSA P-256 private key, reloaded on change.
     #[arg(long)]
     key: PathBuf,
-    /// PEM bundle of trust anchors that client certificates must chain to.
+    /// PEM bundle of trust anchors that client certificates must chain to, reloaded on change
+    /// (new handshakes use the new bundle; open connections stay).
     #[arg(long)]
     trust_anchors: PathBuf,
     /// The gateway's own identity, e.g.
@@ -102,7 +105,16 @@ struct Serve {
     /// Drain deadline on SIGTERM, seconds.
     #[arg(long, default_value_t = 30.0)]
     drain_timeout: f64,
-    /// Certificate file poll interval, seconds.
+    /// How to choose among a service's ready endpoints (Kubernetes and static resolvers):
+    /// round-robin, or p2c (power of two choices: the less loaded of two random endpoints,
+    /// by connections and requests in flight through this gateway).
+    #[arg(long, default_value = "round-robin", value_parser = parse_balance)]
+    balance: Balance,
+    /// Serving threads, each with its own accept loop and single-threaded runtime (a
+    /// connection stays on the thread that accepted it); 0 means one per CPU.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Certificate, key and trust-anchor file poll interval, seconds.
     #[arg(long, default_value_t = 5.0)]
     reload_interval: f64,
 }
@@ -141,6 +153,10 @@ struct Connect {
     /// PEM trust-anchor bundle the gateway must chain to.
     #[arg(long)]
     trust_anchors: Option<PathBuf>,
+}
+
+fn parse_balance(s: &str) -> std::result::Result<Balance, String> {
+    s.parse().map_err(|e: Error| e.to_string())
 }
 
 fn seconds(flag: &'static str, v: f64) -> Result<Duration> {
@@ -183,7 +199,9 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: Serve) -> Result<()> {
-    let mut statics = StaticResolver::new();
+    let load = Arc::new(InFlight::default());
+    let mut statics =
+        StaticResolver::new().with_balancer(Balancer::new(args.balance, load.clone()));
     for spec in &args.statics {
         statics.add_spec(spec)?;
     }
@@ -197,8 +215,9 @@ async fn serve(args: Serve) -> Result<()> {
                 why: format!("no Kubernetes client configuration: {e}"),
                 fix: "run in a pod with a service account, or set KUBECONFIG",
             })?;
-        let kube =
-            KubeResolver::start(client, &args.cluster_domain, Duration::from_secs(60)).await?;
+        let kube = KubeResolver::start(client, &args.cluster_domain, Duration::from_secs(60))
+            .await?
+            .with_balance(args.balance, load);
         chain.push(Arc::new(kube));
     }
     if !args.no_dns {
@@ -236,6 +255,10 @@ async fn serve(args: Serve) -> Result<()> {
         policy,
         default_http_port: args.default_http_port,
         resolver: Arc::new(Chain(chain)),
+        threads: match args.threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        },
         limits: Limits {
             handshake_timeout: seconds("--handshake-timeout", args.handshake_timeout)?,
             header_timeout: seconds("--header-timeout", args.header_timeout)?,
@@ -306,10 +329,13 @@ async fn connect(args: Connect) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The gateway runs its own serving threads (see --threads) around a single-threaded
+    // runtime; the client side uses the work-stealing one.
+    let mut builder = match cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_current_thread(),
+        Command::Connect(_) => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mc-gateway: cannot start the async runtime: {e}");

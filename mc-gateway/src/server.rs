@@ -22,7 +22,7 @@ use crate::io::{Activity, Tracked, read_header, splice};
 use crate::metrics::Metrics;
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target};
-use crate::tls::{ReloadingCert, handshake_error_reason, identity_of, load_roots, server_config};
+use crate::tls::{ReloadingCert, ReloadingServerConfig, handshake_error_reason, identity_of};
 use crate::{Error, Result};
 
 /// Timeouts and limits of the gateway.
@@ -41,7 +41,7 @@ pub struct Limits {
     pub max_connections: usize,
     /// On shutdown, in-flight connections get this long to finish.
     pub drain_timeout: Duration,
-    /// How often the certificate files are checked for changes.
+    /// How often the certificate, key and trust-anchor files are checked for changes.
     pub reload_interval: Duration,
 }
 
@@ -84,11 +84,14 @@ pub struct ServerConfig {
     pub resolver: SharedResolver,
     /// Timeouts and limits.
     pub limits: Limits,
+    /// Accept loops, each on its own thread (1: serve on the caller's runtime only). See
+    /// [`Gateway::run`].
+    pub threads: usize,
 }
 
 /// State shared by every connection.
 struct Shared {
-    acceptor: TlsAcceptor,
+    tls: Arc<ReloadingServerConfig>,
     identity: Arc<str>,
     suffixes: Arc<Suffixes>,
     policy: Arc<Policy>,
@@ -103,9 +106,9 @@ struct Shared {
 pub struct Gateway {
     listener: TcpListener,
     admin: Option<TcpListener>,
-    cert: Arc<ReloadingCert>,
     shared: Arc<Shared>,
     ready: Arc<AtomicBool>,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -122,8 +125,7 @@ impl Gateway {
     /// Loads the certificates and binds the sockets.
     pub async fn bind(config: ServerConfig) -> Result<Self> {
         let cert = ReloadingCert::load(&config.cert, &config.key)?;
-        let roots = load_roots(&config.trust_anchors)?;
-        let tls = server_config(cert.clone(), roots)?;
+        let tls = ReloadingServerConfig::load(cert, &config.trust_anchors)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -144,7 +146,7 @@ impl Gateway {
             None => None,
         };
         let shared = Arc::new(Shared {
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            tls,
             identity: config.identity.into(),
             suffixes: Arc::new(config.suffixes),
             policy: Arc::new(config.policy),
@@ -157,9 +159,9 @@ impl Gateway {
         Ok(Self {
             listener,
             admin,
-            cert,
             shared,
             ready: Arc::new(AtomicBool::new(false)),
+            threads: config.threads,
         })
     }
 
@@ -183,15 +185,21 @@ impl Gateway {
 
     /// Serves until `shutdown` resolves, then stops accepting and drains in-flight
     /// connections for up to the drain timeout.
+    ///
+    /// With [`ServerConfig::threads`] above 1, that many accept loops share the listening
+    /// socket, each but this one on its own thread with a single-threaded runtime: a
+    /// connection, its upstream connections and its HTTP tasks stay on the thread that
+    /// accepted it (no work stealing, no cross-thread wake-ups), like the worker processes of
+    /// nginx or the threads of HAProxy.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let Self {
             listener,
             admin,
-            cert,
             shared,
             ready,
+            threads,
         } = self;
-        let watcher = cert.spawn_watch(shared.limits.reload_interval);
+        let watcher = shared.tls.spawn_watch(shared.limits.reload_interval);
         let admin_task = admin.map(|l| {
             tokio::spawn(crate::admin::serve(
                 l,
@@ -199,59 +207,36 @@ impl Gateway {
                 ready.clone(),
             ))
         });
-        let (stop_tx, stop_rx) = watch::channel(false);
         let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
-        let mut conns = JoinSet::new();
-        ready.store(true, Ordering::SeqCst);
-        tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), identity = %shared.identity, "gateway ready");
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                accepted = listener.accept() => {
-                    let (tcp, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // EMFILE and friends: back off briefly instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    shared.metrics.accepted.inc();
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        shared.metrics.refuse("max_connections");
-                        tracing::debug!(%peer, "refused: too many connections");
-                        drop(tcp);
-                        continue;
-                    };
-                    let shared = shared.clone();
-                    let stop = stop_rx.clone();
-                    conns.spawn(async move {
-                        shared.metrics.active.inc();
-                        handle(&shared, tcp, peer, stop).await;
-                        shared.metrics.active.dec();
-                        drop(permit);
-                    });
+        let (close_tx, close_rx) = watch::channel(false);
+        let (listener, workers) =
+            match spawn_workers(listener, threads, &shared, &permits, &close_rx) {
+                Ok(started) => started,
+                Err(e) => {
+                    let _ = close_tx.send(true);
+                    watcher.abort();
+                    if let Some(t) = admin_task {
+                        t.abort();
+                    }
+                    return Err(e);
                 }
-            }
+            };
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), identity = %shared.identity, threads = workers.len() + 1, "gateway ready");
+        let mine = accept_loop(listener, shared.clone(), permits, close_rx);
+        tokio::pin!(shutdown, mine);
+        tokio::select! {
+            () = &mut shutdown => {}
+            () = &mut mine => {}
         }
         ready.store(false, Ordering::SeqCst);
-        drop(listener);
-        tracing::info!(in_flight = conns.len(), drain = ?shared.limits.drain_timeout, "shutting down: draining");
-        let _ = stop_tx.send(true);
-        let drained = tokio::time::timeout(shared.limits.drain_timeout, async {
-            while conns.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                aborted = conns.len(),
-                "drain deadline reached; closing the rest"
-            );
-            conns.abort_all();
-            while conns.join_next().await.is_some() {}
+        let _ = close_tx.send(true);
+        mine.await;
+        for worker in workers {
+            let joined = tokio::task::spawn_blocking(move || worker.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::warn!("a gateway worker thread ended abnormally");
+            }
         }
         watcher.abort();
         if let Some(t) = admin_task {
@@ -259,6 +244,126 @@ impl Gateway {
         }
         tracing::info!("gateway stopped");
         Ok(())
+    }
+}
+
+/// Starts `threads - 1` worker threads, each with its own single-threaded runtime and an accept
+/// loop on a clone of the listening socket. Returns the listener for the caller's loop.
+fn spawn_workers(
+    listener: TcpListener,
+    threads: usize,
+    shared: &Arc<Shared>,
+    permits: &Arc<Semaphore>,
+    close: &watch::Receiver<bool>,
+) -> Result<(TcpListener, Vec<std::thread::JoinHandle<()>>)> {
+    if threads <= 1 {
+        return Ok((listener, Vec::new()));
+    }
+    let io = |what: &'static str| move |source| Error::Io { what, source };
+    let std_listener = listener
+        .into_std()
+        .map_err(io("taking the listening socket for the worker threads"))?;
+    let mut workers = Vec::new();
+    for n in 1..threads {
+        let clone = std_listener
+            .try_clone()
+            .map_err(io("sharing the listening socket with a worker thread"))?;
+        let (shared, permits, close) = (shared.clone(), permits.clone(), close.clone());
+        let worker = std::thread::Builder::new()
+            .name(format!("mc-gateway-{n}"))
+            .spawn(move || worker_thread(clone, shared, permits, close))
+            .map_err(io("starting a worker thread"))?;
+        workers.push(worker);
+    }
+    let listener =
+        TcpListener::from_std(std_listener).map_err(io("registering the listening socket"))?;
+    Ok((listener, workers))
+}
+
+/// One worker thread: a single-threaded runtime running an accept loop until `close`.
+fn worker_thread(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    close: watch::Receiver<bool>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a worker runtime; this thread serves nothing");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        match TcpListener::from_std(listener) {
+            Ok(l) => accept_loop(l, shared, permits, close).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register the listening socket in a worker")
+            }
+        }
+    });
+}
+
+/// Accepts connections on this thread's runtime until `close` turns true, then stops
+/// accepting and drains this loop's connections for up to the drain timeout.
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    permits: Arc<Semaphore>,
+    mut close: watch::Receiver<bool>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = async { let _ = close.wait_for(|c| *c).await; } => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                shared.metrics.accepted.inc();
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    shared.metrics.refuse("max_connections");
+                    tracing::debug!(%peer, "refused: too many connections");
+                    drop(tcp);
+                    continue;
+                };
+                let shared = shared.clone();
+                let stop = stop_rx.clone();
+                conns.spawn(async move {
+                    shared.metrics.active.inc();
+                    handle(&shared, tcp, peer, stop).await;
+                    shared.metrics.active.dec();
+                    drop(permit);
+                });
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!(in_flight = conns.len(), drain = ?shared.limits.drain_timeout, "shutting down: draining");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(shared.limits.drain_timeout, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            aborted = conns.len(),
+            "drain deadline reached; closing the rest"
+        );
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
     }
 }
 
@@ -293,7 +398,9 @@ async fn connection(
 ) -> Result<()> {
     let start = Instant::now();
     let limit = shared.limits.handshake_timeout;
-    let tls = match tokio::time::timeout(limit, shared.acceptor.accept(io)).await {
+    let tls = match tokio::time::timeout(limit, TlsAcceptor::from(shared.tls.current()).accept(io))
+        .await
+    {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             let reason = handshake_error_reason(&e);
@@ -437,6 +544,7 @@ async fn transport(
                     })?;
             }
             tracing::debug!(%peer, %client, %target, %addr, "opaque splice");
+            let _in_flight = shared.resolver.track(addr);
             let (up, down) = splice(tls, upstream, shared.limits.idle_timeout, activity).await?;
             tracing::debug!(%peer, %client, %target, up, down, "opaque splice done");
             Ok(())

@@ -98,8 +98,13 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey> {
 /// Loads the trust-anchor bundle and turns it into a root store.
 pub fn load_roots(path: &Path) -> Result<RootCertStore> {
     let pem = read(path, "trust anchors", "--trust-anchors")?;
+    roots_from_pem(path, &pem)
+}
+
+/// Parses a trust-anchor bundle read from `path` into a root store.
+fn roots_from_pem(path: &Path, pem: &[u8]) -> Result<RootCertStore> {
     let bundle =
-        mc_core::trust::TrustBundle::from_pem(&pem, SystemTime::now()).map_err(|source| {
+        mc_core::trust::TrustBundle::from_pem(pem, SystemTime::now()).map_err(|source| {
             Error::TrustBundle {
                 path: path.to_owned(),
                 source: Box::new(source),
@@ -116,6 +121,18 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore> {
 pub fn identity_of(cert: &CertificateDer<'_>) -> Option<String> {
     let ee = webpki::EndEntityCert::try_from(cert).ok()?;
     ee.valid_dns_names().next().map(str::to_owned)
+}
+
+/// Runs `poll` every `every` (missed ticks are not caught up) until the task is aborted.
+fn spawn_poll(every: Duration, poll: impl Fn() + Send + 'static) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            poll();
+        }
+    })
 }
 
 /// A server certificate resolver that reloads its files when they change.
@@ -175,28 +192,99 @@ impl ReloadingCert {
     /// Polls the files every `every` until the returned task is aborted.
     pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                match this.reload_if_changed() {
-                    Ok(true) => {
-                        tracing::info!(cert = %this.cert_path.display(), "certificate reloaded")
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "certificate reload failed; keeping the previous one")
-                    }
-                }
+        spawn_poll(every, move || this.reload_logged())
+    }
+
+    /// [`Self::reload_if_changed`], logging the outcome.
+    fn reload_logged(&self) {
+        match self.reload_if_changed() {
+            Ok(true) => tracing::info!(cert = %self.cert_path.display(), "certificate reloaded"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "certificate reload failed; keeping the previous one")
             }
-        })
+        }
     }
 }
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current())
+    }
+}
+
+/// The gateway's server TLS configuration, rebuilt when the trust-anchor bundle changes.
+///
+/// The certificate is a [`ReloadingCert`] (swapped inside the configuration); the anchors are
+/// compared by content on every poll, and a changed, valid bundle yields a new configuration.
+/// New handshakes use the configuration current at accept time; established connections keep
+/// the one they were accepted with. An invalid bundle keeps the previous configuration.
+#[derive(Debug)]
+pub struct ReloadingServerConfig {
+    cert: Arc<ReloadingCert>,
+    anchors_path: PathBuf,
+    anchors_pem: RwLock<Vec<u8>>,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl ReloadingServerConfig {
+    /// Loads the trust-anchor bundle at `anchors` and builds the configuration around `cert`.
+    pub fn load(cert: Arc<ReloadingCert>, anchors: &Path) -> Result<Arc<Self>> {
+        let pem = read(anchors, "trust anchors", "--trust-anchors")?;
+        let config = server_config(cert.clone(), roots_from_pem(anchors, &pem)?)?;
+        Ok(Arc::new(Self {
+            cert,
+            anchors_path: anchors.to_owned(),
+            anchors_pem: RwLock::new(pem),
+            current: RwLock::new(Arc::new(config)),
+        }))
+    }
+
+    /// The configuration for a new handshake.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Rebuilds the configuration when the bundle's content changed. Returns `Ok(true)` when
+    /// new handshakes now verify against the new bundle; on error the previous one stays.
+    pub fn reload_anchors_if_changed(&self) -> Result<bool> {
+        let pem = read(&self.anchors_path, "trust anchors", "--trust-anchors")?;
+        let same = match self.anchors_pem.read() {
+            Ok(old) => *old == pem,
+            Err(poisoned) => *poisoned.into_inner() == pem,
+        };
+        if same {
+            return Ok(false);
+        }
+        let config = server_config(self.cert.clone(), roots_from_pem(&self.anchors_path, &pem)?)?;
+        if let Ok(mut cur) = self.current.write() {
+            *cur = Arc::new(config);
+        }
+        if let Ok(mut old) = self.anchors_pem.write() {
+            *old = pem;
+        }
+        Ok(true)
+    }
+
+    /// Polls the certificate, key and anchor files every `every` until the returned task is
+    /// aborted.
+    pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        spawn_poll(every, move || {
+            this.cert.reload_logged();
+            match this.reload_anchors_if_changed() {
+                Ok(true) => {
+                    tracing::info!(anchors = %this.anchors_path.display(), "trust anchors reloaded")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "trust-anchor reload failed; keeping the previous bundle")
+                }
+            }
+        })
     }
 }
 

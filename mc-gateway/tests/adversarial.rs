@@ -161,6 +161,8 @@ async fn a_thousand_concurrent_connections() {
     let echo = echo_backend().await;
     let mut cfg = config(&pki, &[(SVC, 7000, echo)]);
     cfg.limits.handshake_timeout = Duration::from_secs(60);
+    // Three accept loops (two worker threads) share the listener and the connection count.
+    cfg.threads = 3;
     let gw = start(cfg).await;
     let client = pki.leaf("client", CLIENT_ID);
     let c = GatewayConnector::new(
@@ -206,6 +208,8 @@ async fn connections_beyond_the_limit_are_refused() {
     let echo = echo_backend().await;
     let mut cfg = config(&pki, &[(SVC, 7000, echo)]);
     cfg.limits.max_connections = 2;
+    // The limit holds across accept threads.
+    cfg.threads = 2;
     let gw = start(cfg).await;
     let client = pki.leaf("client", CLIENT_ID);
     let c = GatewayConnector::new(
@@ -294,5 +298,90 @@ async fn certificate_reload_keeps_open_connections() {
     let mut b = [0u8; 10];
     old.read_exact(&mut b).await.unwrap();
     assert_eq!(&b, b"still here");
+    gw.shutdown().await;
+}
+
+/// Opens mTLS with `cfg`, asks for the echo target over the transport header and checks the
+/// echo: `true` when admitted end to end, `false` when refused anywhere on the way.
+async fn echo_admitted(
+    addr: std::net::SocketAddr,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+) -> bool {
+    let Ok(mut s) = raw_connect(addr, cfg).await else {
+        return false;
+    };
+    let header = TransportHeader {
+        port: 7000,
+        name: Some(SVC.into()),
+        protocol: None,
+    };
+    if s.write_all(&header.encode()).await.is_err() || s.write_all(b"ping").await.is_err() {
+        return false;
+    }
+    let mut b = [0u8; 4];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut b)).await,
+        Ok(Ok(_))
+    ) && &b == b"ping"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_anchor_reload_switches_new_handshakes_and_keeps_open_connections() {
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let cfg = config(&pki, &[(SVC, 7000, echo)]);
+    let anchors = cfg.trust_anchors.clone();
+    let gw = start(cfg).await;
+    // `old` chains to the gateway's anchor; `new` to a second, unrelated anchor. Both verify
+    // the gateway against the first root (that is where its certificate comes from).
+    let old_files = pki.leaf("client", CLIENT_ID);
+    let other = Pki::new();
+    let new_files = other.leaf("client", CLIENT_ID);
+    let old_cfg = raw_client(&pki, Some(&old_files), &[TRANSPORT]);
+    let new_cfg = raw_client(&pki, Some(&new_files), &[TRANSPORT]);
+
+    assert!(echo_admitted(gw.addr, old_cfg.clone()).await);
+    assert!(
+        !echo_admitted(gw.addr, new_cfg.clone()).await,
+        "a client of another anchor must be refused before the reload"
+    );
+
+    // A connection established under the old bundle, kept open across the reload.
+    let mut open = raw_connect(gw.addr, old_cfg.clone()).await.unwrap();
+    let header = TransportHeader {
+        port: 7000,
+        name: Some(SVC.into()),
+        protocol: None,
+    };
+    open.write_all(&header.encode()).await.unwrap();
+    open.write_all(b"before").await.unwrap();
+    let mut b = [0u8; 6];
+    open.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"before");
+
+    // Rewrite the bundle with only the new anchor (same size class, new content).
+    std::fs::write(&anchors, &other.root.cert_pem).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !echo_admitted(gw.addr, new_cfg.clone()).await {
+        assert!(
+            Instant::now() < deadline,
+            "the new anchor was never admitted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // New handshakes verify against the new bundle only: the old anchor is now refused ...
+    assert!(
+        !echo_admitted(gw.addr, old_cfg.clone()).await,
+        "the removed anchor must be refused after the reload"
+    );
+    // ... while the connection accepted under the old bundle still works.
+    open.write_all(b"after!").await.unwrap();
+    open.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"after!");
+
+    // A broken bundle keeps the last good one.
+    std::fs::write(&anchors, "not a certificate").unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(echo_admitted(gw.addr, new_cfg).await);
     gw.shutdown().await;
 }

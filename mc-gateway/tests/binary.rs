@@ -114,6 +114,9 @@ async fn serve(pki: &Pki, statics: &[String], drain_secs: f64) -> (Proc, SocketA
         GATEWAY_ID.into(),
         "--drain-timeout".into(),
         drain_secs.to_string(),
+        // Several accept threads, whatever the CPU count: drain must cover all of them.
+        "--threads".into(),
+        "3".into(),
     ]);
     for s in statics {
         args.extend(["--static".into(), s.clone()]);

@@ -224,6 +224,7 @@ pub fn config(pki: &Pki, statics: &[(&str, u16, SocketAddr)]) -> ServerConfig {
         policy: Policy::default(),
         default_http_port: 80,
         resolver: Arc::new(resolver),
+        threads: 1,
         limits: Limits {
             handshake_timeout: Duration::from_secs(2),
             header_timeout: Duration::from_secs(1),
