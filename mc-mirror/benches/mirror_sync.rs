@@ -4,7 +4,8 @@
 //!
 //! For each N: N exported Services (+ labelled Endpoints) in east; the floor is a client that
 //! creates N Services + N Endpoints in west as fast as the API server accepts them (16 in
-//! flight); then the release `mc-mirror` binary is started for a Link to east and timed until all
+//! flight), in a namespace of its own whose Services and Endpoints are deleted again before the
+//! sync (so the mirrors meet the same number of allocated ClusterIPs); then the release `mc-mirror` binary is started for a Link to east and timed until all
 //! N mirrors (Service + Endpoints with the gateway address) exist. Then single-export latency
 //! (one new exported Service at a time, until its mirror Endpoints exist), writes per mirrored
 //! service and steady-state writes per minute (from the binary's /metrics), and the binary's
@@ -26,7 +27,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Client;
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, PostParams};
 use mc_core::link::{Link, LinkSpec, ProbeSpec};
 
 const IN_FLIGHT: usize = 16;
@@ -109,6 +110,41 @@ async fn create_pairs(
     start.elapsed()
 }
 
+/// Deletes every Service and Endpoints in `ns` and waits until they are gone.
+async fn delete_all(client: &Client, ns: &str) {
+    use kube::api::{DeleteParams, ListParams};
+    let svcs: Api<Service> = Api::namespaced(client.clone(), ns);
+    let eps: Api<Endpoints> = Api::namespaced(client.clone(), ns);
+    let lp = ListParams::default();
+    svcs.delete_collection(&DeleteParams::default(), &lp)
+        .await
+        .unwrap();
+    eps.delete_collection(&DeleteParams::default(), &lp)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while svcs
+        .list_metadata(&lp.clone().limit(1))
+        .await
+        .unwrap()
+        .items
+        .len()
+        + eps
+            .list_metadata(&lp.clone().limit(1))
+            .await
+            .unwrap()
+            .items
+            .len()
+        > 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the floor's objects were not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn namespace(client: &Client, ns: &str) {
     let api: Api<Namespace> = Api::all(client.clone());
     create(
@@ -144,6 +180,15 @@ fn writes(text: &str, resources: &[&str]) -> u64 {
         .sum()
 }
 
+/// Sum of `mirror_api_requests_total` samples of `api` (`source` or `target`).
+fn requests(text: &str, api: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with("mirror_api_requests_total{"))
+        .filter(|l| l.contains(&format!("api=\"{api}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 fn vm_hwm_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -170,13 +215,57 @@ impl Drop for Mirror {
     }
 }
 
-async fn count_mirrors(west: &Client, ns: &str, cluster: &str) -> usize {
+/// When each mirror Endpoints (with addresses) was first seen in `ns`, from a watch: no polling
+/// load on the API server that is being measured.
+#[derive(Default)]
+struct Seen {
+    at: std::collections::HashMap<String, Instant>,
+}
+
+fn watch_mirrors(
+    west: &Client,
+    ns: &str,
+    cluster: &str,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Seen>>,
+    tokio::sync::watch::Receiver<usize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use kube::runtime::watcher;
     let eps: Api<Endpoints> = Api::namespaced(west.clone(), ns);
-    let lp = ListParams::default().labels(&format!("mirror.linkerd.io/cluster-name={cluster}"));
-    eps.list_metadata(&lp)
-        .await
-        .map(|l| l.items.len())
-        .unwrap_or(0)
+    let cfg =
+        watcher::Config::default().labels(&format!("mirror.linkerd.io/cluster-name={cluster}"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+    let (tx, rx) = tokio::sync::watch::channel(0usize);
+    let s2 = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(watcher::watcher(eps, cfg));
+        while let Some(ev) = stream.next().await {
+            let objs = match ev {
+                Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => vec![e],
+                _ => continue,
+            };
+            for e in objs {
+                if e.subsets.as_ref().is_some_and(|s| !s.is_empty()) {
+                    let mut g = s2.lock().unwrap();
+                    let name = e.metadata.name.clone().unwrap_or_default();
+                    g.at.entry(name).or_insert_with(Instant::now);
+                    let _ = tx.send(g.at.len());
+                }
+            }
+        }
+    });
+    (seen, rx, task)
+}
+
+/// Seconds of CPU (user + system) used by process `pid` so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -217,7 +306,12 @@ async fn round(bed: &mc_tests::Testbed, n: usize, gateway: std::net::IpAddr, sam
     namespace(&west, &format!("floor-{cluster}")).await;
 
     let t_east = create_pairs(&east, &src, "svc", n, &labels).await;
-    let floor = create_pairs(&west, &format!("floor-{cluster}"), "svc", n, &labels).await;
+    let floor_ns = format!("floor-{cluster}");
+    let floor = create_pairs(&west, &floor_ns, "svc", n, &labels).await;
+    // The API server's ClusterIP allocation slows down as allocated addresses accumulate: the
+    // floor's objects are deleted again, so the mirrors are created against the same number of
+    // existing Services as the floor was.
+    delete_all(&west, &floor_ns).await;
 
     // Link + Secret (the testbed's admin kubeconfig: its current context is east).
     let secret = Secret {
@@ -256,6 +350,9 @@ async fn round(bed: &mc_tests::Testbed, n: usize, gateway: std::net::IpAddr, sam
     )
     .await;
 
+    let (seen, count, watch_task) = watch_mirrors(&west, &src, &cluster);
+    // The watch has listed (nothing yet) before the controller starts.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let admin = free_port();
     let start = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_mc-mirror"))
@@ -265,46 +362,51 @@ async fn round(bed: &mc_tests::Testbed, n: usize, gateway: std::net::IpAddr, sam
         .arg(format!("--link={cluster}"))
         .arg(format!("--admin-addr=127.0.0.1:{admin}"))
         .arg("--identity=bench")
-        .arg("--log-level=warn")
+        .arg(format!(
+            "--log-level={}",
+            std::env::var("MIRROR_LOG").unwrap_or_else(|_| "warn".into())
+        ))
+        // Extra flags for experiments, e.g. MIRROR_ARGS="--concurrency=32".
+        .args(
+            std::env::var("MIRROR_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let mirror = Mirror(child);
-    while count_mirrors(&west, &src, &cluster).await < n {
-        assert!(
-            start.elapsed() < Duration::from_secs(1800),
-            "initial sync did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut synced = count.clone();
+    tokio::time::timeout(Duration::from_secs(1800), synced.wait_for(|c| *c >= n))
+        .await
+        .expect("initial sync did not finish")
+        .unwrap();
     let sync = start.elapsed();
-    let writes_sync = writes(&scrape(admin), &["services", "endpoints"]);
+    let cpu_sync = cpu_seconds(mirror.0.id());
+    let text = scrape(admin);
+    let writes_sync = writes(&text, &["services", "endpoints"]);
+    let requests_sync = requests(&text, "source");
+    let rss_sync = vm_hwm_kib(mirror.0.id());
 
     // Single-export latency while N are mirrored.
-    let west_eps: Api<Endpoints> = Api::namespaced(west.clone(), &src);
     let mut lat = Vec::new();
+    let svcs: Api<Service> = Api::namespaced(east.clone(), &src);
+    let eps: Api<Endpoints> = Api::namespaced(east.clone(), &src);
     for i in 0..samples {
         let name = format!("lat{i}");
-        let svcs: Api<Service> = Api::namespaced(east.clone(), &src);
-        let eps: Api<Endpoints> = Api::namespaced(east.clone(), &src);
         create(&svcs, &service(&src, &name, &labels)).await;
         create(&eps, &endpoints(&src, &name, &labels, "10.9.0.2")).await;
         let t0 = Instant::now();
         let mirror_name = format!("{name}-{cluster}");
-        loop {
-            if let Ok(Some(e)) = west_eps.get_opt(&mirror_name).await
-                && e.subsets.is_some_and(|s| !s.is_empty())
-            {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "single export not mirrored"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        lat.push(t0.elapsed());
+        let mut c = count.clone();
+        let want = n + i + 1;
+        tokio::time::timeout(Duration::from_secs(60), c.wait_for(|c| *c >= want))
+            .await
+            .expect("single export not mirrored")
+            .unwrap();
+        let at = seen.lock().unwrap().at[&mirror_name];
+        lat.push(at.saturating_duration_since(t0));
     }
     lat.sort();
     let total = writes(
@@ -317,23 +419,31 @@ async fn round(bed: &mc_tests::Testbed, n: usize, gateway: std::net::IpAddr, sam
     tokio::time::sleep(Duration::from_secs(5)).await;
     let before_m = writes(&scrape(admin), &["services", "endpoints"]);
     let before_s = writes(&scrape(admin), &["links/status"]);
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    let steady_secs = std::env::var("MIRROR_STEADY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    tokio::time::sleep(Duration::from_secs(steady_secs)).await;
     let text = scrape(admin);
     let steady_m = writes(&text, &["services", "endpoints"]) - before_m;
     let steady_s = writes(&text, &["links/status"]) - before_s;
     let rss = vm_hwm_kib(mirror.0.id());
     drop(mirror);
+    watch_task.abort();
     println!(
-        "| {n} | {:.2} s | {:.2} s | {:.2} | {:.2} s | {} ms | {} ms | {:.2} (sync: {:.2}) | {steady_m} (+{steady_s} status) | {:.1} MiB |",
+        "| {n} | {:.2} s | {:.2} s | {:.2} | {:.2} s | {:.1} s | {} ms | {} ms | {:.2} (sync: {:.2}) | {:.2} | {steady_m} (+{steady_s} status) | {:.1} MiB ({:.1} after sync) |",
         sync.as_secs_f64(),
         floor.as_secs_f64(),
         sync.as_secs_f64() / floor.as_secs_f64(),
         t_east.as_secs_f64(),
+        cpu_sync,
         percentile(&lat, 0.5).as_millis(),
         percentile(&lat, 0.99).as_millis(),
         per_service,
         writes_sync as f64 / n as f64,
+        requests_sync as f64 / n as f64,
         rss as f64 / 1024.0,
+        rss_sync as f64 / 1024.0,
     );
 }
 
@@ -358,8 +468,8 @@ fn main() {
         create(&crds, &crd).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         namespace(&west, LINKS_NS).await;
-        println!("| N | initial sync | floor (create 2N) | sync / floor | create 2N in east | export p50 | export p99 | writes per service | steady writes/min | peak RSS |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("| N | initial sync | floor (create 2N) | sync / floor | create 2N in east | controller CPU in sync | export p50 | export p99 | writes per service | source requests per service in sync | steady writes/min | peak RSS |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for n in sizes {
             round(&bed, n, gateway, 50).await;
         }

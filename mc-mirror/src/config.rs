@@ -70,6 +70,9 @@ pub struct Args {
     /// Pause between lease attempts.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub lease_retry_period: Duration,
+    /// How many remote Services of one Link are reconciled at once (requests in flight).
+    #[arg(long, env = "MC_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
 }
 
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
@@ -147,6 +150,7 @@ impl Args {
         options.enable_headless_services = self.enable_headless_services;
         options.create_namespaces = self.create_namespaces;
         options.gateway_resolve_period = self.gateway_resolve_period;
+        options.concurrency = usize::from(self.concurrency);
         options.lease = LeaseTiming {
             duration: self.lease_duration,
             renew_deadline: self.lease_renew_deadline,

@@ -65,6 +65,52 @@ impl ReadyBoard {
     }
 }
 
+/// A Link as the controller watches it: metadata and spec only. The status, which the workers
+/// write and which holds one entry per mirrored service, is skipped while decoding (no
+/// allocation), so each status patch does not cost the controller a decode of the whole list.
+#[derive(Clone, Debug, serde::Deserialize)]
+struct LinkHead {
+    metadata: kube::api::ObjectMeta,
+    spec: LinkSpec,
+}
+
+impl kube::Resource for LinkHead {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        Link::kind(dt)
+    }
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        Link::group(dt)
+    }
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        Link::version(dt)
+    }
+    fn api_version(dt: &()) -> std::borrow::Cow<'_, str> {
+        Link::api_version(dt)
+    }
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        Link::plural(dt)
+    }
+    fn meta(&self) -> &kube::api::ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl From<LinkHead> for Link {
+    fn from(h: LinkHead) -> Link {
+        Link {
+            metadata: h.metadata,
+            spec: h.spec,
+            status: None,
+        }
+    }
+}
+
 struct Running {
     spec: LinkSpec,
     stop: watch::Sender<bool>,
@@ -91,10 +137,16 @@ impl std::fmt::Debug for Controller {
 impl Controller {
     /// A controller that talks to the source cluster through `client`.
     pub fn new(client: Client, options: Options) -> Controller {
+        Controller::with_metrics(client, options, Arc::new(Metrics::new()))
+    }
+
+    /// A controller that records into `metrics` (e.g. the ones that count `client`'s requests,
+    /// see [`Metrics::counted_client`]).
+    pub fn with_metrics(client: Client, options: Options, metrics: Arc<Metrics>) -> Controller {
         Controller {
             client,
             options: Arc::new(options),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             ready: Readiness::default(),
         }
     }
@@ -117,7 +169,7 @@ impl Controller {
     /// left in place.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let board = ReadyBoard::new(self.ready.clone());
-        let api: Api<Link> = Api::namespaced(self.client.clone(), &self.options.namespace);
+        let api: Api<LinkHead> = Api::namespaced(self.client.clone(), &self.options.namespace);
         let mut links = watcher::watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
@@ -131,10 +183,12 @@ impl Controller {
                 e = links.next() => e,
             };
             match event {
-                Some(Ok(Event::Apply(link))) => self.ensure(link, &mut running, &board).await,
+                Some(Ok(Event::Apply(link))) => {
+                    self.ensure(link.into(), &mut running, &board).await;
+                }
                 Some(Ok(Event::InitApply(link))) => {
                     relisted.insert(link.name_any());
-                    self.ensure(link, &mut running, &board).await;
+                    self.ensure(link.into(), &mut running, &board).await;
                 }
                 Some(Ok(Event::Delete(link))) => {
                     let name = link.name_any();
@@ -217,5 +271,32 @@ async fn stop(r: Running) {
         .is_err()
     {
         task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_head_keeps_metadata_and_spec_and_skips_the_status() {
+        let json = serde_json::json!({
+            "apiVersion": "multicluster.linkerd.io/v1alpha2",
+            "kind": "Link",
+            "metadata": {"name": "east", "namespace": "mc", "resourceVersion": "7"},
+            "spec": {"targetClusterName": "east", "gatewayPort": "4143"},
+            "status": {"mirrorServices": [{"controllerName": "x", "conditions": "not a list"}]}
+        });
+        let head: LinkHead = serde_json::from_value(json).unwrap();
+        let link: Link = head.into();
+        assert_eq!(link.metadata.name.as_deref(), Some("east"));
+        assert_eq!(link.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(link.spec.target_cluster_name.as_deref(), Some("east"));
+        assert_eq!(link.spec.gateway_port.as_deref(), Some("4143"));
+        assert!(link.status.is_none(), "the status is never decoded");
+        assert_eq!(
+            <LinkHead as kube::Resource>::plural(&()),
+            <Link as kube::Resource>::plural(&())
+        );
     }
 }

@@ -43,6 +43,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Loads the source cluster's client configuration: `--kubeconfig`/`--context`, else the
 /// default chain (KUBECONFIG, ~/.kube/config, in-cluster).
 pub async fn local_client(args: &Args) -> Result<kube::Client> {
+    let config = local_config(args).await?;
+    kube::Client::try_from(config).map_err(|e| Error::LocalConfig {
+        source_name: "the client configuration".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// The source cluster's client configuration, as [`local_client`] finds it.
+pub async fn local_config(args: &Args) -> Result<kube::Config> {
     let wrap = |source_name: String, e: String| Error::LocalConfig {
         source_name,
         reason: e,
@@ -76,15 +85,21 @@ pub async fn local_client(args: &Args) -> Result<kube::Client> {
             }
         }
     };
-    kube::Client::try_from(config)
-        .map_err(|e| wrap("the client configuration".into(), e.to_string()))
+    Ok(config)
 }
 
 /// The binary's entry point: admin server plus controller, until `shutdown` completes.
 pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<()> {
     let options = args.options()?;
-    let client = local_client(&args).await?;
-    let controller = Controller::new(client, options);
+    let metrics = std::sync::Arc::new(metrics::Metrics::new());
+    // Requests to the source cluster are counted (mirror_api_requests_total{api="source"}).
+    let client = metrics
+        .counted_client(local_config(&args).await?, "source", "")
+        .map_err(|e| Error::LocalConfig {
+            source_name: "the client configuration".into(),
+            reason: e.to_string(),
+        })?;
+    let controller = Controller::with_metrics(client, options, metrics);
     let admin = admin::AdminServer::bind(
         &args.admin_addr,
         controller.metrics(),

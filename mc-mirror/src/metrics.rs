@@ -49,6 +49,17 @@ pub struct WriteLabels {
     pub resource: String,
 }
 
+/// Label set of `mirror_api_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `source` (the cluster holding the mirrors) or `target` (a linked cluster).
+    pub api: String,
+    /// The Link's `targetClusterName` for `target`; empty for `source` (shared by all Links).
+    pub target_cluster_name: String,
+    /// `read` (get or list), `watch`, `create`, `update`, `patch` or `delete`.
+    pub verb: String,
+}
+
 /// Label set of `mirror_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -121,6 +132,10 @@ pub struct Metrics {
     pub reconcile_duration: Family<ClusterLabels, Histogram, fn() -> Histogram>,
     /// `mirror_api_writes_total{target_cluster_name, verb, resource}`: write calls sent.
     pub api_writes: Family<WriteLabels, Counter>,
+    /// `mirror_api_requests_total{api, target_cluster_name, verb}`: every HTTP request sent
+    /// through a client built by [`Metrics::counted_client`] (reads, watches and writes, failed
+    /// ones included).
+    pub api_requests: Family<RequestLabels, Counter>,
     /// `mirror_errors_total{target_cluster_name, reason}`: failures, by reason.
     pub errors: Family<ErrorLabels, Counter>,
     /// `mirror_link_workers`: Link workers currently leading and running.
@@ -151,6 +166,7 @@ impl Metrics {
             exported_services: Family::default(),
             reconcile_duration: Family::new_with_constructor(duration_histogram),
             api_writes: Family::default(),
+            api_requests: Family::default(),
             errors: Family::default(),
             workers: Gauge::default(),
             target_reachable: Family::default(),
@@ -199,6 +215,11 @@ impl Metrics {
             "mirror_api_writes",
             "Write calls sent to the source cluster's API server, by verb and resource",
             m.api_writes.clone(),
+        );
+        registry.register(
+            "mirror_api_requests",
+            "HTTP requests sent to the API servers (reads, watches, writes; failed ones included)",
+            m.api_requests.clone(),
         );
         registry.register("mirror_errors", "Failures, by reason", m.errors.clone());
         registry.register(
@@ -272,6 +293,43 @@ impl Metrics {
         total
     }
 
+    /// A client for `config` whose requests are counted in `mirror_api_requests_total` with
+    /// `api` (`source` or `target`) and `target_cluster_name`.
+    pub fn counted_client(
+        &self,
+        config: kube::Config,
+        api: &str,
+        target_cluster_name: &str,
+    ) -> Result<kube::Client, kube::Error> {
+        let layer = CountRequests {
+            family: self.api_requests.clone(),
+            api: api.to_string(),
+            target_cluster_name: target_cluster_name.to_string(),
+        };
+        Ok(kube::client::ClientBuilder::try_from(config)?
+            .with_layer(&layer)
+            .build())
+    }
+
+    /// Total requests counted for `api` and `target_cluster_name` with `verb` (every verb when
+    /// `None`).
+    pub fn requests(&self, api: &str, target_cluster_name: &str, verb: Option<&str>) -> u64 {
+        [
+            "read", "watch", "create", "update", "patch", "delete", "other",
+        ]
+        .into_iter()
+        .filter(|v| verb.is_none_or(|want| want == *v))
+        .map(|v| {
+            let labels = RequestLabels {
+                api: api.to_string(),
+                target_cluster_name: target_cluster_name.to_string(),
+                verb: v.to_string(),
+            };
+            self.api_requests.get(&labels).map_or(0, |c| c.get())
+        })
+        .sum()
+    }
+
     /// The cluster label set.
     pub fn cluster(cluster: &str) -> ClusterLabels {
         ClusterLabels {
@@ -295,6 +353,77 @@ impl Metrics {
                 probe_successful: ok.to_string(),
             });
         }
+    }
+}
+
+/// The verb of a Kubernetes API request, from its method and query.
+fn verb_of<B>(req: &http::Request<B>) -> &'static str {
+    let watch = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1"));
+    match *req.method() {
+        http::Method::GET if watch => "watch",
+        http::Method::GET | http::Method::HEAD => "read",
+        http::Method::POST => "create",
+        http::Method::PUT => "update",
+        http::Method::PATCH => "patch",
+        http::Method::DELETE => "delete",
+        _ => "other",
+    }
+}
+
+/// A client layer that counts each request in `mirror_api_requests_total`.
+#[derive(Clone)]
+struct CountRequests {
+    family: Family<RequestLabels, Counter>,
+    api: String,
+    target_cluster_name: String,
+}
+
+impl<S> tower_layer::Layer<S> for CountRequests {
+    type Service = Counted<S>;
+
+    fn layer(&self, inner: S) -> Counted<S> {
+        Counted {
+            inner,
+            counter: self.clone(),
+        }
+    }
+}
+
+/// The service [`CountRequests`] wraps around the client's stack.
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    counter: CountRequests,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for Counted<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let c = &self.counter;
+        c.family
+            .get_or_create(&RequestLabels {
+                api: c.api.clone(),
+                target_cluster_name: c.target_cluster_name.clone(),
+                verb: verb_of(&req).to_string(),
+            })
+            .inc();
+        self.inner.call(req)
     }
 }
 
@@ -329,6 +458,75 @@ mod tests {
         );
         assert!(!text.contains("gateway_probes_total"), "{text}");
         assert!(text.contains("gateway_probe_latency_ms_bucket"), "{text}");
+    }
+
+    #[test]
+    fn request_verbs_come_from_method_and_query() {
+        let req = |m: &str, uri: &str| {
+            http::Request::builder()
+                .method(m)
+                .uri(uri)
+                .body(())
+                .unwrap()
+        };
+        assert_eq!(
+            verb_of(&req("GET", "/api/v1/services?labelSelector=a")),
+            "read"
+        );
+        assert_eq!(
+            verb_of(&req("GET", "/api/v1/services?watch=true&resourceVersion=1")),
+            "watch"
+        );
+        assert_eq!(
+            verb_of(&req("POST", "/api/v1/namespaces/a/services")),
+            "create"
+        );
+        assert_eq!(
+            verb_of(&req("PUT", "/api/v1/namespaces/a/services/b")),
+            "update"
+        );
+        assert_eq!(verb_of(&req("PATCH", "/apis/x/v1/links/l/status")), "patch");
+        assert_eq!(
+            verb_of(&req("DELETE", "/api/v1/namespaces/a/services/b")),
+            "delete"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_counted_client_counts_each_request() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let body = r#"{"major":"1","minor":"35","gitVersion":"v1.35.4","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":""}"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let _ = s.write_all(body.as_bytes()).await;
+                });
+            }
+        });
+        let m = Metrics::new();
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let client = m.counted_client(config, "target", "east").unwrap();
+        client.apiserver_version().await.unwrap();
+        client.apiserver_version().await.unwrap();
+        assert_eq!(m.requests("target", "east", Some("read")), 2);
+        assert_eq!(m.requests("target", "east", None), 2);
+        assert_eq!(m.requests("source", "", None), 0);
+        assert!(
+            m.encode().contains(
+                "mirror_api_requests_total{api=\"target\",target_cluster_name=\"east\",verb=\"read\"} 2"
+            ),
+            "{}",
+            m.encode()
+        );
     }
 
     #[test]

@@ -58,6 +58,27 @@ impl SecretRef {
 
     /// A client for the target cluster from kubeconfig bytes; also returns the server URL.
     pub async fn client(&self, kubeconfig: &[u8]) -> Result<(Client, String)> {
+        let (config, server) = self.config(kubeconfig).await?;
+        Ok((self.client_of(config, Client::try_from)?, server))
+    }
+
+    /// A client built by `build` (e.g. [`crate::metrics::Metrics::counted_client`]) from a
+    /// configuration [`SecretRef::config`] returned, with this Secret named in the error.
+    pub fn client_of(
+        &self,
+        config: Config,
+        build: impl FnOnce(Config) -> std::result::Result<Client, kube::Error>,
+    ) -> Result<Client> {
+        build(config).map_err(|e| {
+            self.error(
+                format!("no client can be built from the kubeconfig: {e}"),
+                "check the CA and credentials in the kubeconfig",
+            )
+        })
+    }
+
+    /// The target cluster's client configuration from kubeconfig bytes, and its server URL.
+    pub async fn config(&self, kubeconfig: &[u8]) -> Result<(Config, String)> {
         let text = std::str::from_utf8(kubeconfig).map_err(|e| {
             self.error(
                 format!("key \"kubeconfig\" is not UTF-8 text: {e}"),
@@ -80,13 +101,7 @@ impl SecretRef {
                 )
             })?;
         let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(|e| {
-            self.error(
-                format!("no client can be built from the kubeconfig: {e}"),
-                "check the CA and credentials in the kubeconfig",
-            )
-        })?;
-        Ok((client, server))
+        Ok((config, server))
     }
 
     /// Checks that the target answers (`/version`) with these credentials (and that they are

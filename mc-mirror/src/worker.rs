@@ -7,7 +7,7 @@
 //! without a restart; the previous remote view keeps serving reads until the new one has synced,
 //! so a rotation never looks like "everything was unexported".
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -84,6 +84,12 @@ pub(crate) struct Ctx {
     recorder: Recorder,
     link_ref: ObjectReference,
     retries: Mutex<HashMap<Key, u32>>,
+    /// When the first remote view was installed and the keys queued then that have not been
+    /// reconciled yet: status patches wait for the initial sync, so they do not compete with the
+    /// mirror writes.
+    initial_sync: Mutex<Option<(Instant, HashSet<Key>)>>,
+    /// `true` once the initial sync is over (or took longer than [`INITIAL_SYNC_STATUS_HOLD`]).
+    initial_sync_done: AtomicBool,
     /// Last problem reported for the Link itself (credentials, reachability), to emit Events
     /// only on a change.
     link_problem: Mutex<Option<String>>,
@@ -199,12 +205,79 @@ impl Ctx {
         });
     }
 
+    /// Status patches carry the whole list: during the initial sync they would compete with
+    /// the mirror writes for the API server, so they wait until every key queued when the
+    /// remote caches first synced has been reconciled once (at most
+    /// [`INITIAL_SYNC_STATUS_HOLD`]).
+    fn status_may_be_written(&self) -> bool {
+        if self.initial_sync_done.load(Ordering::Relaxed) {
+            return true;
+        }
+        let over = self
+            .initial_sync
+            .lock()
+            .ok()
+            .and_then(|g| {
+                g.as_ref()
+                    .map(|(t, _)| t.elapsed() >= INITIAL_SYNC_STATUS_HOLD)
+            })
+            .unwrap_or(false);
+        if over {
+            self.finish_initial_sync();
+        }
+        over
+    }
+
+    /// Starts the initial sync (once per worker): `keys` are about to be queued.
+    fn start_initial_sync(&self, keys: &[Key]) {
+        if let Ok(mut g) = self.initial_sync.lock()
+            && g.is_none()
+            && !self.initial_sync_done.load(Ordering::Relaxed)
+        {
+            *g = Some((Instant::now(), keys.iter().cloned().collect()));
+        }
+    }
+
+    /// Called after each reconcile of `key`: when the last key of the initial sync is done,
+    /// the status writer is woken.
+    fn reconciled(&self, key: &Key) {
+        if self.initial_sync_done.load(Ordering::Relaxed) {
+            return;
+        }
+        let last = self
+            .initial_sync
+            .lock()
+            .is_ok_and(|mut g| match g.as_mut() {
+                Some((_, pending)) => pending.remove(key) && pending.is_empty(),
+                None => false,
+            });
+        if last {
+            self.finish_initial_sync();
+        }
+    }
+
+    fn finish_initial_sync(&self) {
+        if !self.initial_sync_done.swap(true, Ordering::Relaxed) {
+            let took = self
+                .initial_sync
+                .lock()
+                .ok()
+                .and_then(|mut g| g.take())
+                .map(|(t, _)| t.elapsed());
+            tracing::info!(link = %self.link_name, ?took, "initial sync done");
+            self.book.touch();
+        }
+    }
+
     fn succeeded(&self, key: &Key) {
         if let Ok(mut r) = self.retries.lock() {
             r.remove(key);
         }
     }
 }
+
+/// The longest the Link status waits for the initial sync to finish.
+const INITIAL_SYNC_STATUS_HOLD: Duration = Duration::from_secs(300);
 
 /// Runs Link `link` until `stop` turns true: waits for the lease, works while leading, goes
 /// back to waiting when the lease is lost, releases it on stop. Mirrors are never deleted here.
@@ -379,6 +452,8 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
         book: book.clone(),
         queue: Queue::new(),
         retries: Mutex::new(HashMap::new()),
+        initial_sync: Mutex::new(None),
+        initial_sync_done: AtomicBool::new(false),
         link_problem: Mutex::new(None),
     });
 
@@ -415,7 +490,7 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
         tasks.spawn(async move {
             let may = {
                 let ctx = ctx.clone();
-                move || ctx.remote().is_some()
+                move || ctx.remote().is_some() && ctx.status_may_be_written()
             };
             let wrote = move || writer_ctx.wrote("patch", "links/status");
             ctx.book
@@ -600,7 +675,10 @@ async fn remote_session(ctx: Arc<Ctx>, sref: SecretRef, kubeconfig: Vec<u8>) {
     let mut backoff = Duration::from_millis(500);
     let client = loop {
         let attempt = async {
-            let (client, server) = sref.client(&kubeconfig).await?;
+            let (config, server) = sref.config(&kubeconfig).await?;
+            let client = sref.client_of(config, |c| {
+                ctx.env.metrics.counted_client(c, "target", ctx.cluster())
+            })?;
             sref.check(&client, &server).await?;
             Ok::<_, Error>(client)
         };
@@ -693,7 +771,11 @@ fn install(ctx: &Arc<Ctx>, view: Arc<RemoteView>) {
         *g = Some(view);
     }
     tracing::info!(link = %ctx.link_name, "remote caches synced");
-    ctx.enqueue_all();
+    let keys = reconcile::all_keys(ctx);
+    ctx.start_initial_sync(&keys);
+    for key in keys {
+        ctx.queue.push(key);
+    }
 }
 
 enum RemoteEvent {
@@ -745,6 +827,7 @@ async fn reconcile_loop(ctx: Arc<Ctx>) {
             }
         }
         ctx.queue.done(&key);
+        ctx.reconciled(&key);
     }
 }
 
