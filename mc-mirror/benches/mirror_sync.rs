@@ -355,7 +355,21 @@ async fn round(bed: &mc_tests::Testbed, n: usize, gateway: std::net::IpAddr, sam
     tokio::time::sleep(Duration::from_millis(500)).await;
     let admin = free_port();
     let start = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_mc-mirror"))
+    // MIRROR_WRAPPER runs the binary under a tool, e.g. "heaptrack -o /tmp/mirror.heap".
+    let wrapper: Vec<String> = std::env::var("MIRROR_WRAPPER")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let mut command = match wrapper.split_first() {
+        Some((tool, args)) => {
+            let mut c = Command::new(tool);
+            c.args(args).arg(env!("CARGO_BIN_EXE_mc-mirror"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_mc-mirror")),
+    };
+    let child = command
         .arg(format!("--kubeconfig={}", bed.kubeconfig().display()))
         .arg("--context=west")
         .arg(format!("--namespace={LINKS_NS}"))
