@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::http::{HttpContext, Upstreams};
-use crate::io::{Activity, Tracked, read_header, splice};
+use crate::io::{Activity, Tracked, read_header, splice_tcp};
 use crate::metrics::Metrics;
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target};
@@ -545,7 +545,8 @@ async fn transport(
             }
             tracing::debug!(%peer, %client, %target, %addr, "opaque splice");
             let _in_flight = shared.resolver.track(addr);
-            let (up, down) = splice(tls, upstream, shared.limits.idle_timeout, activity).await?;
+            let (up, down) =
+                splice_tcp(tls, upstream, shared.limits.idle_timeout, activity).await?;
             tracing::debug!(%peer, %client, %target, up, down, "opaque splice done");
             Ok(())
         }
