@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -210,6 +211,11 @@ struct Mirror(Child);
 
 impl Drop for Mirror {
     fn drop(&mut self) {
+        // The child leads its own process group: a wrapper (MIRROR_WRAPPER) and the binary it
+        // started are stopped together.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -370,6 +376,7 @@ async fn round(bed: &mc_tests::Testbed, n: usize, gateway: std::net::IpAddr, sam
         None => Command::new(env!("CARGO_BIN_EXE_mc-mirror")),
     };
     let child = command
+        .process_group(0)
         .arg(format!("--kubeconfig={}", bed.kubeconfig().display()))
         .arg("--context=west")
         .arg(format!("--namespace={LINKS_NS}"))
