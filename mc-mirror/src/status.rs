@@ -15,8 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use mc_core::link::{
-    Condition, FailureReason, GatewayStatus, Link, LinkStatus, LocalRef, MirrorOutcome, ObjectRef,
-    ServiceStatus, TargetFailure, merge_condition, mirrored_condition, target_condition,
+    Condition, FailureReason, GatewayStatus, Link, LinkStatus, LocalRef, MIRROR_STATUS_BUDGET,
+    MirrorOutcome, ObjectRef, STATUS_COMPLETE, ServiceStatus, TargetFailure, fit_mirror_services,
+    merge_condition, mirrored_condition, status_complete_condition, target_condition,
 };
 use tokio::sync::Notify;
 
@@ -92,6 +93,8 @@ struct Book {
 pub struct StatusBook {
     book: Mutex<Book>,
     dirty: Notify,
+    /// Bytes of JSON `status.mirrorServices` may take ([`MIRROR_STATUS_BUDGET`]).
+    budget: usize,
 }
 
 impl StatusBook {
@@ -108,7 +111,15 @@ impl StatusBook {
         StatusBook {
             book: Mutex::new(book),
             dirty: Notify::new(),
+            budget: MIRROR_STATUS_BUDGET,
         }
+    }
+
+    /// The same book with `budget` bytes for `status.mirrorServices` instead of
+    /// [`MIRROR_STATUS_BUDGET`].
+    pub fn with_budget(mut self, budget: usize) -> StatusBook {
+        self.budget = budget;
+        self
     }
 
     /// Keys present in the seeded status (to be re-examined once the remote view has synced).
@@ -259,6 +270,7 @@ impl StatusBook {
             };
             out.mirror_services.push(entry);
         }
+        self.fit(&mut out, now);
         if let Some(g) = &b.gateway {
             let alive_changed = base.gateway.as_ref().is_none_or(|old| old.alive != g.alive);
             if alive_changed || refresh_gateway {
@@ -275,6 +287,21 @@ impl StatusBook {
             }
         }
         out
+    }
+
+    /// Keeps `status.mirrorServices` within the book's byte budget and records the
+    /// `StatusComplete` condition (once there are entries to speak of).
+    fn fit(&self, out: &mut LinkStatus, now: SystemTime) {
+        let total = out.mirror_services.len();
+        let (kept, left_out) =
+            fit_mirror_services(std::mem::take(&mut out.mirror_services), self.budget);
+        out.mirror_services = kept;
+        let known = out.condition(STATUS_COMPLETE).is_some();
+        if (left_out > 0 || known)
+            && let Ok(c) = status_complete_condition(left_out, total, now)
+        {
+            out.set_condition(c);
+        }
     }
 
     /// Writes the status whenever the book changes, at most once per `debounce` (or 2 ms per
@@ -454,6 +481,59 @@ mod tests {
             c.last_transition_time
         );
         assert_eq!(up.conditions.len(), 1);
+    }
+
+    #[test]
+    fn an_oversized_list_is_cut_to_the_budget_and_says_so() {
+        let book = StatusBook::seeded(None).with_budget(2_000);
+        for i in 0..40 {
+            book.set(
+                "shop",
+                &format!("svc-{i:02}"),
+                Outcome::Mirrored(ObjectRef::service("shop", &format!("svc-{i:02}-east"))),
+            );
+        }
+        book.set(
+            "shop",
+            "svc-39",
+            Outcome::failed(FailureReason::Conflict, "not ours"),
+        );
+        let s = book.build(&LinkStatus::default(), t(0), false);
+        assert!(s.mirror_services.len() < 40);
+        assert!(serde_json::to_vec(&s.mirror_services).unwrap().len() <= 2_001);
+        assert!(
+            s.mirror_services
+                .iter()
+                .any(|e| e.remote_ref.name == "svc-39"),
+            "the failure is listed"
+        );
+        let c = s.condition(STATUS_COMPLETE).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "SizeLimit")
+        );
+        assert_eq!(book.build(&s, t(5), false), s, "stable: no rewrite");
+        // Back under the budget: complete again.
+        for i in 0..36 {
+            book.remove("shop", &format!("svc-{i:02}"));
+        }
+        let s = book.build(&s, t(10), false);
+        assert_eq!(s.mirror_services.len(), 4);
+        let c = s.condition(STATUS_COMPLETE).unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Complete"));
+        // A small Link never gets the condition at all.
+        let small = StatusBook::seeded(None);
+        small.set(
+            "a",
+            "b",
+            Outcome::Mirrored(ObjectRef::service("a", "b-east")),
+        );
+        assert!(
+            small
+                .build(&LinkStatus::default(), t(0), false)
+                .conditions
+                .is_empty()
+        );
     }
 
     #[test]

@@ -21,6 +21,16 @@ pub const MIRRORED: &str = "Mirrored";
 /// [`TargetFailure`] reason.
 pub const TARGET_REACHABLE: &str = "TargetReachable";
 
+/// The Link-level condition type (mc) that says whether `status.mirrorServices` lists every
+/// remote Service: `False` with reason `SizeLimit` when [`fit_mirror_services`] left entries out.
+pub const STATUS_COMPLETE: &str = "StatusComplete";
+
+/// How many bytes of JSON `status.mirrorServices` may take. A Link is one object, stored in one
+/// etcd value (1.5 MiB by default, for the whole object with its spec and history): about
+/// 2,000 entries fit in this budget, while 10,000 entries (2.3 MB) would make every status
+/// write fail.
+pub const MIRROR_STATUS_BUDGET: usize = 512 * 1024;
+
 /// `status` of a Link.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -295,6 +305,91 @@ pub fn merge_condition(conditions: &mut Vec<Condition>, mut new: Condition) -> b
     }
 }
 
+/// Keeps `entries` (sorted) within `budget` bytes of JSON: every entry whose condition is not
+/// `True` (what an operator must see) first, then `True` entries in order, as many as fit.
+/// Returns the kept entries, still in their order, and how many were left out.
+///
+/// ```
+/// use mc_core::link::{ObjectRef, ServiceStatus, fit_mirror_services};
+/// let entry = |name: &str| ServiceStatus {
+///     controller_name: "linkerd.io/service-mirror".into(),
+///     remote_ref: ObjectRef::service("shop", name),
+///     conditions: Vec::new(),
+/// };
+/// let (kept, left_out) = fit_mirror_services(vec![entry("a"), entry("b")], 1_000_000);
+/// assert_eq!((kept.len(), left_out), (2, 0));
+/// let (kept, left_out) = fit_mirror_services(vec![entry("a"), entry("b")], 10);
+/// assert_eq!((kept.len(), left_out), (0, 2));
+/// ```
+pub fn fit_mirror_services(
+    entries: Vec<ServiceStatus>,
+    budget: usize,
+) -> (Vec<ServiceStatus>, usize) {
+    let sizes: Vec<usize> = entries
+        .iter()
+        .map(|e| serde_json::to_vec(e).map_or(usize::MAX, |v| v.len().saturating_add(1)))
+        .collect();
+    if sizes.iter().fold(0usize, |a, s| a.saturating_add(*s)) <= budget {
+        return (entries, 0);
+    }
+    let healthy = |e: &ServiceStatus| e.conditions.iter().all(|c| c.status == "True");
+    let mut keep = vec![false; entries.len()];
+    let mut used = 0usize;
+    // Failures first, then healthy entries, each in list order.
+    for pass_healthy in [false, true] {
+        for (i, e) in entries.iter().enumerate() {
+            if healthy(e) == pass_healthy && used.saturating_add(sizes[i]) <= budget {
+                used += sizes[i];
+                keep[i] = true;
+            }
+        }
+    }
+    let total = entries.len();
+    let kept: Vec<ServiceStatus> = entries
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect();
+    let left_out = total - kept.len();
+    (kept, left_out)
+}
+
+/// The `StatusComplete` condition at `now`: `True`/`Complete` when `left_out` is 0, otherwise
+/// `False`/`SizeLimit` saying how many of `total` entries are not listed.
+pub fn status_complete_condition(
+    left_out: usize,
+    total: usize,
+    now: SystemTime,
+) -> Result<Condition> {
+    let time = jiff::Timestamp::try_from(now).map_err(|_| Error::TimeOutOfRange { time: now })?;
+    let (status, reason, message) = if left_out == 0 {
+        (
+            "True",
+            "Complete",
+            format!("status.mirrorServices lists all {total} remote Services"),
+        )
+    } else {
+        (
+            "False",
+            "SizeLimit",
+            format!(
+                "status.mirrorServices lists {} of {total} remote Services: the rest would make \
+                 the Link too large to store; every failure is listed, and the mirrors \
+                 themselves are labelled mirror.linkerd.io/cluster-name",
+                total - left_out
+            ),
+        )
+    };
+    Ok(Condition {
+        type_: STATUS_COMPLETE.to_string(),
+        status: status.to_string(),
+        last_transition_time: Time(time),
+        reason: reason.to_string(),
+        message,
+        local_ref: None,
+    })
+}
+
 impl LinkStatus {
     /// Record the Link-level `condition` (keeping its transition time unless its status changes).
     /// Returns `true` when the status changed.
@@ -411,6 +506,63 @@ mod tests {
         assert_eq!(status.mirror_services.len(), 1);
         assert!(status.remove_mirror("ns", "web"));
         assert!(!status.remove_mirror("ns", "web"));
+        Ok(())
+    }
+
+    fn entry(name: &str, ok: bool) -> Result<ServiceStatus> {
+        let c = if ok {
+            mirrored_condition(
+                &MirrorOutcome::Mirrored {
+                    local: ObjectRef::service("ns", &format!("{name}-east")),
+                },
+                at(0),
+            )?
+        } else {
+            failed(0, "Namespace ns does not exist")?
+        };
+        Ok(ServiceStatus {
+            controller_name: CONTROLLER_NAME.to_string(),
+            remote_ref: ObjectRef::service("ns", name),
+            conditions: vec![c],
+        })
+    }
+
+    #[test]
+    fn oversized_lists_keep_every_failure_then_as_many_as_fit() -> Result<()> {
+        let mut list = Vec::new();
+        for i in 0..100 {
+            list.push(entry(&format!("svc-{i:03}"), i % 10 != 7)?);
+        }
+        let one = serde_json::to_vec(&list[0]).map_or(0, |v| v.len()) + 1;
+        let (all, left_out) = fit_mirror_services(list.clone(), one * 200);
+        assert_eq!((all.len(), left_out), (100, 0), "fits: unchanged");
+        assert_eq!(all, list);
+        // Room for about 30 entries: the 10 failures, then the first healthy ones.
+        let (kept, left_out) = fit_mirror_services(list.clone(), one * 30);
+        assert_eq!(kept.len() + left_out, 100);
+        assert!((25..=35).contains(&kept.len()), "{}", kept.len());
+        let failures = kept
+            .iter()
+            .filter(|e| e.conditions[0].status == "False")
+            .count();
+        assert_eq!(failures, 10, "every failure is kept");
+        assert_eq!(kept[0].remote_ref.name, "svc-000");
+        let names: Vec<&str> = kept.iter().map(|e| e.remote_ref.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "still in order");
+        assert!(names.contains(&"svc-097"), "a late failure is kept");
+        let bytes = serde_json::to_vec(&kept).map_or(usize::MAX, |v| v.len());
+        assert!(bytes <= one * 30 + 1, "{bytes} within the budget");
+
+        let c = status_complete_condition(left_out, 100, at(0))?;
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "SizeLimit")
+        );
+        assert!(c.message.contains(&format!("lists {} of 100", kept.len())));
+        let c = status_complete_condition(0, 100, at(0))?;
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Complete"));
         Ok(())
     }
 
