@@ -9,7 +9,8 @@
 //! ```
 //! let mut out = Vec::new();
 //! let mut err = Vec::new();
-//! let code = mc_cli::run(["mc", "multicluster", "install", "--gateway=false"], &mut out, &mut err);
+//! let args = ["mc", "multicluster", "install", "--ignore-cluster", "--gateway=false"];
+//! let code = mc_cli::run(args, &mut out, &mut err);
 //! assert_eq!(code, 0);
 //! assert!(String::from_utf8(out).unwrap().contains("kind: CustomResourceDefinition"));
 //! ```

@@ -195,13 +195,17 @@ async fn cluster_trust_domain(
     linkerd_namespace: &str,
     err: &mut dyn Write,
 ) -> Result<Option<String>> {
-    let cluster = kube.connect(None).await.map_err(|e| {
-        Error::input(
-            "the current kubeconfig context",
-            format!("cannot be used to read the cluster's trust domain: {e}"),
-            "pass --context/--kubeconfig, or --ignore-cluster (with --identity-trust-domain) to \
-             render offline",
-        )
+    let cluster = kube.connect(None).await.map_err(|e| match e {
+        Error::Kubeconfig { context, reason } => Error::input(
+            context.map_or_else(
+                || "the kubeconfig".to_owned(),
+                |c| format!("kubeconfig context {c:?}"),
+            ),
+            format!("cannot be read for the cluster's trust domain: {reason}"),
+            "pass --kubeconfig and --context that exist, or --ignore-cluster (with \
+             --identity-trust-domain if not cluster.local) to render offline",
+        ),
+        other => other,
     })?;
     let config =
         crate::kube::linkerd_config(&cluster.client, linkerd_namespace, &cluster.context).await?;

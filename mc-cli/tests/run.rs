@@ -19,7 +19,7 @@ fn run(args: &[&str]) -> (i32, String, String) {
 }
 
 fn install_json(args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["multicluster", "install", "-o", "json"];
+    let mut all = vec!["multicluster", "install", "--ignore-cluster", "-o", "json"];
     all.extend_from_slice(args);
     let (code, out, err) = run(&all);
     assert_eq!(code, 0, "{err}");
