@@ -177,13 +177,16 @@ pub(crate) async fn install(
     err: &mut dyn Write,
 ) -> Result<()> {
     // Values are checked before the cluster is read: bad input fails fast and offline.
-    args.values(linkerd_namespace, None)?;
+    let offline = args.values(linkerd_namespace, None)?;
     let from_cluster = if args.ignore_cluster || args.identity_trust_domain.is_some() {
         None
     } else {
         cluster_trust_domain(kube, linkerd_namespace, err).await?
     };
-    let values = args.values(linkerd_namespace, from_cluster.as_deref())?;
+    let values = match from_cluster {
+        Some(domain) => args.values(linkerd_namespace, Some(&domain))?,
+        None => offline,
+    };
     let objects = render::install(&values)?;
     emit(out, &render::Format::from(args.output).serialize(&objects)?)
 }
