@@ -213,19 +213,21 @@ impl Ctx {
         if self.initial_sync_done.load(Ordering::Relaxed) {
             return true;
         }
-        let over = self
+        let started_at = self
             .initial_sync
             .lock()
             .ok()
-            .and_then(|g| {
-                g.as_ref()
-                    .map(|(t, _)| t.elapsed() >= INITIAL_SYNC_STATUS_HOLD)
-            })
-            .unwrap_or(false);
-        if over {
-            self.finish_initial_sync();
+            .and_then(|g| g.as_ref().map(|(t, _)| *t));
+        match started_at {
+            // No remote view yet: there are no mirror entries to hold back, only the Link-level
+            // conditions (a target unreachable from the start must still be reported).
+            None => true,
+            Some(t) if t.elapsed() >= INITIAL_SYNC_STATUS_HOLD => {
+                self.finish_initial_sync();
+                true
+            }
+            Some(_) => false,
         }
-        over
     }
 
     /// Starts the initial sync (once per worker): `keys` are about to be queued.
@@ -490,7 +492,7 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
         tasks.spawn(async move {
             let may = {
                 let ctx = ctx.clone();
-                move || ctx.remote().is_some() && ctx.status_may_be_written()
+                move || ctx.status_may_be_written()
             };
             let wrote = move || writer_ctx.wrote("patch", "links/status");
             ctx.book

@@ -1010,3 +1010,38 @@ async fn remote_discovery_mirrors_have_no_endpoints_and_switch_modes() {
     .await;
     f.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_unreachable_from_the_start_is_reported_in_the_link_status() {
+    let bed = mc_tests::shared().unwrap();
+    let (mut f, _ns) = Fixture::with_namespace(bed, "badstart", true, false).await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(f.west.clone(), &f.links_ns);
+    secrets
+        .patch(
+            &f.secret_name(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"stringData": {"kubeconfig": "not: [a kubeconfig"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    // The worker never gets a remote view, and still writes the Link-level condition.
+    f.start().await;
+    let condition = || async {
+        let c = f.link().await.status?.condition(TARGET_REACHABLE)?.clone();
+        Some((c.status, c.reason))
+    };
+    let down = eventually("TargetReachable=False", T, || async {
+        condition().await.filter(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(down.1, "InvalidCredentials");
+    f.write_credentials().await;
+    eventually("TargetReachable=True", T, || async {
+        condition().await.filter(|c| c.0 == "True")
+    })
+    .await;
+    f.stop().await;
+}
