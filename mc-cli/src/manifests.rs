@@ -167,6 +167,29 @@ impl InstallArgs {
         }
         Ok(InstallValues::from_tree(&tree)?)
     }
+
+    /// `true` when the user chose the trust domain: by flag, in a `-f` file or by `--set`.
+    /// The cluster's linkerd-config is then not read, so such a render works offline.
+    fn user_sets_trust_domain(&self) -> Result<bool> {
+        if self.identity_trust_domain.is_some() {
+            return Ok(true);
+        }
+        let mut tree = json!({});
+        for path in &self.values {
+            let text = read_text(path)?;
+            render::merge(
+                &mut tree,
+                render::parse_values_yaml(&path.display().to_string(), &text)?,
+            );
+        }
+        for s in &self.set {
+            render::set(&mut tree, s, false)?;
+        }
+        for s in &self.set_string {
+            render::set(&mut tree, s, true)?;
+        }
+        Ok(tree.get("identityTrustDomain").is_some())
+    }
 }
 
 pub(crate) async fn install(
@@ -178,7 +201,7 @@ pub(crate) async fn install(
 ) -> Result<()> {
     // Values are checked before the cluster is read: bad input fails fast and offline.
     let offline = args.values(linkerd_namespace, None)?;
-    let from_cluster = if args.ignore_cluster || args.identity_trust_domain.is_some() {
+    let from_cluster = if args.ignore_cluster || args.user_sets_trust_domain()? {
         None
     } else {
         cluster_trust_domain(kube, linkerd_namespace, err).await?

@@ -190,3 +190,39 @@ fn version_and_completion() {
     let (code, _, _) = run(&["completion", "tcsh"]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn install_with_the_trust_domain_in_values_does_not_read_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, "identityTrustDomain: from-file.example\n").unwrap();
+    let file = file.to_str().unwrap();
+    for (args, want) in [
+        (
+            vec!["--set", "identityTrustDomain=from-set.example"],
+            "from-set.example",
+        ),
+        (
+            vec!["--set-string", "identityTrustDomain=s.example"],
+            "s.example",
+        ),
+        (vec!["-f", file], "from-file.example"),
+    ] {
+        let mut all = vec!["--kubeconfig", "/nonexistent", "multicluster", "install"];
+        all.extend_from_slice(&args);
+        let (code, out, err) = run(&all);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(
+            out.contains(want),
+            "{args:?}: trust domain {want} not rendered"
+        );
+        assert!(
+            !err.contains("linkerd-config"),
+            "{args:?} read the cluster: {err}"
+        );
+    }
+    // Without it, the unusable kubeconfig is still an input error.
+    let (code, _, err) = run(&["--kubeconfig", "/nonexistent", "multicluster", "install"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--ignore-cluster"), "{err}");
+}
