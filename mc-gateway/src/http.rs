@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -20,9 +21,10 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TargetMetrics};
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target, check_forwarded, forwarded_element};
+use crate::upstream::{Dedicated, SendError};
 use crate::{Error, Result};
 
 /// The header that carries the authenticated client identity to the target.
@@ -150,7 +152,7 @@ impl Upstreams {
 }
 
 /// Everything one HTTP-serving connection needs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HttpContext {
     /// The gateway's own identity.
     pub gateway_id: Arc<str>,
@@ -167,23 +169,83 @@ pub struct HttpContext {
     pub suffixes: Arc<Suffixes>,
     /// Per-service policy.
     pub policy: Arc<Policy>,
-    /// Upstream clients.
+    /// Upstream clients shared by every connection (HTTP/2, and HTTP/1 beyond the dedicated
+    /// connections).
     pub upstreams: Upstreams,
+    /// This connection's own upstream HTTP/1 connections.
+    pub dedicated: Dedicated,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// What the last target of this connection needs per request, built once.
+    last: Mutex<Option<TargetEntry>>,
+}
+
+/// A connection's per-target values: the checked target, the header values the gateway adds
+/// and the metric handles, built once per target instead of once per request.
+#[derive(Debug)]
+struct TargetEntry {
+    /// The authority as the request gave it (`None` for a fixed target).
+    key: Option<String>,
+    target: Target,
+    authority: http::uri::Authority,
+    host: HeaderValue,
+    client: HeaderValue,
+    forwarded: HeaderValue,
+    metrics: TargetMetrics,
+}
+
+/// Why an upstream exchange failed.
+#[derive(Debug)]
+enum Failure {
+    /// The gateway's own error (e.g. the endpoint refused the connection).
+    Gateway(Error),
+    /// The HTTP client's error, possibly wrapping one of the gateway's.
+    Upstream(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The request URI in origin form (`/path?query`), as an HTTP/1 connection of its own sends it.
+fn origin_form(req: Request<Incoming>) -> Request<Incoming> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::from(path);
+    Request::from_parts(parts, body)
+}
+
+/// `uri`'s path and query on the target's authority (`http://<target><path>`), the form the
+/// shared clients need.
+fn absolute(uri: &Uri, entry: &TargetEntry) -> Result<Uri> {
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(entry.authority.clone())
+        .path_and_query(path)
+        .build()
+        .map_err(|_| Error::BadAuthority {
+            authority: entry.authority.to_string(),
+            why: "cannot form a request URI",
+        })
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that must not be forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
+fn hop_by_hop() -> [HeaderName; 8] {
+    [
+        header::CONNECTION,
+        HeaderName::from_static("proxy-connection"),
+        HeaderName::from_static("keep-alive"),
+        header::TE,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+    ]
+}
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -196,8 +258,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in hop_by_hop() {
+        headers.remove(name);
     }
 }
 
@@ -239,26 +301,102 @@ fn find_gateway_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Optio
 }
 
 impl HttpContext {
-    fn target_of(&self, req: &Request<Incoming>) -> Result<Target> {
-        if let Some(t) = &self.fixed_target {
-            return Ok(t.clone());
+    /// The context of one connection from `client_id`; `fixed_target` is the transport
+    /// header's target, if any.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        gateway_id: Arc<str>,
+        client_id: Arc<str>,
+        fixed_target: Option<Target>,
+        upstream_h2: bool,
+        default_port: u16,
+        suffixes: Arc<Suffixes>,
+        policy: Arc<Policy>,
+        upstreams: Upstreams,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            gateway_id,
+            client_id,
+            fixed_target,
+            upstream_h2,
+            default_port,
+            suffixes,
+            policy,
+            upstreams,
+            dedicated: Dedicated::new(),
+            metrics,
+            last: Mutex::new(None),
         }
-        let authority = match req.uri().authority() {
-            Some(a) => a.as_str().to_owned(),
+    }
+
+    /// The request's authority: the URI's, else the Host header's.
+    fn authority_of(req: &Request<Incoming>) -> &str {
+        match req.uri().authority() {
+            Some(a) => a.as_str(),
             None => req
                 .headers()
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
-        };
-        let target = Target::parse_authority(&authority, Some(self.default_port))?;
-        self.suffixes.check(&target)?;
-        self.policy.check(&self.client_id, &target)?;
-        Ok(target)
+                .unwrap_or_default(),
+        }
     }
 
-    fn rewrite(&self, req: Request<Incoming>, target: &Target) -> Result<Request<Incoming>> {
+    /// The checked target of `req` and its per-target values: the connection's last entry when
+    /// the authority is the same (same client, same target: same checks), else a new one.
+    fn entry_for(
+        &self,
+        req: &Request<Incoming>,
+    ) -> std::result::Result<TargetEntry, (Option<Target>, Error)> {
+        let key = match &self.fixed_target {
+            Some(_) => None,
+            None => Some(Self::authority_of(req)),
+        };
+        let last = match self.last.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        if let Some(e) = last.filter(|e| e.key.as_deref() == key) {
+            return Ok(e);
+        }
+        let target = match &self.fixed_target {
+            Some(t) => t.clone(),
+            None => {
+                let t = Target::parse_authority(key.unwrap_or_default(), Some(self.default_port))
+                    .map_err(|e| (None, e))?;
+                self.suffixes.check(&t).map_err(|e| (None, e))?;
+                self.policy
+                    .check(&self.client_id, &t)
+                    .map_err(|e| (None, e))?;
+                t
+            }
+        };
+        let authority = target.to_string();
+        let bad = |why| {
+            (
+                Some(target.clone()),
+                Error::BadAuthority {
+                    authority: authority.clone(),
+                    why,
+                },
+            )
+        };
+        let value = |v: &str| HeaderValue::from_str(v).map_err(|_| bad("not a valid header value"));
+        let fwd = forwarded_element(&self.gateway_id, &self.client_id, &target);
+        Ok(TargetEntry {
+            key: key.map(str::to_owned),
+            authority: authority
+                .parse()
+                .map_err(|_| bad("cannot form a request URI"))?,
+            host: value(&authority)?,
+            client: value(&self.client_id)?,
+            forwarded: value(&fwd)?,
+            metrics: self.metrics.http_target(&authority),
+            target,
+        })
+    }
+
+    fn rewrite(&self, req: Request<Incoming>, entry: &TargetEntry) -> Result<Request<Incoming>> {
         let (mut parts, body) = req.into_parts();
         check_forwarded(
             parts
@@ -269,90 +407,119 @@ impl HttpContext {
             &self.gateway_id,
         )?;
         strip_hop_by_hop(&mut parts.headers);
-        let authority = target.to_string();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
-        parts.uri =
-            format!("http://{authority}{path}")
-                .parse()
-                .map_err(|_| Error::BadAuthority {
-                    authority: authority.clone(),
-                    why: "cannot form a request URI",
-                })?;
-        let bad_value = |_| Error::BadAuthority {
-            authority: authority.clone(),
-            why: "not a valid header value",
-        };
+        parts.uri = absolute(&parts.uri, entry)?;
         if self.upstream_h2 {
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
         } else {
             parts.version = Version::HTTP_11;
-            parts.headers.insert(
-                header::HOST,
-                HeaderValue::from_str(&authority).map_err(bad_value)?,
-            );
+            parts.headers.insert(header::HOST, entry.host.clone());
         }
-        let client = HeaderValue::from_str(&self.client_id).map_err(bad_value)?;
-        parts.headers.insert(CLIENT_ID_HEADER, client);
-        let fwd = forwarded_element(&self.gateway_id, &self.client_id, target);
-        parts.headers.append(
-            header::FORWARDED,
-            HeaderValue::from_str(&fwd).map_err(bad_value)?,
-        );
+        parts.headers.insert(CLIENT_ID_HEADER, entry.client.clone());
+        parts
+            .headers
+            .append(header::FORWARDED, entry.forwarded.clone());
         Ok(Request::from_parts(parts, body))
     }
 
     /// Forwards one request and returns the target's response, or an error response.
-    pub async fn forward(self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
         let start = Instant::now();
-        let target = match self.target_of(&req) {
-            Ok(t) => t,
-            Err(e) => return self.refuse(None, e, start),
+        // An HTTP/1 request (one at a time on its connection) to an HTTP/1 target goes over a
+        // connection of this downstream connection's own; HTTP/2 uses the shared clients.
+        let dedicated = !self.upstream_h2 && req.version() <= Version::HTTP_11;
+        let mut entry = match self.entry_for(&req) {
+            Ok(e) => e,
+            Err((target, e)) => return self.refuse(target.as_ref(), e, start),
         };
-        let req = match self.rewrite(req, &target) {
+        let resp = self.forward_to(&mut entry, req, dedicated, start).await;
+        if let Ok(mut g) = self.last.lock() {
+            *g = Some(entry);
+        }
+        resp
+    }
+
+    async fn forward_to(
+        &self,
+        entry: &mut TargetEntry,
+        req: Request<Incoming>,
+        dedicated: bool,
+        start: Instant,
+    ) -> Response<Body> {
+        let target = &entry.target;
+        let req = match self.rewrite(req, entry) {
             Ok(r) => r,
-            Err(e) => return self.refuse(Some(&target), e, start),
+            Err(e) => return self.refuse(Some(target), e, start),
         };
-        let addr = match self.upstreams.resolver.resolve(&target).await {
+        let addr = match self.upstreams.resolver.resolve(target).await {
             Ok(a) => a,
             // Not a known service: no per-target metric series (names are client-chosen,
             // series would be unbounded).
             Err(e @ Error::UnknownService { .. }) => return self.refuse(None, e, start),
-            Err(e) => return self.refuse(Some(&target), e, start),
+            Err(e) => return self.refuse(Some(target), e, start),
         };
-        let client = self.upstreams.client(addr, self.upstream_h2);
         let in_flight = self.upstreams.resolver.track(addr);
-        let result = client.request(req).await;
+        let result = if dedicated {
+            match self.dedicated.send(addr, origin_form(req)).await {
+                Ok(Ok(resp)) => Ok(resp),
+                Ok(Err(SendError::Connect(e))) => Err(Failure::Gateway(e)),
+                Ok(Err(SendError::Http(e))) => Err(Failure::Upstream(Box::new(e))),
+                // Every dedicated slot is in use: the shared pool.
+                Err(req) => match absolute(req.uri(), entry) {
+                    Ok(uri) => {
+                        let (mut parts, body) = req.into_parts();
+                        parts.uri = uri;
+                        self.pooled(addr, Request::from_parts(parts, body)).await
+                    }
+                    Err(e) => return self.refuse(Some(target), e, start),
+                },
+            }
+        } else {
+            self.pooled(addr, req).await
+        };
         drop(in_flight);
         match result {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
-                self.metrics.http_request(
-                    &target.to_string(),
+                entry.metrics.record(
+                    &self.metrics,
                     parts.status.as_u16(),
                     start.elapsed().as_secs_f64(),
                 );
                 Response::from_parts(parts, body.boxed())
             }
-            Err(e) => match find_gateway_error(&e) {
+            Err(Failure::Gateway(ours)) => {
+                self.metrics.route_error(ours.reason());
+                self.finish_error(Some(target), status_for(&ours), ours.to_string(), start)
+            }
+            Err(Failure::Upstream(e)) => match find_gateway_error(&*e) {
                 Some(ours) => {
                     let status = status_for(ours);
                     self.metrics.route_error(ours.reason());
                     let msg = ours.to_string();
-                    self.finish_error(Some(&target), status, msg, start)
+                    self.finish_error(Some(target), status, msg, start)
                 }
                 None => {
                     let msg = format!("upstream {target} failed: {e}");
                     self.metrics.route_error("upstream");
-                    self.finish_error(Some(&target), StatusCode::BAD_GATEWAY, msg, start)
+                    self.finish_error(Some(target), StatusCode::BAD_GATEWAY, msg, start)
                 }
             },
         }
+    }
+
+    /// Sends `req` through the shared client of `addr`.
+    async fn pooled(
+        &self,
+        addr: SocketAddr,
+        req: Request<Incoming>,
+    ) -> std::result::Result<Response<Incoming>, Failure> {
+        let client = self.upstreams.client(addr, self.upstream_h2);
+        client
+            .request(req)
+            .await
+            .map_err(|e| Failure::Upstream(Box::new(e)))
     }
 
     fn refuse(&self, target: Option<&Target>, e: Error, start: Instant) -> Response<Body> {

@@ -24,6 +24,7 @@ pub mod resolve;
 pub mod route;
 pub mod server;
 pub mod tls;
+pub mod upstream;
 
 pub use error::Error;
 

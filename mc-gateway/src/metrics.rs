@@ -147,12 +147,58 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// The per-target HTTP series of `target`, as handles to record into without building
+    /// labels again (see [`TargetMetrics`]).
+    pub fn http_target(&self, target: &str) -> TargetMetrics {
+        TargetMetrics {
+            target: target.to_owned(),
+            seconds: self
+                .http_seconds
+                .get_or_create(&vec![("target", target.to_owned())])
+                .clone(),
+            ok: None,
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The HTTP series of one target: the latency histogram and the request counter of the last
+/// status seen, kept by a connection so that a request records without formatting or hashing
+/// labels (series are never removed from their families, so the handles stay exported).
+#[derive(Debug, Clone)]
+pub struct TargetMetrics {
+    target: String,
+    seconds: Histogram,
+    ok: Option<(u16, Counter)>,
+}
+
+impl TargetMetrics {
+    /// Records one forwarded request, like [`Metrics::http_request`].
+    pub fn record(&mut self, metrics: &Metrics, status: u16, seconds: f64) {
+        match &self.ok {
+            Some((s, counter)) if *s == status => {
+                counter.inc();
+            }
+            _ => {
+                let counter = metrics
+                    .http_requests
+                    .get_or_create(&vec![
+                        ("target", self.target.clone()),
+                        ("status", status.to_string()),
+                    ])
+                    .clone();
+                counter.inc();
+                self.ok = Some((status, counter));
+            }
+        }
+        self.seconds.observe(seconds);
     }
 }
 
@@ -188,5 +234,24 @@ mod tests {
             "mc_gateway_http_request_seconds_count{target=\"web.ns.svc.cluster.local:80\"} 1"
         ));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn target_handles_record_into_the_same_series() {
+        let m = Metrics::new();
+        let t = "web.ns.svc.cluster.local:80";
+        m.http_request(t, 200, 0.01);
+        let mut h = m.http_target(t);
+        h.record(&m, 200, 0.02);
+        h.record(&m, 503, 0.02);
+        h.record(&m, 200, 0.02);
+        let text = m.encode();
+        let series =
+            |s: &str| format!("mc_gateway_http_requests_total{{target=\"{t}\",status=\"{s}\"}}");
+        assert!(text.contains(&format!("{} 3\n", series("200"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", series("503"))), "{text}");
+        assert!(text.contains(&format!(
+            "mc_gateway_http_request_seconds_count{{target=\"{t}\"}} 4\n"
+        )));
     }
 }

@@ -438,8 +438,15 @@ async fn connection(
     if alpn.as_deref() == Some(mc_core::transport::ALPN) {
         transport(shared, tls, peer, client, activity, stop).await
     } else {
+        // The protocol the client chose by ALPN is served without detection; with no ALPN,
+        // the first bytes tell (the HTTP/2 preface or not).
+        let protocol = match alpn.as_deref() {
+            Some(crate::tls::ALPN_HTTP11) => Some(SessionProtocol::Http1),
+            Some(crate::tls::ALPN_H2) => Some(SessionProtocol::Http2),
+            _ => None,
+        };
         let ctx = http_context(shared, client, None, false);
-        serve_http(shared, tls, ctx, None, stop).await;
+        serve_http(shared, tls, ctx, protocol, stop).await;
         Ok(())
     }
 }
@@ -450,17 +457,17 @@ fn http_context(
     fixed_target: Option<Target>,
     upstream_h2: bool,
 ) -> HttpContext {
-    HttpContext {
-        gateway_id: shared.identity.clone(),
-        client_id: client,
+    HttpContext::new(
+        shared.identity.clone(),
+        client,
         fixed_target,
         upstream_h2,
-        default_port: shared.default_port,
-        suffixes: shared.suffixes.clone(),
-        policy: shared.policy.clone(),
-        upstreams: shared.upstreams.clone(),
-        metrics: shared.metrics.clone(),
-    }
+        shared.default_port,
+        shared.suffixes.clone(),
+        shared.policy.clone(),
+        shared.upstreams.clone(),
+        shared.metrics.clone(),
+    )
 }
 
 type ServerTls = tokio_rustls::server::TlsStream<Tracked<TcpStream>>;
@@ -580,6 +587,7 @@ async fn serve_http<S>(
         Some(SessionProtocol::Http2) => builder.http2_only(),
         None => builder,
     };
+    let ctx = Arc::new(ctx);
     let service = service_fn(move |req| {
         let ctx = ctx.clone();
         async move { Ok::<_, std::convert::Infallible>(ctx.forward(req).await) }

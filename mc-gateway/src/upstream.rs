@@ -1,0 +1,363 @@
+//! Dedicated upstream HTTP/1 connections of one downstream connection.
+//!
+//! An HTTP/1 downstream connection carries one request at a time, so it gets its own upstream
+//! connection per backend endpoint, opened on the thread that serves it and reused for as long
+//! as the resolver keeps picking that endpoint: no shared pool, no lock shared with other
+//! connections, no task hop to check a connection out. Each request is still resolved first,
+//! so an endpoint that left the ready set is never picked again; its connection is dropped when
+//! a new endpoint needs its slot or when the downstream connection closes.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+
+use crate::Error;
+
+/// Endpoints with a dedicated connection, per downstream connection. Beyond this many distinct
+/// endpoints in recent use, requests go through the shared pool instead.
+pub const MAX_DEDICATED: usize = 4;
+
+/// A dedicated connection not used for this many requests of its downstream connection may
+/// give its slot to a new endpoint.
+const STALE_AFTER: u64 = 16;
+
+/// Why a dedicated exchange failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// The connection to the endpoint could not be opened.
+    Connect(Error),
+    /// The exchange failed after the connection was open.
+    Http(hyper::Error),
+}
+
+/// A dedicated upstream connection.
+#[derive(Debug)]
+struct Slot {
+    addr: SocketAddr,
+    sender: Option<SendRequest<Incoming>>,
+    last_used: u64,
+}
+
+/// The dedicated upstream connections of one downstream connection.
+#[derive(Debug, Default)]
+pub struct Dedicated {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    slots: Vec<Slot>,
+    requests: u64,
+}
+
+/// What [`Dedicated::checkout`] found for an endpoint.
+enum Checkout {
+    /// An open connection, taken out of its slot for one exchange.
+    Reuse(SendRequest<Incoming>),
+    /// A slot is reserved: open a connection.
+    Open,
+    /// Every slot is busy with a recently used endpoint: use the shared pool.
+    Full,
+}
+
+impl Dedicated {
+    /// No connection yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Endpoints with a dedicated connection (open or being opened).
+    pub fn len(&self) -> usize {
+        self.lock().slots.len()
+    }
+
+    /// Whether no endpoint has a dedicated connection.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn checkout(&self, addr: SocketAddr) -> Checkout {
+        let mut inner = self.lock();
+        inner.requests += 1;
+        let now = inner.requests;
+        if let Some(slot) = inner.slots.iter_mut().find(|s| s.addr == addr) {
+            slot.last_used = now;
+            return match slot.sender.take() {
+                Some(sender) if !sender.is_closed() => Checkout::Reuse(sender),
+                _ => Checkout::Open,
+            };
+        }
+        if inner.slots.len() >= MAX_DEDICATED {
+            // Endpoints that left the ready set (or lost to balancing) give way.
+            inner
+                .slots
+                .retain(|s| now.saturating_sub(s.last_used) < STALE_AFTER);
+            if inner.slots.len() >= MAX_DEDICATED {
+                return Checkout::Full;
+            }
+        }
+        inner.slots.push(Slot {
+            addr,
+            sender: None,
+            last_used: now,
+        });
+        Checkout::Open
+    }
+
+    fn checkin(&self, addr: SocketAddr, sender: SendRequest<Incoming>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut inner = self.lock();
+        if let Some(slot) = inner.slots.iter_mut().find(|s| s.addr == addr) {
+            slot.sender = Some(sender);
+        }
+    }
+
+    /// Sends `req` to `addr` over this downstream connection's dedicated connection to it,
+    /// opening one if needed. A request that a reused connection did not take (the endpoint
+    /// closed it while idle) is sent once more on a new connection.
+    ///
+    /// Returns the request back when every slot is taken by recently used endpoints: the
+    /// caller then sends it through the shared pool.
+    pub async fn send(
+        &self,
+        addr: SocketAddr,
+        req: Request<Incoming>,
+    ) -> Result<std::result::Result<Response<Incoming>, SendError>, Request<Incoming>> {
+        let reused = match self.checkout(addr) {
+            Checkout::Full => return Err(req),
+            Checkout::Reuse(mut sender) => match sender.ready().await {
+                Ok(()) => Some(sender),
+                Err(_) => None,
+            },
+            Checkout::Open => None,
+        };
+        let was_reused = reused.is_some();
+        let mut sender = match reused {
+            Some(s) => s,
+            None => match open(addr).await {
+                Ok(s) => s,
+                Err(e) => return Ok(Err(SendError::Connect(e))),
+            },
+        };
+        let result = match sender.try_send_request(req).await {
+            Ok(resp) => Ok(resp),
+            Err(mut e) => match e.take_message() {
+                Some(req) if was_reused => match open(addr).await {
+                    Ok(fresh) => {
+                        sender = fresh;
+                        sender.send_request(req).await.map_err(SendError::Http)
+                    }
+                    Err(e) => return Ok(Err(SendError::Connect(e))),
+                },
+                _ => Err(SendError::Http(e.into_error())),
+            },
+        };
+        self.checkin(addr, sender);
+        Ok(result)
+    }
+}
+
+/// Opens an HTTP/1.1 connection to `addr`, driven by a task on the current thread.
+async fn open(addr: SocketAddr) -> crate::Result<SendRequest<Incoming>> {
+    let connect_error = |source| Error::Connect {
+        addr: addr.to_string(),
+        what: "target backend",
+        source,
+    };
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(connect_error)?;
+    let _ = tcp.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| connect_error(std::io::Error::other(e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::net::TcpListener;
+
+    /// A hyper backend that counts its connections and answers each request with its own
+    /// port and the connection number; with `close_after`, each connection answers that many
+    /// requests, the last with `Connection: close` (hyper then closes it).
+    async fn backend(close_after: Option<usize>) -> (SocketAddr, Arc<AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counter = conns.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = l.accept().await.unwrap();
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                let served = Arc::new(AtomicUsize::new(0));
+                let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                    let count = served.fetch_add(1, Ordering::SeqCst) + 1;
+                    let body = format!("{}/{n}", addr.port());
+                    let mut resp =
+                        Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+                    if close_after.is_some_and(|c| count >= c) {
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc),
+                );
+            }
+        });
+        (addr, conns)
+    }
+
+    /// Sends one GET through `d` by way of a real downstream hyper server connection (the
+    /// request body type is hyper's `Incoming`), returning the response body.
+    async fn get(d: &Arc<Dedicated>, addr: SocketAddr) -> String {
+        use http_body_util::BodyExt;
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front = l.local_addr().unwrap();
+        let d = d.clone();
+        let server = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let d = d.clone();
+                async move {
+                    let (mut parts, body) = req.into_parts();
+                    parts.uri = "/".parse().unwrap();
+                    let req = Request::from_parts(parts, body);
+                    let resp = match d.send(addr, req).await {
+                        Ok(Ok(resp)) => resp.map(|b| b.boxed()),
+                        Ok(Err(e)) => panic!("send failed: {e:?}"),
+                        Err(_) => panic!("no slot"),
+                    };
+                    Ok::<_, hyper::Error>(resp)
+                }
+            });
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(s), svc)
+                .await
+                .unwrap();
+        });
+        let tcp = tokio::net::TcpStream::connect(front).await.unwrap();
+        let (mut send, conn) =
+            http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = Request::get("/")
+            .header("host", "t")
+            .body(Default::default());
+        let resp = send.send_request(req.unwrap()).await.unwrap();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        drop(send);
+        server.await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_connection_serves_every_request_to_the_same_endpoint() {
+        let (addr, conns) = backend(None).await;
+        let d = Arc::new(Dedicated::new());
+        let port = addr.port();
+        for _ in 0..5 {
+            assert_eq!(get(&d, addr).await, format!("{port}/1"));
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+        assert_eq!(d.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_endpoint_closes_is_replaced() {
+        // Connection: close after each response ...
+        let (addr, conns) = backend(Some(1)).await;
+        let d = Arc::new(Dedicated::new());
+        let port = addr.port();
+        for n in 1..=3 {
+            assert_eq!(get(&d, addr).await, format!("{port}/{n}"));
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
+        // ... and after every second one.
+        let (addr, conns) = backend(Some(2)).await;
+        let port = addr.port();
+        let mut got = Vec::new();
+        for _ in 0..4 {
+            got.push(get(&d, addr).await);
+        }
+        assert_eq!(
+            got,
+            [1, 1, 2, 2].map(|n| format!("{port}/{n}")).to_vec(),
+            "two requests per connection"
+        );
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_new_endpoint_gets_its_own_connection_and_stale_ones_give_way() {
+        let d = Arc::new(Dedicated::new());
+        let mut backends = Vec::new();
+        for _ in 0..MAX_DEDICATED {
+            backends.push(backend(None).await);
+        }
+        // The resolver moves from one endpoint to the next: each gets its connection.
+        for (addr, _) in &backends {
+            assert_eq!(get(&d, *addr).await, format!("{}/1", addr.port()));
+        }
+        assert_eq!(d.len(), MAX_DEDICATED);
+        // Every slot was used recently: one endpoint more goes to the shared pool.
+        let (extra, extra_conns) = backend(None).await;
+        assert!(
+            matches!(d.checkout(extra), Checkout::Full),
+            "all slots in recent use"
+        );
+        // After STALE_AFTER requests to one endpoint only, the others give way.
+        let (first, first_conns) = &backends[0];
+        for _ in 0..STALE_AFTER {
+            assert_eq!(get(&d, *first).await, format!("{}/1", first.port()));
+        }
+        assert_eq!(get(&d, extra).await, format!("{}/1", extra.port()));
+        assert_eq!(d.len(), 2, "the first endpoint and the new one");
+        assert_eq!(first_conns.load(Ordering::SeqCst), 1);
+        assert_eq!(extra_conns.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_refuses_is_a_connect_error() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        assert!(matches!(
+            open(addr).await,
+            Err(Error::Connect {
+                what: "target backend",
+                ..
+            })
+        ));
+    }
+}
