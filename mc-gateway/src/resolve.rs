@@ -302,19 +302,19 @@ pub struct Chain(pub Vec<SharedResolver>);
 impl Resolve for Chain {
     fn resolve<'a>(&'a self, target: &'a Target) -> ResolveFuture<'a> {
         Box::pin(async move {
-            let mut last = Error::UnknownService {
-                name: target.name.clone(),
-                port: target.port,
-                why: "no resolver configured".into(),
-            };
+            let mut last = None;
             for r in &self.0 {
                 match r.resolve(target).await {
                     Ok(addr) => return Ok(addr),
-                    Err(e @ Error::UnknownService { .. }) => last = e,
+                    Err(e @ Error::UnknownService { .. }) => last = Some(e),
                     Err(e) => return Err(e),
                 }
             }
-            Err(last)
+            Err(last.unwrap_or_else(|| Error::UnknownService {
+                name: target.name.clone(),
+                port: target.port,
+                why: "no resolver configured".into(),
+            }))
         })
     }
 

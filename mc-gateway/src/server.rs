@@ -566,10 +566,26 @@ async fn serve_http<S>(
     io: S,
     ctx: HttpContext,
     protocol: Option<SessionProtocol>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let ctx = Arc::new(ctx);
+    let service = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, std::convert::Infallible>(ctx.forward(req).await) }
+    });
+    if protocol == Some(SessionProtocol::Http1) {
+        // Known HTTP/1: hyper's HTTP/1 server itself, without version detection.
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(shared.limits.header_timeout)
+            .max_buf_size(shared.limits.max_http_header_bytes.max(8192));
+        let conn = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        return until_stopped(conn, stop, |c| c.graceful_shutdown()).await;
+    }
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -583,17 +599,24 @@ async fn serve_http<S>(
             u32::try_from(shared.limits.max_http_header_bytes).unwrap_or(u32::MAX),
         );
     let builder = match protocol {
-        Some(SessionProtocol::Http1) => builder.http1_only(),
         Some(SessionProtocol::Http2) => builder.http2_only(),
-        None => builder,
+        _ => builder,
     };
-    let ctx = Arc::new(ctx);
-    let service = service_fn(move |req| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, std::convert::Infallible>(ctx.forward(req).await) }
-    });
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
+    until_stopped(conn, stop, |c| c.graceful_shutdown()).await;
+}
+
+/// Drives an HTTP connection until it ends, or until `stop`: then shuts it down gracefully
+/// (in-flight requests finish) and drives it to its end.
+async fn until_stopped<C, E>(
+    mut conn: std::pin::Pin<&mut C>,
+    mut stop: watch::Receiver<bool>,
+    graceful_shutdown: impl FnOnce(std::pin::Pin<&mut C>),
+) where
+    C: Future<Output = std::result::Result<(), E>>,
+    E: std::fmt::Display,
+{
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
@@ -601,7 +624,7 @@ async fn serve_http<S>(
             }
         }
         () = async { let _ = stop.wait_for(|s| *s).await; } => {
-            conn.as_mut().graceful_shutdown();
+            graceful_shutdown(conn.as_mut());
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "HTTP connection error while draining");
             }
