@@ -69,7 +69,7 @@ impl ReadyBoard {
 /// write and which holds one entry per mirrored service, is skipped while decoding (no
 /// allocation), so each status patch does not cost the controller a decode of the whole list.
 #[derive(Clone, Debug, serde::Deserialize)]
-struct LinkHead {
+pub(crate) struct LinkHead {
     metadata: kube::api::ObjectMeta,
     spec: LinkSpec,
 }

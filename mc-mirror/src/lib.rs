@@ -18,6 +18,8 @@
 //! ```
 
 pub mod admin;
+mod cache;
+mod compact;
 pub mod config;
 mod controller;
 mod error;

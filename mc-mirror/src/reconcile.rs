@@ -17,7 +17,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, PostParams, Preconditions};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt as _};
 use mc_core::labels;
 use mc_core::link::{FailureReason, ObjectRef as StatusRef};
@@ -30,6 +29,7 @@ use mc_core::naming::{mirror_name, probe_service_name, remote_name};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::compact::LocalService;
 use crate::error::is_status;
 use crate::status::{CONFLICT, Outcome};
 use crate::worker::{Ctx, Key};
@@ -57,19 +57,19 @@ pub(crate) fn all_keys(ctx: &Ctx) -> Vec<Key> {
             .into_iter()
             .flatten()
         {
-            for s in store.state() {
-                if let (Some(ns), Some(n)) = (&s.metadata.namespace, &s.metadata.name) {
-                    keys.insert(Key::Service(ns.clone(), n.clone()));
-                }
-            }
+            keys.extend(store.filter_map(|ns, n, _| Some(Key::Service(ns.into(), n.into()))));
         }
     }
-    for s in ctx.local.services.state() {
-        keys.extend(key_of_local(ctx, &s.metadata));
-    }
-    for e in ctx.local.endpoints.state() {
-        keys.extend(key_of_local(ctx, &e.metadata));
-    }
+    keys.extend(
+        ctx.local
+            .services
+            .filter_map(|ns, n, s| key_of_local(ctx, &s.meta.to_meta(ns, n))),
+    );
+    keys.extend(
+        ctx.local
+            .endpoints
+            .filter_map(|ns, n, e| key_of_local(ctx, &e.meta.to_meta(ns, n))),
+    );
     for (ns, n) in ctx.book.seeded_keys() {
         keys.insert(Key::Service(ns, n));
     }
@@ -85,16 +85,7 @@ pub(crate) fn remote_keys_in(ctx: &Ctx, ns: &str) -> Vec<Key> {
             .into_iter()
             .flatten()
         {
-            for s in store.state() {
-                if s.metadata.namespace.as_deref() == Some(ns) {
-                    keys.extend(
-                        s.metadata
-                            .name
-                            .clone()
-                            .map(|n| Key::Service(ns.to_string(), n)),
-                    );
-                }
-            }
+            keys.extend(store.filter_map_in(ns, |n, _| Some(Key::Service(ns.into(), n.into()))));
         }
     }
     keys
@@ -121,22 +112,18 @@ async fn reconcile_service(ctx: &Arc<Ctx>, ns: &str, name: &str) -> Result<()> {
     let Some(view) = ctx.remote() else {
         return Ok(()); // not synced yet: the sync re-queues everything
     };
-    let oref = ObjectRef::<Service>::new(name).within(ns);
-    let remote = view
-        .discovery_services
-        .as_ref()
-        .and_then(|s| s.get(&oref))
-        .or_else(|| view.gateway_services.as_ref().and_then(|s| s.get(&oref)));
+    let remote = [&view.discovery_services, &view.gateway_services]
+        .into_iter()
+        .flatten()
+        .find_map(|s| s.get(ns, name, |r| r.to_service(ns, name)));
     let Some(remote) = remote else {
         return remove_mirror(ctx, ns, name).await;
     };
     let endpoints = view
         .endpoints
         .as_ref()
-        .and_then(|s| s.get(&ObjectRef::<Endpoints>::new(name).within(ns)))
-        .map_or(RemoteEndpoints::Missing, |e| {
-            RemoteEndpoints::from_endpoints(&e)
-        });
+        .and_then(|s| s.get(ns, name, Clone::clone))
+        .unwrap_or(RemoteEndpoints::Missing);
     let (gw, alive) = gateway(ctx);
     let mctx = MirrorContext {
         link: &ctx.link,
@@ -176,12 +163,7 @@ async fn record(ctx: &Ctx, ns: &str, name: &str, outcome: Outcome) {
 
 /// `true` when the namespace exists (or was created).
 async fn namespace_ready(ctx: &Ctx, ns: &str, name: &str) -> Result<bool> {
-    if ctx
-        .local
-        .namespaces
-        .get(&ObjectRef::<Namespace>::new(ns))
-        .is_some()
-    {
+    if ctx.local.namespaces.contains("", ns) {
         return Ok(true);
     }
     if !ctx.env.options.create_namespaces {
@@ -232,7 +214,7 @@ enum Applied<K> {
 async fn apply_one<K>(
     ctx: &Ctx,
     resource: &str,
-    cached: Option<Arc<K>>,
+    cached: Option<K>,
     desired: K,
     needs_update: fn(&K, &K) -> bool,
     needs_recreate: fn(&K, &K) -> bool,
@@ -249,7 +231,7 @@ where
     let name = desired.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.env.client.clone(), &ns);
     let what = |verb: &str| format!("{verb} {resource} {ns}/{name} in the source cluster");
-    let mut existing = cached.map(|c| (*c).clone());
+    let mut existing = cached;
     // At most: create (exists) → look → update (stale cache) → look → update.
     for _ in 0..4 {
         let Some(actual) = existing.take() else {
@@ -379,12 +361,16 @@ fn never<K>(_: &K, _: &K) -> bool {
     false
 }
 
-fn cached_service(ctx: &Ctx, ns: &str, name: &str) -> Option<Arc<Service>> {
-    ctx.local.services.get(&ObjectRef::new(name).within(ns))
+/// The cached local Service `ns/name`, as a Service (with the fields the cache keeps).
+fn cached_service(ctx: &Ctx, ns: &str, name: &str) -> Option<Service> {
+    ctx.local.services.get(ns, name, |s| s.to_service(ns, name))
 }
 
-fn cached_endpoints(ctx: &Ctx, ns: &str, name: &str) -> Option<Arc<Endpoints>> {
-    ctx.local.endpoints.get(&ObjectRef::new(name).within(ns))
+/// The cached local Endpoints `ns/name`, as Endpoints (with the fields the cache keeps).
+fn cached_endpoints(ctx: &Ctx, ns: &str, name: &str) -> Option<Endpoints> {
+    ctx.local
+        .endpoints
+        .get(ns, name, |e| e.to_endpoints(ns, name))
 }
 
 async fn apply_service(
@@ -403,7 +389,6 @@ async fn apply_service(
             api.get_opt(&name)
                 .await
                 .map_err(|e| Error::api(format!("get Service {ns}/{name}"), e))?
-                .map(Arc::new)
         }
         None => None,
     };
@@ -440,8 +425,11 @@ async fn apply_mirror(ctx: &Ctx, ns: &str, name: &str, desired: &DesiredMirror) 
         Some(Outcome::Failed { reason, .. }) if reason == CONFLICT
     );
     // Endpoint mirrors exist only next to a headless mirror: look for leftovers only then.
-    let was_headless = cached_service(ctx, ns, &desired.name.name)
-        .is_some_and(|s| s.spec.as_ref().and_then(|sp| sp.cluster_ip.as_deref()) == Some("None"));
+    let was_headless = ctx
+        .local
+        .services
+        .get(ns, &desired.name.name, LocalService::is_headless)
+        .unwrap_or(false);
     let mirror = match apply_service(ctx, known_conflict, desired.service.clone()).await? {
         Applied::Ok(s) => s,
         Applied::Conflict(message) => {
@@ -471,7 +459,7 @@ async fn apply_mirror(ctx: &Ctx, ns: &str, name: &str, desired: &DesiredMirror) 
                 && ownership(&ep.metadata, ctx.cluster()) == Ownership::Ours
             {
                 let api: Api<Endpoints> = Api::namespaced(ctx.env.client.clone(), ns);
-                delete_exact(ctx, &api, "endpoints", &*ep).await?;
+                delete_exact(ctx, &api, "endpoints", &ep).await?;
             }
             if was_headless {
                 delete_endpoint_mirrors(ctx, ns, &desired.name.name, &[]).await?;
@@ -531,14 +519,11 @@ fn hostname_of(svc: &Service) -> Option<String> {
 
 /// Deletes our endpoint mirrors of headless mirror `mirror` (and their Endpoints) except `keep`.
 async fn delete_endpoint_mirrors(ctx: &Ctx, ns: &str, mirror: &str, keep: &[String]) -> Result<()> {
-    let doomed: Vec<Arc<Service>> = ctx.local.services.state_filter(|s| {
-        s.metadata.namespace.as_deref() == Some(ns)
-            && s.labels()
-                .get(labels::HEADLESS_MIRROR_SVC_NAME)
-                .map(String::as_str)
-                == Some(mirror)
-            && !keep.contains(&s.name_any())
-            && ownership(&s.metadata, ctx.cluster()) == Ownership::Ours
+    let doomed: Vec<Service> = ctx.local.services.filter_map_in(ns, |name, s| {
+        let svc = (s.meta.labels.get(labels::HEADLESS_MIRROR_SVC_NAME) == Some(mirror)
+            && !keep.iter().any(|k| k == name))
+        .then(|| s.to_service(ns, name))?;
+        (ownership(&svc.metadata, ctx.cluster()) == Ownership::Ours).then_some(svc)
     });
     let services: Api<Service> = Api::namespaced(ctx.env.client.clone(), ns);
     let endpoints: Api<Endpoints> = Api::namespaced(ctx.env.client.clone(), ns);
@@ -546,9 +531,9 @@ async fn delete_endpoint_mirrors(ctx: &Ctx, ns: &str, mirror: &str, keep: &[Stri
         if let Some(ep) = cached_endpoints(ctx, ns, &s.name_any())
             && ownership(&ep.metadata, ctx.cluster()) == Ownership::Ours
         {
-            delete_exact(ctx, &endpoints, "endpoints", &*ep).await?;
+            delete_exact(ctx, &endpoints, "endpoints", &ep).await?;
         }
-        delete_exact(ctx, &services, "services", &*s).await?;
+        delete_exact(ctx, &services, "services", &s).await?;
     }
     Ok(())
 }
@@ -563,14 +548,14 @@ async fn remove_mirror(ctx: &Ctx, ns: &str, name: &str) -> Result<()> {
         && remote_name(&ep.metadata, ctx.cluster()).is_some_and(|(_, n)| n == name)
     {
         let api: Api<Endpoints> = Api::namespaced(ctx.env.client.clone(), ns);
-        delete_exact(ctx, &api, "endpoints", &*ep).await?;
+        delete_exact(ctx, &api, "endpoints", &ep).await?;
     }
     if let Some(svc) = cached_service(ctx, ns, &mirror)
         && ownership(&svc.metadata, ctx.cluster()) == Ownership::Ours
         && remote_name(&svc.metadata, ctx.cluster()).is_some_and(|(_, n)| n == name)
     {
         let api: Api<Service> = Api::namespaced(ctx.env.client.clone(), ns);
-        delete_exact(ctx, &api, "services", &*svc).await?;
+        delete_exact(ctx, &api, "services", &svc).await?;
         tracing::info!(link = %ctx.link_name, mirror = %format!("{ns}/{mirror}"), "deleted the mirror of an unexported or deleted service");
     }
     ctx.book.remove(ns, name);

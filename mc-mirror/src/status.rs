@@ -15,10 +15,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use mc_core::link::{
-    Condition, FailureReason, GatewayStatus, Link, LinkStatus, LocalRef, MIRROR_STATUS_BUDGET,
-    MirrorOutcome, ObjectRef, STATUS_COMPLETE, ServiceStatus, TargetFailure, fit_mirror_services,
-    merge_condition, mirrored_condition, status_complete_condition, target_condition,
+    Condition, FailureReason, GatewayStatus, LinkStatus, LocalRef, MIRROR_STATUS_BUDGET,
+    MirrorOutcome, ObjectRef, STATUS_COMPLETE, ServiceStatus, TargetFailure, merge_condition,
+    mirrored_condition, status_complete_condition, target_condition,
 };
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::probe::ProbeSummary;
@@ -78,9 +80,51 @@ impl Outcome {
     }
 }
 
+/// An [`Outcome`] as the book keeps it: a mirror Service in the remote Service's namespace (the
+/// usual case, 10,000 times on a large Link) is just its name instead of a four-string
+/// reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stored {
+    /// Mirrored as the Service of this name in the remote Service's namespace.
+    MirroredHere(Box<str>),
+    /// Anything else, as it is.
+    Other(Outcome),
+}
+
+impl Stored {
+    /// `outcome` for a remote Service in `namespace`.
+    fn of(namespace: &str, outcome: Outcome) -> Stored {
+        match outcome {
+            Outcome::Mirrored(local) if local == ObjectRef::service(namespace, &local.name) => {
+                Stored::MirroredHere(local.name.into())
+            }
+            other => Stored::Other(other),
+        }
+    }
+
+    /// The outcome again, for a remote Service in `namespace`.
+    fn outcome(&self, namespace: &str) -> Outcome {
+        match self {
+            Stored::MirroredHere(name) => Outcome::Mirrored(ObjectRef::service(namespace, name)),
+            Stored::Other(o) => o.clone(),
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            Stored::MirroredHere(_) => "Mirrored",
+            Stored::Other(o) => o.reason(),
+        }
+    }
+
+    fn is_failure(&self) -> bool {
+        matches!(self, Stored::Other(Outcome::Failed { .. }))
+    }
+}
+
 #[derive(Debug, Default)]
 struct Book {
-    entries: BTreeMap<(String, String), Outcome>,
+    entries: BTreeMap<(String, String), Stored>,
     /// Entries found in the Link status at start, not yet confirmed by a reconcile.
     seeded: BTreeMap<(String, String), ServiceStatus>,
     gateway: Option<ProbeSummary>,
@@ -142,8 +186,9 @@ impl StatusBook {
             .seeded
             .remove(&key)
             .and_then(|s| s.conditions.first().map(|c| c.reason.clone()));
-        let previous = b.entries.insert(key, outcome.clone());
-        if previous.as_ref() != Some(&outcome) {
+        let stored = Stored::of(namespace, outcome.clone());
+        let previous = b.entries.insert(key, stored.clone());
+        if previous.as_ref() != Some(&stored) {
             self.dirty.notify_one();
         }
         let before = previous.map(|p| p.reason().to_string()).or(seeded_reason);
@@ -170,7 +215,7 @@ impl StatusBook {
             .ok()?
             .entries
             .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+            .map(|s| s.outcome(namespace))
     }
 
     /// Keys whose last outcome is a failure (re-examined periodically).
@@ -180,7 +225,7 @@ impl StatusBook {
             .map(|b| {
                 b.entries
                     .iter()
-                    .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
+                    .filter(|(_, o)| o.is_failure())
                     .map(|(k, _)| k.clone())
                     .collect()
             })
@@ -246,31 +291,30 @@ impl StatusBook {
         let mut keys: Vec<&(String, String)> = b.entries.keys().chain(b.seeded.keys()).collect();
         keys.sort();
         keys.dedup();
-        for key in keys {
+        let entry = |key: &&(String, String)| {
             let old = index.get(&(key.0.as_str(), key.1.as_str())).copied();
-            let entry = match (b.entries.get(key), b.seeded.get(key)) {
-                (Some(outcome), _) => {
-                    let Some(cond) = outcome.condition(now) else {
-                        continue;
-                    };
+            match (b.entries.get(key), b.seeded.get(key)) {
+                (Some(stored), _) => {
+                    let cond = stored.outcome(&key.0).condition(now)?;
                     let mut conditions = old.map(|o| o.conditions.clone()).unwrap_or_default();
                     merge_condition(&mut conditions, cond);
                     conditions.retain(|c| c.type_ == "Mirrored");
-                    ServiceStatus {
+                    Some(ServiceStatus {
                         controller_name: mc_core::labels::CONTROLLER_NAME.to_string(),
                         remote_ref: old.map_or_else(
                             || ObjectRef::service(&key.0, &key.1),
                             |o| o.remote_ref.clone(),
                         ),
                         conditions,
-                    }
+                    })
                 }
-                (None, Some(seeded)) => old.cloned().unwrap_or_else(|| seeded.clone()),
-                (None, None) => continue,
-            };
-            out.mirror_services.push(entry);
-        }
-        self.fit(&mut out, now);
+                (None, Some(seeded)) => Some(old.cloned().unwrap_or_else(|| seeded.clone())),
+                (None, None) => None,
+            }
+        };
+        let (kept, total) = fit_entries(&keys, entry, self.budget);
+        out.mirror_services = kept;
+        self.complete_condition(&mut out, total, now);
         if let Some(g) = &b.gateway {
             let alive_changed = base.gateway.as_ref().is_none_or(|old| old.alive != g.alive);
             if alive_changed || refresh_gateway {
@@ -289,13 +333,10 @@ impl StatusBook {
         out
     }
 
-    /// Keeps `status.mirrorServices` within the book's byte budget and records the
-    /// `StatusComplete` condition (once there are entries to speak of).
-    fn fit(&self, out: &mut LinkStatus, now: SystemTime) {
-        let total = out.mirror_services.len();
-        let (kept, left_out) =
-            fit_mirror_services(std::mem::take(&mut out.mirror_services), self.budget);
-        out.mirror_services = kept;
+    /// Records the `StatusComplete` condition for a list of `total` entries of which
+    /// `out.mirror_services` were kept (once there are entries to speak of).
+    fn complete_condition(&self, out: &mut LinkStatus, total: usize, now: SystemTime) {
+        let left_out = total.saturating_sub(out.mirror_services.len());
         let known = out.condition(STATUS_COMPLETE).is_some();
         if (left_out > 0 || known)
             && let Ok(c) = status_complete_condition(left_out, total, now)
@@ -308,17 +349,23 @@ impl StatusBook {
     /// entry, when that is longer), refreshing the
     /// gateway summary at most once per `gateway_refresh` (immediately when liveness changes).
     /// Calls `on_write` after each successful patch. Runs until dropped.
+    ///
+    /// `api` addresses the Links; the patch response is not read, so a Link type that skips
+    /// the status while decoding (as the controller's watch type does) saves decoding the
+    /// whole list after every write.
     #[allow(clippy::too_many_arguments)]
-    pub async fn writer(
+    pub async fn writer<K>(
         &self,
-        api: Api<Link>,
+        api: Api<K>,
         link: String,
         mut base: LinkStatus,
         debounce: Duration,
         gateway_refresh: Duration,
         mut may_write: impl FnMut() -> bool,
         mut on_write: impl FnMut(),
-    ) {
+    ) where
+        K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+    {
         let mut last_gateway_write = Instant::now();
         loop {
             tokio::select! {
@@ -343,13 +390,7 @@ impl StatusBook {
             if next == base {
                 continue;
             }
-            let body = serde_json::json!({
-                "status": {
-                    "mirrorServices": next.mirror_services,
-                    "gateway": next.gateway,
-                    "conditions": next.conditions,
-                }
-            });
+            let body = StatusPatch::of(&next);
             match api
                 .patch_status(&link, &PatchParams::default(), &Patch::Merge(&body))
                 .await
@@ -371,6 +412,93 @@ impl StatusBook {
     }
 }
 
+/// The entries of `keys` (by `entry`; `None` skips a key) that fit in `budget` bytes of JSON,
+/// chosen exactly as mc-core's [`fit_mirror_services`](mc_core::link::fit_mirror_services) chooses them (every failure first, then
+/// healthy entries, each in key order, as long as they fit), and the number of entries. Unlike
+/// building the whole list and cutting it, at most the kept entries exist at once: a healthy
+/// entry is built a second time instead of being kept while the failures are placed.
+fn fit_entries<K>(
+    keys: &[K],
+    entry: impl Fn(&K) -> Option<ServiceStatus>,
+    budget: usize,
+) -> (Vec<ServiceStatus>, usize) {
+    let healthy = |e: &ServiceStatus| e.conditions.iter().all(|c| c.status == "True");
+    let mut kept: Vec<(usize, ServiceStatus)> = Vec::new();
+    let mut used = 0usize;
+    let mut total = 0usize;
+    let mut healthy_keys = Vec::new();
+    let mut place = |i: usize, e: ServiceStatus, used: &mut usize| {
+        let size = json_size(&e);
+        if used.saturating_add(size) <= budget {
+            *used += size;
+            kept.push((i, e));
+        }
+    };
+    for (i, key) in keys.iter().enumerate() {
+        let Some(e) = entry(key) else { continue };
+        total += 1;
+        if healthy(&e) {
+            healthy_keys.push(i);
+        } else {
+            place(i, e, &mut used);
+        }
+    }
+    for i in healthy_keys {
+        if let Some(e) = keys.get(i).and_then(&entry) {
+            place(i, e, &mut used);
+        }
+    }
+    kept.sort_by_key(|(i, _)| *i);
+    (kept.into_iter().map(|(_, e)| e).collect(), total)
+}
+
+/// The bytes of `e` as JSON plus one (its comma in the list), as mc-core's
+/// [`fit_mirror_services`](mc_core::link::fit_mirror_services) counts them.
+fn json_size(e: &ServiceStatus) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, e) {
+        Ok(()) => count.0.saturating_add(1),
+        Err(_) => usize::MAX,
+    }
+}
+
+/// The body of a status merge patch: `mirrorServices`, `gateway` (`null` removes it) and
+/// `conditions`, serialised straight from the built status (no intermediate JSON tree).
+#[derive(Debug, Serialize)]
+struct StatusPatch<'a> {
+    status: StatusFields<'a>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusFields<'a> {
+    mirror_services: &'a [ServiceStatus],
+    gateway: Option<&'a GatewayStatus>,
+    conditions: &'a [Condition],
+}
+
+impl<'a> StatusPatch<'a> {
+    fn of(status: &'a LinkStatus) -> StatusPatch<'a> {
+        StatusPatch {
+            status: StatusFields {
+                mirror_services: &status.mirror_services,
+                gateway: status.gateway.as_ref(),
+                conditions: &status.conditions,
+            },
+        }
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -378,9 +506,70 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mc_core::link::fit_mirror_services;
 
     fn t(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    #[test]
+    fn the_patch_body_carries_list_gateway_and_conditions() {
+        let book = StatusBook::seeded(None);
+        book.set(
+            "shop",
+            "web",
+            Outcome::Mirrored(ObjectRef::service("shop", "web-east")),
+        );
+        book.set_target(None);
+        let status = book.build(&LinkStatus::default(), t(0), true);
+        assert_eq!(
+            serde_json::to_value(StatusPatch::of(&status)).unwrap(),
+            serde_json::json!({
+                "status": {
+                    "mirrorServices": status.mirror_services,
+                    "gateway": null,
+                    "conditions": status.conditions,
+                }
+            })
+        );
+        let mut with_gateway = status.clone();
+        with_gateway.gateway = Some(GatewayStatus {
+            alive: false,
+            latency_ms: Some(3),
+            p50_ms: None,
+            p99_ms: None,
+            last_probe_time: None,
+        });
+        let v = serde_json::to_value(StatusPatch::of(&with_gateway)).unwrap();
+        assert_eq!(v["status"]["gateway"]["alive"], false);
+        assert_eq!(v["status"]["mirrorServices"][0]["remoteRef"]["name"], "web");
+        assert_eq!(v["status"]["conditions"][0]["type"], "TargetReachable");
+    }
+
+    #[test]
+    fn outcomes_are_stored_compactly_and_read_back_as_they_were() {
+        let book = StatusBook::seeded(None);
+        let outcomes = [
+            Outcome::Mirrored(ObjectRef::service("shop", "web-east")),
+            Outcome::Mirrored(ObjectRef::service("elsewhere", "web-east")),
+            Outcome::failed(FailureReason::Conflict, "not ours"),
+        ];
+        for o in &outcomes {
+            book.set("shop", "web", o.clone());
+            assert_eq!(book.get("shop", "web").as_ref(), Some(o));
+        }
+        assert!(matches!(
+            Stored::of("shop", outcomes[0].clone()),
+            Stored::MirroredHere(_)
+        ));
+        assert!(matches!(
+            Stored::of("shop", outcomes[1].clone()),
+            Stored::Other(_)
+        ));
+        assert_eq!(
+            book.failed_keys(),
+            [("shop".to_string(), "web".to_string())]
+        );
     }
 
     #[test]
@@ -481,6 +670,46 @@ mod tests {
             c.last_transition_time
         );
         assert_eq!(up.conditions.len(), 1);
+    }
+
+    #[test]
+    fn entries_are_chosen_as_mc_core_cuts_the_whole_list() {
+        // Failures and healthy entries of varied sizes, at budgets from nothing to everything.
+        let entries: Vec<ServiceStatus> = (0..60)
+            .map(|i| {
+                let name = format!("svc-{i:02}-{}", "x".repeat(i * 7 % 23));
+                let outcome = if i % 7 == 3 {
+                    MirrorOutcome::Failed {
+                        reason: FailureReason::Conflict,
+                        message: "m".repeat(i * 13 % 50),
+                    }
+                } else {
+                    MirrorOutcome::Mirrored {
+                        local: ObjectRef::service("shop", &format!("{name}-east")),
+                    }
+                };
+                ServiceStatus {
+                    controller_name: mc_core::labels::CONTROLLER_NAME.to_string(),
+                    remote_ref: ObjectRef::service("shop", &name),
+                    conditions: vec![mirrored_condition(&outcome, t(0)).unwrap()],
+                }
+            })
+            .collect();
+        let whole = serde_json::to_vec(&entries).unwrap().len();
+        for budget in [0, 150, 1_000, 2_345, 5_000, whole / 2, whole, whole + 100] {
+            let expected = fit_mirror_services(entries.clone(), budget);
+            let keys: Vec<usize> = (0..entries.len()).collect();
+            let (kept, total) = fit_entries(&keys, |i| entries.get(*i).cloned(), budget);
+            assert_eq!(
+                (kept.clone(), total - kept.len()),
+                expected,
+                "budget {budget}"
+            );
+        }
+        // Skipped keys count for nothing.
+        let keys = [0usize, 1, 2];
+        let (kept, total) = fit_entries(&keys, |i| (*i != 1).then(|| entries[*i].clone()), whole);
+        assert_eq!((kept.len(), total), (2, 2));
     }
 
     #[test]

@@ -16,15 +16,17 @@ use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, ObjectReference, Secret, Service};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource as _, ResourceExt as _};
 use mc_core::link::{Link, ValidLink};
+use mc_core::mirror::RemoteEndpoints;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::cache::{self, Cache};
+use crate::compact::{LocalEndpoints, LocalService, RemoteService};
 use crate::config::Options;
-use crate::controller::ReadyBoard;
+use crate::controller::{LinkHead, ReadyBoard};
 use crate::lease::{Elector, lease_name};
 use crate::metrics::Metrics;
 use crate::probe::{self, GatewayView, ProbeConfig};
@@ -51,24 +53,26 @@ pub(crate) enum Key {
     Probe,
 }
 
-/// The remote caches of one session (one set of credentials).
+/// The remote caches of one session (one set of credentials), in compact form (see
+/// [`crate::compact`]).
 pub(crate) struct RemoteView {
     /// Services matching `spec.selector` (gateway mode); `None` when the selector is empty.
-    pub gateway_services: Option<Store<Service>>,
+    pub gateway_services: Option<Cache<RemoteService>>,
     /// Services matching `spec.remoteDiscoverySelector`; `None` when empty.
-    pub discovery_services: Option<Store<Service>>,
-    /// Endpoints matching `spec.selector` (the endpoints controller copies Service labels).
-    pub endpoints: Option<Store<Endpoints>>,
+    pub discovery_services: Option<Cache<RemoteService>>,
+    /// Endpoints matching `spec.selector` (the endpoints controller copies Service labels),
+    /// summarised.
+    pub endpoints: Option<Cache<RemoteEndpoints>>,
 }
 
-/// The local caches.
+/// The local caches, in compact form (see [`crate::compact`]).
 pub(crate) struct LocalView {
     /// Services labelled `cluster-name=<cluster>` (mirrors, endpoint mirrors, probe Service).
-    pub services: Store<Service>,
+    pub services: Cache<LocalService>,
     /// Endpoints labelled `cluster-name=<cluster>`.
-    pub endpoints: Store<Endpoints>,
-    /// Every namespace.
-    pub namespaces: Store<Namespace>,
+    pub endpoints: Cache<LocalEndpoints>,
+    /// Every namespace (by name, under namespace `""`).
+    pub namespaces: Cache<()>,
 }
 
 /// Everything a reconcile of one Link needs.
@@ -352,45 +356,26 @@ fn reporter(env: &Env) -> Reporter {
     }
 }
 
-/// A store fed by a watcher; the stream yields the events after the store applied them.
-fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> (
-    Store<K>,
-    impl Stream<Item = watcher::Result<Event<K>>> + Send,
-)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    // managedFields are never read and are a large part of every object: drop them before
-    // they reach the cache.
-    let watch = watcher::watcher(api, config.any_semantic()).modify(|o| {
-        o.meta_mut().managed_fields = None;
-    });
-    let stream = reflector::reflector(writer, watch).default_backoff();
-    (reader, stream)
-}
-
 /// The work of a leader for one Link; returns only if every task ended (it should not).
 async fn work(env: Env, link: Link, valid: ValidLink) {
     let cluster = valid.cluster_name.clone();
     let name = link.name_any();
     let selector = format!("{}={}", mc_core::labels::CLUSTER_NAME, cluster);
     let local_cfg = watcher::Config::default().labels(&selector);
-    let (services, svc_stream) =
-        reflect(Api::<Service>::all(env.client.clone()), local_cfg.clone());
-    let (endpoints, ep_stream) = reflect(Api::<Endpoints>::all(env.client.clone()), local_cfg);
-    let (namespaces, ns_stream) = reflect(
+    let (services, svc_stream) = cache::watch(
+        Api::<Service>::all(env.client.clone()),
+        local_cfg.clone(),
+        LocalService::of,
+    );
+    let (endpoints, ep_stream) = cache::watch(
+        Api::<Endpoints>::all(env.client.clone()),
+        local_cfg,
+        LocalEndpoints::of,
+    );
+    let (namespaces, ns_stream) = cache::watch(
         Api::<Namespace>::all(env.client.clone()),
         watcher::Config::default(),
+        |_| (),
     );
 
     // The status as it is now, so unchanged entries are not rewritten after a restart.
@@ -495,6 +480,9 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
                 move || ctx.status_may_be_written()
             };
             let wrote = move || writer_ctx.wrote("patch", "links/status");
+            // The patch response is decoded without the status it carries.
+            let links: Api<LinkHead> =
+                Api::namespaced(ctx.env.client.clone(), &ctx.env.options.namespace);
             ctx.book
                 .writer(
                     links,
@@ -705,14 +693,21 @@ async fn remote_session(ctx: Arc<Ctx>, sref: SecretRef, kubeconfig: Vec<u8>) {
         endpoints: None,
     };
     let mut pending = 0usize;
+    let excluded = link.excluded_annotations.clone();
+    let remote_service = move |s: &Service| RemoteService::of(s, &excluded);
     if gateway_mode {
         let q = link.selector.to_query();
-        let (store, s) = reflect(services.clone(), watcher::Config::default().labels(&q));
+        let (store, s) = cache::watch(
+            services.clone(),
+            watcher::Config::default().labels(&q),
+            remote_service.clone(),
+        );
         view.gateway_services = Some(store);
         streams.push(s.map(|e| e.map(RemoteEvent::from_service)).boxed());
-        let (store, s) = reflect(
+        let (store, s) = cache::watch(
             Api::<Endpoints>::all(client.clone()),
             watcher::Config::default().labels(&q),
+            RemoteEndpoints::from_endpoints,
         );
         view.endpoints = Some(store);
         streams.push(s.map(|e| e.map(RemoteEvent::from_endpoints)).boxed());
@@ -720,7 +715,11 @@ async fn remote_session(ctx: Arc<Ctx>, sref: SecretRef, kubeconfig: Vec<u8>) {
     }
     if discovery_mode {
         let q = link.remote_discovery_selector.to_query();
-        let (store, s) = reflect(services, watcher::Config::default().labels(&q));
+        let (store, s) = cache::watch(
+            services,
+            watcher::Config::default().labels(&q),
+            remote_service,
+        );
         view.discovery_services = Some(store);
         streams.push(s.map(|e| e.map(RemoteEvent::from_service)).boxed());
         pending += 1;
@@ -861,20 +860,12 @@ async fn gauges(ctx: Arc<Ctx>) {
         let mirrors = ctx
             .local
             .services
-            .state()
-            .iter()
-            .filter(|s| {
-                s.labels()
-                    .get(mc_core::labels::MIRRORED_SERVICE)
-                    .map(String::as_str)
-                    == Some("true")
-            })
-            .count();
+            .count(|s| s.meta.labels.get(mc_core::labels::MIRRORED_SERVICE) == Some("true"));
         let exported = ctx.remote().map_or(0, |v| {
             [&v.gateway_services, &v.discovery_services]
                 .into_iter()
                 .flatten()
-                .map(Store::len)
+                .map(Cache::len)
                 .sum::<usize>()
         });
         let m = &ctx.env.metrics;
