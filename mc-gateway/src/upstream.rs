@@ -9,6 +9,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::task::Poll;
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -138,10 +140,7 @@ impl Dedicated {
     ) -> Result<std::result::Result<Response<Incoming>, SendError>, Request<Incoming>> {
         let reused = match self.checkout(addr) {
             Checkout::Full => return Err(req),
-            Checkout::Reuse(mut sender) => match sender.ready().await {
-                Ok(()) => Some(sender),
-                Err(_) => None,
-            },
+            Checkout::Reuse(sender) => ready(sender).await,
             Checkout::Open => None,
         };
         let was_reused = reused.is_some();
@@ -167,6 +166,24 @@ impl Dedicated {
         };
         self.checkin(addr, sender);
         Ok(result)
+    }
+}
+
+/// How long a reused connection may take to become ready (its previous exchange finishing)
+/// before a new connection is opened instead.
+const READY_WAIT: Duration = Duration::from_secs(1);
+
+/// `sender` once it can take a request: at once when it is idle (no timer on that path), else
+/// within [`READY_WAIT`]; `None` when it closed or stays busy.
+async fn ready(mut sender: SendRequest<Incoming>) -> Option<SendRequest<Incoming>> {
+    let now = std::future::poll_fn(|cx| Poll::Ready(sender.poll_ready(cx))).await;
+    match now {
+        Poll::Ready(Ok(())) => Some(sender),
+        Poll::Ready(Err(_)) => None,
+        Poll::Pending => match tokio::time::timeout(READY_WAIT, sender.ready()).await {
+            Ok(Ok(())) => Some(sender),
+            _ => None,
+        },
     }
 }
 
@@ -202,10 +219,12 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::net::TcpListener;
 
-    /// A hyper backend that counts its connections and answers each request with its own
-    /// port and the connection number; with `close_after`, each connection answers that many
-    /// requests, the last with `Connection: close` (hyper then closes it).
-    async fn backend(close_after: Option<usize>) -> (SocketAddr, Arc<AtomicUsize>) {
+    /// A listener that counts its connections and hands each to `serve` with its number.
+    async fn counted<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)
+    where
+        F: Fn(tokio::net::TcpStream, usize, SocketAddr) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         let conns = Arc::new(AtomicUsize::new(0));
@@ -214,27 +233,37 @@ mod tests {
             loop {
                 let (tcp, _) = l.accept().await.unwrap();
                 let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                let served = Arc::new(AtomicUsize::new(0));
-                let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
-                    let count = served.fetch_add(1, Ordering::SeqCst) + 1;
-                    let body = format!("{}/{n}", addr.port());
-                    let mut resp =
-                        Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-                    if close_after.is_some_and(|c| count >= c) {
-                        resp.headers_mut().insert(
-                            http::header::CONNECTION,
-                            http::HeaderValue::from_static("close"),
-                        );
-                    }
-                    async move { Ok::<_, std::convert::Infallible>(resp) }
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc),
-                );
+                tokio::spawn(serve(tcp, n, addr));
             }
         });
         (addr, conns)
+    }
+
+    /// A hyper backend that answers each request with its own port and the connection
+    /// number; with `close_after`, each connection answers that many requests, the last with
+    /// `Connection: close` (hyper then closes it).
+    async fn backend(close_after: Option<usize>) -> (SocketAddr, Arc<AtomicUsize>) {
+        counted(move |tcp, n, addr| {
+            let served = Arc::new(AtomicUsize::new(0));
+            let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                let count = served.fetch_add(1, Ordering::SeqCst) + 1;
+                let body = format!("{}/{n}", addr.port());
+                let mut resp = Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+                if close_after.is_some_and(|c| count >= c) {
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            }
+        })
+        .await
     }
 
     /// Sends one GET through `d` by way of a real downstream hyper server connection (the
@@ -345,6 +374,71 @@ mod tests {
         assert_eq!(d.len(), 2, "the first endpoint and the new one");
         assert_eq!(first_conns.load(Ordering::SeqCst), 1);
         assert_eq!(extra_conns.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_still_busy_with_its_last_response_is_not_waited_on_forever() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // A backend that answers each connection's first request with the start of a body it
+        // never finishes.
+        let (addr, conns) = counted(|mut s, _, _| async move {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+                .await;
+            while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        let d = Arc::new(Dedicated::new());
+        // Two requests on one downstream connection; the first response's body stays unread
+        // (held), so its upstream connection stays busy.
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front_addr = front.local_addr().unwrap();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let (d2, held2) = (d.clone(), held.clone());
+        tokio::spawn(async move {
+            let (s, _) = front.accept().await.unwrap();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (d, held) = (d2.clone(), held2.clone());
+                async move {
+                    let (mut parts, body) = req.into_parts();
+                    parts.uri = "/".parse().unwrap();
+                    let resp = d
+                        .send(addr, Request::from_parts(parts, body))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    held.lock().unwrap().push(resp.into_body());
+                    Ok::<_, hyper::Error>(Response::new(
+                        http_body_util::Empty::<bytes::Bytes>::new(),
+                    ))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(s), svc)
+                .await;
+        });
+        let tcp = tokio::net::TcpStream::connect(front_addr).await.unwrap();
+        let (mut send, conn) =
+            http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        for _ in 0..2 {
+            send.ready().await.unwrap();
+            let req = Request::get("/")
+                .header("host", "t")
+                .body(Default::default());
+            let resp = send.send_request(req.unwrap()).await.unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+        assert_eq!(held.lock().unwrap().len(), 2);
+        assert_eq!(
+            conns.load(Ordering::SeqCst),
+            2,
+            "a new connection for the second"
+        );
     }
 
     #[tokio::test]
