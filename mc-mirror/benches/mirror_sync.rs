@@ -212,9 +212,19 @@ struct Mirror(Child);
 impl Drop for Mirror {
     fn drop(&mut self) {
         // The child leads its own process group: a wrapper (MIRROR_WRAPPER) and the binary it
-        // started are stopped together.
+        // started are stopped together. The binary gets SIGTERM first (only it: a wrapper such
+        // as heaptrack then finishes writing its profile), the wrapper up to 60 s to exit, and
+        // SIGKILL goes to whatever is left in the group.
+        let group = self.0.id().to_string();
+        let _ = Command::new("pkill")
+            .args(["-TERM", "-g", &group, "-x", "mc-mirror"])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .args(["-KILL", "--", &format!("-{group}")])
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();

@@ -30,13 +30,15 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mc_core::labels;
 use mc_core::mirror::copy_annotations;
 
 /// A string that is usually one of a few well-known values (kept without an allocation).
 type Text = Cow<'static, str>;
 
-/// Values that need no allocation in a [`Text`].
-const KNOWN: [&str; 16] = [
+/// Values that need no allocation in a [`Text`] and take two bytes in [`Strings`]: the values
+/// of enumerated fields, and the label and annotation keys every mirror carries.
+const KNOWN: [&str; 32] = [
     "TCP",
     "UDP",
     "SCTP",
@@ -53,7 +55,26 @@ const KNOWN: [&str; 16] = [
     "http",
     "kubernetes.io/h2c",
     "true",
+    labels::EXPORTED,
+    labels::EXPORTED_REMOTE_DISCOVERY_VALUE,
+    labels::FEDERATED,
+    labels::MIRRORED_SERVICE,
+    labels::CLUSTER_NAME,
+    labels::REMOTE_SVC_FQ_NAME,
+    labels::REMOTE_RESOURCE_VERSION,
+    labels::REMOTE_GATEWAY_IDENTITY,
+    labels::MIRRORED_GATEWAY,
+    labels::HEADLESS_MIRROR_SVC_NAME,
+    labels::ORIGINAL_NAME,
+    labels::REMOTE_DISCOVERY,
+    labels::REMOTE_SERVICE,
+    labels::OPAQUE_PORTS,
+    labels::GATEWAY_PORT_NAME,
+    labels::PROBE_PORT_NAME,
 ];
+
+/// The characters that stand for [`KNOWN`] strings in [`Strings`], by index.
+const KNOWN_CODES: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef";
 
 fn text(s: &str) -> Text {
     match KNOWN.iter().find(|k| **k == s) {
@@ -71,8 +92,9 @@ fn string(s: Option<&str>) -> Option<String> {
 }
 
 /// A sequence of optional strings in one allocation: each is written as `<length>:<text>`
-/// (length in bytes, decimal), a missing one as `-`. The lengths are ASCII, so the whole stays
-/// valid UTF-8 and every slice falls on the boundaries of the original strings.
+/// (length in bytes, decimal), a [`KNOWN`] one as `#` and its code, a missing one as `-`. The
+/// lengths and codes are ASCII, so the whole stays valid UTF-8 and every slice falls on the
+/// boundaries of the original strings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Strings(Box<str>);
 
@@ -81,9 +103,15 @@ impl Strings {
     pub(crate) fn new<'a>(items: impl IntoIterator<Item = Option<&'a str>>) -> Strings {
         let mut text = String::new();
         for item in items {
-            match item {
-                None => text.push('-'),
-                Some(s) => {
+            let known = item.and_then(|s| KNOWN.iter().position(|k| *k == s));
+            let code = known.and_then(|i| KNOWN_CODES.get(i..=i));
+            match (item, code) {
+                (None, _) => text.push('-'),
+                (Some(_), Some(code)) => {
+                    text.push('#');
+                    text.push_str(code);
+                }
+                (Some(s), None) => {
                     text.push_str(&s.len().to_string());
                     text.push(':');
                     text.push_str(s);
@@ -104,6 +132,12 @@ impl Strings {
             if let Some(after) = rest.strip_prefix('-') {
                 rest = after;
                 return Some(None);
+            }
+            if let Some(after) = rest.strip_prefix('#') {
+                let code = after.get(..1)?;
+                let known = KNOWN.get(KNOWN_CODES.find(code)?)?;
+                rest = after.get(1..).unwrap_or_default();
+                return Some(Some(*known));
             }
             // Written by `new`: digits, ':', then that many bytes. Anything else ends the
             // sequence rather than panicking.
@@ -164,62 +198,83 @@ impl Pairs {
     }
 }
 
-/// A Service port's `targetPort`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A Service port's `targetPort` (a name is kept in [`Ports::texts`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TargetPort {
     Absent,
     Number(i32),
-    Name(Box<str>),
+    Name,
 }
 
-/// A Service port: what mirroring and comparison read (nodePort is dropped).
+/// Service ports: what mirroring and comparison read (nodePort is dropped). Per port, its
+/// number and targetPort in `numbers`, and name, protocol, appProtocol and targetPort name in
+/// `texts` (four strings per port): two allocations for any number of ports.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Port {
-    name: Option<Box<str>>,
-    protocol: Option<Text>,
-    app_protocol: Option<Text>,
-    port: i32,
-    target_port: TargetPort,
+struct Ports {
+    numbers: Box<[(i32, TargetPort)]>,
+    texts: Strings,
 }
 
-impl Port {
-    fn of(p: &ServicePort) -> Port {
-        Port {
-            name: boxed(p.name.as_ref()),
-            protocol: p.protocol.as_deref().map(text),
-            app_protocol: p.app_protocol.as_deref().map(text),
-            port: p.port,
-            target_port: match &p.target_port {
-                None => TargetPort::Absent,
-                Some(IntOrString::Int(n)) => TargetPort::Number(*n),
-                Some(IntOrString::String(s)) => TargetPort::Name(s.as_str().into()),
-            },
-        }
+impl Ports {
+    fn of(ports: &[ServicePort]) -> Ports {
+        let numbers = ports
+            .iter()
+            .map(|p| {
+                let target = match &p.target_port {
+                    None => TargetPort::Absent,
+                    Some(IntOrString::Int(n)) => TargetPort::Number(*n),
+                    Some(IntOrString::String(_)) => TargetPort::Name,
+                };
+                (p.port, target)
+            })
+            .collect();
+        let texts = Strings::new(ports.iter().flat_map(|p| {
+            let target = match &p.target_port {
+                Some(IntOrString::String(s)) => Some(s.as_str()),
+                _ => None,
+            };
+            [
+                p.name.as_deref(),
+                p.protocol.as_deref(),
+                p.app_protocol.as_deref(),
+                target,
+            ]
+        }));
+        Ports { numbers, texts }
     }
 
-    fn to_port(&self) -> ServicePort {
-        ServicePort {
-            name: string(self.name.as_deref()),
-            protocol: string(self.protocol.as_deref()),
-            app_protocol: string(self.app_protocol.as_deref()),
-            port: self.port,
-            target_port: match &self.target_port {
-                TargetPort::Absent => None,
-                TargetPort::Number(n) => Some(IntOrString::Int(*n)),
-                TargetPort::Name(s) => Some(IntOrString::String(s.to_string())),
-            },
-            ..ServicePort::default()
-        }
+    fn to_ports(&self) -> Vec<ServicePort> {
+        let mut texts = self.texts.iter();
+        let mut next = || string(texts.next().flatten());
+        self.numbers
+            .iter()
+            .map(|(port, target)| {
+                let (name, protocol, app_protocol, target_name) = (next(), next(), next(), next());
+                ServicePort {
+                    name,
+                    protocol,
+                    app_protocol,
+                    port: *port,
+                    target_port: match target {
+                        TargetPort::Absent => None,
+                        TargetPort::Number(n) => Some(IntOrString::Int(*n)),
+                        TargetPort::Name => {
+                            Some(IntOrString::String(target_name.unwrap_or_default()))
+                        }
+                    },
+                    ..ServicePort::default()
+                }
+            })
+            .collect()
     }
 }
 
-fn ports_of(spec: Option<&ServiceSpec>) -> Option<Box<[Port]>> {
-    spec.and_then(|s| s.ports.as_ref())
-        .map(|p| p.iter().map(Port::of).collect())
+fn ports_of(spec: Option<&ServiceSpec>) -> Option<Ports> {
+    spec.and_then(|s| s.ports.as_deref()).map(Ports::of)
 }
 
-fn to_ports(ports: Option<&[Port]>) -> Option<Vec<ServicePort>> {
-    ports.map(|p| p.iter().map(Port::to_port).collect())
+fn to_ports(ports: Option<&Ports>) -> Option<Vec<ServicePort>> {
+    ports.map(Ports::to_ports)
 }
 
 /// A remote exported Service, reduced to what `desired_mirror` reads for one Link.
@@ -229,7 +284,7 @@ pub(crate) struct RemoteService {
     labels: Pairs,
     /// Only the annotations the Link copies onto mirrors.
     annotations: Pairs,
-    ports: Option<Box<[Port]>>,
+    ports: Option<Ports>,
     headless: bool,
 }
 
@@ -259,7 +314,7 @@ impl RemoteService {
                 ..ObjectMeta::default()
             },
             spec: Some(ServiceSpec {
-                ports: to_ports(self.ports.as_deref()),
+                ports: to_ports(self.ports.as_ref()),
                 cluster_ip: self.headless.then(|| "None".to_owned()),
                 ..ServiceSpec::default()
             }),
@@ -327,7 +382,7 @@ enum ClusterIps {
 pub(crate) struct LocalService {
     /// Its metadata.
     pub(crate) meta: Meta,
-    ports: Option<Box<[Port]>>,
+    ports: Option<Ports>,
     selector: Pairs,
     type_: Option<Text>,
     cluster_ip: Option<Text>,
@@ -376,7 +431,7 @@ impl LocalService {
         Service {
             metadata: self.meta.to_meta(namespace, name),
             spec: Some(ServiceSpec {
-                ports: to_ports(self.ports.as_deref()),
+                ports: to_ports(self.ports.as_ref()),
                 selector: self.selector.to_map(),
                 type_: string(self.type_.as_deref()),
                 cluster_ip,
@@ -535,6 +590,17 @@ mod tests {
         assert_eq!(s.get(1), None);
         assert_eq!(s.get(7), None);
         assert_eq!(Strings::new([]).iter().count(), 0);
+        // Well-known strings take two bytes and read back as they were.
+        let known = [
+            Some("TCP"),
+            Some(labels::CLUSTER_NAME),
+            Some("TCPx"),
+            Some("#A"),
+        ];
+        let s = Strings::new(known);
+        assert_eq!(s.iter().collect::<Vec<_>>(), known);
+        assert!(s.0.starts_with("#A#"), "{}", s.0);
+        assert_eq!(KNOWN.len(), KNOWN_CODES.len());
         // Text that `new` did not write ends the sequence instead of panicking.
         let broken = Strings("5:ab".into());
         assert_eq!(broken.iter().count(), 0);

@@ -87,8 +87,8 @@ impl Outcome {
 enum Stored {
     /// Mirrored as the Service of this name in the remote Service's namespace.
     MirroredHere(Box<str>),
-    /// Anything else, as it is.
-    Other(Outcome),
+    /// Anything else, as it is (boxed: rare, and larger than the usual case).
+    Other(Box<Outcome>),
 }
 
 impl Stored {
@@ -98,7 +98,7 @@ impl Stored {
             Outcome::Mirrored(local) if local == ObjectRef::service(namespace, &local.name) => {
                 Stored::MirroredHere(local.name.into())
             }
-            other => Stored::Other(other),
+            other => Stored::Other(Box::new(other)),
         }
     }
 
@@ -106,7 +106,7 @@ impl Stored {
     fn outcome(&self, namespace: &str) -> Outcome {
         match self {
             Stored::MirroredHere(name) => Outcome::Mirrored(ObjectRef::service(namespace, name)),
-            Stored::Other(o) => o.clone(),
+            Stored::Other(o) => (**o).clone(),
         }
     }
 
@@ -118,7 +118,7 @@ impl Stored {
     }
 
     fn is_failure(&self) -> bool {
-        matches!(self, Stored::Other(Outcome::Failed { .. }))
+        matches!(self, Stored::Other(o) if matches!(**o, Outcome::Failed { .. }))
     }
 }
 
