@@ -225,6 +225,7 @@ impl Drop for Mirror {
         }
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{group}")])
+            .stderr(Stdio::null())
             .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
