@@ -178,6 +178,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An HTTP/1 message could not be framed by the lean HTTP/1 forwarder.
+    #[error(
+        "malformed HTTP/1 {what} from the {peer}: {why}; fix: the {peer} must send HTTP/1.1 as RFC 9112 frames it"
+    )]
+    Http1 {
+        /// Who sent it ("client" or "target").
+        peer: &'static str,
+        /// What was being read ("response head", "chunked body", ...).
+        what: &'static str,
+        /// What is wrong.
+        why: &'static str,
+    },
     /// Another I/O failure.
     #[error("{what}: {source}")]
     Io {

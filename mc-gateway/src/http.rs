@@ -51,18 +51,21 @@ impl tower_service::Service<Uri> for EndpointConnector {
 
     fn call(&mut self, _uri: Uri) -> Self::Future {
         let addr = self.addr;
-        Box::pin(async move {
-            let stream = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|source| Error::Connect {
-                    addr: addr.to_string(),
-                    what: "target backend",
-                    source,
-                })?;
-            let _ = stream.set_nodelay(true);
-            Ok(TokioIo::new(stream))
-        })
+        Box::pin(async move { Ok(TokioIo::new(connect_backend(addr).await?)) })
     }
+}
+
+/// Opens a TCP connection to a target backend, Nagle off.
+pub(crate) async fn connect_backend(addr: SocketAddr) -> Result<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|source| Error::Connect {
+            addr: addr.to_string(),
+            what: "target backend",
+            source,
+        })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 type UpstreamClient = Client<EndpointConnector, Incoming>;
@@ -183,15 +186,20 @@ pub struct HttpContext {
 /// A connection's per-target values: the checked target, the header values the gateway adds
 /// and the metric handles, built once per target instead of once per request.
 #[derive(Debug)]
-struct TargetEntry {
+pub(crate) struct TargetEntry {
     /// The authority as the request gave it (`None` for a fixed target).
     key: Option<String>,
-    target: Target,
+    /// The checked target.
+    pub(crate) target: Target,
     authority: http::uri::Authority,
-    host: HeaderValue,
-    client: HeaderValue,
-    forwarded: HeaderValue,
-    metrics: TargetMetrics,
+    /// The `Host` value sent to the target.
+    pub(crate) host: HeaderValue,
+    /// The `l5d-client-id` value.
+    pub(crate) client: HeaderValue,
+    /// The `Forwarded` element this gateway appends.
+    pub(crate) forwarded: HeaderValue,
+    /// The target's metric handles.
+    pub(crate) metrics: TargetMetrics,
 }
 
 /// Why an upstream exchange failed.
@@ -352,6 +360,14 @@ impl HttpContext {
             Some(_) => None,
             None => Some(Self::authority_of(req)),
         };
+        self.entry_for_key(key)
+    }
+
+    /// [`Self::entry_for`] by the request's authority (`None` with a fixed target).
+    pub(crate) fn entry_for_key(
+        &self,
+        key: Option<&str>,
+    ) -> std::result::Result<TargetEntry, (Option<Target>, Error)> {
         let last = match self.last.lock() {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
@@ -433,10 +449,20 @@ impl HttpContext {
             Err((target, e)) => return self.refuse(target.as_ref(), e, start),
         };
         let resp = self.forward_to(&mut entry, req, dedicated, start).await;
+        self.keep_entry(entry);
+        resp
+    }
+
+    /// Keeps `entry` as the connection's last target entry, for the next request.
+    pub(crate) fn keep_entry(&self, entry: TargetEntry) {
         if let Ok(mut g) = self.last.lock() {
             *g = Some(entry);
         }
-        resp
+    }
+
+    /// The resolver of this connection's targets.
+    pub(crate) fn resolver(&self) -> &SharedResolver {
+        &self.upstreams.resolver
     }
 
     async fn forward_to(
@@ -523,8 +549,21 @@ impl HttpContext {
     }
 
     fn refuse(&self, target: Option<&Target>, e: Error, start: Instant) -> Response<Body> {
+        let (status, msg) = self.refused(target, &e, start);
+        error_response(status, msg)
+    }
+
+    /// Counts and logs a request refused for `e`; returns the status and message to answer.
+    pub(crate) fn refused(
+        &self,
+        target: Option<&Target>,
+        e: &Error,
+        start: Instant,
+    ) -> (StatusCode, String) {
         self.metrics.route_error(e.reason());
-        self.finish_error(target, status_for(&e), e.to_string(), start)
+        let (status, msg) = (status_for(e), e.to_string());
+        self.note_error(target, status, &msg, start);
+        (status, msg)
     }
 
     fn finish_error(
@@ -534,11 +573,22 @@ impl HttpContext {
         msg: String,
         start: Instant,
     ) -> Response<Body> {
+        self.note_error(target, status, &msg, start);
+        error_response(status, msg)
+    }
+
+    /// Logs a refused or failed request and counts it in the per-target request metrics.
+    pub(crate) fn note_error(
+        &self,
+        target: Option<&Target>,
+        status: StatusCode,
+        msg: &str,
+        start: Instant,
+    ) {
         let label = target.map_or_else(|| "unknown".to_owned(), Target::to_string);
         tracing::info!(client = %self.client_id, target = %label, %status, reason = %msg, "request refused");
         self.metrics
             .http_request(&label, status.as_u16(), start.elapsed().as_secs_f64());
-        error_response(status, msg)
     }
 }
 

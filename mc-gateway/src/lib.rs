@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod client;
 mod error;
+pub mod h1;
 pub mod http;
 pub mod io;
 pub mod kubernetes;

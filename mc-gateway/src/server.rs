@@ -30,7 +30,10 @@ use crate::{Error, Result};
 pub struct Limits {
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time allowed to receive the transport header, or the HTTP request headers.
+    /// Time allowed to receive the transport header, or the HTTP request headers. On HTTP/1
+    /// connections served by the lean forwarder it runs from the first byte of each request
+    /// head, so an idle keep-alive connection lasts the idle timeout (hyper's HTTP/1 server,
+    /// which serves HTTP/2 and the requests handed to it, also applies it between requests).
     pub header_timeout: Duration,
     /// A connection with no byte either way for this long is closed.
     pub idle_timeout: Duration,
@@ -561,7 +564,38 @@ async fn transport(
 }
 
 /// Serves HTTP on an authenticated stream until it closes or shutdown asks it to finish.
+///
+/// HTTP/1 to an HTTP/1 target goes through the lean forwarder ([`crate::h1`]); what it does
+/// not serve is handed, with the bytes it read, to hyper for the rest of the connection.
 async fn serve_http<S>(
+    shared: &Shared,
+    io: S,
+    ctx: HttpContext,
+    protocol: Option<SessionProtocol>,
+    stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if protocol == Some(SessionProtocol::Http2) || ctx.upstream_h2 {
+        return serve_hyper(shared, io, ctx, protocol, stop).await;
+    }
+    let limits = crate::h1::H1Limits {
+        header_timeout: shared.limits.header_timeout,
+        max_head: shared.limits.max_http_header_bytes.max(8192),
+    };
+    match crate::h1::serve(io, &ctx, limits, stop.clone()).await {
+        crate::h1::End::Closed => {}
+        crate::h1::End::Handoff { io, rest, why } => {
+            tracing::debug!(client = %ctx.client_id, why, "HTTP connection handed to hyper");
+            let io = crate::io::Prefixed::new(rest, io);
+            serve_hyper(shared, io, ctx, protocol, stop).await;
+        }
+    }
+}
+
+/// Serves HTTP on an authenticated stream with hyper (HTTP/2, or HTTP/1 the lean forwarder
+/// handed over).
+async fn serve_hyper<S>(
     shared: &Shared,
     io: S,
     ctx: HttpContext,

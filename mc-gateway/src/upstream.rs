@@ -194,10 +194,7 @@ async fn open(addr: SocketAddr) -> crate::Result<SendRequest<Incoming>> {
         what: "target backend",
         source,
     };
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(connect_error)?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = crate::http::connect_backend(addr).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(tcp))
         .await
