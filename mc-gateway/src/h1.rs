@@ -679,9 +679,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         ctx: &HttpContext,
         stop: watch::Receiver<bool>,
     ) -> Option<&'static str> {
+        let mut first = true;
         loop {
-            let head = match self.next_head(ctx, stop.clone()).await {
-                Next::Request(h) => h,
+            let head = match self.next_head(ctx, stop.clone(), first).await {
+                Next::Request(h) => {
+                    first = false;
+                    h
+                }
                 Next::Closed => return None,
                 Next::Handoff(why) => return Some(why),
                 Next::Reject(why) => {
@@ -702,12 +706,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Reads the next request head: its first byte without a timer (the connection's idle
-    /// timeout applies, not the header timeout), the rest within the header timeout.
-    async fn next_head(&mut self, ctx: &HttpContext, mut stop: watch::Receiver<bool>) -> Next {
+    /// Reads the next request head. The first request of a connection must arrive whole
+    /// within the header timeout (a client that connects and sends nothing is closed then).
+    /// Between requests, the first byte of the next one waits without a timer of its own
+    /// (the connection's idle timeout applies), and the rest of its head gets the header
+    /// timeout.
+    async fn next_head(
+        &mut self,
+        ctx: &HttpContext,
+        mut stop: watch::Receiver<bool>,
+        first: bool,
+    ) -> Next {
+        let started = Instant::now();
         if self.buf.pending().is_empty() {
+            let fill = self.buf.fill(&mut self.io);
+            let bounded = async {
+                if first {
+                    tokio::time::timeout(self.limits.header_timeout, fill)
+                        .await
+                        .unwrap_or(Ok(0))
+                } else {
+                    fill.await
+                }
+            };
             let read = tokio::select! {
-                r = self.buf.fill(&mut self.io) => r,
+                r = bounded => r,
                 Ok(_) = stop.wait_for(|s| *s) => return Next::Closed,
             };
             if !matches!(read, Ok(n) if n > 0) {
@@ -719,7 +742,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Parsed::Partial => {}
             done => return Self::next_of(done),
         }
-        let limit = self.limits.header_timeout;
+        let limit = if first {
+            self.limits.header_timeout.saturating_sub(started.elapsed())
+        } else {
+            self.limits.header_timeout
+        };
         let rest = async {
             loop {
                 match self.buf.fill(&mut self.io).await {

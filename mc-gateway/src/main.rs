@@ -90,9 +90,9 @@ struct Serve {
     /// TLS handshake timeout, seconds.
     #[arg(long, default_value_t = 10.0)]
     handshake_timeout: f64,
-    /// Transport-header and HTTP-header read timeout, seconds. On a keep-alive HTTP/1
-    /// connection it runs from the first byte of each request head; the wait for that byte is
-    /// governed by --idle-timeout.
+    /// Transport-header and HTTP-header read timeout, seconds. The first request of an HTTP/1
+    /// connection must arrive within it; between keep-alive requests it runs from the first
+    /// byte of each request head, and the wait for that byte is governed by --idle-timeout.
     #[arg(long, default_value_t = 10.0)]
     header_timeout: f64,
     /// Idle connection timeout, seconds.

@@ -31,8 +31,9 @@ pub struct Limits {
     /// Time allowed for the TLS handshake.
     pub handshake_timeout: Duration,
     /// Time allowed to receive the transport header, or the HTTP request headers. On HTTP/1
-    /// connections served by the lean forwarder it runs from the first byte of each request
-    /// head, so an idle keep-alive connection lasts the idle timeout (hyper's HTTP/1 server,
+    /// connections served by the lean forwarder the first request must arrive within it; later
+    /// requests get it from the first byte of their head, so an idle keep-alive connection
+    /// lasts the idle timeout (hyper's HTTP/1 server,
     /// which serves HTTP/2 and the requests handed to it, also applies it between requests).
     pub header_timeout: Duration,
     /// A connection with no byte either way for this long is closed.

@@ -311,3 +311,23 @@ async fn an_idle_keep_alive_connection_outlives_the_header_timeout_not_the_idle_
     );
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
+    // Header timeout 500 ms, idle timeout 2.5 s: the first request is bounded by the former.
+    let (pki, gw, _, client) = setup(Some((500, 2500))).await;
+    let mut s = connect(&pki, &gw, &client).await;
+    let start = tokio::time::Instant::now();
+    let (got, closed) = read_until(&mut s, |_| false).await;
+    assert!(closed && got.is_empty(), "{got:?}");
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_millis(2000), "{waited:?}");
+    // A head trickled in slower than the header timeout is cut off too.
+    let mut s = connect(&pki, &gw, &client).await;
+    let start = tokio::time::Instant::now();
+    s.write_all(b"GET /slow HTTP/1.1\r\n").await.unwrap();
+    let (got, closed) = read_until(&mut s, |_| false).await;
+    assert!(closed && got.is_empty(), "{got:?}");
+    assert!(start.elapsed() < Duration::from_millis(2000));
+    gw.shutdown().await;
+}
