@@ -336,7 +336,8 @@ struct Fields {
     kept: Vec<(Range<usize>, Range<usize>)>,
     content_length: Option<u64>,
     chunked: bool,
-    /// A `Transfer-Encoding` other than exactly `chunked`.
+    /// A `Transfer-Encoding` other than exactly one `chunked` (requests with one are handed
+    /// to hyper; a response is framed by its last coding).
     other_coding: bool,
     close: bool,
     keep_alive: bool,
@@ -388,13 +389,16 @@ fn classify(
             }
             f.content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let mut codings = elements(h.value);
-            match (codings.next(), codings.next()) {
-                (Some(c), None) if c.eq_ignore_ascii_case(b"chunked") && !f.chunked => {
-                    f.chunked = true
-                }
-                _ => f.other_coding = true,
+            // The body is framed by the last coding: chunked or, for a response, the end of
+            // the connection (RFC 9112 §6.3). Other codings (gzip, …) are end to end and stay.
+            let codings = elements(h.value).count();
+            let last_chunked = elements(h.value)
+                .last()
+                .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"));
+            if codings != 1 || !last_chunked || f.chunked || f.other_coding {
+                f.other_coding = true;
             }
+            f.chunked = last_chunked && !f.chunked;
         }
     }
     if f.content_length.is_some() && (f.chunked || f.other_coding) {
@@ -406,8 +410,7 @@ fn classify(
         let name = h.name.as_bytes();
         let dropped = is_hop_by_hop(name)
             || drop.iter().any(|d| d.eq_ignore_ascii_case(name))
-            || listed.iter().any(|d| d.eq_ignore_ascii_case(name))
-            || (name.eq_ignore_ascii_case(b"transfer-encoding") && !f.chunked);
+            || listed.iter().any(|d| d.eq_ignore_ascii_case(name));
         if !dropped {
             f.kept.push((span(base, name), span(base, h.value)));
         }
@@ -1332,6 +1335,19 @@ mod tests {
         let buf = s.as_bytes().to_vec();
         let r = parse_response(&buf, 64 * 1024).unwrap().unwrap();
         (buf, r)
+    }
+
+    #[test]
+    fn a_response_with_codings_before_chunked_is_chunked_and_keeps_its_codings() {
+        let (buf, r) = response("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n");
+        assert_eq!(r.framing(false), Framing::Chunked(Chunked::new()));
+        assert!(r.reusable(r.framing(false)));
+        assert_eq!(kept(&buf, &r.fields), ["transfer-encoding: gzip, chunked"]);
+        // Not ending in chunked: the body ends with the connection, the coding stays.
+        let (buf, r) = response("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n");
+        assert_eq!(r.framing(false), Framing::UntilEof);
+        assert!(!r.reusable(r.framing(false)));
+        assert_eq!(kept(&buf, &r.fields), ["transfer-encoding: gzip"]);
     }
 
     #[test]
