@@ -152,20 +152,26 @@ impl InstallArgs {
             put(&["image", "tag"], json!(v));
         }
         render::merge(&mut tree, flags);
+        self.apply_files_and_sets(&mut tree)?;
+        Ok(InstallValues::from_tree(&tree)?)
+    }
+
+    /// Merges the `-f` files, then `--set`, then `--set-string` into `tree`, in that order.
+    fn apply_files_and_sets(&self, tree: &mut Value) -> Result<()> {
         for path in &self.values {
             let text = read_text(path)?;
             render::merge(
-                &mut tree,
+                tree,
                 render::parse_values_yaml(&path.display().to_string(), &text)?,
             );
         }
         for s in &self.set {
-            render::set(&mut tree, s, false)?;
+            render::set(tree, s, false)?;
         }
         for s in &self.set_string {
-            render::set(&mut tree, s, true)?;
+            render::set(tree, s, true)?;
         }
-        Ok(InstallValues::from_tree(&tree)?)
+        Ok(())
     }
 
     /// `true` when the user chose the trust domain: by flag, in a `-f` file or by `--set`.
@@ -175,19 +181,7 @@ impl InstallArgs {
             return Ok(true);
         }
         let mut tree = json!({});
-        for path in &self.values {
-            let text = read_text(path)?;
-            render::merge(
-                &mut tree,
-                render::parse_values_yaml(&path.display().to_string(), &text)?,
-            );
-        }
-        for s in &self.set {
-            render::set(&mut tree, s, false)?;
-        }
-        for s in &self.set_string {
-            render::set(&mut tree, s, true)?;
-        }
+        self.apply_files_and_sets(&mut tree)?;
         Ok(tree.get("identityTrustDomain").is_some())
     }
 }

@@ -295,14 +295,7 @@ impl Forwarder {
         let _ = tcp.set_nodelay(true);
         match &backend.kind {
             BackendKind::Local(addr) => {
-                let up = TcpStream::connect(addr)
-                    .await
-                    .map_err(|source| Error::Connect {
-                        addr: addr.to_string(),
-                        what: "local backend",
-                        source,
-                    })?;
-                let _ = up.set_nodelay(true);
+                let up = crate::io::connect_tcp(*addr, "local backend").await?;
                 splice(tcp, up, self.idle_timeout, Activity::new()).await?;
             }
             BackendKind::Gateway(connector) => {

@@ -605,7 +605,7 @@ impl ResponseHead {
     /// Writes the head sent to the client into `out`.
     fn write(&self, out: &mut Vec<u8>, buf: &[u8], close: bool) {
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
+        let _ = std::io::Write::write_fmt(out, format_args!("{}", self.status));
         out.push(b' ');
         out.extend_from_slice(buf.get(self.reason.clone()).unwrap_or_default());
         out.extend_from_slice(b"\r\n");

@@ -57,15 +57,7 @@ impl tower_service::Service<Uri> for EndpointConnector {
 
 /// Opens a TCP connection to a target backend, Nagle off.
 pub(crate) async fn connect_backend(addr: SocketAddr) -> Result<tokio::net::TcpStream> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|source| Error::Connect {
-            addr: addr.to_string(),
-            what: "target backend",
-            source,
-        })?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    crate::io::connect_tcp(addr, "target backend").await
 }
 
 type UpstreamClient = Client<EndpointConnector, Incoming>;

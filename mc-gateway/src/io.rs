@@ -13,6 +13,22 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt
 
 use crate::{Error, Result};
 
+/// Opens a TCP connection to `addr` (`what` names it in the error), Nagle off.
+pub(crate) async fn connect_tcp(
+    addr: std::net::SocketAddr,
+    what: &'static str,
+) -> Result<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|source| Error::Connect {
+            addr: addr.to_string(),
+            what,
+            source,
+        })?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
 /// The last time any byte moved on a connection, shared between the stream and its watchdog.
 #[derive(Debug, Clone)]
 pub struct Activity {

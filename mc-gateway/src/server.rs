@@ -531,21 +531,14 @@ async fn transport(
                     return Ok(());
                 }
             };
-            let upstream = match TcpStream::connect(addr).await {
+            let mut upstream = match crate::http::connect_backend(addr).await {
                 Ok(s) => s,
-                Err(source) => {
-                    let e = Error::Connect {
-                        addr: addr.to_string(),
-                        what: "target backend",
-                        source,
-                    };
+                Err(e) => {
                     shared.metrics.route_error(e.reason());
                     refuse(&e);
                     return Ok(());
                 }
             };
-            let _ = upstream.set_nodelay(true);
-            let mut upstream = upstream;
             if !rest.is_empty() {
                 tokio::io::AsyncWriteExt::write_all(&mut upstream, &rest)
                     .await

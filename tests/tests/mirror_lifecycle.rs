@@ -768,18 +768,7 @@ async fn invalid_credentials_are_reported_and_mirrors_kept() {
     assert!(metrics.encode().contains(&reachable(1)));
 
     // A Secret whose kubeconfig is garbage: Event + metric, mirrors stay.
-    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
-        kube::Api::namespaced(f.west.clone(), &f.links_ns);
-    secrets
-        .patch(
-            &f.secret_name(),
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                serde_json::json!({"stringData": {"kubeconfig": "not: [a kubeconfig"}}),
-            ),
-        )
-        .await
-        .unwrap();
+    f.break_credentials().await;
     eventually("target marked unreachable", T, || async {
         metrics.encode().contains(&reachable(0)).then_some(())
     })
@@ -829,16 +818,8 @@ async fn invalid_credentials_are_reported_and_mirrors_kept() {
     let token = String::from_utf8(out.stdout).unwrap();
     let kubeconfig =
         std::fs::read(bed.token_kubeconfig("east", &nobody, token.trim()).unwrap()).unwrap();
-    secrets
-        .patch(
-            &f.secret_name(),
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(serde_json::json!({
-                "stringData": {"kubeconfig": String::from_utf8(kubeconfig).unwrap()}
-            })),
-        )
-        .await
-        .unwrap();
+    f.set_kubeconfig(&String::from_utf8(kubeconfig).unwrap())
+        .await;
     let (_, _, message) = eventually("TargetReachable=False/Forbidden", T, || async {
         target_condition()
             .await
@@ -1015,18 +996,7 @@ async fn remote_discovery_mirrors_have_no_endpoints_and_switch_modes() {
 async fn a_target_unreachable_from_the_start_is_reported_in_the_link_status() {
     let bed = mc_tests::shared().unwrap();
     let (mut f, _ns) = Fixture::with_namespace(bed, "badstart", true, false).await;
-    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
-        kube::Api::namespaced(f.west.clone(), &f.links_ns);
-    secrets
-        .patch(
-            &f.secret_name(),
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(
-                serde_json::json!({"stringData": {"kubeconfig": "not: [a kubeconfig"}}),
-            ),
-        )
-        .await
-        .unwrap();
+    f.break_credentials().await;
     // The worker never gets a remote view, and still writes the Link-level condition.
     f.start().await;
     let condition = || async {

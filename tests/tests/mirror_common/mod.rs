@@ -381,6 +381,27 @@ impl Fixture {
         format!("cluster-credentials-{}", self.cluster)
     }
 
+    /// Garbage instead of a kubeconfig in the credentials Secret.
+    pub async fn break_credentials(&self) {
+        self.set_kubeconfig("not: [a kubeconfig").await;
+    }
+
+    /// `kubeconfig` as the credentials Secret's kubeconfig.
+    pub async fn set_kubeconfig(&self, kubeconfig: &str) {
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(self.west.clone(), &self.links_ns);
+        secrets
+            .patch(
+                &self.secret_name(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    serde_json::json!({"stringData": {"kubeconfig": kubeconfig}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+
     /// A fresh token of the remote-access ServiceAccount, as a kubeconfig, in the Secret.
     pub async fn write_credentials(&self) {
         let token = kubectl_ok(
