@@ -74,6 +74,17 @@ pub enum Error {
         /// The expected form.
         fix: &'static str,
     },
+    /// A TLS record on an opaque stream the gateway protects itself was invalid, or keys for
+    /// it could not be set up.
+    #[error(
+        "TLS record on the opaque stream: {why}; the connection is closed (fix: the client must send valid TLS 1.3 records; reconnect)"
+    )]
+    Record {
+        /// The TLS alert description sent to the client (0: none beyond close_notify).
+        alert: u8,
+        /// What is wrong.
+        why: String,
+    },
     /// The policy file could not be parsed.
     #[error("policy file {}: {source}; fix: see `mc-gateway serve --help` for the format", path.display())]
     Policy {
@@ -220,6 +231,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::NoPeerIdentity => "no_identity",
             Error::Connect { .. } => "connect",
+            Error::Record { .. } => "tls_record",
             Error::Io {
                 what: "reading the transport header",
                 ..

@@ -11,6 +11,7 @@ use mc_core::transport::{self, Decoded, TransportHeader};
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::record::RecordBoundary;
 use crate::{Error, Result};
 
 /// Opens a TCP connection to `addr` (`what` names it in the error), Nagle off.
@@ -82,6 +83,8 @@ pub struct Tracked<S> {
     activity: Activity,
     read: Counter,
     written: Counter,
+    /// While set, reads stop at TLS record boundaries ([`Tracked::follow_records`]).
+    records: Option<Box<RecordBoundary>>,
 }
 
 impl<S> Tracked<S> {
@@ -92,12 +95,70 @@ impl<S> Tracked<S> {
             activity,
             read,
             written,
+            records: None,
         }
     }
 
     /// The wrapped stream.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// From now on, no read crosses a TLS record boundary (the stream must be at the start
+    /// of a record), so that a TLS library reading through this wrapper never holds part of
+    /// a record it has not processed; see [`crate::record`].
+    pub fn follow_records(&mut self) {
+        self.records = Some(Box::default());
+    }
+
+    /// Reads as they come again; returns the record framing followed so far.
+    pub fn stop_following_records(&mut self) -> Option<Box<RecordBoundary>> {
+        self.records.take()
+    }
+
+    /// The record framing followed so far, while [`Self::follow_records`] is on.
+    pub fn records(&self) -> Option<&RecordBoundary> {
+        self.records.as_deref()
+    }
+
+    fn count_read(&self, n: usize) {
+        if n > 0 {
+            self.read.inc_by(n as u64);
+            self.activity.touch();
+        }
+    }
+
+    fn count_written(&self, n: usize) {
+        if n > 0 {
+            self.written.inc_by(n as u64);
+            self.activity.touch();
+        }
+    }
+}
+
+impl Tracked<tokio::net::TcpStream> {
+    /// Reads what the socket has without waiting (after [`Self::poll_read_ready`]).
+    pub fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.try_read(buf)?;
+        self.count_read(n);
+        Ok(n)
+    }
+
+    /// Writes what the socket takes without waiting.
+    pub fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.try_write(buf)?;
+        self.count_written(n);
+        Ok(n)
+    }
+
+    /// Waits until the socket is readable.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.inner.poll_read_ready(cx)
+    }
+
+    /// Waits until the socket is writable.
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.inner.poll_write_ready(cx)
     }
 }
 
@@ -107,13 +168,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            self.read.inc_by(n as u64);
-            self.activity.touch();
+        let this = &mut *self;
+        if let Some(records) = this.records.as_deref_mut() {
+            let limit = records.next_read_limit().min(buf.remaining());
+            let mut part = ReadBuf::new(buf.initialize_unfilled_to(limit));
+            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
+            let n = part.filled().len();
+            records.seen(part.filled());
+            buf.advance(n);
+            this.count_read(n);
+            return Poll::Ready(Ok(()));
         }
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.count_read(buf.filled().len() - before);
         res
     }
 }
@@ -125,11 +193,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &res
-            && *n > 0
-        {
-            self.written.inc_by(*n as u64);
-            self.activity.touch();
+        if let Poll::Ready(Ok(n)) = &res {
+            self.count_written(*n);
         }
         res
     }
@@ -148,11 +213,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &res
-            && *n > 0
-        {
-            self.written.inc_by(*n as u64);
-            self.activity.touch();
+        if let Poll::Ready(Ok(n)) = &res {
+            self.count_written(*n);
         }
         res
     }

@@ -21,6 +21,8 @@ pub mod http;
 pub mod io;
 pub mod kubernetes;
 pub mod metrics;
+pub mod opaque;
+pub mod record;
 pub mod resolve;
 pub mod route;
 pub mod server;

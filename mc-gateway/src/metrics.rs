@@ -39,6 +39,9 @@ pub struct Metrics {
     pub http_requests: Family<Labels, Counter>,
     /// HTTP request latency (until response headers), by target.
     pub http_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Opaque splices, by who protects their records after the handshake (`records="gateway"`:
+    /// taken over from rustls, see [`crate::opaque`]; `records="rustls"`).
+    pub opaque_splices: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -62,6 +65,7 @@ impl Metrics {
             route_errors: Family::default(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(latency_histogram),
+            opaque_splices: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -110,7 +114,19 @@ impl Metrics {
             "HTTP request latency until response headers, by target",
             m.http_seconds.clone(),
         );
+        registry.register(
+            "opaque_splices",
+            "Opaque splices, by who protects their TLS records after the handshake",
+            m.opaque_splices.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Counts an opaque splice whose records `records` ("gateway" or "rustls") protects.
+    pub fn opaque_splice(&self, records: &'static str) {
+        self.opaque_splices
+            .get_or_create(&vec![("records", records.to_owned())])
+            .inc();
     }
 
     /// Counts a refused connection.

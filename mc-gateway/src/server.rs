@@ -20,6 +20,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::http::{HttpContext, Upstreams};
 use crate::io::{Activity, Tracked, read_header, splice_tcp};
 use crate::metrics::Metrics;
+use crate::opaque::TakeOver;
+use crate::record::TrafficSecrets;
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target};
 use crate::tls::{ReloadingCert, ReloadingServerConfig, handshake_error_reason, identity_of};
@@ -395,18 +397,25 @@ async fn handle(shared: &Shared, tcp: TcpStream, peer: SocketAddr, stop: watch::
 
 async fn connection(
     shared: &Shared,
-    io: Tracked<TcpStream>,
+    mut io: Tracked<TcpStream>,
     peer: SocketAddr,
     activity: Activity,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let start = Instant::now();
     let limit = shared.limits.handshake_timeout;
-    let tls = match tokio::time::timeout(limit, TlsAcceptor::from(shared.tls.current()).accept(io))
-        .await
-    {
+    // rustls reads whole records until the path is known, so that an opaque splice can take
+    // the records over (crate::opaque).
+    io.follow_records();
+    let accept = TlsAcceptor::from(shared.tls.current())
+        .accept(io)
+        .into_fallible();
+    let mut tls = match tokio::time::timeout(limit, accept).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+        Ok(Err((e, io))) => {
+            if let Some(random) = io.records().and_then(|r| r.client_random()) {
+                shared.tls.secrets().take(&random);
+            }
             let reason = handshake_error_reason(&e);
             shared.metrics.handshake_error(reason);
             tracing::info!(%peer, reason, error = %e, "TLS handshake failed");
@@ -422,6 +431,7 @@ async fn connection(
         .metrics
         .handshake_seconds
         .observe(start.elapsed().as_secs_f64());
+    let secrets = crate::opaque::secrets_of(&tls, shared.tls.secrets());
     let (_, conn) = tls.get_ref();
     let client = conn
         .peer_certificates()
@@ -440,8 +450,9 @@ async fn connection(
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
     let client: Arc<str> = client.into();
     if alpn.as_deref() == Some(mc_core::transport::ALPN) {
-        transport(shared, tls, peer, client, activity, stop).await
+        transport(shared, tls, peer, client, secrets, activity, stop).await
     } else {
+        tls.get_mut().0.stop_following_records();
         // The protocol the client chose by ALPN is served without detection; with no ALPN,
         // the first bytes tell (the HTTP/2 preface or not).
         let protocol = match alpn.as_deref() {
@@ -482,6 +493,7 @@ async fn transport(
     mut tls: ServerTls,
     peer: SocketAddr,
     client: Arc<str>,
+    secrets: Option<TrafficSecrets>,
     activity: Activity,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -516,6 +528,7 @@ async fn transport(
     tracing::debug!(%peer, %client, %target, protocol = ?header.protocol, "transport header");
     match header.protocol {
         Some(protocol) => {
+            tls.get_mut().0.stop_following_records();
             let h2 = protocol == SessionProtocol::Http2;
             let ctx = http_context(shared, client, Some(target), h2);
             let io = crate::io::Prefixed::new(rest, tls);
@@ -539,18 +552,29 @@ async fn transport(
                     return Ok(());
                 }
             };
-            if !rest.is_empty() {
-                tokio::io::AsyncWriteExt::write_all(&mut upstream, &rest)
+            let (plaintext, taken) = crate::opaque::take_over(tls, secrets)?;
+            for early in [&rest, &plaintext] {
+                tokio::io::AsyncWriteExt::write_all(&mut upstream, early)
                     .await
                     .map_err(|source| Error::Io {
                         what: "writing to the target",
                         source,
                     })?;
             }
-            tracing::debug!(%peer, %client, %target, %addr, "opaque splice");
             let _in_flight = shared.resolver.track(addr);
-            let (up, down) =
-                splice_tcp(tls, upstream, shared.limits.idle_timeout, activity).await?;
+            let idle = shared.limits.idle_timeout;
+            let (up, down) = match taken {
+                TakeOver::Detached { io, keys } => {
+                    shared.metrics.opaque_splice("gateway");
+                    tracing::debug!(%peer, %client, %target, %addr, "opaque splice (records protected by the gateway)");
+                    crate::opaque::splice(io, upstream, keys, idle, activity).await?
+                }
+                TakeOver::Kept(tls) => {
+                    shared.metrics.opaque_splice("rustls");
+                    tracing::debug!(%peer, %client, %target, %addr, "opaque splice (records protected by rustls)");
+                    splice_tcp(*tls, upstream, idle, activity).await?
+                }
+            };
             tracing::debug!(%peer, %client, %target, up, down, "opaque splice done");
             Ok(())
         }

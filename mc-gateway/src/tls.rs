@@ -18,6 +18,7 @@ use rustls::{
     SignatureScheme,
 };
 
+use crate::record::SecretLog;
 use crate::{Error, Result};
 
 /// ALPN protocol for HTTP/2.
@@ -222,6 +223,7 @@ impl ResolvesServerCert for ReloadingCert {
 #[derive(Debug)]
 pub struct ReloadingServerConfig {
     cert: Arc<ReloadingCert>,
+    secrets: Arc<SecretLog>,
     anchors_path: PathBuf,
     anchors_pem: RwLock<Vec<u8>>,
     current: RwLock<Arc<ServerConfig>>,
@@ -231,13 +233,24 @@ impl ReloadingServerConfig {
     /// Loads the trust-anchor bundle at `anchors` and builds the configuration around `cert`.
     pub fn load(cert: Arc<ReloadingCert>, anchors: &Path) -> Result<Arc<Self>> {
         let pem = read(anchors, "trust anchors", "--trust-anchors")?;
-        let config = server_config(cert.clone(), roots_from_pem(anchors, &pem)?)?;
+        let secrets = Arc::new(SecretLog::default());
+        let config = detachable(
+            server_config(cert.clone(), roots_from_pem(anchors, &pem)?)?,
+            &secrets,
+        );
         Ok(Arc::new(Self {
             cert,
+            secrets,
             anchors_path: anchors.to_owned(),
             anchors_pem: RwLock::new(pem),
             current: RwLock::new(Arc::new(config)),
         }))
+    }
+
+    /// Where the handshakes made with these configurations leave their traffic secrets, for
+    /// connections whose records the gateway takes over ([`crate::opaque`]).
+    pub fn secrets(&self) -> &SecretLog {
+        &self.secrets
     }
 
     /// The configuration for a new handshake.
@@ -259,7 +272,10 @@ impl ReloadingServerConfig {
         if same {
             return Ok(false);
         }
-        let config = server_config(self.cert.clone(), roots_from_pem(&self.anchors_path, &pem)?)?;
+        let config = detachable(
+            server_config(self.cert.clone(), roots_from_pem(&self.anchors_path, &pem)?)?,
+            &self.secrets,
+        );
         if let Ok(mut cur) = self.current.write() {
             *cur = Arc::new(config);
         }
@@ -286,6 +302,15 @@ impl ReloadingServerConfig {
             }
         })
     }
+}
+
+/// Lets the gateway take over the records of a connection after the handshake: rustls logs
+/// the application traffic secrets into `secrets` (held in memory until the connection takes
+/// them, never written out) and hands over its keys on request.
+fn detachable(mut config: ServerConfig, secrets: &Arc<SecretLog>) -> ServerConfig {
+    config.key_log = secrets.clone();
+    config.enable_secret_extraction = true;
+    config
 }
 
 /// A client verifier that chains to the anchors (webpki) and also requires the certificate to

@@ -308,3 +308,81 @@ async fn openssl_shows_tls12_is_refused_and_tls13_accepted() {
     );
     gw.shutdown().await;
 }
+
+/// openssl s_client on the opaque transport path, where the gateway takes the records over
+/// from rustls after the header: data, a key update from OpenSSL that asks for one back (the
+/// `K` command), and data after it all reach the echo backend and come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_key_update_on_an_opaque_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    require(OPENSSL);
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let gw = start(config(&pki, &[(SVC, 7000, echo)])).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let mut child = tokio::process::Command::new(OPENSSL)
+        .args(["s_client", "-tls1_3", "-brief", "-alpn", "transport.l5d.io/v1"])
+        .arg("-connect")
+        .arg(gw.addr.to_string())
+        .arg("-CAfile")
+        .arg(pki.anchors())
+        .arg("-cert")
+        .arg(&client.cert)
+        .arg("-cert_chain")
+        .arg(&client.cert)
+        .arg("-key")
+        .arg(&client.key)
+        .arg("-verify_return_error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let header = mc_core::transport::TransportHeader {
+        port: 7000,
+        name: Some(SVC.to_owned()),
+        protocol: None,
+    }
+    .encode();
+    // s_client takes a command only at the start of what one read from stdin returns.
+    let pause = || tokio::time::sleep(Duration::from_millis(400));
+    stdin
+        .write_all(&[header.as_slice(), b"before-update\n"].concat())
+        .await
+        .unwrap();
+    pause().await;
+    let _ = stdin.write_all(b"K\n").await;
+    pause().await;
+    let _ = stdin.write_all(b"after-update\n").await;
+    pause().await;
+    drop(stdin);
+    let mut stdout = String::new();
+    let mut out = child.stdout.take().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), async {
+        out.read_to_string(&mut stdout).await.unwrap();
+        child.wait().await.unwrap()
+    })
+    .await
+    .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("KEYUPDATE"), "no key update sent: {stderr}");
+    assert!(
+        stdout.contains("before-update") && stdout.contains("after-update"),
+        "echo missing: {stdout} / {stderr} / {status}"
+    );
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    assert_eq!(
+        metric(&m, "mc_gateway_opaque_splices_total{records=\"gateway\"}"),
+        1.0,
+        "{m}"
+    );
+    gw.shutdown().await;
+}
