@@ -321,7 +321,13 @@ async fn openssl_key_update_on_an_opaque_stream() {
     let gw = start(config(&pki, &[(SVC, 7000, echo)])).await;
     let client = pki.leaf("client", CLIENT_ID);
     let mut child = tokio::process::Command::new(OPENSSL)
-        .args(["s_client", "-tls1_3", "-brief", "-alpn", "transport.l5d.io/v1"])
+        .args([
+            "s_client",
+            "-tls1_3",
+            "-brief",
+            "-alpn",
+            "transport.l5d.io/v1",
+        ])
         .arg("-connect")
         .arg(gw.addr.to_string())
         .arg("-CAfile")
