@@ -83,8 +83,9 @@ pub struct Tracked<S> {
     activity: Activity,
     read: Counter,
     written: Counter,
-    /// While set, reads stop at TLS record boundaries ([`Tracked::follow_records`]).
-    records: Option<Box<RecordBoundary>>,
+    /// While set, reads stop at TLS record boundaries ([`Tracked::follow_records`]), or
+    /// bytes read ahead are still to be served.
+    records: Option<Box<RecordReads>>,
 }
 
 impl<S> Tracked<S> {
@@ -106,19 +107,39 @@ impl<S> Tracked<S> {
 
     /// From now on, no read crosses a TLS record boundary (the stream must be at the start
     /// of a record), so that a TLS library reading through this wrapper never holds part of
-    /// a record it has not processed; see [`crate::record`].
+    /// a record it has not processed; see [`crate::record`]. The socket is still read in
+    /// large reads: what lies beyond the boundary is kept and served next.
     pub fn follow_records(&mut self) {
-        self.records = Some(Box::default());
+        self.records = Some(Box::new(RecordReads {
+            follow: true,
+            ..RecordReads::default()
+        }));
     }
 
-    /// Reads as they come again; returns the record framing followed so far.
-    pub fn stop_following_records(&mut self) -> Option<Box<RecordBoundary>> {
-        self.records.take()
+    /// Reads as they come again (bytes read ahead are served first).
+    pub fn stop_following_records(&mut self) {
+        if let Some(r) = self.records.as_deref_mut() {
+            r.follow = false;
+        }
     }
 
-    /// The record framing followed so far, while [`Self::follow_records`] is on.
+    /// The record framing of what was served so far, while [`Self::follow_records`] is on.
     pub fn records(&self) -> Option<&RecordBoundary> {
-        self.records.as_deref()
+        self.records
+            .as_deref()
+            .filter(|r| r.follow)
+            .map(|r| &r.boundary)
+    }
+
+    /// Takes the bytes read from the socket but not yet served, and stops following records.
+    pub fn take_unread(&mut self) -> Vec<u8> {
+        match self.records.take() {
+            Some(mut r) => {
+                r.pending.drain(..r.pos);
+                std::mem::take(&mut r.pending)
+            }
+            None => Vec::new(),
+        }
     }
 
     fn count_read(&self, n: usize) {
@@ -133,6 +154,54 @@ impl<S> Tracked<S> {
             self.written.inc_by(n as u64);
             self.activity.touch();
         }
+    }
+}
+
+/// Bytes read ahead of a TLS library while [`Tracked`] follows record boundaries.
+#[derive(Debug, Default)]
+struct RecordReads {
+    boundary: RecordBoundary,
+    /// Whether reads stop at record boundaries (else only what is left is served).
+    follow: bool,
+    /// Read from the socket; `pending[pos..]` not yet served.
+    pending: Vec<u8>,
+    pos: usize,
+}
+
+/// How much a [`Tracked`] following records reads from the socket at once.
+const READ_AHEAD: usize = 8 * 1024;
+
+impl RecordReads {
+    /// Reads what the socket has (one read); returns the byte count (0 at EOF).
+    fn refill<S: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        inner: &mut S,
+    ) -> Poll<std::io::Result<usize>> {
+        self.pending.resize(READ_AHEAD, 0);
+        self.pos = 0;
+        let mut rb = ReadBuf::new(&mut self.pending);
+        let res = Pin::new(inner).poll_read(cx, &mut rb);
+        let n = rb.filled().len();
+        self.pending.truncate(n);
+        std::task::ready!(res)?;
+        Poll::Ready(Ok(n))
+    }
+
+    /// Serves read-ahead bytes into `buf`, up to the next record boundary when following.
+    fn serve(&mut self, buf: &mut ReadBuf<'_>) {
+        let avail = &self.pending[self.pos..];
+        let limit = if self.follow {
+            self.boundary.next_read_limit()
+        } else {
+            usize::MAX
+        };
+        let n = avail.len().min(limit).min(buf.remaining());
+        buf.put_slice(&avail[..n]);
+        if self.follow {
+            self.boundary.seen(&avail[..n]);
+        }
+        self.pos += n;
     }
 }
 
@@ -170,14 +239,21 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
         if let Some(records) = this.records.as_deref_mut() {
-            let limit = records.next_read_limit().min(buf.remaining());
-            let mut part = ReadBuf::new(buf.initialize_unfilled_to(limit));
-            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
-            let n = part.filled().len();
-            records.seen(part.filled());
-            buf.advance(n);
-            this.count_read(n);
-            return Poll::Ready(Ok(()));
+            if records.pos == records.pending.len() && records.follow {
+                let n = std::task::ready!(records.refill(cx, &mut this.inner))?;
+                if n > 0 {
+                    this.read.inc_by(n as u64);
+                    this.activity.touch();
+                }
+            }
+            if records.pos < records.pending.len() || records.follow {
+                records.serve(buf);
+                if records.pos == records.pending.len() && !records.follow {
+                    this.records = None;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            this.records = None;
         }
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -643,6 +719,58 @@ mod tests {
             .unwrap();
         let (s, _) = l.accept().await.unwrap();
         (c, s)
+    }
+
+    #[tokio::test]
+    async fn following_records_serves_one_record_at_a_time_and_keeps_the_rest() {
+        let (mut c, s) = tcp_pair().await;
+        let read = Counter::default();
+        let mut t = Tracked::new(s, Activity::new(), read.clone(), Counter::default());
+        t.follow_records();
+        let mut hello = vec![22, 3, 1, 0, 38, 1, 0, 0, 34, 3, 3];
+        hello.extend([9u8; 32]);
+        let first = [23, 3, 3, 0, 3, 1, 2, 3];
+        let second = [23, 3, 3, 0, 17];
+        c.write_all(&[hello.as_slice(), &first, &second].concat())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        // The header, then the body, of each record: never past its end.
+        for want in [&hello[..5], &hello[5..], &first[..5], &first[5..]] {
+            let n = t.read(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], want);
+        }
+        assert!(t.records().unwrap().at_boundary());
+        assert_eq!(t.records().unwrap().client_random(), Some([9u8; 32]));
+        // One socket read took everything; what was not served is handed over whole.
+        assert_eq!(
+            read.get(),
+            (hello.len() + first.len() + second.len()) as u64
+        );
+        assert_eq!(t.take_unread(), second.to_vec());
+        assert!(t.records().is_none());
+        c.write_all(b"later").await.unwrap();
+        let n = t.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"later");
+    }
+
+    #[tokio::test]
+    async fn after_following_records_the_bytes_read_ahead_come_first() {
+        let (mut c, s) = tcp_pair().await;
+        let mut t = Tracked::new(s, Activity::new(), Counter::default(), Counter::default());
+        t.follow_records();
+        c.write_all(&[23, 3, 3, 0, 2, 7, 7, 23, 3, 3, 0, 1, 8])
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 1024];
+        let n = t.read(&mut buf).await.unwrap();
+        assert_eq!(n, 5);
+        t.stop_following_records();
+        assert!(t.records().is_none());
+        let n = t.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], &[7, 7, 23, 3, 3, 0, 1, 8]);
+        drop(c);
+        assert_eq!(t.read(&mut buf).await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ use mc_gateway::resolve::{
     Balance, Balancer, Chain, DnsResolver, InFlight, SharedResolver, StaticResolver,
 };
 use mc_gateway::route::{Policy, Suffixes, Target};
-use mc_gateway::server::{Gateway, Limits, ServerConfig};
+use mc_gateway::server::{Gateway, Limits, OpaqueRecords, ServerConfig};
 use mc_gateway::{Error, Result};
 
 /// The mc gateway: the mTLS door into a target cluster, and the client side that reaches it.
@@ -119,6 +119,21 @@ struct Serve {
     /// Certificate, key and trust-anchor file poll interval, seconds.
     #[arg(long, default_value_t = 5.0)]
     reload_interval: f64,
+    /// Who protects the TLS records of an opaque stream after its transport header: gateway
+    /// (rustls handshakes, then the gateway decrypts and seals the records itself, several
+    /// per system call, following key updates) or rustls (rustls throughout).
+    #[arg(long, default_value = "gateway", value_parser = parse_opaque_records)]
+    opaque_records: OpaqueRecords,
+}
+
+fn parse_opaque_records(s: &str) -> std::result::Result<OpaqueRecords, String> {
+    match s {
+        "gateway" => Ok(OpaqueRecords::Gateway),
+        "rustls" => Ok(OpaqueRecords::Rustls),
+        other => Err(format!(
+            "unknown value {other:?}; fix: use gateway (the default) or rustls"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -257,6 +272,7 @@ async fn serve(args: Serve) -> Result<()> {
         policy,
         default_http_port: args.default_http_port,
         resolver: Arc::new(Chain(chain)),
+        opaque_records: args.opaque_records,
         threads: match args.threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,

@@ -43,6 +43,8 @@ pub enum TakeOver {
         io: Tracked<TcpStream>,
         /// Both directions' keys.
         keys: Box<Keys>,
+        /// Records read from the socket that rustls never saw.
+        unread: Vec<u8>,
     },
     /// rustls keeps the records (secrets missing, or the stream not at a record boundary).
     Kept(Box<ServerTls>),
@@ -65,7 +67,8 @@ pub fn take_over(
         Some(s) if at_boundary && !closed && !conn.wants_write() => s,
         _ => return Ok((plaintext, TakeOver::Kept(Box::new(tls)))),
     };
-    let (io, conn) = tls.into_inner();
+    let (mut io, conn) = tls.into_inner();
+    let unread = io.take_unread();
     let extracted = conn.dangerous_extract_secrets().map_err(|e| {
         record::error(
             record::INTERNAL_ERROR,
@@ -73,7 +76,7 @@ pub fn take_over(
         )
     })?;
     let keys = Box::new(Keys::take_over(secrets, extracted)?);
-    Ok((plaintext, TakeOver::Detached { io, keys }))
+    Ok((plaintext, TakeOver::Detached { io, keys, unread }))
 }
 
 /// Moves the plaintext rustls holds into `out`; true when the client's close_notify was read.
@@ -100,17 +103,18 @@ pub fn secrets_of(tls: &ServerTls, log: &SecretLog) -> Option<TrafficSecrets> {
     log.take(&random)
 }
 
-/// Copies both directions between the client (records protected with `keys`) and the backend
-/// until both are done or the connection has been idle for `idle`. Returns the plaintext
+/// Copies both directions between the client (records protected with `keys`, starting with
+/// `unread`, what was read from it but not yet opened) and the backend until both are done or the connection has been idle for `idle`. Returns the plaintext
 /// bytes copied (client→backend, backend→client).
 pub async fn splice(
     mut client: Tracked<TcpStream>,
     mut backend: TcpStream,
     mut keys: Box<Keys>,
+    unread: Vec<u8>,
     idle: Duration,
     activity: Activity,
 ) -> Result<(u64, u64)> {
-    let mut up = Up::default();
+    let mut up = Up::starting_with(unread);
     let mut down = Down::default();
     let both = std::future::poll_fn(|cx| {
         let k = &mut *keys;
@@ -170,6 +174,19 @@ struct Up {
 }
 
 impl Up {
+    /// Starts with records already read from the socket.
+    fn starting_with(mut unread: Vec<u8>) -> Self {
+        let end = unread.len();
+        if end > 0 {
+            unread.resize(end.max(UP_SMALL), 0);
+        }
+        Self {
+            buf: unread,
+            end,
+            ..Self::default()
+        }
+    }
+
     fn poll(
         &mut self,
         cx: &mut Context<'_>,

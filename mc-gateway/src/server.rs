@@ -93,6 +93,21 @@ pub struct ServerConfig {
     /// Accept loops, each on its own thread (1: serve on the caller's runtime only). See
     /// [`Gateway::run`].
     pub threads: usize,
+    /// Who protects the TLS records of an opaque stream after the transport header.
+    pub opaque_records: OpaqueRecords,
+}
+
+/// Who protects the TLS records of an opaque (transport-header, no session protocol) stream
+/// once its header is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OpaqueRecords {
+    /// The gateway takes them over from rustls ([`crate::opaque`]): many records per system
+    /// call, decrypted and sealed in place. rustls keeps them when a connection cannot be
+    /// taken over without loss.
+    #[default]
+    Gateway,
+    /// rustls keeps them for the life of every connection.
+    Rustls,
 }
 
 /// State shared by every connection.
@@ -131,7 +146,11 @@ impl Gateway {
     /// Loads the certificates and binds the sockets.
     pub async fn bind(config: ServerConfig) -> Result<Self> {
         let cert = ReloadingCert::load(&config.cert, &config.key)?;
-        let tls = ReloadingServerConfig::load(cert, &config.trust_anchors)?;
+        let tls = ReloadingServerConfig::load(
+            cert,
+            &config.trust_anchors,
+            config.opaque_records == OpaqueRecords::Gateway,
+        )?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -406,15 +425,20 @@ async fn connection(
     let limit = shared.limits.handshake_timeout;
     // rustls reads whole records until the path is known, so that an opaque splice can take
     // the records over (crate::opaque).
-    io.follow_records();
+    let secret_log = shared.tls.secrets();
+    if secret_log.is_some() {
+        io.follow_records();
+    }
     let accept = TlsAcceptor::from(shared.tls.current())
         .accept(io)
         .into_fallible();
     let mut tls = match tokio::time::timeout(limit, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, io))) => {
-            if let Some(random) = io.records().and_then(|r| r.client_random()) {
-                shared.tls.secrets().take(&random);
+            if let (Some(log), Some(random)) =
+                (secret_log, io.records().and_then(|r| r.client_random()))
+            {
+                log.take(&random);
             }
             let reason = handshake_error_reason(&e);
             shared.metrics.handshake_error(reason);
@@ -431,7 +455,7 @@ async fn connection(
         .metrics
         .handshake_seconds
         .observe(start.elapsed().as_secs_f64());
-    let secrets = crate::opaque::secrets_of(&tls, shared.tls.secrets());
+    let secrets = secret_log.and_then(|log| crate::opaque::secrets_of(&tls, log));
     let (_, conn) = tls.get_ref();
     let client = conn
         .peer_certificates()
@@ -564,10 +588,10 @@ async fn transport(
             let _in_flight = shared.resolver.track(addr);
             let idle = shared.limits.idle_timeout;
             let (up, down) = match taken {
-                TakeOver::Detached { io, keys } => {
+                TakeOver::Detached { io, keys, unread } => {
                     shared.metrics.opaque_splice("gateway");
                     tracing::debug!(%peer, %client, %target, %addr, "opaque splice (records protected by the gateway)");
-                    crate::opaque::splice(io, upstream, keys, idle, activity).await?
+                    crate::opaque::splice(io, upstream, keys, unread, idle, activity).await?
                 }
                 TakeOver::Kept(tls) => {
                     shared.metrics.opaque_splice("rustls");

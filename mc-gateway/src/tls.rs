@@ -223,7 +223,7 @@ impl ResolvesServerCert for ReloadingCert {
 #[derive(Debug)]
 pub struct ReloadingServerConfig {
     cert: Arc<ReloadingCert>,
-    secrets: Arc<SecretLog>,
+    secrets: Option<Arc<SecretLog>>,
     anchors_path: PathBuf,
     anchors_pem: RwLock<Vec<u8>>,
     current: RwLock<Arc<ServerConfig>>,
@@ -231,12 +231,17 @@ pub struct ReloadingServerConfig {
 
 impl ReloadingServerConfig {
     /// Loads the trust-anchor bundle at `anchors` and builds the configuration around `cert`.
-    pub fn load(cert: Arc<ReloadingCert>, anchors: &Path) -> Result<Arc<Self>> {
+    /// With `take_over_records`, handshakes log their traffic secrets for [`crate::opaque`].
+    pub fn load(
+        cert: Arc<ReloadingCert>,
+        anchors: &Path,
+        take_over_records: bool,
+    ) -> Result<Arc<Self>> {
         let pem = read(anchors, "trust anchors", "--trust-anchors")?;
-        let secrets = Arc::new(SecretLog::default());
+        let secrets = take_over_records.then(|| Arc::new(SecretLog::default()));
         let config = detachable(
             server_config(cert.clone(), roots_from_pem(anchors, &pem)?)?,
-            &secrets,
+            secrets.as_ref(),
         );
         Ok(Arc::new(Self {
             cert,
@@ -248,9 +253,10 @@ impl ReloadingServerConfig {
     }
 
     /// Where the handshakes made with these configurations leave their traffic secrets, for
-    /// connections whose records the gateway takes over ([`crate::opaque`]).
-    pub fn secrets(&self) -> &SecretLog {
-        &self.secrets
+    /// connections whose records the gateway takes over ([`crate::opaque`]); `None` when it
+    /// takes none over.
+    pub fn secrets(&self) -> Option<&SecretLog> {
+        self.secrets.as_deref()
     }
 
     /// The configuration for a new handshake.
@@ -274,7 +280,7 @@ impl ReloadingServerConfig {
         }
         let config = detachable(
             server_config(self.cert.clone(), roots_from_pem(&self.anchors_path, &pem)?)?,
-            &self.secrets,
+            self.secrets.as_ref(),
         );
         if let Ok(mut cur) = self.current.write() {
             *cur = Arc::new(config);
@@ -307,9 +313,11 @@ impl ReloadingServerConfig {
 /// Lets the gateway take over the records of a connection after the handshake: rustls logs
 /// the application traffic secrets into `secrets` (held in memory until the connection takes
 /// them, never written out) and hands over its keys on request.
-fn detachable(mut config: ServerConfig, secrets: &Arc<SecretLog>) -> ServerConfig {
-    config.key_log = secrets.clone();
-    config.enable_secret_extraction = true;
+fn detachable(mut config: ServerConfig, secrets: Option<&Arc<SecretLog>>) -> ServerConfig {
+    if let Some(secrets) = secrets {
+        config.key_log = secrets.clone();
+        config.enable_secret_extraction = true;
+    }
     config
 }
 

@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use mc_core::transport::SessionProtocol;
 use mc_gateway::client::{Backend, BackendKind, Forwarder, GatewayConnector};
 use mc_gateway::route::{Policy, Target};
+use mc_gateway::server::{OpaqueRecords, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn connector(
@@ -193,44 +194,50 @@ async fn opaque_100_mib_transfer_keeps_every_byte() {
 
 /// The gateway takes an opaque stream's records over from rustls after the header: bulk data
 /// both ways, key updates the client starts (asking for one back), and close_notify at the end
-/// all work with a rustls client.
+/// all work with a rustls client; and the same with rustls keeping the records
+/// (`--opaque-records rustls`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opaque_records_taken_over_follow_key_updates_both_ways() {
     let pki = Pki::new();
     let echo = echo_backend().await;
-    let gw = start(config(&pki, &[(SVC, 7000, echo)])).await;
     let client = pki.leaf("client", CLIENT_ID);
-    let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
     let data = pattern(7, 4 * 1024 * 1024);
-
-    let mut s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
-    for (i, chunk) in data.chunks(256 * 1024).enumerate() {
-        if i % 4 == 1 {
-            // A key update asking the gateway to update its sending key too.
-            s.get_mut().1.refresh_traffic_keys().unwrap();
+    for (mode, label) in [
+        (OpaqueRecords::Gateway, "gateway"),
+        (OpaqueRecords::Rustls, "rustls"),
+    ] {
+        let gw = start(ServerConfig {
+            opaque_records: mode,
+            ..config(&pki, &[(SVC, 7000, echo)])
+        })
+        .await;
+        let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
+        let mut s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
+        for (i, chunk) in data.chunks(256 * 1024).enumerate() {
+            if i % 4 == 1 {
+                // A key update asking the gateway to update its sending key too.
+                s.get_mut().1.refresh_traffic_keys().unwrap();
+            }
+            s.write_all(chunk).await.unwrap();
+            let mut back = vec![0u8; chunk.len()];
+            s.read_exact(&mut back).await.unwrap();
+            assert!(back == chunk, "{label}: chunk {i} came back different");
         }
-        s.write_all(chunk).await.unwrap();
-        let mut back = vec![0u8; chunk.len()];
-        s.read_exact(&mut back).await.unwrap();
-        assert!(back == chunk, "chunk {i} came back different");
-    }
-    s.shutdown().await.unwrap();
-    let mut rest = Vec::new();
-    // rustls errors on an EOF without close_notify: this also checks the gateway sends one.
-    s.read_to_end(&mut rest).await.unwrap();
-    assert!(rest.is_empty());
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        // rustls errors on an EOF without close_notify: this also checks the gateway sends one.
+        s.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
 
-    let (_, m) = admin_get(gw.admin, "/metrics").await;
-    assert_eq!(
-        metric(&m, "mc_gateway_opaque_splices_total{records=\"gateway\"}"),
-        1.0,
-        "{m}"
-    );
-    assert!(
-        metric(&m, "mc_gateway_bytes_in_total") > data.len() as f64,
-        "{m}"
-    );
-    gw.shutdown().await;
+        let (_, m) = admin_get(gw.admin, "/metrics").await;
+        let splices = format!("mc_gateway_opaque_splices_total{{records=\"{label}\"}}");
+        assert_eq!(metric(&m, &splices), 1.0, "{m}");
+        assert!(
+            metric(&m, "mc_gateway_bytes_in_total") > data.len() as f64,
+            "{m}"
+        );
+        gw.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
