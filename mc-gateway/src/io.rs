@@ -134,11 +134,8 @@ impl<S> Tracked<S> {
     /// Takes the bytes read from the socket but not yet served, and stops following records.
     pub fn take_unread(&mut self) -> Vec<u8> {
         match self.records.take() {
-            Some(mut r) => {
-                r.pending.drain(..r.pos);
-                std::mem::take(&mut r.pending)
-            }
-            None => Vec::new(),
+            Some(r) if r.pos < r.pending.len() => r.pending[r.pos..].to_vec(),
+            _ => Vec::new(),
         }
     }
 
@@ -184,6 +181,10 @@ impl RecordReads {
         let res = Pin::new(inner).poll_read(cx, &mut rb);
         let n = rb.filled().len();
         self.pending.truncate(n);
+        if n == 0 {
+            // Nothing came: hold no buffer while waiting.
+            self.pending = Vec::new();
+        }
         std::task::ready!(res)?;
         Poll::Ready(Ok(n))
     }
@@ -202,6 +203,11 @@ impl RecordReads {
             self.boundary.seen(&avail[..n]);
         }
         self.pos += n;
+        if self.pos == self.pending.len() {
+            // All served: a connection waiting for its next bytes holds no buffer.
+            self.pending = Vec::new();
+            self.pos = 0;
+        }
     }
 }
 
@@ -752,6 +758,25 @@ mod tests {
         c.write_all(b"later").await.unwrap();
         let n = t.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"later");
+    }
+
+    #[tokio::test]
+    async fn following_records_holds_no_buffer_once_everything_is_served() {
+        let (mut c, s) = tcp_pair().await;
+        let mut t = Tracked::new(s, Activity::new(), Counter::default(), Counter::default());
+        t.follow_records();
+        c.write_all(&[23, 3, 3, 0, 2, 7, 7]).await.unwrap();
+        let mut buf = vec![0u8; 1024];
+        assert_eq!(t.read(&mut buf).await.unwrap(), 5);
+        assert_eq!(t.read(&mut buf).await.unwrap(), 2);
+        let held =
+            |t: &Tracked<tokio::net::TcpStream>| t.records.as_ref().unwrap().pending.capacity();
+        assert_eq!(held(&t), 0, "a drained read-ahead buffer is kept");
+        // A read that finds nothing keeps no buffer either.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), t.read(&mut buf)).await;
+        assert!(waiting.is_err());
+        assert_eq!(held(&t), 0, "a buffer is kept while waiting");
+        assert!(t.take_unread().is_empty());
     }
 
     #[tokio::test]

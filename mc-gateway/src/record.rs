@@ -715,6 +715,55 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_are_rejected_without_panicking() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..20_000 {
+            let len = (next() % 300) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if i % 2 == 0 && bytes.len() >= HEADER + 17 {
+                // A well-formed header over a random body.
+                let body = u16::try_from(bytes.len() - HEADER).unwrap().to_be_bytes();
+                bytes[..HEADER].copy_from_slice(&[23, 3, 3, body[0], body[1]]);
+            }
+            if let Ok(Some(n)) = record_len(&bytes)
+                && n <= bytes.len()
+            {
+                assert!(pair(Suite::Aes128Gcm).1.open(&mut bytes[..n]).is_err());
+            }
+            let mut b = RecordBoundary::default();
+            let mut rest = bytes.as_slice();
+            while !rest.is_empty() {
+                let take = b.next_read_limit().min(rest.len());
+                b.seen(&rest[..take]);
+                rest = &rest[take..];
+            }
+        }
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_record_fails_authentication() {
+        let (mut sealer, _) = pair(Suite::Aes256Gcm);
+        let mut buf = vec![0u8; 64];
+        let n = sealer.seal_data(&mut buf, 20).unwrap();
+        for pos in 0..n {
+            for bit in 0..8 {
+                let mut r = buf[..n].to_vec();
+                r[pos] ^= 1 << bit;
+                let (_, mut opener) = pair(Suite::Aes256Gcm);
+                assert!(opener.open(&mut r).is_err(), "byte {pos} bit {bit}");
+            }
+        }
+        let (_, mut opener) = pair(Suite::Aes256Gcm);
+        assert!(opener.open(&mut buf[..n]).is_ok());
+    }
+
+    #[test]
     fn the_secret_log_hands_out_complete_pairs_once() {
         use rustls::KeyLog;
         let log = SecretLog::default();
