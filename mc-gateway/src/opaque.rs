@@ -309,6 +309,10 @@ impl Up {
             self.end -= self.start;
             self.start = 0;
         }
+        if self.end == self.buf.len() {
+            // Never read into an empty slice (that reads as EOF).
+            self.buf.resize(self.buf.len() + MAX_RECORD, 0);
+        }
     }
 }
 

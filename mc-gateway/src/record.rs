@@ -427,6 +427,8 @@ fn same_keys(dir: &Direction, extracted: &ConnectionTrafficSecrets) -> bool {
 pub struct TrafficSecrets {
     client: Vec<u8>,
     server: Vec<u8>,
+    /// Two handshakes logged under the same client random: neither gets these.
+    conflict: bool,
 }
 
 impl std::fmt::Debug for TrafficSecrets {
@@ -465,7 +467,8 @@ impl SecretLog {
     pub fn take(&self, client_random: &[u8; 32]) -> Option<TrafficSecrets> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let secrets = map.remove(client_random)?;
-        (!secrets.client.is_empty() && !secrets.server.is_empty()).then_some(secrets)
+        let complete = !secrets.client.is_empty() && !secrets.server.is_empty();
+        (complete && !secrets.conflict).then_some(secrets)
     }
 }
 
@@ -483,11 +486,16 @@ impl rustls::KeyLog for SecretLog {
             map.clear();
         }
         let entry = map.entry(random).or_default();
-        match label {
-            "CLIENT_TRAFFIC_SECRET_0" => entry.client = secret.to_vec(),
-            "SERVER_TRAFFIC_SECRET_0" => entry.server = secret.to_vec(),
-            _ => {}
-        }
+        let slot = match label {
+            "CLIENT_TRAFFIC_SECRET_0" => &mut entry.client,
+            "SERVER_TRAFFIC_SECRET_0" => &mut entry.server,
+            _ => return,
+        };
+        // A second handshake with the same client random (a replayed or forged ClientHello)
+        // must not hand either connection the other's secrets: both keep rustls.
+        let conflict = !slot.is_empty();
+        *slot = secret.to_vec();
+        entry.conflict |= conflict;
     }
 }
 
@@ -778,5 +786,18 @@ mod tests {
         assert_eq!((s.client[0], s.server[0]), (1, 2));
         assert!(log.take(&random).is_none());
         assert_eq!(format!("{s:?}"), "TrafficSecrets(..)");
+        // Two handshakes under one client random: neither connection gets secrets.
+        for label in [
+            "CLIENT_TRAFFIC_SECRET_0",
+            "SERVER_TRAFFIC_SECRET_0",
+            "CLIENT_TRAFFIC_SECRET_0",
+        ] {
+            log.log(label, &random, &[3; 32]);
+        }
+        log.log("SERVER_TRAFFIC_SECRET_0", &random, &[4; 32]);
+        assert!(
+            log.take(&random).is_none(),
+            "a conflicting entry was handed out"
+        );
     }
 }
