@@ -73,7 +73,7 @@ const SWEEP_MIN: usize = 64;
 /// resolved first, so a connection to an endpoint that left the ready set is never reused.
 ///
 /// Endpoints come and go (pods are replaced), so the map is swept of clients unused for
-/// [`POOL_IDLE`] whenever it has doubled since the last sweep or a sweep is that old: it
+/// `POOL_IDLE` whenever it has doubled since the last sweep or a sweep is that old: it
 /// stays bounded by the endpoints actually in use.
 #[derive(Debug, Clone)]
 pub struct Upstreams {

@@ -5,7 +5,8 @@
 //! name, and routes:
 //!
 //! - ALPN `transport.l5d.io/v1`: the transport header names the target `name:port`; with a
-//!   session protocol the gateway forwards HTTP requests, without one it splices bytes;
+//!   session protocol the gateway forwards HTTP requests, without one it splices bytes, taking
+//!   the connection's TLS records over from rustls ([`opaque`], [`record`]);
 //! - ALPN `h2`, `http/1.1` or none: HTTP routed by `Host` / `:authority`.
 //!
 //! Targets must end in an allowed suffix (`svc.<cluster-domain>`), pass the optional policy,

@@ -8,8 +8,9 @@
 //! directions from the traffic secrets rustls logs ([`SecretLog`]); the sequence numbers and
 //! the keys are checked against what rustls itself extracts ([`Keys::take_over`]).
 //!
-//! [`RecordBoundary`] keeps rustls' reads on record boundaries until the connection's path is
-//! known, so that nothing rustls read is left undecrypted when the records are taken over.
+//! [`RecordBoundary`] follows the record framing so that [`crate::io::Tracked`] can serve
+//! rustls whole records until the connection's path is known: when the records are taken over,
+//! rustls holds no part of one.
 
 use std::collections::HashMap;
 use std::ops::Range;
