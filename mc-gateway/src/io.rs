@@ -64,6 +64,18 @@ impl Activity {
         self.start.elapsed().saturating_sub(last)
     }
 
+    /// Runs `work` until it ends or the connection has been idle for `limit` (a timeout error).
+    pub async fn until_idle<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T>>,
+        limit: Duration,
+    ) -> Result<T> {
+        tokio::select! {
+            r = work => r,
+            () = self.idle_timeout(limit) => Err(Error::Timeout { what: "any byte on an idle connection", after: limit }),
+        }
+    }
+
     /// Resolves once the connection has been idle for `limit`.
     pub async fn idle_timeout(&self, limit: Duration) {
         loop {
@@ -229,11 +241,6 @@ impl Tracked<tokio::net::TcpStream> {
     /// Waits until the socket is readable.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         self.inner.poll_read_ready(cx)
-    }
-
-    /// Waits until the socket is writable.
-    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.inner.poll_write_ready(cx)
     }
 }
 
@@ -434,10 +441,13 @@ where
     let up = copy_half(&mut ar, &mut bw, &activity);
     let down = copy_half(&mut br, &mut aw, &activity);
     let both = async { tokio::try_join!(up, down) };
-    tokio::select! {
-        r = both => r.map_err(|source| Error::Io { what: "splicing", source }),
-        () = activity.idle_timeout(idle) => Err(Error::Timeout { what: "any byte on an idle connection", after: idle }),
-    }
+    let both = async {
+        both.await.map_err(|source| Error::Io {
+            what: "splicing",
+            source,
+        })
+    };
+    activity.until_idle(both, idle).await
 }
 
 /// Largest copy buffer of a splice direction: four TLS records of plaintext, so that a bulk
@@ -514,10 +524,13 @@ where
             Poll::Pending
         }
     });
-    tokio::select! {
-        r = both => r.map_err(|source| Error::Io { what: "splicing", source }),
-        () = activity.idle_timeout(idle) => Err(Error::Timeout { what: "any byte on an idle connection", after: idle }),
-    }
+    let both = async {
+        both.await.map_err(|source| Error::Io {
+            what: "splicing",
+            source,
+        })
+    };
+    activity.until_idle(both, idle).await
 }
 
 /// One direction of [`splice_tcp`].

@@ -139,10 +139,7 @@ pub async fn splice(
             Poll::Pending
         }
     });
-    tokio::select! {
-        r = both => r,
-        () = activity.idle_timeout(idle) => Err(Error::Timeout { what: "any byte on an idle connection", after: idle }),
-    }
+    activity.until_idle(both, idle).await
 }
 
 fn io_error(source: std::io::Error) -> Error {

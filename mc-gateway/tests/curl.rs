@@ -22,6 +22,29 @@ fn require(tool: &str) {
     );
 }
 
+/// `openssl s_client` to the gateway with `client`'s certificate, verifying the gateway against
+/// the anchors (`-brief`); `extra` goes after `s_client`.
+fn s_client(
+    gw: std::net::SocketAddr,
+    pki: &Pki,
+    client: &Files,
+    extra: &[&str],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(OPENSSL);
+    cmd.arg("s_client")
+        .args(extra)
+        .arg("-connect")
+        .arg(gw.to_string())
+        .arg("-CAfile")
+        .arg(pki.anchors())
+        .arg("-cert")
+        .arg(&client.cert)
+        .arg("-key")
+        .arg(&client.key)
+        .args(["-verify_return_error", "-brief"]);
+    cmd
+}
+
 /// Runs curl against the gateway for `https://<host>/path`, connecting to the gateway.
 async fn curl(
     gw: std::net::SocketAddr,
@@ -268,17 +291,8 @@ async fn openssl_shows_tls12_is_refused_and_tls13_accepted() {
     let gw = start(config(&pki, &[])).await;
     let client = pki.leaf("client", CLIENT_ID);
     let run = |version: &'static str| {
-        let mut cmd = tokio::process::Command::new(OPENSSL);
-        cmd.args(["s_client", version, "-connect"])
-            .arg(gw.addr.to_string())
-            .arg("-CAfile")
-            .arg(pki.anchors())
-            .arg("-cert")
-            .arg(&client.cert)
-            .arg("-key")
-            .arg(&client.key)
-            .args(["-verify_return_error", "-brief"])
-            .stdin(std::process::Stdio::null());
+        let mut cmd = s_client(gw.addr, &pki, &client, &[version]);
+        cmd.stdin(std::process::Stdio::null());
         cmd
     };
     let out = tokio::time::timeout(Duration::from_secs(10), run("-tls1_2").output())
@@ -320,30 +334,19 @@ async fn openssl_key_update_on_an_opaque_stream() {
     let echo = echo_backend().await;
     let gw = start(config(&pki, &[(SVC, 7000, echo)])).await;
     let client = pki.leaf("client", CLIENT_ID);
-    let mut child = tokio::process::Command::new(OPENSSL)
-        .args([
-            "s_client",
-            "-tls1_3",
-            "-brief",
-            "-alpn",
-            "transport.l5d.io/v1",
-        ])
-        .arg("-connect")
-        .arg(gw.addr.to_string())
-        .arg("-CAfile")
-        .arg(pki.anchors())
-        .arg("-cert")
-        .arg(&client.cert)
-        .arg("-cert_chain")
-        .arg(&client.cert)
-        .arg("-key")
-        .arg(&client.key)
-        .arg("-verify_return_error")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = s_client(
+        gw.addr,
+        &pki,
+        &client,
+        &["-tls1_3", "-alpn", "transport.l5d.io/v1"],
+    )
+    .arg("-cert_chain")
+    .arg(&client.cert)
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let header = mc_core::transport::TransportHeader {
         port: 7000,
