@@ -5,6 +5,8 @@ Subcommands:
   backend PORT                       sink for bytes; answers HTTP/1.1 keep-alive GETs with 2 bytes
   bulk PORT STREAMS BYTES [HEADER]   push BYTES through each of STREAMS mTLS connections
   latency PORT N HOST                N small GETs over one persistent mTLS connection: p50 p99 (us)
+  latency-mix N HOST NAME=PORT...    the same for every proxy at once, interleaved request by
+                                     request: a line "NAME p50 p99" per proxy
   hold PORT N [HEADER]               open N mTLS connections, print "held K" (K still open), wait for stdin EOF
   cpu PID...                         utime+stime seconds of the processes and their descendants
   rss PID...                         summed VmRSS (KiB) of the processes and their descendants
@@ -83,29 +85,47 @@ def bulk(port, streams, nbytes, spec=None):
 
 
 def latency(port, n, host):
-    s = connect(port, alpn="http/1.1")
+    """N small GETs, one after another, over one persistent connection: prints p50 p99 (us)."""
+    p50, p99 = latency_mix({"proxy": port}, n, host)["proxy"]
+    print(f"{p50:.0f} {p99:.0f}")
+
+
+def latency_mix(ports, n, host):
+    """N small GETs per proxy over one persistent connection each, interleaved request by
+    request (the order rotates every turn), so that every proxy's requests meet the same
+    machine: a burst of load slows all of them alike. Returns {name: (p50, p99)} in us."""
+    names = list(ports)
+    conns = {name: connect(ports[name], alpn="http/1.1") for name in names}
+    bufs = {name: b"" for name in names}
+    times = {name: [] for name in names}
     req = f"GET / HTTP/1.1\r\nhost: {host}\r\n\r\n".encode()
-    times = []
-    buf = b""
     for i in range(n + 100):
-        t0 = time.perf_counter_ns()
-        s.sendall(req)
-        while True:
-            buf += s.recv(4096)
-            end = buf.find(b"\r\n\r\n")
-            if end >= 0:
-                head = buf[:end].decode("latin1").lower()
-                length = 0
-                for line in head.split("\r\n"):
-                    if line.startswith("content-length:"):
-                        length = int(line.split(":")[1])
-                if len(buf) >= end + 4 + length:
-                    buf = buf[end + 4 + length:]
-                    break
-        if i >= 100:  # warm-up excluded
-            times.append((time.perf_counter_ns() - t0) / 1000)
-    times.sort()
-    print(f"{times[len(times) // 2]:.0f} {times[int(len(times) * 0.99)]:.0f}")
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter_ns()
+            bufs[name] = exchange(conns[name], req, bufs[name])
+            if i >= 100:  # warm-up excluded
+                times[name].append((time.perf_counter_ns() - t0) / 1000)
+    out = {}
+    for name, ts in times.items():
+        ts.sort()
+        out[name] = (ts[len(ts) // 2], ts[int(len(ts) * 0.99)])
+    return out
+
+
+def exchange(s, req, buf):
+    """Sends one request and reads one response; returns what was read beyond it."""
+    s.sendall(req)
+    while True:
+        buf += s.recv(4096)
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            length = 0
+            for line in buf[:end].decode("latin1").lower().split("\r\n"):
+                if line.startswith("content-length:"):
+                    length = int(line.split(":")[1])
+            if len(buf) >= end + 4 + length:
+                return buf[end + 4 + length:]
 
 
 def alive(s):
@@ -212,6 +232,10 @@ def main():
         bulk(int(args[0]), int(args[1]), int(args[2]), args[3] if len(args) > 3 else None)
     elif cmd == "latency":
         latency(int(args[0]), int(args[1]), args[2])
+    elif cmd == "latency-mix":
+        ports = dict(a.split("=", 1) for a in args[2:])
+        for name, (p50, p99) in latency_mix({k: int(v) for k, v in ports.items()}, int(args[0]), args[1]).items():
+            print(f"{name} {p50:.0f} {p99:.0f}")
     elif cmd == "hold":
         hold(int(args[0]), int(args[1]), args[2] if len(args) > 2 else None)
     elif cmd == "cpu":

@@ -9,6 +9,9 @@
 //!   the connection's TLS records over from rustls ([`opaque`], [`record`]);
 //! - ALPN `h2`, `http/1.1` or none: HTTP routed by `Host` / `:authority`.
 //!
+//! HTTP is served over [`record_stream::RecordStream`]: after the handshake, the gateway
+//! protects the records of HTTP connections too.
+//!
 //! Targets must end in an allowed suffix (`svc.<cluster-domain>`), pass the optional policy,
 //! and resolve through a [`resolve::Resolve`]. HTTP requests get `Forwarded` and
 //! `l5d-client-id`; loops are refused. [`client::GatewayConnector`] and
@@ -24,6 +27,7 @@ pub mod kubernetes;
 pub mod metrics;
 pub mod opaque;
 pub mod record;
+pub mod record_stream;
 pub mod resolve;
 pub mod route;
 pub mod server;

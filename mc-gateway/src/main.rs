@@ -14,7 +14,7 @@ use mc_gateway::resolve::{
     Balance, Balancer, Chain, DnsResolver, InFlight, SharedResolver, StaticResolver,
 };
 use mc_gateway::route::{Policy, Suffixes, Target};
-use mc_gateway::server::{Gateway, Limits, OpaqueRecords, ServerConfig};
+use mc_gateway::server::{Gateway, Limits, ServerConfig, TlsRecords};
 use mc_gateway::{Error, Result};
 
 /// The mc gateway: the mTLS door into a target cluster, and the client side that reaches it.
@@ -119,17 +119,18 @@ struct Serve {
     /// Certificate, key and trust-anchor file poll interval, seconds.
     #[arg(long, default_value_t = 5.0)]
     reload_interval: f64,
-    /// Who protects the TLS records of an opaque stream after its transport header: gateway
-    /// (rustls handshakes, then the gateway decrypts and seals the records itself, several
-    /// per system call, following key updates) or rustls (rustls throughout).
-    #[arg(long, default_value = "gateway", value_parser = parse_opaque_records)]
-    opaque_records: OpaqueRecords,
+    /// Who protects a connection's TLS records once its path (HTTP, or an opaque stream after
+    /// its transport header) is known: gateway (rustls handshakes, then the gateway decrypts
+    /// and seals the records itself, several per system call, following key updates) or
+    /// rustls (rustls throughout).
+    #[arg(long, alias = "opaque-records", default_value = "gateway", value_parser = parse_tls_records)]
+    tls_records: TlsRecords,
 }
 
-fn parse_opaque_records(s: &str) -> std::result::Result<OpaqueRecords, String> {
+fn parse_tls_records(s: &str) -> std::result::Result<TlsRecords, String> {
     match s {
-        "gateway" => Ok(OpaqueRecords::Gateway),
-        "rustls" => Ok(OpaqueRecords::Rustls),
+        "gateway" => Ok(TlsRecords::Gateway),
+        "rustls" => Ok(TlsRecords::Rustls),
         other => Err(format!(
             "unknown value {other:?}; fix: use gateway (the default) or rustls"
         )),
@@ -272,7 +273,7 @@ async fn serve(args: Serve) -> Result<()> {
         policy,
         default_http_port: args.default_http_port,
         resolver: Arc::new(Chain(chain)),
-        opaque_records: args.opaque_records,
+        tls_records: args.tls_records,
         threads: match args.threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,

@@ -42,6 +42,9 @@ pub struct Metrics {
     /// Opaque splices, by who protects their records after the handshake (`records="gateway"`:
     /// taken over from rustls, see [`crate::opaque`]; `records="rustls"`).
     pub opaque_splices: Family<Labels, Counter>,
+    /// HTTP connections, by who protects their records after the handshake (`records="gateway"`:
+    /// taken over from rustls, see [`crate::record_stream`]; `records="rustls"`).
+    pub http_streams: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -66,6 +69,7 @@ impl Metrics {
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(latency_histogram),
             opaque_splices: Family::default(),
+            http_streams: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -119,7 +123,19 @@ impl Metrics {
             "Opaque splices, by who protects their TLS records after the handshake",
             m.opaque_splices.clone(),
         );
+        registry.register(
+            "http_streams",
+            "HTTP connections, by who protects their TLS records after the handshake",
+            m.http_streams.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Counts an HTTP connection whose records `records` ("gateway" or "rustls") protects.
+    pub fn http_stream(&self, records: &'static str) {
+        self.http_streams
+            .get_or_create(&vec![("records", records.to_owned())])
+            .inc();
     }
 
     /// Counts an opaque splice whose records `records` ("gateway" or "rustls") protects.

@@ -328,6 +328,15 @@ impl Sealer {
         Ok(n)
     }
 
+    /// Like [`Self::seal_key_update`], asking the peer to update its key too (tests play the
+    /// client with it).
+    #[cfg(test)]
+    pub(crate) fn seal_key_update_request(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let n = self.seal_with(buf, &[KEY_UPDATE, 0, 0, 1, 1], HANDSHAKE)?;
+        self.0.update()?;
+        Ok(n)
+    }
+
     /// Whether the sending key has protected enough records that it should be updated.
     pub fn wants_key_update(&self) -> bool {
         self.0.seq >= SEAL_LIMIT
@@ -395,6 +404,21 @@ impl Keys {
             opener: Opener(opener),
             sealer: Sealer(sealer),
         })
+    }
+}
+
+#[cfg(test)]
+impl Keys {
+    /// The gateway's keys from fixed secrets (AES-128-GCM), and the client's ends of them:
+    /// (gateway keys, client sealer, client opener).
+    #[allow(clippy::unwrap_used)]
+    pub(crate) fn test_pair() -> (Self, Sealer, Opener) {
+        let dir = |secret: u8| Direction::new(Suite::Aes128Gcm, vec![secret; 32], 0).unwrap();
+        let keys = Self {
+            opener: Opener(dir(1)),
+            sealer: Sealer(dir(2)),
+        };
+        (keys, Sealer(dir(1)), Opener(dir(2)))
     }
 }
 

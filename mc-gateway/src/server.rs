@@ -93,17 +93,17 @@ pub struct ServerConfig {
     /// Accept loops, each on its own thread (1: serve on the caller's runtime only). See
     /// [`Gateway::run`].
     pub threads: usize,
-    /// Who protects the TLS records of an opaque stream after the transport header.
-    pub opaque_records: OpaqueRecords,
+    /// Who protects a connection's TLS records once its path is known.
+    pub tls_records: TlsRecords,
 }
 
-/// Who protects the TLS records of an opaque (transport-header, no session protocol) stream
-/// once its header is read.
+/// Who protects the TLS records of a connection after the handshake, once its path is known
+/// (HTTP, or an opaque stream after its transport header).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum OpaqueRecords {
-    /// The gateway takes them over from rustls ([`crate::opaque`]): many records per system
-    /// call, decrypted and sealed in place. rustls keeps them when a connection cannot be
-    /// taken over without loss.
+pub enum TlsRecords {
+    /// The gateway takes them over from rustls ([`crate::opaque`] for opaque streams,
+    /// [`crate::record_stream`] for HTTP): many records per system call, decrypted and sealed
+    /// in place. rustls keeps them when a connection cannot be taken over without loss.
     #[default]
     Gateway,
     /// rustls keeps them for the life of every connection.
@@ -149,7 +149,7 @@ impl Gateway {
         let tls = ReloadingServerConfig::load(
             cert,
             &config.trust_anchors,
-            config.opaque_records == OpaqueRecords::Gateway,
+            config.tls_records == TlsRecords::Gateway,
         )?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -432,7 +432,7 @@ async fn connection(
     let accept = TlsAcceptor::from(shared.tls.current())
         .accept(io)
         .into_fallible();
-    let mut tls = match tokio::time::timeout(limit, accept).await {
+    let tls = match tokio::time::timeout(limit, accept).await {
         Ok(Ok(tls)) => tls,
         Ok(Err((e, io))) => {
             if let (Some(log), Some(random)) =
@@ -476,7 +476,6 @@ async fn connection(
     if alpn.as_deref() == Some(mc_core::transport::ALPN) {
         transport(shared, tls, peer, client, secrets, activity, stop).await
     } else {
-        tls.get_mut().0.stop_following_records();
         // The protocol the client chose by ALPN is served without detection; with no ALPN,
         // the first bytes tell (the HTTP/2 preface or not).
         let protocol = match alpn.as_deref() {
@@ -485,9 +484,36 @@ async fn connection(
             _ => None,
         };
         let ctx = http_context(shared, client, None, false);
-        serve_http(shared, tls, ctx, protocol, stop).await;
-        Ok(())
+        serve_http_stream(shared, tls, secrets, Vec::new(), ctx, protocol, stop).await
     }
+}
+
+/// Serves HTTP on the client's stream, its records taken over from rustls when they can be
+/// ([`crate::record_stream`]); `early` is plaintext read before (after a transport header).
+async fn serve_http_stream(
+    shared: &Shared,
+    tls: ServerTls,
+    secrets: Option<TrafficSecrets>,
+    mut early: Vec<u8>,
+    ctx: HttpContext,
+    protocol: Option<SessionProtocol>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let (plaintext, taken) = crate::opaque::take_over(tls, secrets)?;
+    early.extend_from_slice(&plaintext);
+    match taken {
+        TakeOver::Detached { io, keys, unread } => {
+            shared.metrics.http_stream("gateway");
+            let io = crate::record_stream::RecordStream::new(io, keys, early, &unread);
+            serve_http(shared, io, ctx, protocol, stop).await;
+        }
+        TakeOver::Kept(tls) => {
+            shared.metrics.http_stream("rustls");
+            let io = crate::io::Prefixed::new(early, *tls);
+            serve_http(shared, io, ctx, protocol, stop).await;
+        }
+    }
+    Ok(())
 }
 
 fn http_context(
@@ -552,12 +578,9 @@ async fn transport(
     tracing::debug!(%peer, %client, %target, protocol = ?header.protocol, "transport header");
     match header.protocol {
         Some(protocol) => {
-            tls.get_mut().0.stop_following_records();
             let h2 = protocol == SessionProtocol::Http2;
             let ctx = http_context(shared, client, Some(target), h2);
-            let io = crate::io::Prefixed::new(rest, tls);
-            serve_http(shared, io, ctx, Some(protocol), stop).await;
-            Ok(())
+            serve_http_stream(shared, tls, secrets, rest, ctx, Some(protocol), stop).await
         }
         None => {
             let addr = match shared.resolver.resolve(&target).await {

@@ -323,52 +323,39 @@ async fn openssl_shows_tls12_is_refused_and_tls13_accepted() {
     gw.shutdown().await;
 }
 
-/// openssl s_client on the opaque transport path, where the gateway takes the records over
-/// from rustls after the header: data, a key update from OpenSSL that asks for one back (the
-/// `K` command), and data after it all reach the echo backend and come back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openssl_key_update_on_an_opaque_stream() {
+/// Runs openssl s_client against the gateway with ALPN `alpn`: sends `before`, then a key
+/// update that asks for one back (the `K` command), then `after`. Returns (stdout, stderr).
+async fn s_client_key_update(
+    gw: std::net::SocketAddr,
+    pki: &Pki,
+    alpn: &str,
+    before: &[u8],
+    after: &[u8],
+) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     require(OPENSSL);
-    let pki = Pki::new();
-    let echo = echo_backend().await;
-    let gw = start(config(&pki, &[(SVC, 7000, echo)])).await;
     let client = pki.leaf("client", CLIENT_ID);
-    let mut child = s_client(
-        gw.addr,
-        &pki,
-        &client,
-        &["-tls1_3", "-alpn", "transport.l5d.io/v1"],
-    )
-    .arg("-cert_chain")
-    .arg(&client.cert)
-    .stdin(std::process::Stdio::piped())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = s_client(gw, pki, &client, &["-tls1_3", "-msg", "-alpn", alpn])
+        .arg("-cert_chain")
+        .arg(&client.cert)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let header = mc_core::transport::TransportHeader {
-        port: 7000,
-        name: Some(SVC.to_owned()),
-        protocol: None,
-    }
-    .encode();
     // s_client takes a command only at the start of what one read from stdin returns.
     let pause = || tokio::time::sleep(Duration::from_millis(400));
-    stdin
-        .write_all(&[header.as_slice(), b"before-update\n"].concat())
-        .await
-        .unwrap();
+    stdin.write_all(before).await.unwrap();
     pause().await;
     let _ = stdin.write_all(b"K\n").await;
     pause().await;
-    let _ = stdin.write_all(b"after-update\n").await;
+    let _ = stdin.write_all(after).await;
     pause().await;
     drop(stdin);
     let mut stdout = String::new();
     let mut out = child.stdout.take().unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), async {
+    tokio::time::timeout(Duration::from_secs(10), async {
         out.read_to_string(&mut stdout).await.unwrap();
         child.wait().await.unwrap()
     })
@@ -383,13 +370,67 @@ async fn openssl_key_update_on_an_opaque_stream() {
         .await
         .unwrap();
     assert!(stderr.contains("KEYUPDATE"), "no key update sent: {stderr}");
+    // -msg prints each TLS message: the gateway answered with a key update of its own.
+    assert!(
+        stdout.contains("<<< TLS 1.3, Handshake [length 0005], KeyUpdate"),
+        "no key update came back: {stdout}"
+    );
+    (stdout, stderr)
+}
+
+/// openssl s_client on the opaque transport path, where the gateway takes the records over
+/// from rustls after the header: data, a key update from OpenSSL that asks for one back (the
+/// `K` command), and data after it all reach the echo backend and come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_key_update_on_an_opaque_stream() {
+    let pki = Pki::new();
+    let echo = echo_backend().await;
+    let gw = start(config(&pki, &[(SVC, 7000, echo)])).await;
+    let header = mc_core::transport::TransportHeader {
+        port: 7000,
+        name: Some(SVC.to_owned()),
+        protocol: None,
+    }
+    .encode();
+    let before = [header.as_slice(), b"before-update\n"].concat();
+    let (stdout, stderr) = s_client_key_update(
+        gw.addr,
+        &pki,
+        "transport.l5d.io/v1",
+        &before,
+        b"after-update\n",
+    )
+    .await;
     assert!(
         stdout.contains("before-update") && stdout.contains("after-update"),
-        "echo missing: {stdout} / {stderr} / {status}"
+        "echo missing: {stdout} / {stderr}"
     );
     let (_, m) = admin_get(gw.admin, "/metrics").await;
     assert_eq!(
         metric(&m, "mc_gateway_opaque_splices_total{records=\"gateway\"}"),
+        1.0,
+        "{m}"
+    );
+    gw.shutdown().await;
+}
+
+/// The same on HTTP/1.1 over mTLS, whose records the gateway also takes over: a request
+/// before OpenSSL's key update and one after it are both answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_key_update_on_an_http_connection() {
+    let pki = Pki::new();
+    let backend = http_backend().await;
+    let gw = start(config(&pki, &[(SVC, 80, backend)])).await;
+    let get = |path: &str| format!("GET /{path} HTTP/1.1\r\nhost: {SVC}:80\r\n\r\n").into_bytes();
+    let (stdout, stderr) =
+        s_client_key_update(gw.addr, &pki, "http/1.1", &get("before"), &get("after")).await;
+    assert!(
+        stdout.contains("GET /before HTTP/1.1") && stdout.contains("GET /after HTTP/1.1"),
+        "a response is missing: {stdout} / {stderr}"
+    );
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    assert_eq!(
+        metric(&m, "mc_gateway_http_streams_total{records=\"gateway\"}"),
         1.0,
         "{m}"
     );

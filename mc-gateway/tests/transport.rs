@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use mc_core::transport::SessionProtocol;
 use mc_gateway::client::{Backend, BackendKind, Forwarder, GatewayConnector};
 use mc_gateway::route::{Policy, Target};
-use mc_gateway::server::{OpaqueRecords, ServerConfig};
+use mc_gateway::server::{ServerConfig, TlsRecords};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn connector(
@@ -195,7 +195,7 @@ async fn opaque_100_mib_transfer_keeps_every_byte() {
 /// The gateway takes an opaque stream's records over from rustls after the header: bulk data
 /// both ways, key updates the client starts (asking for one back), and close_notify at the end
 /// all work with a rustls client; and the same with rustls keeping the records
-/// (`--opaque-records rustls`).
+/// (`--tls-records rustls`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opaque_records_taken_over_follow_key_updates_both_ways() {
     let pki = Pki::new();
@@ -203,11 +203,11 @@ async fn opaque_records_taken_over_follow_key_updates_both_ways() {
     let client = pki.leaf("client", CLIENT_ID);
     let data = pattern(7, 4 * 1024 * 1024);
     for (mode, label) in [
-        (OpaqueRecords::Gateway, "gateway"),
-        (OpaqueRecords::Rustls, "rustls"),
+        (TlsRecords::Gateway, "gateway"),
+        (TlsRecords::Rustls, "rustls"),
     ] {
         let gw = start(ServerConfig {
-            opaque_records: mode,
+            tls_records: mode,
             ..config(&pki, &[(SVC, 7000, echo)])
         })
         .await;
@@ -238,6 +238,92 @@ async fn opaque_records_taken_over_follow_key_updates_both_ways() {
         );
         gw.shutdown().await;
     }
+}
+
+/// HTTP connections run over records the gateway takes over from rustls too
+/// (`mc_gateway::record_stream`): a 1 MiB request body in many records with a key update in
+/// the middle, its 1 MiB echo back, a second request on the same connection, and close_notify
+/// at the end; and the same with rustls keeping the records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_over_records_taken_over_follows_key_updates_and_large_bodies() {
+    let pki = Pki::new();
+    let backend = http_backend().await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let body: Vec<u8> = (0..1024 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
+    for (mode, label) in [
+        (TlsRecords::Gateway, "gateway"),
+        (TlsRecords::Rustls, "rustls"),
+    ] {
+        let gw = start(ServerConfig {
+            tls_records: mode,
+            ..config(&pki, &[(SVC, 80, backend)])
+        })
+        .await;
+        let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
+        let mut s = c
+            .connect(&Target::new(SVC, 80), Some(SessionProtocol::Http1))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nhost: {SVC}\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        for (i, chunk) in body.chunks(100_000).enumerate() {
+            if i == 5 {
+                // A key update asking the gateway to update its sending key too.
+                s.get_mut().1.refresh_traffic_keys().unwrap();
+            }
+            s.write_all(chunk).await.unwrap();
+        }
+        let (status, text) = read_response(&mut s).await;
+        assert_eq!(status, 200, "{label}");
+        assert!(
+            text.starts_with("POST /upload HTTP/1.1\n"),
+            "{label}: {}",
+            &text[..80]
+        );
+        assert!(
+            text.ends_with(std::str::from_utf8(&body).unwrap()),
+            "{label}: the echoed body differs"
+        );
+        s.write_all(format!("GET /again HTTP/1.1\r\nhost: {SVC}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (status, text) = read_response(&mut s).await;
+        assert_eq!(status, 200, "{label}");
+        assert!(text.starts_with("GET /again HTTP/1.1\n"), "{label}: {text}");
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        // rustls errors on an EOF without close_notify: this also checks the gateway sends one.
+        s.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "{label}");
+
+        let (_, m) = admin_get(gw.admin, "/metrics").await;
+        let streams = format!("mc_gateway_http_streams_total{{records=\"{label}\"}}");
+        assert_eq!(metric(&m, &streams), 1.0, "{m}");
+        gw.shutdown().await;
+    }
+}
+
+/// Reads one HTTP/1.1 response with a content-length: (status, body as text).
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (u16, String) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap().to_ascii_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap();
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (status, String::from_utf8(body).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -225,7 +225,7 @@ pub fn config(pki: &Pki, statics: &[(&str, u16, SocketAddr)]) -> ServerConfig {
         default_http_port: 80,
         resolver: Arc::new(resolver),
         threads: 1,
-        opaque_records: Default::default(),
+        tls_records: Default::default(),
         limits: Limits {
             handshake_timeout: Duration::from_secs(2),
             header_timeout: Duration::from_secs(1),
