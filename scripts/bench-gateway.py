@@ -5,8 +5,10 @@ Subcommands:
   backend PORT                       sink for bytes; answers HTTP/1.1 keep-alive GETs with 2 bytes
   bulk PORT STREAMS BYTES [HEADER]   push BYTES through each of STREAMS mTLS connections
   latency PORT N HOST                N small GETs over one persistent mTLS connection: p50 p99 (us)
-  latency-mix N HOST NAME=PORT...    the same for every proxy at once, interleaved request by
-                                     request: a line "NAME p50 p99" per proxy
+  latency-mix N HOST BLOCK WARM NAME=PORT...
+                                     the same for every proxy at once, interleaved in blocks of
+                                     BLOCK requests (WARM more untimed before each): a line
+                                     "NAME p50 p99" per proxy
   hold PORT N [HEADER]               open N mTLS connections, print "held K" (K still open), wait for stdin EOF
   cpu PID...                         utime+stime seconds of the processes and their descendants
   rss PID...                         summed VmRSS (KiB) of the processes and their descendants
@@ -90,22 +92,29 @@ def latency(port, n, host):
     print(f"{p50:.0f} {p99:.0f}")
 
 
-def latency_mix(ports, n, host):
-    """N small GETs per proxy over one persistent connection each, interleaved request by
-    request (the order rotates every turn), so that every proxy's requests meet the same
-    machine: a burst of load slows all of them alike. Returns {name: (p50, p99)} in us."""
+def latency_mix(ports, n, host, block=1, warm=0):
+    """N small GETs per proxy over one persistent connection each, interleaved in blocks of
+    BLOCK requests (the order of the proxies rotates every turn), so that every proxy's
+    requests meet the same machine: a burst of load slows all of them alike. The first WARM
+    requests of each block are not timed (the proxy's caches are cold after the others ran).
+    Returns {name: (p50, p99)} in us."""
     names = list(ports)
     conns = {name: connect(ports[name], alpn="http/1.1") for name in names}
     bufs = {name: b"" for name in names}
     times = {name: [] for name in names}
     req = f"GET / HTTP/1.1\r\nhost: {host}\r\n\r\n".encode()
-    for i in range(n + 100):
-        shift = i % len(names)
-        for name in names[shift:] + names[:shift]:
-            t0 = time.perf_counter_ns()
+    for name in names:  # warm-up, not timed
+        for _ in range(100):
             bufs[name] = exchange(conns[name], req, bufs[name])
-            if i >= 100:  # warm-up excluded
-                times[name].append((time.perf_counter_ns() - t0) / 1000)
+    turns = -(-n // block)
+    for turn in range(turns):
+        shift = turn % len(names)
+        for name in names[shift:] + names[:shift]:
+            for j in range(warm + block):
+                t0 = time.perf_counter_ns()
+                bufs[name] = exchange(conns[name], req, bufs[name])
+                if j >= warm:
+                    times[name].append((time.perf_counter_ns() - t0) / 1000)
     out = {}
     for name, ts in times.items():
         ts.sort()
@@ -233,8 +242,9 @@ def main():
     elif cmd == "latency":
         latency(int(args[0]), int(args[1]), args[2])
     elif cmd == "latency-mix":
-        ports = dict(a.split("=", 1) for a in args[2:])
-        for name, (p50, p99) in latency_mix({k: int(v) for k, v in ports.items()}, int(args[0]), args[1]).items():
+        ports = dict(a.split("=", 1) for a in args[4:])
+        mixed = latency_mix({k: int(v) for k, v in ports.items()}, int(args[0]), args[1], int(args[2]), int(args[3]))
+        for name, (p50, p99) in mixed.items():
             print(f"{name} {p50:.0f} {p99:.0f}")
     elif cmd == "hold":
         hold(int(args[0]), int(args[1]), args[2] if len(args) > 2 else None)
