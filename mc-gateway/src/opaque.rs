@@ -53,7 +53,8 @@ pub enum TakeOver {
 /// Takes a connection's records over from rustls, when that can be done without losing a
 /// byte: rustls read whole records only, has nothing left to send, and the connection's
 /// traffic secrets were logged. Returns the plaintext rustls had already decrypted (to be
-/// sent to the backend first) and the stream to splice.
+/// used first) and the stream: for an opaque [`splice`], or for HTTP on a
+/// [`crate::record_stream::RecordStream`].
 pub fn take_over(
     mut tls: ServerTls,
     secrets: Option<TrafficSecrets>,
