@@ -10,6 +10,7 @@ Subcommands:
                                      BLOCK requests (WARM more untimed before each): a line
                                      "NAME p50 p99" per proxy
   hold PORT N [HEADER]               open N mTLS connections, print "held K" (K still open), wait for stdin EOF
+  hold-http PORT N HOST              the same with HTTP/1.1 connections that each made one request first
   cpu PID...                         utime+stime seconds of the processes and their descendants
   rss PID...                         summed VmRSS (KiB) of the processes and their descendants
 HEADER is NAME:PORT: offer ALPN transport.l5d.io/v1 and send the transport header (mc-gateway).
@@ -148,13 +149,18 @@ def alive(s):
         return False
 
 
-def hold(port, n, spec=None):
+def hold(port, n, spec=None, host=None):
     """Opens N connections (5 s to connect and handshake each; a proxy out of file descriptors
-    leaves them in its backlog), then prints "held K": those still open a second later."""
+    leaves them in its backlog), then prints "held K": those still open a second later. With
+    HOST, each is an HTTP/1.1 connection that made one keep-alive request first."""
     conns = []
+    req = f"GET / HTTP/1.1\r\nhost: {host}\r\n\r\n".encode() if host else None
     for _ in range(n):
         try:
-            conns.append(connect(port, spec, timeout=5))
+            s = connect(port, spec, alpn="http/1.1" if host else None, timeout=5)
+            if req:
+                exchange(s, req, b"")
+            conns.append(s)
         except OSError:
             pass
     time.sleep(1)
@@ -248,6 +254,8 @@ def main():
             print(f"{name} {p50:.0f} {p99:.0f}")
     elif cmd == "hold":
         hold(int(args[0]), int(args[1]), args[2] if len(args) > 2 else None)
+    elif cmd == "hold-http":
+        hold(int(args[0]), int(args[1]), host=args[2])
     elif cmd == "cpu":
         cpu(args)
     elif cmd == "rss":

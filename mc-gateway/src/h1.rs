@@ -35,6 +35,8 @@ const MAX_HEADERS: usize = 100;
 
 /// Bytes asked for per read.
 const READ_CHUNK: usize = 16 * 1024;
+/// How much [`Buffered::fill_after_idle`] reads at once (a request head's size).
+const IDLE_CHUNK: usize = 4 * 1024;
 
 /// Limits of the lean path.
 #[derive(Debug, Clone, Copy)]
@@ -129,6 +131,28 @@ impl Buffered {
         }
         self.buf.reserve(READ_CHUNK);
         io.read_buf(&mut self.buf).await
+    }
+
+    /// Lets the buffer's memory go and reads once from `io` through a stack chunk, so that a
+    /// connection waiting for its next message holds no read buffer (the chunk lives only
+    /// inside each poll, not in the waiting future). Returns the bytes read (0: end of
+    /// stream). Only for an empty buffer; otherwise the same as [`Self::fill`].
+    async fn fill_after_idle<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+    ) -> std::io::Result<usize> {
+        if !self.pending().is_empty() {
+            return self.fill(io).await;
+        }
+        *self = Self::default();
+        std::future::poll_fn(|cx| {
+            let mut chunk = [std::mem::MaybeUninit::<u8>::uninit(); IDLE_CHUNK];
+            let mut rb = tokio::io::ReadBuf::uninit(&mut chunk);
+            std::task::ready!(std::pin::Pin::new(&mut *io).poll_read(cx, &mut rb))?;
+            self.buf.extend_from_slice(rb.filled());
+            std::task::Poll::Ready(Ok(rb.filled().len()))
+        })
+        .await
     }
 
     /// The pending bytes, owned.
@@ -722,7 +746,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     ) -> Next {
         let started = Instant::now();
         if self.buf.pending().is_empty() {
-            let fill = self.buf.fill(&mut self.io);
+            let fill = self.buf.fill_after_idle(&mut self.io);
             let bounded = async {
                 if first {
                     tokio::time::timeout(self.limits.header_timeout, fill)
@@ -920,6 +944,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Keeps `up` for the next requests; beyond [`MAX_DEDICATED`] endpoints, the least
     /// recently used connection is closed.
     fn put_upstream(&mut self, mut up: Upstream) {
+        if up.buf.pending().is_empty() {
+            // Idle until the next request: hold no read buffer for it.
+            up.buf = Buffered::default();
+        }
         self.requests += 1;
         up.last_used = self.requests;
         up.reused = true;
@@ -1264,6 +1292,29 @@ mod tests {
             parse_request(&full[..30], 20),
             Parsed::Handoff("head too large")
         ));
+    }
+
+    #[tokio::test]
+    async fn a_buffer_waiting_for_the_next_message_holds_no_memory() {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let mut buf = Buffered::default();
+        // A large message leaves a large buffer behind.
+        client.write_all(&[b'x'; 10_000]).await.unwrap();
+        buf.fill(&mut server).await.unwrap();
+        buf.consume(buf.pending().len());
+        assert!(buf.buf.capacity() >= 10_000);
+        // Waiting for the next one, it is gone.
+        let wait =
+            tokio::time::timeout(Duration::from_millis(20), buf.fill_after_idle(&mut server)).await;
+        assert!(wait.is_err());
+        assert_eq!(buf.buf.capacity(), 0);
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        assert_eq!(buf.fill_after_idle(&mut server).await.unwrap(), 16);
+        assert_eq!(buf.pending(), b"GET / HTTP/1.1\r\n");
+        // With bytes pending, it reads after them like fill.
+        client.write_all(b"host: a\r\n").await.unwrap();
+        buf.fill_after_idle(&mut server).await.unwrap();
+        assert_eq!(buf.pending(), b"GET / HTTP/1.1\r\nhost: a\r\n");
     }
 
     #[test]

@@ -612,16 +612,24 @@ fn check_with_the_real_gateway_and_controller() {
     let mut cmd = env.bed.kubectl("west");
     cmd.args(["delete", "--wait=false", "-f", "-"]);
     ok(&with_stdin(cmd, &del));
-    let left = ok(&env.kubectl(
-        "west",
-        &[
-            "get",
-            "clusterroles,clusterrolebindings,crd",
-            "-l",
-            "linkerd.io/extension=multicluster",
-            "-o",
-            "name",
-        ],
-    ));
+    // A CRD goes once its finalizer has removed its custom resources: wait for that.
+    let start = std::time::Instant::now();
+    let left = loop {
+        let left = ok(&env.kubectl(
+            "west",
+            &[
+                "get",
+                "clusterroles,clusterrolebindings,crd",
+                "-l",
+                "linkerd.io/extension=multicluster",
+                "-o",
+                "name",
+            ],
+        ));
+        if left.trim().is_empty() || start.elapsed() > Duration::from_secs(60) {
+            break left;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     assert_eq!(left.trim(), "", "left behind: {left}");
 }
