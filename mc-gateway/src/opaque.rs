@@ -445,9 +445,14 @@ impl Down {
         let Error::Record { alert, .. } = e else {
             return;
         };
-        let mut buf = [0u8; 64];
-        if let Ok(n) = sealer.seal_fatal_alert(&mut buf, *alert) {
-            let _ = client.try_write(&buf[..n]);
-        }
+        send_fatal_alert(client, sealer, *alert);
+    }
+}
+
+/// Best effort, without waiting: seals the fatal alert `desc` and writes it to the client.
+pub fn send_fatal_alert(client: &Tracked<TcpStream>, sealer: &mut Sealer, desc: u8) {
+    let mut buf = [0u8; 64];
+    if let Ok(n) = sealer.seal_fatal_alert(&mut buf, desc) {
+        let _ = client.try_write(&buf[..n]);
     }
 }

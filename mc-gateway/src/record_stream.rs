@@ -150,10 +150,7 @@ impl RecordStream {
             return;
         }
         self.write.closed = true;
-        let mut buf = [0u8; CONTROL];
-        if let Ok(n) = self.keys.sealer.seal_fatal_alert(&mut buf, *alert) {
-            let _ = self.io.try_write(&buf[..n]);
-        }
+        crate::opaque::send_fatal_alert(&self.io, &mut self.keys.sealer, *alert);
     }
 
     /// Writes the sealed records still buffered.
