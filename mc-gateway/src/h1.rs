@@ -704,11 +704,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn serve_requests(
         &mut self,
         ctx: &HttpContext,
-        stop: watch::Receiver<bool>,
+        mut stop: watch::Receiver<bool>,
     ) -> Option<&'static str> {
         let mut first = true;
         loop {
-            let head = match self.next_head(ctx, stop.clone(), first).await {
+            let head = match self.next_head(ctx, &mut stop, first).await {
                 Next::Request(h) => {
                     first = false;
                     h
@@ -741,7 +741,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn next_head(
         &mut self,
         ctx: &HttpContext,
-        mut stop: watch::Receiver<bool>,
+        stop: &mut watch::Receiver<bool>,
         first: bool,
     ) -> Next {
         let started = Instant::now();

@@ -6,7 +6,7 @@
 //!
 //! - ALPN `transport.l5d.io/v1`: the transport header names the target `name:port`; with a
 //!   session protocol the gateway forwards HTTP requests, without one it splices bytes, taking
-//!   the connection's TLS records over from rustls ([`opaque`], [`record`]);
+//!   the connection's TLS records over from rustls ([`takeover`], [`opaque`], [`record`]);
 //! - ALPN `h2`, `http/1.1` or none: HTTP routed by `Host` / `:authority`.
 //!
 //! HTTP is served over [`record_stream::RecordStream`]: after the handshake, the gateway
@@ -31,6 +31,7 @@ pub mod record_stream;
 pub mod resolve;
 pub mod route;
 pub mod server;
+pub mod takeover;
 pub mod tls;
 pub mod upstream;
 

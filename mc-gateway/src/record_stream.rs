@@ -150,7 +150,7 @@ impl RecordStream {
             return;
         }
         self.write.closed = true;
-        crate::opaque::send_fatal_alert(&self.io, &mut self.keys.sealer, *alert);
+        crate::takeover::send_fatal_alert(&self.io, &mut self.keys.sealer, *alert);
     }
 
     /// Writes the sealed records still buffered.

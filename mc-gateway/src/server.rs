@@ -20,10 +20,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::http::{HttpContext, Upstreams};
 use crate::io::{Activity, Tracked, read_header, splice_tcp};
 use crate::metrics::Metrics;
-use crate::opaque::TakeOver;
 use crate::record::TrafficSecrets;
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target};
+use crate::takeover::TakeOver;
 use crate::tls::{ReloadingCert, ReloadingServerConfig, handshake_error_reason, identity_of};
 use crate::{Error, Result};
 
@@ -455,7 +455,7 @@ async fn connection(
         .metrics
         .handshake_seconds
         .observe(start.elapsed().as_secs_f64());
-    let secrets = secret_log.and_then(|log| crate::opaque::secrets_of(&tls, log));
+    let secrets = secret_log.and_then(|log| crate::takeover::secrets_of(&tls, log));
     let (_, conn) = tls.get_ref();
     let client = conn
         .peer_certificates()
@@ -499,7 +499,7 @@ async fn serve_http_stream(
     protocol: Option<SessionProtocol>,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let (plaintext, taken) = crate::opaque::take_over(tls, secrets)?;
+    let (plaintext, taken) = crate::takeover::take_over(tls, secrets)?;
     early.extend_from_slice(&plaintext);
     match taken {
         TakeOver::Detached { io, keys, unread } => {
@@ -599,7 +599,7 @@ async fn transport(
                     return Ok(());
                 }
             };
-            let (plaintext, taken) = crate::opaque::take_over(tls, secrets)?;
+            let (plaintext, taken) = crate::takeover::take_over(tls, secrets)?;
             for early in [&rest, &plaintext] {
                 tokio::io::AsyncWriteExt::write_all(&mut upstream, early)
                     .await
