@@ -11,6 +11,7 @@ Subcommands:
                                      "NAME p50 p99" per proxy
   hold PORT N [HEADER]               open N mTLS connections, print "held K" (K still open), wait for stdin EOF
   hold-http PORT N HOST              the same with HTTP/1.1 connections that each made one request first
+  hold-bulk PORT N BYTES [HEADER]    the same with connections that each sent BYTES first
   cpu PID...                         utime+stime seconds of the processes and their descendants
   rss PID...                         summed VmRSS (KiB) of the processes and their descendants
 HEADER is NAME:PORT: offer ALPN transport.l5d.io/v1 and send the transport header (mc-gateway).
@@ -149,10 +150,11 @@ def alive(s):
         return False
 
 
-def hold(port, n, spec=None, host=None):
+def hold(port, n, spec=None, host=None, bulk=0):
     """Opens N connections (5 s to connect and handshake each; a proxy out of file descriptors
     leaves them in its backlog), then prints "held K": those still open a second later. With
-    HOST, each is an HTTP/1.1 connection that made one keep-alive request first."""
+    HOST, each is an HTTP/1.1 connection that made one keep-alive request first; with BULK,
+    each sends BULK bytes (to the backend, which drops them) first."""
     conns = []
     req = f"GET / HTTP/1.1\r\nhost: {host}\r\n\r\n".encode() if host else None
     for _ in range(n):
@@ -160,6 +162,8 @@ def hold(port, n, spec=None, host=None):
             s = connect(port, spec, alpn="http/1.1" if host else None, timeout=5)
             if req:
                 exchange(s, req, b"")
+            if bulk:
+                s.sendall(b"x" * bulk)
             conns.append(s)
         except OSError:
             pass
@@ -256,6 +260,8 @@ def main():
         hold(int(args[0]), int(args[1]), args[2] if len(args) > 2 else None)
     elif cmd == "hold-http":
         hold(int(args[0]), int(args[1]), host=args[2])
+    elif cmd == "hold-bulk":
+        hold(int(args[0]), int(args[1]), args[3] if len(args) > 3 else None, bulk=int(args[2]))
     elif cmd == "cpu":
         cpu(args)
     elif cmd == "rss":

@@ -30,6 +30,9 @@ const UP_BIG: usize = 128 * 1024;
 const DOWN_SLOTS: usize = 4;
 /// Plaintext ranges written to the backend in one `writev`.
 const MAX_IOV: usize = 16;
+/// How long the client→backend direction keeps its bulk buffer once the client pauses: a
+/// burst that resumes within it reuses the buffer, a connection that went quiet lets it go.
+const BULK_LINGER: Duration = Duration::from_millis(250);
 
 /// Copies both directions between the client (records protected with `keys`, starting with
 /// `unread`, what was read from it but not yet opened) and the backend until both are done or the connection has been idle for `idle`. Returns the plaintext
@@ -53,6 +56,7 @@ pub async fn splice(
             }
             other => other,
         };
+        up.poll_linger(cx);
         let down_ready = down.poll(
             cx,
             &mut backend,
@@ -61,6 +65,7 @@ pub async fn splice(
             &mut up.key_update_requested,
             &activity,
         )?;
+        down.poll_linger(cx);
         if up_ready.is_ready() && down_ready.is_ready() {
             Poll::Ready(Ok((up.total, down.total)))
         } else {
@@ -68,6 +73,45 @@ pub async fn splice(
         }
     });
     activity.until_idle(both, idle).await
+}
+
+/// A direction's bulk buffer, kept across short pauses: once the direction has paused for
+/// [`BULK_LINGER`] without a byte, [`Linger::expired`] says so, and the buffer goes.
+#[derive(Debug, Default)]
+struct Linger {
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The timer runs for the current pause.
+    armed: bool,
+}
+
+impl Linger {
+    /// Data moved: the pause, if any, is over.
+    fn resume(&mut self) {
+        self.armed = false;
+    }
+
+    /// The direction paused with its bulk buffer: starts the timer, unless it already runs
+    /// for this pause.
+    fn pause(&mut self) {
+        if self.armed {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + BULK_LINGER;
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        self.armed = true;
+    }
+
+    /// Whether the current pause has lasted [`BULK_LINGER`]; until then `cx` is woken when it
+    /// has.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.timer {
+            Some(timer) if self.armed => timer.as_mut().poll(cx).is_ready(),
+            _ => false,
+        }
+    }
 }
 
 fn io_error(source: std::io::Error) -> Error {
@@ -96,6 +140,8 @@ struct Up {
     total: u64,
     /// The client asked for a key update in the other direction.
     key_update_requested: bool,
+    /// Lets the bulk buffer go once the client has paused for [`BULK_LINGER`].
+    linger: Linger,
 }
 
 impl Up {
@@ -203,6 +249,7 @@ impl Up {
             Ok(n) => {
                 self.end += n;
                 self.last_read = n;
+                self.linger.resume();
                 if self.end == self.buf.len() && self.buf.len() < UP_BIG {
                     self.buf.resize(UP_BIG, 0);
                 }
@@ -211,14 +258,31 @@ impl Up {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if self.start == self.end && self.last_read < UP_SMALL {
                     // Idle: hold no buffer.
-                    self.buf = Vec::new();
-                    self.ready = Vec::new();
-                    self.start = 0;
-                    self.end = 0;
+                    self.release();
+                } else if self.start == self.end {
+                    self.linger.pause();
                 }
                 Poll::Ready(Ok(()))
             }
             Err(e) => Poll::Ready(Err(io_error(e))),
+        }
+    }
+
+    /// Lets the read buffer go (nothing in it is still to be opened or written).
+    fn release(&mut self) {
+        self.buf = Vec::new();
+        self.ready = Vec::new();
+        self.start = 0;
+        self.end = 0;
+        self.last_read = 0;
+        self.linger = Linger::default();
+    }
+
+    /// Releases the bulk buffer once the client has paused for [`BULK_LINGER`].
+    fn poll_linger(&mut self, cx: &mut Context<'_>) {
+        let quiet = self.start == self.end && self.next >= self.ready.len();
+        if quiet && self.linger.expired(cx) {
+            self.release();
         }
     }
 
@@ -253,6 +317,8 @@ struct Down {
     notified: bool,
     done: bool,
     total: u64,
+    /// Lets the slots go once the backend has paused for [`BULK_LINGER`].
+    linger: Linger,
 }
 
 impl Down {
@@ -332,6 +398,7 @@ impl Down {
                 Poll::Ready(Ok(()))
             }
             Ok(n) => {
+                self.linger.resume();
                 self.seal(n, sealer)?;
                 self.total += n as u64;
                 if n == slots * MAX_PLAINTEXT && slots < DOWN_SLOTS {
@@ -341,11 +408,26 @@ impl Down {
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if slots == 1 {
-                    self.buf = Vec::new();
+                    self.release();
+                } else {
+                    self.linger.pause();
                 }
                 Poll::Ready(Ok(()))
             }
             Err(e) => Poll::Ready(Err(io_error(e))),
+        }
+    }
+
+    /// Lets the slots go (everything sealed was written).
+    fn release(&mut self) {
+        self.buf = Vec::new();
+        self.linger = Linger::default();
+    }
+
+    /// Releases the bulk slots once the backend has paused for [`BULK_LINGER`].
+    fn poll_linger(&mut self, cx: &mut Context<'_>) {
+        if self.pos >= self.len && !self.eof && self.linger.expired(cx) {
+            self.release();
         }
     }
 
@@ -373,5 +455,180 @@ impl Down {
             return;
         };
         crate::takeover::send_fatal_alert(client, sealer, *alert);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::record::TAG;
+    use prometheus_client::metrics::counter::Counter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
+
+    const BULK: usize = 256 * 1024;
+
+    async fn tcp_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (b, _) = listener.accept().await.unwrap();
+        (a, b)
+    }
+
+    fn tracked(tcp: TcpStream) -> Tracked<TcpStream> {
+        Tracked::new(tcp, Activity::new(), Counter::default(), Counter::default())
+    }
+
+    /// `len` bytes of plaintext in full records, sealed by the client.
+    fn records(sealer: &mut Sealer, len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in vec![7u8; len].chunks(MAX_PLAINTEXT) {
+            let mut rec = vec![0u8; HEADER + chunk.len() + 1 + TAG];
+            rec[HEADER..HEADER + chunk.len()].copy_from_slice(chunk);
+            let n = sealer.seal_data(&mut rec, chunk.len()).unwrap();
+            out.extend_from_slice(&rec[..n]);
+        }
+        out
+    }
+
+    /// Reads and drops everything from `tcp` until it closes.
+    fn drain(mut tcp: TcpStream) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            while tcp.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+        })
+    }
+
+    /// Polls `step` until it returns true; false if `limit` passes first.
+    async fn drive(limit: Duration, mut step: impl FnMut(&mut Context<'_>) -> bool) -> bool {
+        let until = std::future::poll_fn(|cx| {
+            if step(cx) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        tokio::time::timeout(limit, until).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn the_client_bulk_buffer_outlives_a_short_pause_and_goes_after_a_long_one() {
+        let (mut client_end, gateway_end) = tcp_pair().await;
+        let (mut backend, backend_end) = tcp_pair().await;
+        let _sink = drain(backend_end);
+        let client = tracked(gateway_end);
+        let (mut keys, mut sealer, _) = Keys::test_pair();
+        let activity = Activity::new();
+        let mut up = Up::default();
+        let mut step = |up: &mut Up, cx: &mut Context<'_>| {
+            if let Poll::Ready(Err(e)) =
+                up.poll(cx, &client, &mut backend, &mut keys.opener, &activity)
+            {
+                panic!("{e}");
+            }
+            up.poll_linger(cx);
+        };
+
+        // Three full records: the first read fills the small buffer, the second (big) takes
+        // the other two, so the pause comes after a big read.
+        let bulk = 3 * MAX_PLAINTEXT;
+        client_end
+            .write_all(&records(&mut sealer, bulk))
+            .await
+            .unwrap();
+        let moved = drive(Duration::from_secs(5), |cx| {
+            step(&mut up, cx);
+            up.total == bulk as u64
+        })
+        .await;
+        assert!(moved, "the bulk never reached the backend");
+        let paused = Instant::now();
+        assert_eq!(up.buf.len(), UP_BIG, "bulk grew the buffer");
+
+        let released = drive(Duration::from_millis(50), |cx| {
+            step(&mut up, cx);
+            up.buf.is_empty()
+        })
+        .await;
+        assert!(!released, "a short pause kept the buffer");
+
+        let released = drive(Duration::from_secs(5), |cx| {
+            step(&mut up, cx);
+            up.buf.is_empty()
+        })
+        .await;
+        assert!(released, "a long pause let the buffer go");
+        assert!(paused.elapsed() >= BULK_LINGER, "not before the linger");
+
+        // The next burst starts small again and still arrives.
+        client_end
+            .write_all(&records(&mut sealer, 100))
+            .await
+            .unwrap();
+        let moved = drive(Duration::from_secs(5), |cx| {
+            step(&mut up, cx);
+            up.total == bulk as u64 + 100
+        })
+        .await;
+        assert!(moved, "data after the release never arrived");
+        assert!(up.buf.len() <= UP_SMALL, "{}", up.buf.len());
+    }
+
+    #[tokio::test]
+    async fn the_backend_bulk_slots_outlive_a_short_pause_and_go_after_a_long_one() {
+        let (client_end, gateway_end) = tcp_pair().await;
+        let _sink = drain(client_end);
+        let (mut backend, mut backend_end) = tcp_pair().await;
+        let mut client = tracked(gateway_end);
+        let (mut keys, _, _) = Keys::test_pair();
+        let activity = Activity::new();
+        let mut down = Down::default();
+        let mut asked = false;
+        let mut step = |down: &mut Down, cx: &mut Context<'_>| {
+            if let Poll::Ready(Err(e)) = down.poll(
+                cx,
+                &mut backend,
+                &mut client,
+                &mut keys.sealer,
+                &mut asked,
+                &activity,
+            ) {
+                panic!("{e}");
+            }
+            down.poll_linger(cx);
+        };
+
+        backend_end.write_all(&vec![9u8; BULK]).await.unwrap();
+        let moved = drive(Duration::from_secs(5), |cx| {
+            step(&mut down, cx);
+            down.total == BULK as u64 && down.pos >= down.len
+        })
+        .await;
+        assert!(moved, "the bulk never reached the client");
+        let paused = Instant::now();
+        assert_eq!(
+            down.buf.len(),
+            DOWN_SLOTS * SEALED_FULL,
+            "bulk grew the slots"
+        );
+
+        let released = drive(Duration::from_millis(50), |cx| {
+            step(&mut down, cx);
+            down.buf.is_empty()
+        })
+        .await;
+        assert!(!released, "a short pause kept the slots");
+
+        let released = drive(Duration::from_secs(5), |cx| {
+            step(&mut down, cx);
+            down.buf.is_empty()
+        })
+        .await;
+        assert!(released, "a long pause let the slots go");
+        assert!(paused.elapsed() >= BULK_LINGER, "not before the linger");
     }
 }
