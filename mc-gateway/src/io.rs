@@ -88,6 +88,49 @@ impl Activity {
     }
 }
 
+/// How long a direction of a connection keeps its bulk buffer once the sender pauses: a burst
+/// that resumes within it reuses the buffer, a connection that went quiet lets it go.
+pub(crate) const BULK_LINGER: Duration = Duration::from_millis(250);
+
+/// A direction's bulk buffer, kept across short pauses: once the direction has paused for
+/// [`BULK_LINGER`] without a byte, [`Linger::expired`] says so, and the buffer goes.
+#[derive(Debug, Default)]
+pub(crate) struct Linger {
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The timer runs for the current pause.
+    armed: bool,
+}
+
+impl Linger {
+    /// Data moved: the pause, if any, is over.
+    pub(crate) fn resume(&mut self) {
+        self.armed = false;
+    }
+
+    /// The direction paused with its bulk buffer: starts the timer, unless it already runs
+    /// for this pause.
+    pub(crate) fn pause(&mut self) {
+        if self.armed {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + BULK_LINGER;
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        self.armed = true;
+    }
+
+    /// Whether the current pause has lasted [`BULK_LINGER`]; until then `cx` is woken when it
+    /// has.
+    pub(crate) fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        match &mut self.timer {
+            Some(timer) if self.armed => timer.as_mut().poll(cx).is_ready(),
+            _ => false,
+        }
+    }
+}
+
 /// A stream wrapper that counts bytes into two counters and records activity.
 #[derive(Debug)]
 pub struct Tracked<S> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use crate::io::{Activity, Tracked};
+use crate::io::{Activity, Linger, Tracked};
 use crate::record::{
     self, HEADER, Keys, MAX_PLAINTEXT, MAX_RECORD, Opened, Opener, SEALED_FULL, Sealer,
 };
@@ -30,9 +30,6 @@ const UP_BIG: usize = 128 * 1024;
 const DOWN_SLOTS: usize = 4;
 /// Plaintext ranges written to the backend in one `writev`.
 const MAX_IOV: usize = 16;
-/// How long the client→backend direction keeps its bulk buffer once the client pauses: a
-/// burst that resumes within it reuses the buffer, a connection that went quiet lets it go.
-const BULK_LINGER: Duration = Duration::from_millis(250);
 
 /// Copies both directions between the client (records protected with `keys`, starting with
 /// `unread`, what was read from it but not yet opened) and the backend until both are done or the connection has been idle for `idle`. Returns the plaintext
@@ -75,45 +72,6 @@ pub async fn splice(
     activity.until_idle(both, idle).await
 }
 
-/// A direction's bulk buffer, kept across short pauses: once the direction has paused for
-/// [`BULK_LINGER`] without a byte, [`Linger::expired`] says so, and the buffer goes.
-#[derive(Debug, Default)]
-struct Linger {
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The timer runs for the current pause.
-    armed: bool,
-}
-
-impl Linger {
-    /// Data moved: the pause, if any, is over.
-    fn resume(&mut self) {
-        self.armed = false;
-    }
-
-    /// The direction paused with its bulk buffer: starts the timer, unless it already runs
-    /// for this pause.
-    fn pause(&mut self) {
-        if self.armed {
-            return;
-        }
-        let deadline = tokio::time::Instant::now() + BULK_LINGER;
-        match &mut self.timer {
-            Some(timer) => timer.as_mut().reset(deadline),
-            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-        }
-        self.armed = true;
-    }
-
-    /// Whether the current pause has lasted [`BULK_LINGER`]; until then `cx` is woken when it
-    /// has.
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        match &mut self.timer {
-            Some(timer) if self.armed => timer.as_mut().poll(cx).is_ready(),
-            _ => false,
-        }
-    }
-}
-
 fn io_error(source: std::io::Error) -> Error {
     Error::Io {
         what: "splicing",
@@ -140,7 +98,7 @@ struct Up {
     total: u64,
     /// The client asked for a key update in the other direction.
     key_update_requested: bool,
-    /// Lets the bulk buffer go once the client has paused for [`BULK_LINGER`].
+    /// Lets the bulk buffer go once the client has paused for [`crate::io::BULK_LINGER`].
     linger: Linger,
 }
 
@@ -278,7 +236,7 @@ impl Up {
         self.linger = Linger::default();
     }
 
-    /// Releases the bulk buffer once the client has paused for [`BULK_LINGER`].
+    /// Releases the bulk buffer once the client has paused for [`crate::io::BULK_LINGER`].
     fn poll_linger(&mut self, cx: &mut Context<'_>) {
         let quiet = self.start == self.end && self.next >= self.ready.len();
         if quiet && self.linger.expired(cx) {
@@ -317,7 +275,7 @@ struct Down {
     notified: bool,
     done: bool,
     total: u64,
-    /// Lets the slots go once the backend has paused for [`BULK_LINGER`].
+    /// Lets the slots go once the backend has paused for [`crate::io::BULK_LINGER`].
     linger: Linger,
 }
 
@@ -424,7 +382,7 @@ impl Down {
         self.linger = Linger::default();
     }
 
-    /// Releases the bulk slots once the backend has paused for [`BULK_LINGER`].
+    /// Releases the bulk slots once the backend has paused for [`crate::io::BULK_LINGER`].
     fn poll_linger(&mut self, cx: &mut Context<'_>) {
         if self.pos >= self.len && !self.eof && self.linger.expired(cx) {
             self.release();
@@ -562,7 +520,10 @@ mod tests {
         })
         .await;
         assert!(released, "a long pause let the buffer go");
-        assert!(paused.elapsed() >= BULK_LINGER, "not before the linger");
+        assert!(
+            paused.elapsed() >= crate::io::BULK_LINGER,
+            "not before the linger"
+        );
 
         // The next burst starts small again and still arrives.
         client_end
@@ -629,6 +590,9 @@ mod tests {
         })
         .await;
         assert!(released, "a long pause let the slots go");
-        assert!(paused.elapsed() >= BULK_LINGER, "not before the linger");
+        assert!(
+            paused.elapsed() >= crate::io::BULK_LINGER,
+            "not before the linger"
+        );
     }
 }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::Error;
-use crate::io::Tracked;
+use crate::io::{Linger, Tracked};
 use crate::record::{self, HEADER, Keys, MAX_PLAINTEXT, MAX_RECORD, Opened, TAG};
 
 /// The read buffer while the client sends little (it grows for a larger record).
@@ -53,6 +53,8 @@ struct ReadSide {
     closed: bool,
     /// A record error ended the stream (reported once, then every read fails).
     failed: bool,
+    /// Lets a big buffer go once the client has paused for [`crate::io::BULK_LINGER`].
+    linger: Linger,
 }
 
 /// Sealed records not yet written to the client.
@@ -115,6 +117,7 @@ impl RecordStream {
     /// Reads what the client sent, keeping room for a whole record.
     fn fill(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
         loop {
+            self.read.release_after_pause(cx);
             ready!(self.io.poll_read_ready(cx)).map_err(io_error("reading from the client"))?;
             let r = &mut self.read;
             r.make_room();
@@ -130,12 +133,13 @@ impl RecordStream {
                 Ok(n) => {
                     r.end += n;
                     r.last_read = n;
+                    r.linger.resume();
                     if r.end == r.buf.len() && r.buf.len() < READ_BIG {
                         r.buf.resize(READ_BIG, 0);
                     }
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => r.release_if_idle(),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => r.release_if_idle(cx),
                 Err(e) => return Poll::Ready(Err(io_error("reading from the client")(e))),
             }
         }
@@ -189,15 +193,39 @@ impl ReadSide {
         }
     }
 
-    /// Lets the buffer go while nothing is pending and the client sends little.
-    fn release_if_idle(&mut self) {
-        if self.start == self.end && self.plain.is_empty() && self.last_read < READ_SMALL {
-            *self = Self {
-                closed: self.closed,
-                failed: self.failed,
-                ..Self::default()
-            };
+    /// Nothing read is still to be opened or returned.
+    fn is_quiet(&self) -> bool {
+        self.start == self.end && self.plain.is_empty()
+    }
+
+    /// The client has nothing more for now: the buffer goes at once after small reads, and
+    /// after bulk once the pause has lasted [`crate::io::BULK_LINGER`].
+    fn release_if_idle(&mut self, cx: &mut Context<'_>) {
+        if !self.is_quiet() {
+            return;
         }
+        if self.last_read < READ_SMALL {
+            self.release();
+            return;
+        }
+        self.linger.pause();
+        self.release_after_pause(cx);
+    }
+
+    /// Lets a bulk buffer go once the client's pause has lasted [`crate::io::BULK_LINGER`];
+    /// until then `cx` is woken when it has.
+    fn release_after_pause(&mut self, cx: &mut Context<'_>) {
+        if self.is_quiet() && self.linger.expired(cx) {
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        *self = Self {
+            closed: self.closed,
+            failed: self.failed,
+            ..Self::default()
+        };
     }
 }
 
@@ -528,5 +556,39 @@ mod tests {
             (stream.read.buf.capacity(), stream.write.buf.capacity()),
             (0, 0)
         );
+    }
+
+    #[tokio::test]
+    async fn a_stream_paused_after_a_large_body_keeps_its_buffer_only_for_the_linger() {
+        let (mut stream, mut client, mut sealer, _) = pair(b"", b"").await;
+        let chunk = vec![5u8; MAX_PLAINTEXT];
+        let mut body = Vec::new();
+        for _ in 0..3 {
+            body.extend_from_slice(&seal(&mut sealer, &chunk));
+        }
+        client.write_all(&body).await.unwrap();
+        let mut got = vec![0u8; 3 * MAX_PLAINTEXT];
+        stream.read_exact(&mut got).await.unwrap();
+        assert!(got.iter().all(|&b| b == 5));
+        let paused = tokio::time::Instant::now();
+        let mut buf = [0u8; 8];
+
+        let wait = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await;
+        assert!(wait.is_err(), "nothing was sent");
+        assert!(
+            stream.read.buf.capacity() >= READ_BIG,
+            "a short pause keeps the bulk buffer"
+        );
+
+        let wait = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+        assert!(wait.is_err(), "nothing was sent");
+        assert_eq!(stream.read.buf.capacity(), 0, "a long pause lets it go");
+        assert!(paused.elapsed() >= crate::io::BULK_LINGER);
+
+        // The next request still arrives.
+        client.write_all(&seal(&mut sealer, b"next")).await.unwrap();
+        let mut next = [0u8; 4];
+        stream.read_exact(&mut next).await.unwrap();
+        assert_eq!(&next, b"next");
     }
 }
