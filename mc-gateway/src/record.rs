@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use ring::{aead, hkdf};
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets};
@@ -448,12 +449,24 @@ fn same_keys(dir: &Direction, extracted: &ConnectionTrafficSecrets) -> bool {
 }
 
 /// The two application traffic secrets of one connection, as rustls logged them.
-#[derive(Default)]
 pub struct TrafficSecrets {
     client: Vec<u8>,
     server: Vec<u8>,
     /// Two handshakes logged under the same client random: neither gets these.
     conflict: bool,
+    /// When the first of them was logged.
+    logged: Instant,
+}
+
+impl TrafficSecrets {
+    fn logged_now() -> Self {
+        Self {
+            client: Vec::new(),
+            server: Vec::new(),
+            conflict: false,
+            logged: Instant::now(),
+        }
+    }
 }
 
 impl std::fmt::Debug for TrafficSecrets {
@@ -469,9 +482,12 @@ impl Drop for TrafficSecrets {
     }
 }
 
-/// Handshakes whose traffic secrets are kept before a [`SecretLog`] forgets them all (a
-/// bound for handshakes that end without their connection taking them).
+/// Handshakes whose traffic secrets a [`SecretLog`] keeps at most (a bound for handshakes
+/// that end without their connection taking them).
 const SECRET_LOG_CAP: usize = 16 * 1024;
+/// How long logged secrets wait for their connection before a full log drops them: far beyond
+/// any handshake (their connection failed or timed out).
+const SECRET_LOG_MAX_AGE: Duration = Duration::from_secs(120);
 
 /// Receives the application traffic secrets of each handshake from rustls (as its
 /// [`rustls::KeyLog`]) until the connection takes them by its client random. Nothing is
@@ -508,9 +524,9 @@ impl rustls::KeyLog for SecretLog {
         };
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= SECRET_LOG_CAP && !map.contains_key(&random) {
-            map.clear();
+            make_room(&mut map);
         }
-        let entry = map.entry(random).or_default();
+        let entry = map.entry(random).or_insert_with(TrafficSecrets::logged_now);
         let slot = match label {
             "CLIENT_TRAFFIC_SECRET_0" => &mut entry.client,
             "SERVER_TRAFFIC_SECRET_0" => &mut entry.server,
@@ -521,6 +537,15 @@ impl rustls::KeyLog for SecretLog {
         let conflict = !slot.is_empty();
         *slot = secret.to_vec();
         entry.conflict |= conflict;
+    }
+}
+
+/// Makes room in a full log: the secrets of handshakes older than [`SECRET_LOG_MAX_AGE`] go,
+/// so that handshakes in flight keep theirs; if every entry is recent, all go.
+fn make_room(map: &mut HashMap<[u8; 32], TrafficSecrets>) {
+    map.retain(|_, s| s.logged.elapsed() < SECRET_LOG_MAX_AGE);
+    if map.len() >= SECRET_LOG_CAP {
+        map.clear();
     }
 }
 
@@ -824,5 +849,49 @@ mod tests {
             log.take(&random).is_none(),
             "a conflicting entry was handed out"
         );
+    }
+
+    #[test]
+    fn a_full_secret_log_drops_stale_handshakes_and_keeps_those_in_flight() {
+        use rustls::KeyLog;
+        let log = SecretLog::default();
+        let Some(long_ago) = Instant::now().checked_sub(SECRET_LOG_MAX_AGE * 2) else {
+            return; // a clock this young cannot hold a stale entry
+        };
+        {
+            let mut map = log.map.lock().unwrap();
+            for i in 0..SECRET_LOG_CAP - 1 {
+                let mut random = [0u8; 32];
+                random[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                random[31] = 1;
+                let mut stale = TrafficSecrets::logged_now();
+                stale.logged = long_ago;
+                map.insert(random, stale);
+            }
+        }
+        // A handshake in flight: half its pair is logged when the log fills up.
+        let in_flight = [7u8; 32];
+        log.log("CLIENT_TRAFFIC_SECRET_0", &in_flight, &[1; 32]);
+        let newcomer = [8u8; 32];
+        log.log("CLIENT_TRAFFIC_SECRET_0", &newcomer, &[3; 32]);
+        assert_eq!(log.map.lock().unwrap().len(), 2, "the stale entries went");
+        log.log("SERVER_TRAFFIC_SECRET_0", &in_flight, &[2; 32]);
+        assert!(
+            log.take(&in_flight).is_some(),
+            "the handshake in flight kept its secrets"
+        );
+
+        // A log full of recent entries still stays bounded.
+        {
+            let mut map = log.map.lock().unwrap();
+            for i in 0..SECRET_LOG_CAP {
+                let mut random = [0u8; 32];
+                random[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                random[31] = 2;
+                map.insert(random, TrafficSecrets::logged_now());
+            }
+        }
+        log.log("CLIENT_TRAFFIC_SECRET_0", &[9u8; 32], &[1; 32]);
+        assert_eq!(log.map.lock().unwrap().len(), 1);
     }
 }
