@@ -45,6 +45,10 @@ pub struct Metrics {
     /// HTTP connections, by who protects their records after the handshake (`records="gateway"`:
     /// taken over from rustls, see [`crate::record_stream`]; `records="rustls"`).
     pub http_streams: Family<Labels, Counter>,
+    /// Handshakes whose traffic secrets wait in the secret log for their connection to take
+    /// them (see [`crate::record::SecretLog`]); updated whenever a connection takes or drops
+    /// its entry. It stays near the handshakes in flight; growth means entries are left behind.
+    pub tls_secrets_waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -70,6 +74,7 @@ impl Metrics {
             http_seconds: Family::new_with_constructor(latency_histogram),
             opaque_splices: Family::default(),
             http_streams: Family::default(),
+            tls_secrets_waiting: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -127,6 +132,11 @@ impl Metrics {
             "http_streams",
             "HTTP connections, by who protects their TLS records after the handshake",
             m.http_streams.clone(),
+        );
+        registry.register(
+            "tls_secrets_waiting",
+            "Handshakes whose traffic secrets wait for their connection to take its records over",
+            m.tls_secrets_waiting.clone(),
         );
         Self { registry, ..m }
     }

@@ -511,6 +511,16 @@ impl SecretLog {
         let complete = !secrets.client.is_empty() && !secrets.server.is_empty();
         (complete && !secrets.conflict).then_some(secrets)
     }
+
+    /// Handshakes whose secrets are waiting to be taken.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no secrets are waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl rustls::KeyLog for SecretLog {

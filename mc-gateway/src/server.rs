@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -416,46 +417,24 @@ async fn handle(shared: &Shared, tcp: TcpStream, peer: SocketAddr, stop: watch::
 
 async fn connection(
     shared: &Shared,
-    mut io: Tracked<TcpStream>,
+    io: Tracked<TcpStream>,
     peer: SocketAddr,
     activity: Activity,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let start = Instant::now();
-    let limit = shared.limits.handshake_timeout;
-    // rustls reads whole records until the path is known, so that an opaque splice can take
-    // the records over (crate::opaque).
-    let secret_log = shared.tls.secrets();
-    if secret_log.is_some() {
-        io.follow_records();
-    }
-    let accept = TlsAcceptor::from(shared.tls.current())
-        .accept(io)
-        .into_fallible();
-    let tls = match tokio::time::timeout(limit, accept).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err((e, io))) => {
-            if let (Some(log), Some(random)) =
-                (secret_log, io.records().and_then(|r| r.client_random()))
-            {
-                log.take(&random);
-            }
-            let reason = handshake_error_reason(&e);
-            shared.metrics.handshake_error(reason);
-            tracing::info!(%peer, reason, error = %e, "TLS handshake failed");
-            return Ok(());
-        }
-        Err(_) => {
-            shared.metrics.handshake_error("timeout");
-            tracing::info!(%peer, ?limit, "TLS handshake timed out");
-            return Ok(());
-        }
+    let Some(tls) = handshake(shared, io, peer).await else {
+        return Ok(());
     };
     shared
         .metrics
         .handshake_seconds
         .observe(start.elapsed().as_secs_f64());
-    let secrets = secret_log.and_then(|log| crate::takeover::secrets_of(&tls, log));
+    let secrets = shared.tls.secrets().and_then(|log| {
+        let secrets = crate::takeover::secrets_of(&tls, log);
+        shared.metrics.tls_secrets_waiting.set(log.len() as i64);
+        secrets
+    });
     let (_, conn) = tls.get_ref();
     let client = conn
         .peer_certificates()
@@ -536,6 +515,57 @@ fn http_context(
 }
 
 type ServerTls = tokio_rustls::server::TlsStream<Tracked<TcpStream>>;
+
+/// The TLS handshake, within the handshake timeout; `None` when it failed or timed out (counted
+/// and logged). The client random is noted while the handshake waits, so that a handshake
+/// that does not finish drops its entry from the secret log (the accept future owns the
+/// socket, so the random cannot be read once it is gone).
+async fn handshake(
+    shared: &Shared,
+    mut io: Tracked<TcpStream>,
+    peer: SocketAddr,
+) -> Option<ServerTls> {
+    let limit = shared.limits.handshake_timeout;
+    // rustls reads whole records until the path is known, so that the records can be taken
+    // over (crate::takeover).
+    let secret_log = shared.tls.secrets();
+    if secret_log.is_some() {
+        io.follow_records();
+    }
+    let mut accept = TlsAcceptor::from(shared.tls.current()).accept(io);
+    let mut client_random = None;
+    let accepting = std::future::poll_fn(|cx| {
+        let polled = Pin::new(&mut accept).poll(cx);
+        if polled.is_pending() && client_random.is_none() {
+            client_random = accept
+                .get_ref()
+                .and_then(|io| io.records())
+                .and_then(|r| r.client_random());
+        }
+        polled
+    });
+    let failure = match tokio::time::timeout(limit, accepting).await {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(e)) => Some(e),
+        Err(_) => None,
+    };
+    if let (Some(log), Some(random)) = (secret_log, client_random) {
+        log.take(&random);
+        shared.metrics.tls_secrets_waiting.set(log.len() as i64);
+    }
+    match failure {
+        Some(e) => {
+            let reason = handshake_error_reason(&e);
+            shared.metrics.handshake_error(reason);
+            tracing::info!(%peer, reason, error = %e, "TLS handshake failed");
+        }
+        None => {
+            shared.metrics.handshake_error("timeout");
+            tracing::info!(%peer, ?limit, "TLS handshake timed out");
+        }
+    }
+    None
+}
 
 /// The transport-header path: read the header, check the target, then HTTP or opaque.
 async fn transport(

@@ -23,6 +23,17 @@ async fn refused(gw: &Running, reason: &str) -> f64 {
     )
 }
 
+/// Asserts that exactly one handshake timed out; returns the metrics text.
+async fn assert_one_handshake_timeout(gw: &Running) -> String {
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    let timeouts = metric(
+        &m,
+        "mc_gateway_tls_handshake_errors_total{reason=\"timeout\"}",
+    );
+    assert_eq!(timeouts, 1.0, "{m}");
+    m
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_truncated_and_oversized_headers_are_closed() {
     let pki = Pki::new();
@@ -135,15 +146,7 @@ async fn slowloris_clients_are_closed_after_the_timeouts() {
             "{alpn:?}: closed too early: {waited:?}"
         );
     }
-    let (_, m) = admin_get(gw.admin, "/metrics").await;
-    assert_eq!(
-        metric(
-            &m,
-            "mc_gateway_tls_handshake_errors_total{reason=\"timeout\"}"
-        ),
-        1.0,
-        "{m}"
-    );
+    let m = assert_one_handshake_timeout(&gw).await;
     assert_eq!(
         metric(
             &m,
@@ -152,6 +155,49 @@ async fn slowloris_clients_are_closed_after_the_timeouts() {
         1.0,
         "{m}"
     );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_left_unfinished_leaves_no_secrets_behind() {
+    let pki = Pki::new();
+    let mut cfg = config(&pki, &[]);
+    cfg.limits.handshake_timeout = Duration::from_millis(500);
+    let gw = start(cfg).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let tls = raw_client(&pki, Some(&client), &[b"http/1.1"]);
+
+    // The ClientHello, then silence once the gateway's whole flight (through its Finished,
+    // when it logs the traffic secrets) has arrived.
+    let name = rustls::pki_types::ServerName::try_from(GATEWAY_ID).unwrap();
+    let mut conn = rustls::ClientConnection::new(tls.clone(), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(&hello).await.unwrap();
+    let mut buf = vec![0u8; 16 * 1024];
+    while conn.is_handshaking() && !conn.wants_write() {
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the gateway closed before its flight");
+        conn.read_tls(&mut &buf[..n]).unwrap();
+        conn.process_new_packets().unwrap();
+    }
+    let got = read_until_closed(&mut tcp, Duration::from_secs(10)).await;
+    assert!(got.is_some(), "not closed after the handshake timeout");
+
+    // A finished handshake takes its own entry; the unfinished one must be gone too.
+    let mut s = raw_connect(gw.addr, tls).await.unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nhost: web.default.svc.cluster.local\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let answer = read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
+    let m = assert_one_handshake_timeout(&gw).await;
+    assert_eq!(metric(&m, "mc_gateway_tls_secrets_waiting"), 0.0, "{m}");
     gw.shutdown().await;
 }
 
