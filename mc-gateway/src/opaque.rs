@@ -473,6 +473,23 @@ mod tests {
         tokio::time::timeout(limit, until).await.is_ok()
     }
 
+    /// Polls `released` (which steps the direction) and asserts that the `what` stays over a
+    /// 50 ms pause and goes within 5 s, not before the linger counted from `paused`.
+    async fn assert_let_go_after_the_linger(
+        paused: Instant,
+        what: &str,
+        mut released: impl FnMut(&mut Context<'_>) -> bool,
+    ) {
+        let early = drive(Duration::from_millis(50), &mut released).await;
+        assert!(!early, "a short pause kept the {what}");
+        let late = drive(Duration::from_secs(5), &mut released).await;
+        assert!(late, "a long pause let the {what} go");
+        assert!(
+            paused.elapsed() >= crate::io::BULK_LINGER,
+            "not before the linger"
+        );
+    }
+
     #[tokio::test]
     async fn the_client_bulk_buffer_outlives_a_short_pause_and_goes_after_a_long_one() {
         let (mut client_end, gateway_end) = tcp_pair().await;
@@ -507,23 +524,11 @@ mod tests {
         let paused = Instant::now();
         assert_eq!(up.buf.len(), UP_BIG, "bulk grew the buffer");
 
-        let released = drive(Duration::from_millis(50), |cx| {
+        assert_let_go_after_the_linger(paused, "buffer", |cx| {
             step(&mut up, cx);
             up.buf.is_empty()
         })
         .await;
-        assert!(!released, "a short pause kept the buffer");
-
-        let released = drive(Duration::from_secs(5), |cx| {
-            step(&mut up, cx);
-            up.buf.is_empty()
-        })
-        .await;
-        assert!(released, "a long pause let the buffer go");
-        assert!(
-            paused.elapsed() >= crate::io::BULK_LINGER,
-            "not before the linger"
-        );
 
         // The next burst starts small again and still arrives.
         client_end
@@ -577,22 +582,10 @@ mod tests {
             "bulk grew the slots"
         );
 
-        let released = drive(Duration::from_millis(50), |cx| {
+        assert_let_go_after_the_linger(paused, "slots", |cx| {
             step(&mut down, cx);
             down.buf.is_empty()
         })
         .await;
-        assert!(!released, "a short pause kept the slots");
-
-        let released = drive(Duration::from_secs(5), |cx| {
-            step(&mut down, cx);
-            down.buf.is_empty()
-        })
-        .await;
-        assert!(released, "a long pause let the slots go");
-        assert!(
-            paused.elapsed() >= crate::io::BULK_LINGER,
-            "not before the linger"
-        );
     }
 }

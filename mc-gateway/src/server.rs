@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::http::{HttpContext, Upstreams};
 use crate::io::{Activity, Tracked, read_header, splice_tcp};
 use crate::metrics::Metrics;
-use crate::record::TrafficSecrets;
+use crate::record::{SecretLog, TrafficSecrets};
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target};
 use crate::takeover::TakeOver;
@@ -431,9 +431,8 @@ async fn connection(
         .handshake_seconds
         .observe(start.elapsed().as_secs_f64());
     let secrets = shared.tls.secrets().and_then(|log| {
-        let secrets = crate::takeover::secrets_of(&tls, log);
-        shared.metrics.tls_secrets_waiting.set(log.len() as i64);
-        secrets
+        let random = tls.get_ref().0.records()?.client_random()?;
+        take_secrets(shared, log, &random)
     });
     let (_, conn) = tls.get_ref();
     let client = conn
@@ -516,6 +515,14 @@ fn http_context(
 
 type ServerTls = tokio_rustls::server::TlsStream<Tracked<TcpStream>>;
 
+/// Takes the secrets logged under the client random `random`, if both halves are there, and
+/// updates the gauge of the handshakes whose secrets still wait.
+fn take_secrets(shared: &Shared, log: &SecretLog, random: &[u8; 32]) -> Option<TrafficSecrets> {
+    let secrets = log.take(random);
+    shared.metrics.tls_secrets_waiting.set(log.len() as i64);
+    secrets
+}
+
 /// The TLS handshake, within the handshake timeout; `None` when it failed or timed out (counted
 /// and logged). The client random is noted while the handshake waits, so that a handshake
 /// that does not finish drops its entry from the secret log (the accept future owns the
@@ -550,8 +557,7 @@ async fn handshake(
         Err(_) => None,
     };
     if let (Some(log), Some(random)) = (secret_log, client_random) {
-        log.take(&random);
-        shared.metrics.tls_secrets_waiting.set(log.len() as i64);
+        take_secrets(shared, log, &random);
     }
     match failure {
         Some(e) => {

@@ -9,7 +9,7 @@
 use tokio::net::TcpStream;
 
 use crate::io::Tracked;
-use crate::record::{self, Keys, Sealer, SecretLog, TrafficSecrets};
+use crate::record::{self, Keys, Sealer, TrafficSecrets};
 use crate::{Error, Result};
 
 type ServerTls = tokio_rustls::server::TlsStream<Tracked<TcpStream>>;
@@ -76,12 +76,6 @@ fn drain(conn: &mut rustls::ServerConnection, out: &mut Vec<u8>) -> Result<bool>
             }
         }
     }
-}
-
-/// Takes the secrets logged for the handshake `tls` completed, if its client random was seen.
-pub fn secrets_of(tls: &ServerTls, log: &SecretLog) -> Option<TrafficSecrets> {
-    let random = tls.get_ref().0.records()?.client_random()?;
-    log.take(&random)
 }
 
 /// Best effort, without waiting: seals the fatal alert `desc` and writes it to the client.
