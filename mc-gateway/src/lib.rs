@@ -31,6 +31,7 @@ pub mod record_stream;
 pub mod resolve;
 pub mod route;
 pub mod server;
+pub mod slice;
 pub mod takeover;
 pub mod tls;
 pub mod upstream;

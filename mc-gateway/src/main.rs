@@ -125,6 +125,26 @@ struct Serve {
     /// rustls (rustls throughout).
     #[arg(long, alias = "opaque-records", default_value = "gateway", value_parser = parse_tls_records)]
     tls_records: TlsRecords,
+    /// Scheduler time slice asked for each serving thread, microseconds (Linux 6.12 or later;
+    /// the kernel accepts 100 to 100000). A short slice lets a woken serving thread run at
+    /// once instead of waiting for the running task's slice to end; it gives no more CPU
+    /// time. 0 keeps the kernel's default.
+    #[arg(long, default_value = "100", value_parser = parse_sched_slice)]
+    sched_slice_us: SchedSlice,
+}
+
+/// `--sched-slice-us`: `None` for 0 (the kernel's default).
+#[derive(Debug, Clone, Copy)]
+struct SchedSlice(Option<Duration>);
+
+fn parse_sched_slice(s: &str) -> std::result::Result<SchedSlice, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Ok(SchedSlice(None)),
+        Ok(us @ 100..=100_000) => Ok(SchedSlice(Some(Duration::from_micros(us)))),
+        _ => Err(format!(
+            "{s:?} is not a slice the kernel accepts; fix: a whole number of microseconds from 100 to 100000, or 0 for the kernel's default"
+        )),
+    }
 }
 
 fn parse_tls_records(s: &str) -> std::result::Result<TlsRecords, String> {
@@ -274,6 +294,7 @@ async fn serve(args: Serve) -> Result<()> {
         default_http_port: args.default_http_port,
         resolver: Arc::new(Chain(chain)),
         tls_records: args.tls_records,
+        slice: args.sched_slice_us.0,
         threads: match args.threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
@@ -288,6 +309,8 @@ async fn serve(args: Serve) -> Result<()> {
             reload_interval: seconds("--reload-interval", args.reload_interval)?,
         },
     };
+    // This thread serves too (it runs the first accept loop).
+    mc_gateway::server::request_slice(config.slice);
     let gateway = Gateway::bind(config).await?;
     tracing::info!(
         listen = %gateway.local_addr()?,

@@ -96,6 +96,10 @@ pub struct ServerConfig {
     pub threads: usize,
     /// Who protects a connection's TLS records once its path is known.
     pub tls_records: TlsRecords,
+    /// Scheduler slice asked for the worker threads the gateway starts (see [`crate::slice`]);
+    /// `None` leaves the kernel's default. The thread that calls [`Gateway::run`] belongs to
+    /// the caller, which decides its own (the `mc-gateway` binary asks for the same).
+    pub slice: Option<Duration>,
 }
 
 /// Who protects the TLS records of a connection after the handshake, once its path is known
@@ -131,6 +135,7 @@ pub struct Gateway {
     shared: Arc<Shared>,
     ready: Arc<AtomicBool>,
     threads: usize,
+    slice: Option<Duration>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -188,6 +193,7 @@ impl Gateway {
             shared,
             ready: Arc::new(AtomicBool::new(false)),
             threads: config.threads,
+            slice: config.slice,
         })
     }
 
@@ -224,6 +230,7 @@ impl Gateway {
             shared,
             ready,
             threads,
+            slice,
         } = self;
         let watcher = shared.tls.spawn_watch(shared.limits.reload_interval);
         let admin_task = admin.map(|l| {
@@ -236,7 +243,7 @@ impl Gateway {
         let permits = Arc::new(Semaphore::new(shared.limits.max_connections));
         let (close_tx, close_rx) = watch::channel(false);
         let (listener, workers) =
-            match spawn_workers(listener, threads, &shared, &permits, &close_rx) {
+            match spawn_workers(listener, (threads, slice), &shared, &permits, &close_rx) {
                 Ok(started) => started,
                 Err(e) => {
                     let _ = close_tx.send(true);
@@ -274,10 +281,11 @@ impl Gateway {
 }
 
 /// Starts `threads - 1` worker threads, each with its own single-threaded runtime and an accept
-/// loop on a clone of the listening socket. Returns the listener for the caller's loop.
+/// loop on a clone of the listening socket, each asking for the scheduler `slice` if one is
+/// given. Returns the listener for the caller's loop.
 fn spawn_workers(
     listener: TcpListener,
-    threads: usize,
+    (threads, slice): (usize, Option<Duration>),
     shared: &Arc<Shared>,
     permits: &Arc<Semaphore>,
     close: &watch::Receiver<bool>,
@@ -297,13 +305,30 @@ fn spawn_workers(
         let (shared, permits, close) = (shared.clone(), permits.clone(), close.clone());
         let worker = std::thread::Builder::new()
             .name(format!("mc-gateway-{n}"))
-            .spawn(move || worker_thread(clone, shared, permits, close))
+            .spawn(move || {
+                request_slice(slice);
+                worker_thread(clone, shared, permits, close)
+            })
             .map_err(io("starting a worker thread"))?;
         workers.push(worker);
     }
     let listener =
         TcpListener::from_std(std_listener).map_err(io("registering the listening socket"))?;
     Ok((listener, workers))
+}
+
+/// Asks for the scheduler `slice` for the calling thread (see [`crate::slice`]); a refusal is
+/// logged and the thread keeps the kernel's default.
+pub fn request_slice(slice: Option<Duration>) {
+    let Some(slice) = slice else { return };
+    match crate::slice::request(slice) {
+        Ok(()) => tracing::debug!(?slice, "scheduler slice set"),
+        Err(e) => tracing::warn!(
+            ?slice,
+            error = %e,
+            "the kernel refused the scheduler slice; this thread keeps its default (fix: allow sched_setattr, or pass --sched-slice-us 0)"
+        ),
+    }
 }
 
 /// One worker thread: a single-threaded runtime running an accept loop until `close`.

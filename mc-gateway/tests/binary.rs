@@ -1,5 +1,5 @@
 //! The real `mc-gateway` binary as a child process: readiness, SIGTERM draining without data
-//! loss, the drain deadline, and `mc-gateway connect`.
+//! loss, the drain deadline, the serving threads' scheduler slice, and `mc-gateway connect`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -89,6 +89,16 @@ impl Proc {
 }
 
 async fn serve(pki: &Pki, statics: &[String], drain_secs: f64) -> (Proc, SocketAddr, SocketAddr) {
+    serve_with(pki, statics, drain_secs, &[]).await
+}
+
+/// [`serve`] with `extra` flags.
+async fn serve_with(
+    pki: &Pki,
+    statics: &[String],
+    drain_secs: f64,
+    extra: &[&str],
+) -> (Proc, SocketAddr, SocketAddr) {
     let gw = pki.leaf("gateway", GATEWAY_ID);
     let mut args: Vec<String> = [
         "--log-format",
@@ -121,6 +131,7 @@ async fn serve(pki: &Pki, statics: &[String], drain_secs: f64) -> (Proc, SocketA
     for s in statics {
         args.extend(["--static".into(), s.clone()]);
     }
+    args.extend(extra.iter().map(|s| s.to_string()));
     let (p, v) = Proc::spawn(&args, "listening", &["listen", "admin"]).await;
     let admin = v[1]
         .trim_start_matches("Some(")
@@ -128,6 +139,66 @@ async fn serve(pki: &Pki, statics: &[String], drain_secs: f64) -> (Proc, SocketA
         .parse()
         .unwrap();
     (p, v[0].parse().unwrap(), admin)
+}
+
+/// The scheduler slice (`se.slice`) of each serving thread of process `pid`.
+fn serving_thread_slices(pid: u32) -> Vec<(String, Duration)> {
+    let mut slices = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap();
+        if !name.starts_with("mc-gateway") {
+            continue;
+        }
+        let sched = std::fs::read_to_string(dir.join("sched")).unwrap();
+        let line = sched.lines().find(|l| l.starts_with("se.slice")).unwrap();
+        let nanos = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        slices.push((name.trim().to_owned(), Duration::from_nanos(nanos)));
+    }
+    slices
+}
+
+#[tokio::test]
+async fn every_serving_thread_runs_in_the_slice_asked_for() {
+    let pki = Pki::new();
+    let default = mc_gateway::slice::current().expect("this kernel reports se.slice");
+    for (flag, want) in [("300", Duration::from_micros(300)), ("0", default)] {
+        let (p, _, _) = serve_with(&pki, &[], 1.0, &["--sched-slice-us", flag]).await;
+        // The workers start, and ask for their slice, after the "listening" line.
+        let pid = p.child.id().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut slices = serving_thread_slices(pid);
+        let settled = |s: &[(String, Duration)]| s.len() == 3 && s.iter().all(|t| t.1 == want);
+        while !settled(&slices) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            slices = serving_thread_slices(pid);
+        }
+        assert_eq!(
+            slices.len(),
+            3,
+            "the main thread and two workers: {slices:?}"
+        );
+        for (thread, slice) in slices {
+            assert_eq!(slice, want, "{thread} with --sched-slice-us {flag}");
+        }
+    }
+}
+
+#[test]
+fn a_slice_the_kernel_would_not_accept_is_refused_with_the_fix() {
+    for bad in ["50", "100001", "-1", "fast"] {
+        let out = std::process::Command::new(BIN)
+            .args(["serve".to_owned(), format!("--sched-slice-us={bad}")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("--sched-slice-us"), "{bad}: {err}");
+        assert!(
+            err.contains("fix: a whole number of microseconds from 100 to 100000"),
+            "{bad}: {err}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

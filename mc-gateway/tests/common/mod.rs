@@ -226,6 +226,7 @@ pub fn config(pki: &Pki, statics: &[(&str, u16, SocketAddr)]) -> ServerConfig {
         resolver: Arc::new(resolver),
         threads: 1,
         tls_records: Default::default(),
+        slice: None,
         limits: Limits {
             handshake_timeout: Duration::from_secs(2),
             header_timeout: Duration::from_secs(1),
