@@ -216,6 +216,34 @@ def rss(pids):
     print(total)
 
 
+def give_slice(us, pids):
+    """Asks for a scheduler slice of `us` microseconds (sched_setattr under SCHED_OTHER, as
+    mc-gateway's --sched-slice-us does) for every thread of `pids` and their children, and keeps
+    doing so for threads started later, until killed. A refusal ends the run loudly."""
+    import ctypes
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_sched_setattr = 314  # x86_64
+    attr = ctypes.create_string_buffer(struct.pack("IIQiIQQQII", 56, 0, 0, 0, 0, us * 1000, 0, 0, 0, 0))
+    done = set()
+    while True:
+        for p in tree(pids):
+            try:
+                tids = os.listdir(f"/proc/{p}/task")
+            except OSError:
+                continue
+            for t in tids:
+                if t in done:
+                    continue
+                if libc.syscall(sys_sched_setattr, int(t), attr, 0) != 0:
+                    err = ctypes.get_errno()
+                    if err == 3:  # ESRCH: the thread ended meanwhile
+                        continue
+                    sys.exit(f"give-slice: sched_setattr({t}) refused: {os.strerror(err)}")
+                done.add(t)
+        time.sleep(0.3)
+
+
 async def serve(reader, writer):
     try:
         first = await reader.read(65536)
@@ -266,6 +294,8 @@ def main():
         cpu(args)
     elif cmd == "rss":
         rss(args)
+    elif cmd == "give-slice":
+        give_slice(int(args[0]), args[1:])
     else:
         sys.exit(__doc__)
 
