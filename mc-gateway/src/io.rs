@@ -2,8 +2,8 @@
 //! and the opaque splice.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -164,11 +164,18 @@ impl<S> Tracked<S> {
     /// of a record), so that a TLS library reading through this wrapper never holds part of
     /// a record it has not processed; see [`crate::record`]. The socket is still read in
     /// large reads: what lies beyond the boundary is kept and served next.
-    pub fn follow_records(&mut self) {
+    ///
+    /// Returns where the ClientHello's random will be noted once it has been served. It
+    /// outlives this stream, so the caller still knows the random when the TLS library that
+    /// owns the stream fails or is dropped.
+    pub fn follow_records(&mut self) -> NotedRandom {
+        let noted = NotedRandom::default();
         self.records = Some(Box::new(RecordReads {
             follow: true,
+            noted: noted.clone(),
             ..RecordReads::default()
         }));
+        noted
     }
 
     /// Reads as they come again (bytes read ahead are served first).
@@ -209,10 +216,23 @@ impl<S> Tracked<S> {
     }
 }
 
+/// The client random of a stream whose records a [`Tracked`] follows, noted as soon as the
+/// ClientHello has been served; see [`Tracked::follow_records`].
+#[derive(Debug, Default, Clone)]
+pub struct NotedRandom(Arc<OnceLock<[u8; 32]>>);
+
+impl NotedRandom {
+    /// The ClientHello's random, once it has been served.
+    pub fn get(&self) -> Option<[u8; 32]> {
+        self.0.get().copied()
+    }
+}
+
 /// Bytes read ahead of a TLS library while [`Tracked`] follows record boundaries.
 #[derive(Debug, Default)]
 struct RecordReads {
     boundary: RecordBoundary,
+    noted: NotedRandom,
     /// Whether reads stop at record boundaries (else only what is left is served).
     follow: bool,
     /// Read from the socket; `pending[pos..]` not yet served.
@@ -256,6 +276,9 @@ impl RecordReads {
         buf.put_slice(&avail[..n]);
         if self.follow {
             self.boundary.seen(&avail[..n]);
+            if let (None, Some(random)) = (self.noted.get(), self.boundary.client_random()) {
+                let _ = self.noted.0.set(random);
+            }
         }
         self.pos += n;
         if self.pos == self.pending.len() {
@@ -788,7 +811,7 @@ mod tests {
         let (mut c, s) = tcp_pair().await;
         let read = Counter::default();
         let mut t = Tracked::new(s, Activity::new(), read.clone(), Counter::default());
-        t.follow_records();
+        let noted = t.follow_records();
         let mut hello = vec![22, 3, 1, 0, 38, 1, 0, 0, 34, 3, 3];
         hello.extend([9u8; 32]);
         let first = [23, 3, 3, 0, 3, 1, 2, 3];
@@ -804,6 +827,8 @@ mod tests {
         }
         assert!(t.records().unwrap().at_boundary());
         assert_eq!(t.records().unwrap().client_random(), Some([9u8; 32]));
+        // The noted random outlives the stream.
+        assert_eq!(noted.get(), Some([9u8; 32]));
         // One socket read took everything; what was not served is handed over whole.
         assert_eq!(
             read.get(),
@@ -814,6 +839,8 @@ mod tests {
         c.write_all(b"later").await.unwrap();
         let n = t.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"later");
+        drop(t);
+        assert_eq!(noted.get(), Some([9u8; 32]));
     }
 
     #[tokio::test]

@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -549,9 +548,9 @@ fn take_secrets(shared: &Shared, log: &SecretLog, random: &[u8; 32]) -> Option<T
 }
 
 /// The TLS handshake, within the handshake timeout; `None` when it failed or timed out (counted
-/// and logged). The client random is noted while the handshake waits, so that a handshake
-/// that does not finish drops its entry from the secret log (the accept future owns the
-/// socket, so the random cannot be read once it is gone).
+/// and logged). The client random is noted as the ClientHello is read, where it outlives the
+/// accept future that owns the socket, so that a handshake that does not finish drops its
+/// entry from the secret log, whether it times out or fails in the very read of its hello.
 async fn handshake(
     shared: &Shared,
     mut io: Tracked<TcpStream>,
@@ -561,27 +560,16 @@ async fn handshake(
     // rustls reads whole records until the path is known, so that the records can be taken
     // over (crate::takeover).
     let secret_log = shared.tls.secrets();
-    if secret_log.is_some() {
-        io.follow_records();
-    }
-    let mut accept = TlsAcceptor::from(shared.tls.current()).accept(io);
-    let mut client_random = None;
-    let accepting = std::future::poll_fn(|cx| {
-        let polled = Pin::new(&mut accept).poll(cx);
-        if polled.is_pending() && client_random.is_none() {
-            client_random = accept
-                .get_ref()
-                .and_then(|io| io.records())
-                .and_then(|r| r.client_random());
-        }
-        polled
-    });
-    let failure = match tokio::time::timeout(limit, accepting).await {
+    // The random is noted as the ClientHello is served to rustls, so a handshake that fails
+    // or times out, its stream gone with rustls, still finds its secret-log entry.
+    let noted = secret_log.is_some().then(|| io.follow_records());
+    let accept = TlsAcceptor::from(shared.tls.current()).accept(io);
+    let failure = match tokio::time::timeout(limit, accept).await {
         Ok(Ok(tls)) => return Some(tls),
         Ok(Err(e)) => Some(e),
         Err(_) => None,
     };
-    if let (Some(log), Some(random)) = (secret_log, client_random) {
+    if let (Some(log), Some(random)) = (secret_log, noted.and_then(|n| n.get())) {
         take_secrets(shared, log, &random);
     }
     match failure {

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -158,6 +159,30 @@ async fn slowloris_clients_are_closed_after_the_timeouts() {
     gw.shutdown().await;
 }
 
+/// A rustls client connection to the gateway and its ClientHello.
+fn client_hello(tls: &Arc<rustls::ClientConfig>) -> (rustls::ClientConnection, Vec<u8>) {
+    let name = rustls::pki_types::ServerName::try_from(GATEWAY_ID).unwrap();
+    let mut conn = rustls::ClientConnection::new(tls.clone(), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    (conn, hello)
+}
+
+/// One whole request on a new connection: its handshake takes its own secret-log entry and
+/// sets `mc_gateway_tls_secrets_waiting` to what the log holds.
+async fn finish_one_handshake(gw: &Running, tls: Arc<rustls::ClientConfig>) {
+    let mut s = raw_connect(gw.addr, tls).await.unwrap();
+    s.write_all(
+        b"GET / HTTP/1.1\r\nhost: web.default.svc.cluster.local\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let answer = read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handshake_left_unfinished_leaves_no_secrets_behind() {
     let pki = Pki::new();
@@ -169,10 +194,7 @@ async fn a_handshake_left_unfinished_leaves_no_secrets_behind() {
 
     // The ClientHello, then silence once the gateway's whole flight (through its Finished,
     // when it logs the traffic secrets) has arrived.
-    let name = rustls::pki_types::ServerName::try_from(GATEWAY_ID).unwrap();
-    let mut conn = rustls::ClientConnection::new(tls.clone(), name).unwrap();
-    let mut hello = Vec::new();
-    conn.write_tls(&mut hello).unwrap();
+    let (mut conn, hello) = client_hello(&tls);
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     tcp.write_all(&hello).await.unwrap();
     let mut buf = vec![0u8; 16 * 1024];
@@ -186,17 +208,37 @@ async fn a_handshake_left_unfinished_leaves_no_secrets_behind() {
     assert!(got.is_some(), "not closed after the handshake timeout");
 
     // A finished handshake takes its own entry; the unfinished one must be gone too.
-    let mut s = raw_connect(gw.addr, tls).await.unwrap();
-    s.write_all(
-        b"GET / HTTP/1.1\r\nhost: web.default.svc.cluster.local\r\nconnection: close\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let answer = read_until_closed(&mut s, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
+    finish_one_handshake(&gw, tls).await;
     let m = assert_one_handshake_timeout(&gw).await;
+    assert_eq!(metric(&m, "mc_gateway_tls_secrets_waiting"), 0.0, "{m}");
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_fails_in_the_read_of_its_hello_leaves_no_secrets_behind() {
+    let pki = Pki::new();
+    let gw = start(config(&pki, &[])).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let tls = raw_client(&pki, Some(&client), &[b"http/1.1"]);
+    let (_, mut bytes) = client_hello(&tls);
+    // In the same segment, a record the gateway cannot open: the handshake answers the
+    // ClientHello (logging the traffic secrets) and fails within the same read.
+    bytes.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x20]);
+    bytes.extend_from_slice(&[0xAA; 32]);
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    tcp.write_all(&bytes).await.unwrap();
+    let got = read_until_closed(&mut tcp, Duration::from_secs(10)).await;
+    assert!(got.is_some(), "not closed after a record it cannot open");
+
+    // The gauge is read after a finished handshake took its own entry.
+    finish_one_handshake(&gw, tls).await;
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    let failed: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("mc_gateway_tls_handshake_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(failed, 1.0, "{m}");
     assert_eq!(metric(&m, "mc_gateway_tls_secrets_waiting"), 0.0, "{m}");
     gw.shutdown().await;
 }
