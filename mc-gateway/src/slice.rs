@@ -1,8 +1,8 @@
 //! The scheduler slice of the serving threads.
 //!
-//! Linux's fair scheduler (EEVDF, since 6.6) gives every task a time slice, 0.75 ms times
-//! `1 + log2(CPUs)` by default, and lets a woken task preempt the running one only when its
-//! deadline comes first. Since Linux 6.12 a task may ask for a shorter slice with
+//! Linux's fair scheduler (EEVDF, since 6.6) gives every task a time slice that grows with the
+//! CPU count (1.4 ms on 2 CPUs under Linux 6.18), and lets a woken task preempt the running one
+//! only when its deadline comes first. Since Linux 6.12 a task may ask for a shorter slice with
 //! `sched_setattr(2)` (`sched_runtime` under `SCHED_OTHER`, clamped by the kernel to
 //! 0.1–100 ms). It does not get more CPU time for it: its deadline comes sooner and its turns
 //! are shorter, so a woken task with a short slice runs at once instead of waiting for the
@@ -57,7 +57,8 @@ mod imp {
         util_max: u32,
     }
 
-    /// Keeps the policy and the nice value; only the runtime (the slice) is new.
+    /// Keeps the thread's policy (`SCHED_OTHER`, `SCHED_BATCH` or `SCHED_IDLE`); the nice value
+    /// is passed back as it is, so only the runtime (the slice) is new.
     const SCHED_FLAG_KEEP_POLICY: u64 = 0x08;
 
     pub(super) fn request(slice: Duration) -> std::io::Result<()> {
