@@ -14,9 +14,10 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::gauge::Gauge;
 use ring::{aead, hkdf};
 use rustls::{ConnectionTrafficSecrets, ExtractedSecrets};
 
@@ -495,6 +496,8 @@ const SECRET_LOG_MAX_AGE: Duration = Duration::from_secs(120);
 #[derive(Default)]
 pub struct SecretLog {
     map: Mutex<HashMap<[u8; 32], TrafficSecrets>>,
+    /// Set to the number of waiting handshakes on every change (see [`Self::report_to`]).
+    waiting: OnceLock<Gauge>,
 }
 
 impl std::fmt::Debug for SecretLog {
@@ -508,6 +511,7 @@ impl SecretLog {
     pub fn take(&self, client_random: &[u8; 32]) -> Option<TrafficSecrets> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let secrets = map.remove(client_random)?;
+        self.report(map.len());
         let complete = !secrets.client.is_empty() && !secrets.server.is_empty();
         (complete && !secrets.conflict).then_some(secrets)
     }
@@ -520,6 +524,20 @@ impl SecretLog {
     /// Whether no secrets are waiting.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// From now on, keeps `gauge` at the number of handshakes whose secrets wait (the first
+    /// gauge given stays).
+    pub fn report_to(&self, gauge: Gauge) {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self.waiting.set(gauge);
+        self.report(map.len());
+    }
+
+    fn report(&self, waiting: usize) {
+        if let Some(gauge) = self.waiting.get() {
+            gauge.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        }
     }
 }
 
@@ -536,17 +554,24 @@ impl rustls::KeyLog for SecretLog {
         if map.len() >= SECRET_LOG_CAP && !map.contains_key(&random) {
             make_room(&mut map);
         }
-        let entry = map.entry(random).or_insert_with(TrafficSecrets::logged_now);
-        let slot = match label {
-            "CLIENT_TRAFFIC_SECRET_0" => &mut entry.client,
-            "SERVER_TRAFFIC_SECRET_0" => &mut entry.server,
+        let client = match label {
+            "CLIENT_TRAFFIC_SECRET_0" => true,
+            "SERVER_TRAFFIC_SECRET_0" => false,
             _ => return,
+        };
+        let entry = map.entry(random).or_insert_with(TrafficSecrets::logged_now);
+        let slot = if client {
+            &mut entry.client
+        } else {
+            &mut entry.server
         };
         // A second handshake with the same client random (a replayed or forged ClientHello)
         // must not hand either connection the other's secrets: both keep rustls.
         let conflict = !slot.is_empty();
         *slot = secret.to_vec();
         entry.conflict |= conflict;
+        let waiting = map.len();
+        self.report(waiting);
     }
 }
 
@@ -859,6 +884,29 @@ mod tests {
             log.take(&random).is_none(),
             "a conflicting entry was handed out"
         );
+    }
+
+    #[test]
+    fn the_waiting_gauge_follows_every_change_of_the_log() {
+        use rustls::KeyLog;
+        let log = SecretLog::default();
+        log.log("CLIENT_TRAFFIC_SECRET_0", &[1; 32], &[7; 32]);
+        let gauge = Gauge::default();
+        log.report_to(gauge.clone());
+        assert_eq!(gauge.get(), 1, "what the log held before");
+        log.log("SERVER_TRAFFIC_SECRET_0", &[1; 32], &[8; 32]);
+        assert_eq!(gauge.get(), 1, "the other half of the same handshake");
+        log.log("CLIENT_TRAFFIC_SECRET_0", &[2; 32], &[7; 32]);
+        assert_eq!(gauge.get(), 2);
+        assert!(log.take(&[1; 32]).is_some());
+        assert_eq!(gauge.get(), 1);
+        assert!(log.take(&[3; 32]).is_none());
+        assert_eq!(gauge.get(), 1, "taking what is not there changes nothing");
+        assert!(
+            log.take(&[2; 32]).is_none(),
+            "half a handshake is not handed out"
+        );
+        assert_eq!(gauge.get(), 0, "but it leaves the log");
     }
 
     #[test]

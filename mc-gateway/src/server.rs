@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::http::{HttpContext, Upstreams};
 use crate::io::{Activity, Tracked, read_header, splice_tcp};
 use crate::metrics::Metrics;
-use crate::record::{SecretLog, TrafficSecrets};
+use crate::record::TrafficSecrets;
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target};
 use crate::takeover::TakeOver;
@@ -175,6 +175,10 @@ impl Gateway {
             ),
             None => None,
         };
+        let metrics = Arc::new(Metrics::new());
+        if let Some(log) = tls.secrets() {
+            log.report_to(metrics.tls_secrets_waiting.clone());
+        }
         let shared = Arc::new(Shared {
             tls,
             identity: config.identity.into(),
@@ -183,7 +187,7 @@ impl Gateway {
             default_port: config.default_http_port,
             upstreams: Upstreams::new(config.resolver.clone()),
             resolver: config.resolver,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             limits: config.limits,
         });
         Ok(Self {
@@ -456,7 +460,7 @@ async fn connection(
         .observe(start.elapsed().as_secs_f64());
     let secrets = shared.tls.secrets().and_then(|log| {
         let random = tls.get_ref().0.records()?.client_random()?;
-        take_secrets(shared, log, &random)
+        log.take(&random)
     });
     let (_, conn) = tls.get_ref();
     let client = conn
@@ -539,14 +543,6 @@ fn http_context(
 
 type ServerTls = tokio_rustls::server::TlsStream<Tracked<TcpStream>>;
 
-/// Takes the secrets logged under the client random `random`, if both halves are there, and
-/// updates the gauge of the handshakes whose secrets still wait.
-fn take_secrets(shared: &Shared, log: &SecretLog, random: &[u8; 32]) -> Option<TrafficSecrets> {
-    let secrets = log.take(random);
-    shared.metrics.tls_secrets_waiting.set(log.len() as i64);
-    secrets
-}
-
 /// The TLS handshake, within the handshake timeout; `None` when it failed or timed out (counted
 /// and logged). The client random is noted as the ClientHello is read, where it outlives the
 /// accept future that owns the socket, so that a handshake that does not finish drops its
@@ -570,7 +566,7 @@ async fn handshake(
         Err(_) => None,
     };
     if let (Some(log), Some(random)) = (secret_log, noted.and_then(|n| n.get())) {
-        take_secrets(shared, log, &random);
+        let _ = log.take(&random);
     }
     match failure {
         Some(e) => {
