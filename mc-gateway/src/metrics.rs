@@ -46,8 +46,8 @@ pub struct Metrics {
     /// taken over from rustls, see [`crate::record_stream`]; `records="rustls"`).
     pub http_streams: Family<Labels, Counter>,
     /// Handshakes whose traffic secrets wait in the secret log for their connection to take
-    /// them (see [`crate::record::SecretLog`]); updated whenever a connection takes or drops
-    /// its entry. It stays near the handshakes in flight; growth means entries are left behind.
+    /// them (see [`crate::record::SecretLog`]); the log updates it whenever an entry is logged,
+    /// taken or dropped. It stays near the handshakes in flight; growth means entries are left behind.
     pub tls_secrets_waiting: Gauge,
 }
 

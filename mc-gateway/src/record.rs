@@ -516,16 +516,6 @@ impl SecretLog {
         (complete && !secrets.conflict).then_some(secrets)
     }
 
-    /// Handshakes whose secrets are waiting to be taken.
-    pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Whether no secrets are waiting.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// From now on, keeps `gauge` at the number of handshakes whose secrets wait (the first
     /// gauge given stays).
     pub fn report_to(&self, gauge: Gauge) {
@@ -570,8 +560,7 @@ impl rustls::KeyLog for SecretLog {
         let conflict = !slot.is_empty();
         *slot = secret.to_vec();
         entry.conflict |= conflict;
-        let waiting = map.len();
-        self.report(waiting);
+        self.report(map.len());
     }
 }
 
