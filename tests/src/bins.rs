@@ -44,6 +44,55 @@ impl Binaries {
     }
 }
 
+/// What nodes run: kubelet and kube-proxy; the controller manager and scheduler beside each
+/// cluster; and the image archives `scripts/build-images` wrote, imported into every node.
+#[derive(Debug, Clone)]
+pub struct NodeBinaries {
+    /// `kubelet`.
+    pub kubelet: PathBuf,
+    /// `kube-proxy`.
+    pub kube_proxy: PathBuf,
+    /// `kube-controller-manager`.
+    pub controller_manager: PathBuf,
+    /// `kube-scheduler`.
+    pub scheduler: PathBuf,
+    /// The image archives (`$MC_CACHE/images/*.tar`).
+    pub images: Vec<PathBuf>,
+}
+
+impl NodeBinaries {
+    /// Finds every node binary and image archive, or fails naming the first one missing.
+    pub fn locate() -> Result<NodeBinaries> {
+        Ok(NodeBinaries {
+            kubelet: find("kubelet", "KUBE_VERSION", "MC_KUBELET")?,
+            kube_proxy: find("kube-proxy", "KUBE_VERSION", "MC_KUBE_PROXY")?,
+            controller_manager: find(
+                "kube-controller-manager",
+                "KUBE_VERSION",
+                "MC_KUBE_CONTROLLER_MANAGER",
+            )?,
+            scheduler: find("kube-scheduler", "KUBE_VERSION", "MC_KUBE_SCHEDULER")?,
+            images: image_archives()?,
+        })
+    }
+}
+
+/// Every image archive in `$MC_CACHE/images`, sorted; fails if there is none.
+fn image_archives() -> Result<Vec<PathBuf>> {
+    let dir = cache_dir().join("images");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|_| Error::MissingImages(dir.clone()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+        .collect();
+    found.sort();
+    if found.is_empty() {
+        return Err(Error::MissingImages(dir));
+    }
+    Ok(found)
+}
+
 fn pinned(key: &str) -> Option<&'static str> {
     VERSIONS.lines().find_map(|line| {
         let (k, v) = line.trim().split_once('=')?;

@@ -57,16 +57,21 @@ impl Pki {
         self.ca.pem()
     }
 
-    /// A serving certificate for 127.0.0.1 and localhost (and the in-cluster names).
-    pub(crate) fn serving(&self, dir: &Path, stem: &str) -> Result<PemPair> {
+    /// A serving certificate for 127.0.0.1, localhost, `extra_ips` (the bridge address and the
+    /// `kubernetes` Service's ClusterIPs, which Pods dial) and the in-cluster names.
+    pub(crate) fn serving(&self, dir: &Path, stem: &str, extra_ips: &[IpAddr]) -> Result<PemPair> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name = name("kube-apiserver", &[]);
         params.subject_alt_names = vec![SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+        params
+            .subject_alt_names
+            .extend(extra_ips.iter().copied().map(SanType::IpAddress));
         for dns in [
             "localhost",
             "kubernetes",
             "kubernetes.default",
             "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
         ] {
             params
                 .subject_alt_names

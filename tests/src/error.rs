@@ -18,6 +18,11 @@ pub enum Error {
         /// The environment variable that overrides the path.
         env: &'static str,
     },
+    /// No image archive is where `scripts/build-images` writes them.
+    #[error(
+        "no image archive (*.tar) in {0}: run `make setup` (scripts/build-images builds the images nodes run)"
+    )]
+    MissingImages(PathBuf),
     /// A file-system or process operation failed.
     #[error("could not {action} {what}: {source}")]
     Io {
@@ -91,6 +96,24 @@ pub enum Error {
     NoTestNetwork {
         /// The address that is missing.
         addr: String,
+    },
+    /// Setting up the test network or a node failed.
+    #[error("could not {what}: {detail}")]
+    Network {
+        /// What was being done, e.g. `ip link add mcbr0 type bridge`.
+        what: String,
+        /// What went wrong and, where known, the fix.
+        detail: String,
+    },
+    /// A node or cluster add-on did not reach the state a test needs in time.
+    #[error("{what} was not ready after {seconds}s: {detail}")]
+    Timeout {
+        /// What was awaited, e.g. `node east-node`.
+        what: String,
+        /// How long the testbed waited.
+        seconds: u64,
+        /// The last state seen.
+        detail: String,
     },
     /// The shared testbed of this test process failed to start earlier.
     #[error("the shared testbed failed to start: {0}")]

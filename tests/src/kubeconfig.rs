@@ -61,3 +61,35 @@ pub(crate) fn render(entries: &[Entry<'_>]) -> Result<String, serde_yaml::Error>
     });
     serde_yaml::to_string(&config)
 }
+
+/// Mints a client certificate for `user` in `groups` from `pki`, and writes `dir/<stem>.kubeconfig`
+/// with it for `context` at `server`; returns the path.
+pub(crate) fn write_for_identity(
+    pki: &crate::certs::Pki,
+    dir: &std::path::Path,
+    stem: &str,
+    cluster: (&str, &str),
+    user: &str,
+    groups: &[&str],
+) -> crate::Result<std::path::PathBuf> {
+    let (context, server) = cluster;
+    let pair = pki.client(dir, stem, user, groups)?;
+    let ca = pki.ca_pem();
+    let text = render(&[Entry {
+        context,
+        server,
+        ca_pem: &ca,
+        user,
+        credential: Credential::Cert {
+            cert_pem: &pair.cert_pem,
+            key_pem: &pair.key_pem,
+        },
+    }])
+    .map_err(|e| crate::Error::Format {
+        what: format!("{stem} kubeconfig"),
+        detail: e.to_string(),
+    })?;
+    let path = dir.join(format!("{stem}.kubeconfig"));
+    crate::certs::write(&path, &text)?;
+    Ok(path)
+}

@@ -14,21 +14,28 @@
 //! # Ok(()) }
 //! ```
 
+mod addons;
 mod bins;
 mod certs;
+mod cgroup;
 pub mod demo;
 mod error;
 mod kubeconfig;
+pub mod lb;
 mod net;
+pub mod network;
+mod node;
 mod ports;
 mod process;
 mod testbed;
 
-pub use bins::{Binaries, cache_dir};
+pub use addons::{CLIENT_IMAGE, COREDNS_IMAGE};
+pub use bins::{Binaries, NodeBinaries, cache_dir};
 pub use error::Error;
 pub use net::{TEST_HOSTS, test_host};
+pub use node::{Node, PAUSE_IMAGE};
 pub use process::{Lifetime, Proc, pid_alive};
-pub use testbed::{Cluster, Testbed, shared};
+pub use testbed::{Cluster, Testbed, Topology, shared, shared_with_nodes};
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

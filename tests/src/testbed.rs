@@ -7,9 +7,16 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use crate::bins::Binaries;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::addons::{self, ControllerManagerKeys};
+use crate::bins::{Binaries, NodeBinaries};
 use crate::certs::{self, PemPair, Pki};
 use crate::kubeconfig::{self, Credential, Entry};
+use crate::network::{self, Bridge, Plan};
+use crate::node::{Node, NodeSpec, wait_for};
 use crate::ports::{free_port, lost_port_race};
 use crate::process::{Lifetime, Proc, pid_alive, terminate_pid};
 use crate::{Error, Result};
@@ -22,19 +29,48 @@ const NAMESPACED_KINDS: &str = "services,endpoints,configmaps,secrets,serviceacc
 /// How often a lost race for a port is retried with a new port.
 const PORT_ATTEMPTS: usize = 5;
 
-/// One cluster: a real kube-apiserver on 127.0.0.1.
+/// How long nodes and cluster add-ons may take to become ready.
+const NODE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What a testbed runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// API servers over etcd only: no Pod runs; tests write Endpoints and LoadBalancer status
+    /// themselves. Much faster to start, for pure API behaviour.
+    ApiOnly,
+    /// Real clusters: per cluster one node (containerd, kubelet, kube-proxy) in a network
+    /// namespace of its own, kube-controller-manager, kube-scheduler, CoreDNS and a
+    /// LoadBalancer controller. Needs root inside `scripts/in-netns`.
+    Nodes,
+}
+
+/// One cluster: a real kube-apiserver, and with [`Topology::Nodes`] a node and controllers.
 #[derive(Debug)]
 pub struct Cluster {
     /// The cluster's name, also its kubeconfig context.
     pub name: String,
-    /// Its URL, `https://127.0.0.1:<port>`.
+    /// Its URL, `https://127.0.0.1:<port>` (API only) or `https://<bridge address>:<port>`.
     pub server: String,
     /// Its secure port.
     pub port: u16,
     /// Its service CIDR, distinct from every other cluster's.
     pub service_cidr: String,
+    index: usize,
     dir: PathBuf,
     apiserver: Mutex<Option<Proc>>,
+    controllers: Mutex<Vec<Proc>>,
+    node: Option<Node>,
+    lb_stop: Option<Arc<AtomicBool>>,
+}
+
+impl Cluster {
+    /// The cluster's node, with [`Topology::Nodes`].
+    pub fn node(&self) -> Result<&Node> {
+        self.node.as_ref().ok_or_else(|| Error::Network {
+            what: format!("use the node of cluster {}", self.name),
+            detail: "this testbed runs API servers only; start it with Topology::Nodes".into(),
+        })
+    }
 }
 
 /// A running set of clusters over one etcd. Dropping it stops every process it started.
@@ -51,6 +87,8 @@ pub struct Testbed {
     kubeconfig: PathBuf,
     lifetime: Lifetime,
     remove_dir: bool,
+    topology: Topology,
+    bridge: Option<Bridge>,
 }
 
 impl Testbed {
@@ -63,15 +101,54 @@ impl Testbed {
         })
     }
 
-    /// Starts `names` with their state in `dir`, which is created if needed.
+    /// Starts `names` as real clusters with nodes ([`Topology::Nodes`]) in a fresh private
+    /// directory; every process, containers included, dies with this process.
+    pub fn start_with_nodes(names: &[&str]) -> Result<Testbed> {
+        let dir = fresh_dir()?;
+        Testbed::start_topology(&dir, names, Lifetime::Attached, Topology::Nodes).map(|mut bed| {
+            bed.remove_dir = true;
+            bed
+        })
+    }
+
+    /// Starts `names` with their state in `dir`, which is created if needed (API servers only).
     pub fn start_in(dir: &Path, names: &[&str], lifetime: Lifetime) -> Result<Testbed> {
+        Testbed::start_topology(dir, names, lifetime, Topology::ApiOnly)
+    }
+
+    /// Starts `names` running `topology`, with their state in `dir`.
+    pub fn start_topology(
+        dir: &Path,
+        names: &[&str],
+        lifetime: Lifetime,
+        topology: Topology,
+    ) -> Result<Testbed> {
         for name in names {
             validate_name(name)?;
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir.display(), e))?;
         let bins = Binaries::locate()?;
+        let (bridge, node_bins) = match topology {
+            Topology::ApiOnly => (None, None),
+            Topology::Nodes => {
+                if names.len() > network::MAX_CLUSTERS {
+                    return Err(Error::Network {
+                        what: "plan the test network".into(),
+                        detail: format!("at most {} clusters have nodes", network::MAX_CLUSTERS),
+                    });
+                }
+                let node_bins = NodeBinaries::locate()?;
+                crate::cgroup::remove_stale();
+                (Some(Bridge::claim()?), Some(node_bins))
+            }
+        };
         let pki = Pki::create(dir)?;
-        let serving = pki.serving(dir, "apiserver-serving")?;
+        let extra_ips: Vec<IpAddr> = bridge
+            .iter()
+            .map(|b| IpAddr::V4(b.plan().host()))
+            .chain((0..names.len()).map(|i| IpAddr::V4(network::kubernetes_service(i))))
+            .collect();
+        let serving = pki.serving(dir, "apiserver-serving", &extra_ips)?;
         let admin = pki.client(dir, "admin", "mc-testbed-admin", &["system:masters"])?;
         let (etcd, etcd_url) = start_etcd(&bins, dir, lifetime)?;
         let mut bed = Testbed {
@@ -86,11 +163,170 @@ impl Testbed {
             kubeconfig: dir.join("kubeconfig"),
             lifetime,
             remove_dir: false,
+            topology,
+            bridge,
         };
         bed.start_clusters(names)?;
         bed.write_kubeconfig()?;
+        if let Some(node_bins) = node_bins {
+            bed.start_nodes(&node_bins)?;
+        }
         bed.write_pids()?;
         Ok(bed)
+    }
+
+    /// What this testbed runs.
+    pub fn topology(&self) -> Topology {
+        self.topology
+    }
+
+    /// The addresses of the test network, with [`Topology::Nodes`].
+    pub fn plan(&self) -> Option<Plan> {
+        self.bridge.as_ref().map(Bridge::plan)
+    }
+
+    /// Cuts (`up = false`) or restores the link between `cluster`'s node and the bridge, which
+    /// carries everything between the node and the other clusters and their API servers.
+    pub fn set_node_link(&self, cluster: &str, up: bool) -> Result<()> {
+        let c = self.cluster(cluster)?;
+        let plan = self.plan().ok_or_else(|| Error::Network {
+            what: "cut a node's link".into(),
+            detail: "this testbed runs API servers only".into(),
+        })?;
+        c.node()?.set_link(plan, c.index, up)
+    }
+
+    fn start_nodes(&mut self, node_bins: &NodeBinaries) -> Result<()> {
+        let plan = self.plan().ok_or_else(|| Error::Network {
+            what: "start nodes".into(),
+            detail: "no bridge was claimed".into(),
+        })?;
+        for c in &self.clusters {
+            self.start_controllers(c, node_bins)?;
+        }
+        let nodes: Vec<Result<Node>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .clusters
+                .iter()
+                .map(|c| {
+                    let spec = NodeSpec {
+                        cluster: &c.name,
+                        index: c.index,
+                        plan,
+                        server: &c.server,
+                        dir: &c.dir,
+                        node_bins,
+                        lifetime: self.lifetime,
+                    };
+                    let pki = &self.pki;
+                    scope.spawn(move || Node::start(&spec, pki))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Network {
+                            what: "start a node".into(),
+                            detail: "the starting thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for (c, node) in self.clusters.iter_mut().zip(nodes) {
+            c.node = Some(node?);
+        }
+        if let Some(bridge) = &self.bridge {
+            for c in &self.clusters {
+                bridge.route_cluster(c.index)?;
+            }
+        }
+        for c in &mut self.clusters {
+            if self.lifetime == Lifetime::Attached {
+                let pool = plan.lb_address(c.index, 0);
+                c.lb_stop = Some(crate::lb::spawn(&self.kubeconfig, &c.name, pool));
+            }
+        }
+        for c in &self.clusters {
+            let out = self.apply(
+                &c.name,
+                &addons::dns_manifest(network::cluster_dns(c.index)),
+            )?;
+            addons::check(&out, &format!("apply cluster DNS to {}", c.name))?;
+        }
+        for c in &self.clusters {
+            self.wait_node_ready(&c.name)?;
+            self.wait_rollout(&c.name, "kube-system", "deployment/coredns")?;
+        }
+        Ok(())
+    }
+
+    fn start_controllers(&self, c: &Cluster, node_bins: &NodeBinaries) -> Result<()> {
+        let kcm =
+            self.identity_kubeconfig(c, "controller-manager", "system:kube-controller-manager")?;
+        let sched = self.identity_kubeconfig(c, "scheduler", "system:kube-scheduler")?;
+        let keys = ControllerManagerKeys {
+            kubeconfig: &kcm,
+            service_account_key: &c.dir.join("sa.key"),
+            root_ca: &self.pki.ca_path,
+        };
+        let mut procs = lock(&c.controllers);
+        procs.push(addons::controller_manager(
+            &node_bins.controller_manager,
+            &c.name,
+            &keys,
+            &c.dir.join("controller-manager.log"),
+            self.lifetime,
+        )?);
+        procs.push(addons::scheduler(
+            &node_bins.scheduler,
+            &c.name,
+            &sched,
+            &c.dir.join("scheduler.log"),
+            self.lifetime,
+        )?);
+        Ok(())
+    }
+
+    fn identity_kubeconfig(&self, c: &Cluster, stem: &str, user: &str) -> Result<PathBuf> {
+        kubeconfig::write_for_identity(&self.pki, &c.dir, stem, (&c.name, &c.server), user, &[])
+    }
+
+    /// Waits until `cluster`'s node reports Ready.
+    pub fn wait_node_ready(&self, cluster: &str) -> Result<()> {
+        let node = self.cluster(cluster)?.node()?.name.clone();
+        wait_for(&format!("node {node}"), NODE_TIMEOUT, || {
+            let out = self.kubectl_ok(
+                cluster,
+                &[
+                    "get",
+                    "node",
+                    &node,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ],
+            );
+            match out {
+                Ok(s) if s.trim() == "True" => Ok(()),
+                Ok(s) => Err(format!("Ready={s}")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
+    /// Waits until `what` (e.g. `deployment/coredns`) in `namespace` has rolled out.
+    pub fn wait_rollout(&self, cluster: &str, namespace: &str, what: &str) -> Result<()> {
+        let timeout = format!("--timeout={}s", NODE_TIMEOUT.as_secs());
+        let out = self
+            .kubectl(cluster)
+            .args(["rollout", "status", "-n", namespace, what, &timeout])
+            .output()
+            .map_err(|e| Error::io("run", "kubectl rollout status", e))?;
+        addons::check(
+            &out,
+            &format!("{what} in {cluster}/{namespace} to roll out"),
+        )
     }
 
     /// The kubeconfig with one admin context per cluster, named after it.
@@ -179,25 +415,14 @@ impl Testbed {
         let users = self.dir.join("users");
         std::fs::create_dir_all(&users).map_err(|e| Error::io("create", users.display(), e))?;
         let stem = format!("{}-{}", cluster.name, sanitize(user));
-        let pair = self.pki.client(&users, &stem, user, groups)?;
-        let ca = self.pki.ca_pem();
-        let text = kubeconfig::render(&[Entry {
-            context: &cluster.name,
-            server: &cluster.server,
-            ca_pem: &ca,
+        kubeconfig::write_for_identity(
+            &self.pki,
+            &users,
+            &stem,
+            (&cluster.name, &cluster.server),
             user,
-            credential: Credential::Cert {
-                cert_pem: &pair.cert_pem,
-                key_pem: &pair.key_pem,
-            },
-        }])
-        .map_err(|e| Error::Format {
-            what: "user kubeconfig".into(),
-            detail: e.to_string(),
-        })?;
-        let path = users.join(format!("{stem}.kubeconfig"));
-        certs::write(&path, &text)?;
-        Ok(path)
+            groups,
+        )
     }
 
     /// Writes a kubeconfig that authenticates to `cluster` with a bearer `token` only (for
@@ -375,6 +600,12 @@ impl Testbed {
             if let Some(p) = lock(&c.apiserver).as_ref() {
                 pids.push((p.what().to_string(), p.pid()));
             }
+            for p in lock(&c.controllers).iter() {
+                pids.push((p.what().to_string(), p.pid()));
+            }
+            if let Some(node) = &c.node {
+                pids.extend(node.pids());
+            }
         }
         pids
     }
@@ -425,6 +656,17 @@ impl Testbed {
             if let Some(p) = lock(&c.apiserver).take() {
                 p.release();
             }
+            for p in lock(&c.controllers).drain(..) {
+                p.release();
+            }
+            if let Some(node) = c.node.take() {
+                node.detach();
+            }
+        }
+        if let Some(bridge) = self.bridge.take() {
+            // etcd lives as long as the testbed; a failure leaves the slot to be reclaimed.
+            let owner = lock(&self.etcd).as_ref().map_or(0, Proc::pid);
+            let _ = bridge.hand_over(owner);
         }
         if let Some(p) = lock(&self.etcd).take() {
             p.release();
@@ -449,6 +691,8 @@ impl Testbed {
             }
         }
         std::fs::remove_file(&path).map_err(|e| Error::io("remove", path.display(), e))?;
+        crate::cgroup::remove_stale();
+        network::remove_stale_bridges();
         Ok(stopped)
     }
 
@@ -477,13 +721,18 @@ impl Testbed {
                     Err(e) => return Err(e),
                 }
             }
+            let host = self.plan().map_or(Ipv4Addr::LOCALHOST, |p| p.host());
             self.clusters.push(Cluster {
-                server: format!("https://127.0.0.1:{port}"),
-                service_cidr: service_cidr(index),
+                server: format!("https://{host}:{port}"),
+                service_cidr: network::service_cidr(index),
+                index,
                 name,
                 port,
                 dir,
                 apiserver: Mutex::new(Some(proc)),
+                controllers: Mutex::new(Vec::new()),
+                node: None,
+                lb_stop: None,
             });
         }
         Ok(())
@@ -492,10 +741,14 @@ impl Testbed {
     fn spawn_apiserver(&self, name: &str, index: usize, port: u16, dir: &Path) -> Result<Proc> {
         let sa_key = dir.join("sa.key");
         let mut cmd = Command::new(&self.bins.kube_apiserver);
+        let (bind, advertise) = match self.plan() {
+            Some(plan) => (Ipv4Addr::UNSPECIFIED, plan.host()),
+            None => (Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST),
+        };
         cmd.arg(format!("--etcd-servers={}", self.etcd_url))
             .arg(format!("--etcd-prefix=/mc-testbed/{name}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--bind-address={bind}"))
+            .arg(format!("--advertise-address={advertise}"))
             .arg(format!("--secure-port={port}"))
             .arg(format!(
                 "--tls-cert-file={}",
@@ -519,9 +772,18 @@ impl Testbed {
             ))
             .arg(format!(
                 "--service-cluster-ip-range={}",
-                service_cidr(index)
+                network::service_cidr(index)
             ))
-            .arg("--authorization-mode=RBAC")
+            .arg("--authorization-mode=Node,RBAC")
+            .arg(format!(
+                "--kubelet-client-certificate={}",
+                self.admin.cert_path.display()
+            ))
+            .arg(format!(
+                "--kubelet-client-key={}",
+                self.admin.key_path.display()
+            ))
+            .arg("--kubelet-preferred-address-types=InternalIP")
             .arg("--enable-priority-and-fairness=false")
             .arg("--profiling=false")
             .arg(format!("--cert-dir={}", dir.join("certs").display()))
@@ -598,11 +860,21 @@ impl Testbed {
     }
 
     fn stop_all(&mut self) {
+        for c in &mut self.clusters {
+            if let Some(stop) = c.lb_stop.take() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            drop(c.node.take());
+            for mut p in lock(&c.controllers).drain(..) {
+                p.stop(Duration::from_secs(5));
+            }
+        }
         for c in &self.clusters {
             if let Some(mut p) = lock(&c.apiserver).take() {
                 p.stop(Duration::from_secs(10));
             }
         }
+        drop(self.bridge.take());
         if let Some(mut p) = lock(&self.etcd).take() {
             p.stop(Duration::from_secs(10));
         }
@@ -629,7 +901,22 @@ pub fn shared() -> Result<&'static Testbed> {
         .map_err(|e| Error::Shared(e.clone()))
 }
 
-async fn client_from(path: &Path, context: &str) -> Result<kube::Client> {
+/// The testbed with nodes shared by every test of this test process: `east` and `west`, started
+/// on first use. Tests that share it must use their own namespaces and cluster-scoped names.
+/// A static is never dropped, so the nodes' containers are killed when the process exits
+/// (and by the next testbed's start if the process was killed).
+pub fn shared_with_nodes() -> Result<&'static Testbed> {
+    static SHARED: OnceLock<std::result::Result<Testbed, String>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            crate::cgroup::destroy_at_exit();
+            Testbed::start_with_nodes(&["east", "west"]).map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| Error::Shared(e.clone()))
+}
+
+pub(crate) async fn client_from(path: &Path, context: &str) -> Result<kube::Client> {
     let wrap = |source: Box<dyn std::error::Error + Send + Sync>| Error::Client {
         context: context.to_string(),
         source,
@@ -737,10 +1024,6 @@ fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-fn service_cidr(index: usize) -> String {
-    format!("10.{}.0.0/16", 96 + index % 100)
-}
-
 fn sanitize(user: &str) -> String {
     user.chars()
         .map(|c| {
@@ -758,19 +1041,30 @@ fn parse_pid_line(line: &str) -> Option<(String, u32)> {
     Some((what.to_string(), pid.parse().ok()?))
 }
 
-/// Guards against a recycled pid: only etcd and kube-apiserver processes are signalled.
+/// Guards against a recycled pid: only processes of the kinds a testbed starts are signalled.
 fn is_testbed_process(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmd| {
         let argv0 = cmd.split(|b| *b == 0).next().unwrap_or_default();
         let argv0 = String::from_utf8_lossy(argv0);
-        argv0.ends_with("/etcd")
-            || argv0.ends_with("/kube-apiserver")
-            || argv0 == "etcd"
-            || argv0 == "kube-apiserver"
+        let name = argv0.rsplit('/').next().unwrap_or_default();
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "nsenter",
+            "unshare",
+            "sleep",
+            "containerd",
+            "kubelet",
+            "kube-proxy",
+            "mc-testbed",
+        ]
+        .contains(&name)
     })
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -788,12 +1082,6 @@ mod tests {
                 "{bad:?} accepted"
             );
         }
-    }
-
-    #[test]
-    fn service_cidrs_differ_per_cluster() {
-        assert_ne!(service_cidr(0), service_cidr(1));
-        assert_eq!(service_cidr(0), "10.96.0.0/16");
     }
 
     #[test]

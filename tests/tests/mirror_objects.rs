@@ -31,7 +31,7 @@ spec:
 "#;
 
 fn remote(name: &str, export: &str, headless: bool) -> Service {
-    let cluster_ip = if headless { "None" } else { "10.96.0.10" };
+    let cluster_ip = if headless { "None" } else { "198.19.0.10" };
     parse_object(serde_json::json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {
