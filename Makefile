@@ -24,6 +24,7 @@ lint:
 # everything is built first, outside it, so the sealed namespace needs no network.
 test-rust:
 	$(CARGO) build --locked -q --bins
+	scripts/build-images mc
 	$(CARGO) test --locked --no-run -q
 	scripts/in-netns $(CARGO) test --locked
 
@@ -33,9 +34,10 @@ test-python:
 	  scripts/in-netns .venv/bin/pytest -q mc-py/tests; \
 	else echo "test-python: mc-py/tests does not exist yet"; fi
 
-## demo: set up if needed, then run the two-cluster walkthrough on the local testbed
+## demo: set up if needed, then run the two-cluster walkthrough on the testbed's real clusters
 demo:
-	@[ -x .venv/bin/python ] && [ -x "$${MC_CACHE:-$$HOME/.cache/mc}/bin/kube-apiserver-$$(sed -n 's/^KUBE_VERSION=//p' tests/testbed/go/versions.env)/kube-apiserver" ] || scripts/setup
+	@[ -x .venv/bin/python ] && [ -x "$${MC_CACHE:-$$HOME/.cache/mc}/bin/kubelet-$$(sed -n 's/^KUBE_VERSION=//p' tests/testbed/go/versions.env)/kubelet" ] \
+	  && [ -f "$${MC_CACHE:-$$HOME/.cache/mc}/images/podinfo.tar" ] || scripts/setup
 	scripts/demo
 
 ## fuzz: run every cargo-fuzz target for FUZZ_SECONDS seconds each

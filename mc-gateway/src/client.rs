@@ -114,8 +114,9 @@ impl GatewayConnector {
 /// Where the forwarder sends a connection.
 #[derive(Debug, Clone)]
 pub enum BackendKind {
-    /// A plain TCP address (the local service).
-    Local(SocketAddr),
+    /// A plain TCP address (the local service), `ip:port` or `host:port` (resolved per
+    /// connection, so a Service name follows its ClusterIP).
+    Local(String),
     /// The remote service, through a gateway.
     Gateway(GatewayConnector),
 }
@@ -131,7 +132,7 @@ pub struct Backend {
     pub weight: u32,
 }
 
-/// A parsed `--backend` flag: `local=<ip:port>[,weight=N]` or
+/// A parsed `--backend` flag: `local=<host:port>[,weight=N]` or
 /// `gateway=<host:port>[,weight=N]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendSpec {
@@ -295,7 +296,15 @@ impl Forwarder {
         let _ = tcp.set_nodelay(true);
         match &backend.kind {
             BackendKind::Local(addr) => {
-                let up = crate::io::connect_tcp(*addr, "local backend").await?;
+                let up =
+                    TcpStream::connect(addr.as_str())
+                        .await
+                        .map_err(|source| Error::Connect {
+                            addr: addr.clone(),
+                            what: "local backend",
+                            source,
+                        })?;
+                let _ = up.set_nodelay(true);
                 splice(tcp, up, self.idle_timeout, Activity::new()).await?;
             }
             BackendKind::Gateway(connector) => {

@@ -467,7 +467,7 @@ async fn forwarder_splits_by_weight_between_local_and_gateway() {
     let backends = vec![
         Backend {
             name: "local".into(),
-            kind: BackendKind::Local(local),
+            kind: BackendKind::Local(local.to_string()),
             weight: 1,
         },
         Backend {

@@ -16,6 +16,9 @@ pub const COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.14.7";
 /// Pod up for `kubectl exec … curl`.
 pub const CLIENT_IMAGE: &str = "mc.test/client:1";
 
+/// The podinfo image `scripts/build-images` builds from podinfo's Go module.
+pub const PODINFO_IMAGE: &str = "ghcr.io/stefanprodan/podinfo:6.9.2";
+
 /// Where the controller manager finds its keys.
 #[derive(Debug)]
 pub(crate) struct ControllerManagerKeys<'a> {

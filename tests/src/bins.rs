@@ -56,7 +56,7 @@ pub struct NodeBinaries {
     pub controller_manager: PathBuf,
     /// `kube-scheduler`.
     pub scheduler: PathBuf,
-    /// The image archives (`$MC_CACHE/images/*.tar`).
+    /// The image archives: `$MC_CACHE/images/{pause,client,coredns,podinfo}.tar` and mc's.
     pub images: Vec<PathBuf>,
 }
 
@@ -77,20 +77,37 @@ impl NodeBinaries {
     }
 }
 
-/// Every image archive in `$MC_CACHE/images`, sorted; fails if there is none.
+/// The images every node holds: the workloads' in `$MC_CACHE/images`, and mc's own.
+const CACHED_IMAGES: [&str; 4] = ["pause", "client", "coredns", "podinfo"];
+
+/// Every image archive nodes import, or the first one missing.
 fn image_archives() -> Result<Vec<PathBuf>> {
     let dir = cache_dir().join("images");
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|_| Error::MissingImages(dir.clone()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "tar"))
+    let mut found: Vec<PathBuf> = CACHED_IMAGES
+        .iter()
+        .map(|name| dir.join(format!("{name}.tar")))
         .collect();
-    found.sort();
-    if found.is_empty() {
-        return Err(Error::MissingImages(dir));
+    found.push(mc_image_archive());
+    match found.iter().find(|p| !p.is_file()) {
+        Some(missing) => Err(Error::MissingImages(missing.clone())),
+        None => Ok(found),
     }
-    Ok(found)
+}
+
+/// mc's own image: `$MC_IMAGE_ARCHIVE`, or `<cargo target dir>/images/mc.tar`, where
+/// `scripts/build-images mc` writes it from the current sources.
+pub fn mc_image_archive() -> PathBuf {
+    if let Some(path) = std::env::var_os("MC_IMAGE_ARCHIVE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|p| !p.is_empty())
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+            PathBuf::from,
+        )
+        .join("images")
+        .join("mc.tar")
 }
 
 fn pinned(key: &str) -> Option<&'static str> {

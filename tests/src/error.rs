@@ -20,7 +20,7 @@ pub enum Error {
     },
     /// No image archive is where `scripts/build-images` writes them.
     #[error(
-        "no image archive (*.tar) in {0}: run `make setup` (scripts/build-images builds the images nodes run)"
+        "the image archive {0} is missing: run `make setup` (scripts/build-images builds the images nodes run; `scripts/build-images mc` rebuilds mc's own)"
     )]
     MissingImages(PathBuf),
     /// A file-system or process operation failed.

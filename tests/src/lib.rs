@@ -29,8 +29,8 @@ mod ports;
 mod process;
 mod testbed;
 
-pub use addons::{CLIENT_IMAGE, COREDNS_IMAGE};
-pub use bins::{Binaries, NodeBinaries, cache_dir};
+pub use addons::{CLIENT_IMAGE, COREDNS_IMAGE, PODINFO_IMAGE};
+pub use bins::{Binaries, NodeBinaries, cache_dir, mc_image_archive};
 pub use error::Error;
 pub use net::{TEST_HOSTS, test_host};
 pub use node::{Node, PAUSE_IMAGE};

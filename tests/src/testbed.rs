@@ -24,8 +24,6 @@ use crate::{Error, Result};
 /// How long a process may take to become ready. Two API servers starting at once on a
 /// loaded two-core machine need well over the usual ten seconds.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
-/// What the namespace controller deletes from a namespace being deleted (the kinds a testbed holds).
-const NAMESPACED_KINDS: &str = "services,endpoints,configmaps,secrets,serviceaccounts,roles,rolebindings,leases,deployments,events";
 /// How often a lost race for a port is retried with a new port.
 const PORT_ATTEMPTS: usize = 5;
 
@@ -451,127 +449,6 @@ impl Testbed {
     /// A kube-rs client from any kubeconfig file, for `context`.
     pub async fn client_for(&self, kubeconfig: &Path, context: &str) -> Result<kube::Client> {
         client_from(kubeconfig, context).await
-    }
-
-    /// Does the clean-up that kube-controller-manager (which the testbed does not run) does on a
-    /// real cluster: deletes Endpoints whose Service is gone (the endpoints controller), and empties
-    /// and finalizes namespaces being deleted (the namespace controller).
-    pub fn collect_garbage(&self, cluster: &str) -> Result<()> {
-        let endpoints = self.kubectl_names(cluster, "endpoints")?;
-        let services = self.kubectl_names(cluster, "services")?;
-        for (ns, name) in endpoints.iter().filter(|e| !services.contains(e)) {
-            self.kubectl_ok(
-                cluster,
-                &["delete", "endpoints", "-n", ns, name, "--ignore-not-found"],
-            )?;
-        }
-        let namespaces: serde_json::Value =
-            serde_json::from_str(&self.kubectl_ok(cluster, &["get", "ns", "-o", "json"])?)
-                .map_err(|e| Error::Format {
-                    what: "kubectl get ns".into(),
-                    detail: e.to_string(),
-                })?;
-        let items = namespaces
-            .get("items")
-            .and_then(serde_json::Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for mut ns in items
-            .into_iter()
-            .filter(|n| n.pointer("/metadata/deletionTimestamp").is_some())
-        {
-            let name = ns
-                .pointer("/metadata/name")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            self.kubectl_ok(
-                cluster,
-                &[
-                    "delete",
-                    NAMESPACED_KINDS,
-                    "--all",
-                    "-n",
-                    &name,
-                    "--ignore-not-found",
-                    "--wait=false",
-                ],
-            )?;
-            if let Some(spec) = ns.get_mut("spec") {
-                spec["finalizers"] = serde_json::json!([]);
-            }
-            let path = self.dir.join(format!("finalize-{cluster}-{name}.json"));
-            certs::write(&path, &ns.to_string())?;
-            let uri = format!("/api/v1/namespaces/{name}/finalize");
-            self.kubectl_ok(
-                cluster,
-                &["replace", "--raw", &uri, "-f", &path.display().to_string()],
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Copies each Service's labels onto its same-named Endpoints in `namespace`, as the
-    /// endpoints controller (which the testbed does not run) keeps them on a real cluster.
-    pub fn sync_endpoints_labels(&self, cluster: &str, namespace: &str) -> Result<()> {
-        let json = self.kubectl_ok(cluster, &["get", "services", "-n", namespace, "-o", "json"])?;
-        let services: serde_json::Value =
-            serde_json::from_str(&json).map_err(|e| Error::Format {
-                what: "kubectl get services".into(),
-                detail: e.to_string(),
-            })?;
-        let items = services
-            .get("items")
-            .and_then(serde_json::Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for svc in items {
-            let name = svc
-                .pointer("/metadata/name")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default();
-            let labels = svc
-                .pointer("/metadata/labels")
-                .cloned()
-                .unwrap_or_else(|| serde_json::json!({}));
-            let patch = serde_json::json!({"metadata": {"labels": labels}}).to_string();
-            let out = self
-                .kubectl(cluster)
-                .args([
-                    "patch",
-                    "endpoints",
-                    "-n",
-                    namespace,
-                    name,
-                    "--type=merge",
-                    "-p",
-                    &patch,
-                ])
-                .output();
-            // A Service without Endpoints has nothing to label.
-            drop(out);
-        }
-        Ok(())
-    }
-
-    fn kubectl_names(&self, cluster: &str, kind: &str) -> Result<Vec<(String, String)>> {
-        let out = self.kubectl_ok(
-            cluster,
-            &[
-                "get",
-                kind,
-                "-A",
-                "-o",
-                "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name}{\"\\n\"}{end}",
-            ],
-        )?;
-        Ok(out
-            .lines()
-            .filter_map(|l| {
-                l.split_once(' ')
-                    .map(|(ns, n)| (ns.to_string(), n.to_string()))
-            })
-            .collect())
     }
 
     fn kubectl_ok(&self, cluster: &str, args: &[&str]) -> Result<String> {

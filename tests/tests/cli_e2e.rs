@@ -32,7 +32,14 @@ fn mc(bed: &Testbed, context: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `kubectl apply`, one at a time in this process: the tests share a testbed, and every install
+/// carries the same cluster-scoped objects (the Link CRD, cluster roles). Two client-side applies
+/// of one object both see it missing and both create it; the second fails with `AlreadyExists`.
 fn apply(bed: &Testbed, context: &str, yaml: &str, extra: &[&str]) -> Output {
+    static APPLY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = APPLY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut cmd = bed.kubectl(context);
     cmd.args(["apply", "-f", "-"]).args(extra);
     with_stdin(cmd, yaml)

@@ -1,4 +1,5 @@
-//! The getting-started walkthrough as an end-to-end test: the same scenario as `make demo`.
+//! The getting-started walkthrough as an end-to-end test: the same scenario as `make demo`, on
+//! the testbed's real clusters (nodes running Pods from mc's image).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
@@ -18,11 +19,16 @@ fn the_walkthrough_passes_every_step() {
         String::from_utf8_lossy(&out.stderr)
     );
     for expected in [
-        "greetings from east",
+        "the gateway Pod runs mc's image and is Ready",
+        "controller-east runs mc-mirror from mc's image",
+        "answer: greetings from east",
+        "east's podinfo saw l5d-client-id: web.test.serviceaccount",
         "every check passes and east's gateway is alive",
-        "TLS without a client certificate",
-        "from east",
+        "plain HTTP gets no answer from a service: curl fails",
+        "TLS without a client certificate is refused at the handshake: curl fails",
+        "200 requests:",
         "moved to notReadyAddresses",
+        "the endpoint is ready and podinfo-east answers",
         "nothing of mc is left in either cluster",
         "every process stopped",
         "every step passed",

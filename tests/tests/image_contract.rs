@@ -1,10 +1,13 @@
-//! The contract between the `Dockerfile` and the manifests that run its image.
+//! The contract between the `Dockerfile`, the image archive `scripts/build-images` writes, and
+//! the manifests that run the image.
 //!
-//! No Docker engine runs on the machines this project is built on, so the image itself cannot be
-//! built here. What can be checked is everything the image and the manifests must agree on: every
+//! No Docker engine runs on the machines this project is built on, so the testbed's nodes run the
+//! archive `scripts/build-images mc` writes from the release binaries. Checked here: every
 //! container command the renderer writes is a binary the image's build stage builds and its
 //! runtime stage copies onto `PATH`; the image's `USER` is the UID/GID the pods run as; every
-//! container port is exposed; and the real binaries accept every flag the manifests pass them.
+//! container port is exposed; the real binaries accept every flag the manifests pass them; the
+//! archive has the Dockerfile's binaries, user, entrypoint, command and ports under the reference
+//! `install` renders by default; and building it twice gives the same bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
@@ -28,6 +31,10 @@ struct Image {
     user: (i64, i64),
     /// `EXPOSE` ports.
     exposed: BTreeSet<i64>,
+    /// `ENTRYPOINT` (exec form).
+    entrypoint: Vec<String>,
+    /// `CMD` (exec form).
+    cmd: Vec<String>,
 }
 
 fn dockerfile() -> Image {
@@ -65,6 +72,8 @@ fn dockerfile() -> Image {
         binaries: BTreeSet::new(),
         user: (-1, -1),
         exposed: BTreeSet::new(),
+        entrypoint: Vec::new(),
+        cmd: Vec::new(),
     };
     for l in &lines[last_from + 1..] {
         let w = words(l);
@@ -86,6 +95,8 @@ fn dockerfile() -> Image {
             "EXPOSE" => image
                 .exposed
                 .extend(w[1..].iter().map(|p| p.parse::<i64>().unwrap())),
+            "ENTRYPOINT" => image.entrypoint = serde_json::from_str(l[10..].trim()).unwrap(),
+            "CMD" => image.cmd = serde_json::from_str(l[3..].trim()).unwrap(),
             _ => {}
         }
     }
@@ -202,4 +213,148 @@ fn the_binaries_accept_every_flag_the_manifests_pass() {
             assert_eq!(out.status.code(), Some(2), "{}", bin.display());
         }
     }
+}
+
+/// The manifest, image config and layer listing (`tar -tv` lines) of a docker-archive.
+struct Archive {
+    repo_tags: Vec<String>,
+    config: Value,
+    layer_listing: Vec<String>,
+}
+
+fn tar_cat(archive: &Path, member: &str) -> Vec<u8> {
+    let out = Command::new("tar")
+        .arg("-xOf")
+        .arg(archive)
+        .arg(member)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tar -xOf {} {member}",
+        archive.display()
+    );
+    out.stdout
+}
+
+fn read_archive(path: &Path) -> Archive {
+    assert!(
+        path.is_file(),
+        "{} is missing: `make test` builds it (scripts/build-images mc)",
+        path.display()
+    );
+    let manifest: Value = serde_json::from_slice(&tar_cat(path, "manifest.json")).unwrap();
+    let manifest = &manifest[0];
+    let config: Value =
+        serde_json::from_slice(&tar_cat(path, manifest["Config"].as_str().unwrap())).unwrap();
+    let layers = manifest["Layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "one layer");
+    let layer = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(layer.path(), tar_cat(path, layers[0].as_str().unwrap())).unwrap();
+    let listing = Command::new("tar")
+        .args(["--numeric-owner", "-tvf"])
+        .arg(layer.path())
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    Archive {
+        repo_tags: manifest["RepoTags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect(),
+        config,
+        layer_listing: String::from_utf8(listing.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+#[test]
+fn the_image_archive_keeps_the_dockerfiles_contract_under_the_default_reference() {
+    let image = dockerfile();
+    let archive = read_archive(&mc_tests::mc_image_archive());
+    assert_eq!(
+        archive.repo_tags,
+        vec![render::ImageValues::default().reference()],
+        "nodes must hold the image under the reference install and link render by default"
+    );
+    let config = &archive.config["config"];
+    assert_eq!(
+        config["User"].as_str().unwrap(),
+        format!("{}:{}", image.user.0, image.user.1)
+    );
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(strings(&config["Entrypoint"]), image.entrypoint);
+    assert_eq!(strings(&config["Cmd"]), image.cmd);
+    let exposed: BTreeSet<i64> = config["ExposedPorts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.trim_end_matches("/tcp").parse().unwrap())
+        .collect();
+    assert_eq!(exposed, image.exposed);
+    assert!(
+        strings(&config["Env"])
+            .iter()
+            .any(|e| e.starts_with("PATH=") && e.contains("/usr/local/bin")),
+        "{config}"
+    );
+    for binary in &image.binaries {
+        let line = archive
+            .layer_listing
+            .iter()
+            .find(|l| l.ends_with(&format!(" usr/local/bin/{binary}")))
+            .unwrap_or_else(|| panic!("{binary} is not in the archive's layer"));
+        assert!(line.starts_with("-rwxr-xr-x 0/0"), "{line}");
+    }
+    // Owned by root and not writable by the image's user: nothing in the image can be changed
+    // by the process, whatever the Pod's securityContext.
+    for line in &archive.layer_listing {
+        assert!(line.contains(" 0/0 "), "{line}");
+        if !line.ends_with(" tmp/") {
+            assert!(
+                !line.starts_with("-rwxrwxrwx") && !line.starts_with("drwxrwxrwx"),
+                "{line}"
+            );
+        }
+    }
+    let runs_as_uid = archive
+        .layer_listing
+        .iter()
+        .any(|l| l.ends_with(" etc/passwd"));
+    assert!(runs_as_uid, "/etc/passwd names the image's user");
+}
+
+#[test]
+fn building_the_image_twice_gives_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = |name: &str| {
+        let out = dir.path().join(name);
+        let status =
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images"))
+                .arg("mc")
+                .arg("--out")
+                .arg(&out)
+                .status()
+                .unwrap();
+        assert!(status.success(), "scripts/build-images mc");
+        std::fs::read(out).unwrap()
+    };
+    let first = build("a.tar");
+    let second = build("b.tar");
+    assert!(first == second, "two builds of the mc image differ");
+    // The archive under test is that build too.
+    let archive = read_archive(&dir.path().join("a.tar"));
+    assert_eq!(
+        archive.repo_tags,
+        vec![render::ImageValues::default().reference()]
+    );
 }

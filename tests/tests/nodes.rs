@@ -4,44 +4,20 @@
 //! nothing is played by the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Output;
-use std::time::{Duration, Instant};
-
 use mc_tests::Testbed;
+
+mod nodes_common;
+use nodes_common::{check, eventually};
 
 fn bed() -> &'static Testbed {
     mc_tests::shared_with_nodes().expect("the testbed with nodes starts")
 }
 
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn kubectl(bed: &Testbed, ctx: &str, args: &[&str]) -> String {
-    ok(
+    check(
         bed.kubectl(ctx).args(args).output().unwrap(),
         &format!("kubectl --context {ctx} {}", args.join(" ")),
     )
-}
-
-/// Retries `f` until it returns Some, for up to `secs` seconds.
-fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(last) if start.elapsed() > Duration::from_secs(secs) => {
-                panic!("{what} not within {secs}s; last: {last}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
 }
 
 /// A namespace of the test's own, with a client Deployment (curl) ready in it.
@@ -55,7 +31,7 @@ fn namespace_with_client(bed: &Testbed, ctx: &str, ns: &str) {
        "spec":{{"containers":[{{"name":"client","image":"{image}","imagePullPolicy":"Never"}}]}}}}}}}}]}}"#,
         image = mc_tests::CLIENT_IMAGE
     );
-    ok(bed.apply(ctx, &manifest).unwrap(), "apply the client");
+    check(bed.apply(ctx, &manifest).unwrap(), "apply the client");
     bed.wait_rollout(ctx, ns, "deployment/client").unwrap();
 }
 
@@ -89,7 +65,7 @@ fn health_service(bed: &Testbed, ctx: &str, name: &str, kind: &str) {
         r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}","namespace":"kube-system"}},
  "spec":{{"type":"{kind}","selector":{{"k8s-app":"kube-dns"}},"ports":[{{"port":80,"targetPort":8080}}]}}}}"#
     );
-    ok(
+    check(
         bed.apply(ctx, &manifest).unwrap(),
         "apply the health Service",
     );
@@ -195,7 +171,7 @@ fn the_token_controller_fills_a_service_account_token_secret() {
   {"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/service-account-token",
    "metadata":{"name":"reader-token","namespace":"nodes-token",
                "annotations":{"kubernetes.io/service-account.name":"reader"}}}]}"#;
-    ok(
+    check(
         bed.apply("east", manifest).unwrap(),
         "apply the token Secret",
     );

@@ -1,8 +1,8 @@
-//! `mc-demo`: the getting-started walkthrough on the local testbed, step by step.
+//! `mc-demo`: the getting-started walkthrough on the testbed's real clusters, step by step.
 //!
-//! Each step prints the command a user would type on real clusters, runs the same command (or
-//! its local stand-in) and checks the result; the demo exits non-zero at the first failed check.
-//! Run it with `make demo` (inside `scripts/in-netns`, which provides the test-host addresses).
+//! Each step prints the commands a user types, runs exactly those commands and checks the
+//! result; the demo exits non-zero at the first failed check. Run it with `make demo` (inside
+//! `scripts/in-netns`, the sealed network namespace the testbed's nodes live in).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Into::into,
     );
     println!(
-        "mc demo: two clusters on this machine; work files in {}",
+        "mc demo: two clusters with nodes on this machine; work files in {}",
         work.display()
     );
     match mc_tests::demo::run(&bin_dir, &work) {

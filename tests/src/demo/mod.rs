@@ -1,62 +1,73 @@
-//! The getting-started walkthrough on the local testbed (`make demo`, and the `demo` e2e test).
+//! The getting-started walkthrough on the testbed's real clusters (`make demo`, and the `demo`
+//! e2e test).
 //!
-//! Every step prints the command a user types on real clusters, runs the same command here (real
-//! pipes into the real kubectl), and checks its effect. The testbed has no kubelet, so the gateway,
-//! the mirror controller and the podinfo servers run as local processes with the identities and
-//! credentials their manifests describe; see docs/walkthrough.md for the mapping.
+//! Every step prints the commands a user types and runs exactly those commands (real pipes into
+//! the real kubectl) against two clusters whose nodes run Pods: mc's gateway and mirror
+//! controller run as Pods from mc's image, started by the manifests `install` and `link` render;
+//! podinfo runs as Deployments; the call across is `kubectl exec` into a west Pod. The one
+//! stand-in is Linkerd itself: its `linkerd-config` ConfigMap (which mc reads) and the identity
+//! of the west client, a leaf from west's issuer. See docs/walkthrough.md.
 
-mod http;
-mod podinfo;
 mod shell;
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use mc_core::identity::Identity;
 use mc_core::pki::{CertifiedKey, LeafOptions, issue_leaf};
 use serde_json::Value;
 
-use crate::ports::free_port;
-use crate::{Lifetime, Proc, Testbed, test_host};
-use podinfo::Podinfo;
+use crate::Testbed;
 use shell::{Failed, Shell};
 
 /// The demo's result: the first check that failed, with what it saw.
 pub type DemoResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 const NS: &str = "linkerd-multicluster";
-const PODINFO_PORT: u16 = 9898;
+/// The identity of west's client Pods (a Linkerd proxy's would be the same).
 const CLIENT_IDENTITY: &str = "web.test.serviceaccount.identity.linkerd.cluster.local";
 const SPLIT_REQUESTS: usize = 200;
+/// Where the client sidecar listens in the web Pods.
+const SIDECAR: &str = "http://127.0.0.1:4140/";
 
-/// Runs the whole walkthrough in `work` (certificates, logs), with the mc binaries from `bin_dir`.
+/// The manifests the demo applies, shipped in `examples/demo/`.
+const EXAMPLES: [(&str, &str); 3] = [
+    (
+        "podinfo.yaml",
+        include_str!("../../../examples/demo/podinfo.yaml"),
+    ),
+    ("web.yaml", include_str!("../../../examples/demo/web.yaml")),
+    (
+        "web-split.yaml",
+        include_str!("../../../examples/demo/web-split.yaml"),
+    ),
+];
+
+/// Runs the whole walkthrough in `work` (certificates, logs), with the mc CLI from `bin_dir`.
 pub fn run(bin_dir: &Path, work: &Path) -> DemoResult {
-    for bin in ["mc", "mc-gateway", "mc-mirror"] {
-        if !bin_dir.join(bin).is_file() {
-            return Err(format!(
-                "{} is missing: build it with `cargo build -p mc-cli -p mc-gateway -p mc-mirror`",
-                bin_dir.join(bin).display()
-            )
-            .into());
-        }
+    if !bin_dir.join("mc").is_file() {
+        return Err(format!(
+            "{} is missing: build it with `cargo build -p mc-cli`",
+            bin_dir.join("mc").display()
+        )
+        .into());
     }
     std::fs::create_dir_all(work)?;
+    for (name, text) in EXAMPLES {
+        std::fs::write(work.join(name), text)?;
+    }
     let mut demo = Demo::start(bin_dir, work)?;
     let result = demo.walk();
-    let pids = demo.pids();
-    demo.stop_processes();
-    drop(demo); // stops etcd and the API servers
+    if result.is_err() {
+        demo.dump_state();
+    }
+    let pids = demo.bed.pids();
+    demo.bed.stop();
     let stopped = all_stopped(&pids);
     result?;
     stopped?;
     ok(&format!(
-        "every process stopped: {}",
-        pids.iter()
-            .map(|(what, _)| what.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        "every process stopped ({} processes: API servers, etcd, controllers, kubelets, containerds, kube-proxies) and every container with its node",
+        pids.len()
     ));
     Ok(())
 }
@@ -76,264 +87,196 @@ fn all_stopped(pids: &[(String, u32)]) -> DemoResult {
 struct Demo {
     bed: Testbed,
     sh: Shell,
-    bin_dir: PathBuf,
     work: PathBuf,
-    gateway_ip: IpAddr,
-    gateway_identity: String,
-    gateway: Option<Proc>,
-    mirror: Option<Proc>,
-    connects: Vec<Proc>,
-    podinfos: Vec<Podinfo>,
+    gateway_ip: String,
     step: u32,
 }
 
 impl Demo {
     fn start(bin_dir: &Path, work: &Path) -> DemoResult<Demo> {
-        let gateway_ip = test_host(1)?;
-        let mut demo_step = 0;
+        let mut step = 0;
         announce(
-            &mut demo_step,
-            "Clusters: east and west, each a real kube-apiserver over etcd",
-            &["k3d cluster create east", "k3d cluster create west"],
+            &mut step,
+            "Clusters: east and west, each a kube-apiserver over etcd with a node (kubelet, containerd, kube-proxy), kube-controller-manager, kube-scheduler, CoreDNS and a LoadBalancer controller",
+            &[],
         );
-        let bed = Testbed::start(&["east", "west"])?;
+        let bed = Testbed::start_with_nodes(&["east", "west"])?;
         for c in bed.clusters() {
-            ok(&format!("{} is ready at {}", c.name, c.server));
+            ok(&format!(
+                "{} is ready at {}, node {}-node Ready",
+                c.name, c.server, c.name
+            ));
         }
         let sh = Shell::new(&bed, bin_dir, work);
         Ok(Demo {
             bed,
             sh,
-            bin_dir: bin_dir.to_path_buf(),
             work: work.to_path_buf(),
-            gateway_ip,
-            gateway_identity: Identity::gateway("cluster.local").to_string(),
-            gateway: None,
-            mirror: None,
-            connects: Vec::new(),
-            podinfos: Vec::new(),
-            step: demo_step,
+            gateway_ip: String::new(),
+            step,
         })
     }
 
     fn walk(&mut self) -> DemoResult {
-        let (root, issuers) = self.trust()?;
-        self.install(&root, &issuers)?;
+        self.trust()?;
+        self.install()?;
+        self.gateway()?;
+        self.test_services()?;
         self.link()?;
         self.health()?;
-        self.test_services()?;
         self.export()?;
-        let client = self.client_identity(&issuers[1])?;
-        self.call_across(&client)?;
-        self.refusal(&root)?;
-        self.split(&client)?;
-        self.gateway_down(&issuers[0])?;
+        self.client()?;
+        self.call_across()?;
+        self.refusal()?;
+        self.split()?;
+        self.gateway_down()?;
         self.cleanup()
     }
 
+    /// Prints a step and its commands.
     fn announce(&mut self, title: &str, commands: &[&str]) {
         announce(&mut self.step, title, commands);
     }
 
+    /// Prints a step, then runs each of its commands as printed; returns their outputs.
+    fn step(&mut self, title: &str, commands: &[&str]) -> DemoResult<Vec<String>> {
+        self.announce(title, commands);
+        let mut outputs = Vec::new();
+        for c in commands {
+            outputs.push(self.sh.run(c)?);
+        }
+        Ok(outputs)
+    }
+
     /// Step: one trust anchor, an issuer per cluster.
-    fn trust(&mut self) -> DemoResult<(PathBuf, [CertifiedKey; 2])> {
-        self.announce(
+    fn trust(&mut self) -> DemoResult {
+        let out = self.step(
             "Trust: one root shared by both clusters, one issuer each",
             &[
                 "mc trust-anchor create --cert-out root.crt --key-out root.key",
                 "mc issuer create --ca-cert root.crt --ca-key root.key --cert-out east-issuer.crt --key-out east-issuer.key",
                 "mc issuer create --ca-cert root.crt --ca-key root.key --cert-out west-issuer.crt --key-out west-issuer.key",
+                "mc trust-anchor inspect root.crt",
             ],
-        );
-        self.sh
-            .run("mc trust-anchor create --cert-out root.crt --key-out root.key --force")?;
-        for c in ["east", "west"] {
-            self.sh.run(&format!("mc issuer create --ca-cert root.crt --ca-key root.key --cert-out {c}-issuer.crt --key-out {c}-issuer.key --force"))?;
-        }
-        let inspect = self.sh.run("mc trust-anchor inspect root.crt")?;
-        expect(
-            inspect.contains("root.linkerd.cluster.local"),
-            "`mc trust-anchor inspect root.crt` names the root",
-            &inspect,
         )?;
-        let issuers = [self.read_key("east-issuer")?, self.read_key("west-issuer")?];
+        expect(
+            out[3].contains("root.linkerd.cluster.local"),
+            "`mc trust-anchor inspect root.crt` names the root",
+            &out[3],
+        )?;
         ok("root.crt and two issuers made; the root inspects as root.linkerd.cluster.local");
-        Ok((self.work.join("root.crt"), issuers))
+        Ok(())
     }
 
-    /// Steps: Linkerd's config (stand-in), `mc multicluster install` on both, east's gateway.
-    fn install(&mut self, root: &Path, issuers: &[CertifiedKey; 2]) -> DemoResult {
-        self.announce(
-            "Linkerd on both clusters (stand-in: its linkerd-config, carrying the shared root)",
-            &["linkerd install --identity-trust-anchors-file root.crt --identity-issuer-certificate-file east-issuer.crt ... | kubectl --context east apply -f -"],
-        );
-        let root_pem = std::fs::read_to_string(root)?;
-        for c in ["east", "west"] {
-            self.apply(c, &linkerd_config(&root_pem))?;
-        }
+    /// Steps: Linkerd's config (stand-in), `mc multicluster install` on both.
+    fn install(&mut self) -> DemoResult {
+        let root_pem = std::fs::read_to_string(self.work.join("root.crt"))?;
+        std::fs::write(
+            self.work.join("linkerd-config.yaml"),
+            linkerd_config(&root_pem),
+        )?;
+        self.step(
+            "Linkerd's configuration (stand-in for `linkerd install`: only the linkerd-config ConfigMap mc reads, carrying the shared root)",
+            &[
+                "kubectl --context east apply -f linkerd-config.yaml",
+                "kubectl --context west apply -f linkerd-config.yaml",
+            ],
+        )?;
         ok("linkerd-config holds the shared trust anchor in both clusters");
-
-        self.announce(
-            "Install mc multicluster on both clusters",
+        self.step(
+            "Install mc multicluster: east with its gateway, west (a source only) without",
             &[
                 "mc --context east multicluster install | kubectl --context east apply -f -",
-                "mc --context west multicluster install | kubectl --context west apply -f -",
+                "mc --context west multicluster install --gateway=false | kubectl --context west apply -f -",
             ],
-        );
+        )?;
+        ok("installed in both clusters");
+        Ok(())
+    }
+
+    /// Step: the gateway's identity Secret; the gateway Pod rolls out and gets an address.
+    fn gateway(&mut self) -> DemoResult {
+        self.step(
+            "East's gateway: its identity from east's issuer; the Deployment rolls out; the LoadBalancer gives it an address",
+            &[
+                "mc --context east multicluster gateway-identity --issuer-cert east-issuer.crt --issuer-key east-issuer.key --trust-anchors root.crt | kubectl --context east apply -f -",
+                "kubectl --context east -n linkerd-multicluster rollout status deploy/linkerd-gateway --timeout=180s",
+            ],
+        )?;
+        let ip = self.wait_value("the gateway Service's load-balancer address", |d| {
+            d.kubectl(
+                "east",
+                &[
+                    "get",
+                    "svc",
+                    "-n",
+                    NS,
+                    "linkerd-gateway",
+                    "-o",
+                    "jsonpath={.status.loadBalancer.ingress[0].ip}",
+                ],
+            )
+        })?;
+        print_indented(&self.sh.run(
+            "kubectl --context east -n linkerd-multicluster get pods,svc -l component=gateway -o wide",
+        )?);
+        ok(&format!(
+            "the gateway Pod runs mc's image and is Ready; LoadBalancer address {ip}"
+        ));
+        self.gateway_ip = ip;
+        Ok(())
+    }
+
+    /// Step: podinfo in both clusters, each with its own greeting.
+    fn test_services(&mut self) -> DemoResult {
+        let mut commands = Vec::new();
         for c in ["east", "west"] {
-            self.sh.run(&format!(
-                "mc --context {c} multicluster install | kubectl --context {c} apply -f -"
-            ))?;
+            commands.push(format!("kubectl --context {c} apply -f podinfo.yaml"));
+            commands.push(format!(
+                "kubectl --context {c} -n test set env deploy/podinfo PODINFO_UI_MESSAGE=\"greetings from {c}\""
+            ));
+            commands.push(format!(
+                "kubectl --context {c} -n test rollout status deploy/podinfo --timeout=180s"
+            ));
         }
-        let svc = self.kubectl_json("east", &["get", "svc", "-n", NS, "linkerd-gateway"])?;
-        let identity = svc
-            .pointer("/metadata/annotations/mirror.linkerd.io~1gateway-identity")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        expect(
-            identity == self.gateway_identity,
-            "the gateway Service publishes the gateway identity",
-            identity,
+        let refs: Vec<&str> = commands.iter().map(String::as_str).collect();
+        self.step(
+            "Test services: podinfo in namespace test of each cluster (examples/demo/podinfo.yaml)",
+            &refs,
         )?;
-        ok(&format!("installed; east's gateway identity is {identity}"));
-
-        self.announce(
-            "East's gateway (stand-in for the gateway pod: mc-gateway with a certificate from east's issuer), and its load balancer",
-            &["kubectl --context east -n linkerd-multicluster rollout status deploy/linkerd-gateway"],
-        );
-        let leaf = issue_leaf(
-            &issuers[0],
-            &self.gateway_identity,
-            &LeafOptions::new(SystemTime::now()),
-        )?;
-        std::fs::write(self.work.join("gateway.crt"), leaf.chain_pem(&issuers[0]))?;
-        std::fs::write(self.work.join("gateway.key"), &leaf.key_pem)?;
-        self.start_gateway()?;
-        let lb = format!(
-            "{{\"status\":{{\"loadBalancer\":{{\"ingress\":[{{\"ip\":\"{}\"}}]}}}}}}",
-            self.gateway_ip
-        );
-        self.kubectl(
-            "east",
-            &[
-                "patch",
-                "svc",
-                "-n",
-                NS,
-                "linkerd-gateway",
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &lb,
-            ],
-        )?;
-        ok(&format!(
-            "gateway ready on {}:4143 (probe {}:4191); LoadBalancer ingress {} published",
-            self.gateway_ip, self.gateway_ip, self.gateway_ip
-        ));
+        ok("podinfo Deployments are Ready in east and west, behind Service test/podinfo");
         Ok(())
     }
 
-    fn start_gateway(&mut self) -> DemoResult {
-        let mut cmd = Command::new(self.bin_dir.join("mc-gateway"));
-        let ip = self.gateway_ip;
-        let podinfo_east = SocketAddr::new(test_host(3)?, PODINFO_PORT);
-        cmd.arg("serve")
-            .arg(format!("--listen={ip}:4143"))
-            .arg(format!("--admin={ip}:4191"))
-            .arg(format!(
-                "--cert={}",
-                self.work.join("gateway.crt").display()
-            ))
-            .arg(format!("--key={}", self.work.join("gateway.key").display()))
-            .arg(format!(
-                "--trust-anchors={}",
-                self.work.join("root.crt").display()
-            ))
-            .arg(format!("--identity={}", self.gateway_identity))
-            .arg(format!(
-                "--static=podinfo.test.svc.cluster.local:{PODINFO_PORT}={podinfo_east}"
-            ))
-            .arg("--no-dns")
-            .arg("--drain-timeout=2");
-        let mut proc = Proc::spawn(
-            "mc-gateway (east)",
-            cmd,
-            &self.work.join("gateway.log"),
-            Lifetime::Attached,
-        )?;
-        let ready = SocketAddr::new(ip, 4191);
-        proc.wait_ready(Duration::from_secs(30), || {
-            http::get_path(ready, "gateway", "/ready").is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
-        })?;
-        self.gateway = Some(proc);
-        Ok(())
-    }
-
-    /// Step: `mc multicluster link` against east, applied to west; west's controller starts.
+    /// Step: `mc multicluster link` against east, applied to west; west's controller rolls out.
     fn link(&mut self) -> DemoResult {
-        self.announce(
-            "Link west to east",
-            &["mc --context east multicluster link --cluster-name east | kubectl --context west apply -f -"],
-        );
-        self.sh.run("mc --context east multicluster link --cluster-name east | kubectl --context west apply -f -")?;
-        let link = self.kubectl_json(
-            "west",
-            &["get", "links.multicluster.linkerd.io", "-n", NS, "east"],
-        )?;
-        let address = link
-            .pointer("/spec/gatewayAddress")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        expect(
-            address == self.gateway_ip.to_string(),
-            "the Link carries the gateway's load-balancer address",
-            address,
-        )?;
-        ok(&format!(
-            "Link east applied in west (gatewayAddress {address}), with its credentials Secret and controller"
-        ));
-
-        self.announce(
-            "West's mirror controller (stand-in for its pod: mc-mirror with the controller ServiceAccount's own token)",
-            &["kubectl --context west -n linkerd-multicluster rollout status deploy/controller-east"],
-        );
-        let token = self.kubectl(
-            "west",
+        self.step(
+            "Link west to east; west's mirror controller for east rolls out",
             &[
-                "create",
-                "token",
-                "-n",
-                NS,
-                "controller-east",
-                "--duration=2h",
+                "mc --context east multicluster link --cluster-name east | kubectl --context west apply -f -",
+                "kubectl --context west -n linkerd-multicluster rollout status deploy/controller-east --timeout=180s",
             ],
         )?;
-        let kubeconfig = self
-            .bed
-            .token_kubeconfig("west", "controller-east", token.trim())?;
-        let admin = free_port()?;
-        let mut cmd = Command::new(self.bin_dir.join("mc-mirror"));
-        cmd.arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--namespace={NS}"))
-            .arg("--link=east")
-            .arg(format!("--admin-addr=127.0.0.1:{admin}"))
-            .arg("--identity=controller-east-demo")
-            .env("HOSTNAME", "controller-east-demo");
-        let mut proc = Proc::spawn(
-            "mc-mirror (west)",
-            cmd,
-            &self.work.join("mirror.log"),
-            Lifetime::Attached,
+        let address = self.kubectl(
+            "west",
+            &[
+                "get",
+                "links.multicluster.linkerd.io",
+                "-n",
+                NS,
+                "east",
+                "-o",
+                "jsonpath={.spec.gatewayAddress}",
+            ],
         )?;
-        let ready = SocketAddr::from(([127, 0, 0, 1], admin));
-        proc.wait_ready(Duration::from_secs(60), || {
-            http::get_path(ready, "mirror", "/ready").is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
-        })?;
-        self.mirror = Some(proc);
-        ok(
-            "mc-mirror is ready, running as system:serviceaccount:linkerd-multicluster:controller-east",
-        );
+        expect(
+            address == self.gateway_ip,
+            "the Link carries the gateway's load-balancer address",
+            &address,
+        )?;
+        ok(&format!(
+            "Link east (gatewayAddress {address}); controller-east runs mc-mirror from mc's image with its ServiceAccount's token"
+        ));
         Ok(())
     }
 
@@ -342,18 +285,18 @@ impl Demo {
         self.announce(
             "Health",
             &[
-                "mc --context west multicluster check",
+                "mc --context west multicluster check --wait 120s",
                 "mc --context west multicluster gateways",
             ],
         );
         self.wait(
             "east's gateway alive in `mc multicluster gateways`",
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             |d| d.gateway_alive().map(|a| a == Some(true)),
         )?;
         let check = self
             .sh
-            .output("mc --context west multicluster check --wait 60s")?;
+            .output("mc --context west multicluster check --wait 120s")?;
         let text = String::from_utf8_lossy(&check.stdout);
         print_indented(&text);
         expect(
@@ -366,47 +309,16 @@ impl Demo {
         Ok(())
     }
 
-    /// Step: podinfo in both clusters (servers on test hosts; their Endpoints written by hand).
-    fn test_services(&mut self) -> DemoResult {
-        self.announce(
-            "Test services: podinfo in namespace test of each cluster",
-            &["kubectl --context east create ns test && kubectl --context east apply -n test -k github.com/stefanprodan/podinfo/kustomize", "(the same in west)"],
-        );
-        for (cluster, host) in [("east", 3), ("west", 4)] {
-            let addr = SocketAddr::new(test_host(host)?, PODINFO_PORT);
-            self.podinfos.push(Podinfo::start(addr, cluster)?);
-            self.apply(cluster, &podinfo_objects(addr))?;
-            ok(&format!(
-                "podinfo of {cluster} serves on {} and is Service test/podinfo there",
-                self.podinfos.last().map_or(addr, Podinfo::addr)
-            ));
-        }
-        Ok(())
-    }
-
     /// Step: export podinfo from east; podinfo-east appears in west.
     fn export(&mut self) -> DemoResult {
-        self.announce(
+        self.step(
             "Export podinfo from east",
-            &["kubectl --context east label svc -n test podinfo mirror.linkerd.io/exported=true"],
-        );
-        self.kubectl(
-            "east",
-            &[
-                "label",
-                "svc",
-                "-n",
-                "test",
-                "podinfo",
-                "mirror.linkerd.io/exported=true",
-            ],
+            &["kubectl --context east -n test label svc podinfo mirror.linkerd.io/exported=true"],
         )?;
-        // The endpoints controller copies the label onto the Endpoints; the testbed does it here.
-        self.bed.sync_endpoints_labels("east", "test")?;
-        let gateway = self.gateway_ip.to_string();
+        let gateway = self.gateway_ip.clone();
         let mirrored = self.wait(
             "podinfo-east in west with the gateway as its endpoint",
-            Duration::from_secs(60),
+            Duration::from_secs(90),
             |d| {
                 let ep = d.kubectl_json_opt(
                     "west",
@@ -434,187 +346,138 @@ impl Demo {
             )
             .into());
         }
-        print_indented(&self.kubectl(
-            "west",
-            &["get", "svc,endpoints", "-n", "test", "podinfo-east"],
+        print_indented(&self.sh.run(
+            "kubectl --context west -n test get svc,endpoints,endpointslices -l mirror.linkerd.io/mirrored-service=true",
         )?);
         ok(&format!(
-            "podinfo-east mirrors east's podinfo; its endpoint is the gateway {}:4143",
+            "podinfo-east mirrors east's podinfo; its endpoint is east's gateway {}:4143, and the EndpointSlice controller followed",
             self.gateway_ip
         ));
         Ok(())
     }
 
-    fn client_identity(&self, west_issuer: &CertifiedKey) -> DemoResult<(PathBuf, PathBuf)> {
+    /// Step: west's client Deployments, whose sidecar carries a west identity.
+    fn client(&mut self) -> DemoResult {
+        let issuer = self.read_key("west-issuer")?;
         let leaf = issue_leaf(
-            west_issuer,
+            &issuer,
             CLIENT_IDENTITY,
             &LeafOptions::new(SystemTime::now()),
         )?;
-        let (cert, key) = (self.work.join("client.crt"), self.work.join("client.key"));
-        std::fs::write(&cert, leaf.chain_pem(west_issuer))?;
-        std::fs::write(&key, &leaf.key_pem)?;
-        Ok((cert, key))
-    }
-
-    /// The meshed client's view of podinfo-east: gateway address, identity, target authority.
-    fn mirror_target(&self) -> DemoResult<(String, String, String)> {
-        let ep = self.kubectl_json("west", &["get", "endpoints", "-n", "test", "podinfo-east"])?;
-        let gateway = format!(
-            "{}:{}",
-            ready_ips(&ep)
-                .first()
-                .ok_or("podinfo-east has no ready address")?,
-            ep.pointer("/subsets/0/ports/0/port")
-                .and_then(Value::as_u64)
-                .ok_or("podinfo-east has no port")?
-        );
-        let annotation = |key: &str| {
-            ep.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        let identity = annotation("mirror.linkerd.io/remote-gateway-identity")
-            .ok_or("podinfo-east lacks remote-gateway-identity")?;
-        let fq = annotation("mirror.linkerd.io/remote-svc-fq-name")
-            .ok_or("podinfo-east lacks remote-svc-fq-name")?;
-        Ok((gateway, identity, format!("{fq}:{PODINFO_PORT}")))
-    }
-
-    fn start_connect(
-        &mut self,
-        name: &str,
-        backends: &[String],
-        client: &(PathBuf, PathBuf),
-    ) -> DemoResult<SocketAddr> {
-        let (_, identity, target) = self.mirror_target()?;
-        let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let mut cmd = Command::new(self.bin_dir.join("mc-gateway"));
-        cmd.arg("connect")
-            .arg(format!("--listen={listen}"))
-            .arg(format!("--target={target}"))
-            .arg(format!("--gateway-identity={identity}"))
-            .arg("--protocol=http1")
-            .arg(format!("--cert={}", client.0.display()))
-            .arg(format!("--key={}", client.1.display()))
-            .arg(format!(
-                "--trust-anchors={}",
-                self.work.join("root.crt").display()
-            ));
-        for b in backends {
-            cmd.arg(format!("--backend={b}"));
-        }
-        let mut proc = Proc::spawn(
-            format!("mc-gateway connect ({name})"),
-            cmd,
-            &self.work.join(format!("connect-{name}.log")),
-            Lifetime::Attached,
-        )?;
-        proc.wait_ready(Duration::from_secs(30), || {
-            std::net::TcpStream::connect(listen).is_ok()
-        })?;
-        self.connects.push(proc);
-        Ok(listen)
-    }
-
-    /// Step: GET podinfo-east from west through the gateway.
-    fn call_across(&mut self, client: &(PathBuf, PathBuf)) -> DemoResult {
-        self.announce(
-            "Call across: from a meshed client in west, GET podinfo-east",
-            &["kubectl --context west -n test exec deploy/web -c web -- curl -s http://podinfo-east.test.svc.cluster.local:9898"],
-        );
-        let (gateway, identity, target) = self.mirror_target()?;
+        std::fs::write(self.work.join("web.crt"), leaf.chain_pem(&issuer))?;
+        std::fs::write(self.work.join("web.key"), &leaf.key_pem)?;
         println!(
-            "    (the meshed client: mTLS to {gateway} as {CLIENT_IDENTITY}, expecting {identity}, transport header for {target})"
+            "\n    (stand-in for Linkerd's identity controller: the demo issued web.crt for {CLIENT_IDENTITY} from west's issuer)"
         );
-        let listen = self.start_connect("podinfo-east", &[format!("gateway={gateway}")], client)?;
-        let response = http::get(listen, "podinfo-east.test.svc.cluster.local:9898")?;
+        self.step(
+            "A client in west: curl, with mc's client side as a sidecar (examples/demo/web.yaml)",
+            &[
+                "kubectl --context west -n test create secret generic web-identity --from-file=tls.crt=web.crt --from-file=tls.key=web.key --from-file=ca.crt=root.crt",
+                "kubectl --context west apply -f web.yaml",
+                "kubectl --context west -n test rollout status deploy/web --timeout=180s",
+            ],
+        )?;
+        ok("deploy/web is Ready in west");
+        Ok(())
+    }
+
+    /// Step: GET podinfo-east from west's Pod through the gateway.
+    fn call_across(&mut self) -> DemoResult {
+        let command = format!(
+            "kubectl --context west -n test exec deploy/web -c client -- curl -sS --max-time 10 {SIDECAR}"
+        );
+        self.announce(
+            "Call across: from west's Pod, through the sidecar and kube-proxy to podinfo-east, east's gateway and east's podinfo",
+            &[&command],
+        );
+        let response = self.retry(&command, Duration::from_secs(30))?;
         expect(
             response.contains("greetings from east"),
             "the answer comes from east",
             &response,
         )?;
+        let headers_command = format!(
+            "kubectl --context west -n test exec deploy/web -c client -- curl -sS --max-time 10 {SIDECAR}headers"
+        );
+        println!("    $ {headers_command}");
+        let headers = self.sh.run(&headers_command)?;
+        expect(
+            headers.contains(CLIENT_IDENTITY),
+            "east's podinfo sees the client's west identity in l5d-client-id, set by east's gateway",
+            &headers,
+        )?;
         ok(&format!(
-            "answer: {}",
-            response.lines().last().unwrap_or_default().trim()
+            "answer: {}; east's podinfo saw l5d-client-id: {CLIENT_IDENTITY}",
+            message_of(&response)
         ));
         Ok(())
     }
 
-    /// Step: clients without a mesh identity are refused.
-    fn refusal(&mut self, root: &Path) -> DemoResult {
+    /// Step: a client without a mesh identity is refused by the gateway.
+    fn refusal(&mut self) -> DemoResult {
+        let ip = self.gateway_ip.clone();
+        let plain = format!(
+            "kubectl --context west -n test exec deploy/web -c client -- curl -sS --max-time 10 http://{ip}:4143/"
+        );
+        let tls = format!(
+            "kubectl --context west -n test exec deploy/web -c client -- curl -sS --max-time 10 --insecure https://{ip}:4143/"
+        );
         self.announce(
-            "An unmeshed client is refused by the gateway",
-            &["kubectl --context west -n test run curl --image=curlimages/curl -- curl -sv http://<gateway>:4143/", "... and curl --cacert root.crt https://<gateway>:4143/ (TLS, no client certificate)"],
+            "A client without a mesh identity is refused by east's gateway",
+            &[&plain, &tls],
         );
-        let gateway = SocketAddr::new(self.gateway_ip, 4143);
-        let plain = http::get(gateway, "podinfo.test.svc.cluster.local:9898").unwrap_or_default();
-        expect(
-            !plain.contains("greetings") && !plain.starts_with("HTTP/1.1 200"),
-            "plain HTTP gets no answer from a service",
-            &plain,
-        )?;
-        ok("plain HTTP: the connection is closed without any response");
-        let script = format!(
-            "curl -sS --max-time 10 --cacert {} --resolve {id}:4143:{ip} -H 'Host: podinfo.test.svc.cluster.local:9898' https://{id}:4143/",
-            root.display(),
-            id = self.gateway_identity,
-            ip = self.gateway_ip
-        );
-        let out = self.sh.output(&script)?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        expect(
-            !out.status.success() && !text.contains("greetings"),
-            "TLS without a client certificate is refused at the handshake",
-            &text,
-        )?;
-        ok(&format!(
-            "TLS without a client certificate: curl fails ({})",
-            text.lines().next().unwrap_or_default().trim()
-        ));
-        Ok(())
-    }
-
-    /// Step: 50/50 split between west's podinfo and podinfo-east.
-    fn split(&mut self, client: &(PathBuf, PathBuf)) -> DemoResult {
-        self.announce(
-            "Traffic split: 50/50 between podinfo (west) and podinfo-east",
-            &["kubectl --context west -n test apply -f podinfo-split.yaml   # HTTPRoute/TrafficSplit: podinfo 50, podinfo-east 50"],
-        );
-        let (gateway, _, _) = self.mirror_target()?;
-        let local = self
-            .podinfos
-            .get(1)
-            .map(Podinfo::addr)
-            .ok_or("west's podinfo is not running")?;
-        let listen = self.start_connect(
-            "split",
-            &[
-                format!("local={local},weight=50"),
-                format!("gateway={gateway},weight=50"),
-            ],
-            client,
-        )?;
-        let (mut east, mut west) = (0usize, 0usize);
-        for _ in 0..SPLIT_REQUESTS {
-            let response = http::get(listen, "podinfo.test.svc.cluster.local:9898")?;
-            if response.contains("greetings from east") {
-                east += 1;
-            } else if response.contains("greetings from west") {
-                west += 1;
-            } else {
-                return Err(format!("a split request got neither greeting: {response}").into());
-            }
+        for (command, what) in [
+            (&plain, "plain HTTP gets no answer from a service"),
+            (
+                &tls,
+                "TLS without a client certificate is refused at the handshake",
+            ),
+        ] {
+            let out = self.sh.output(command)?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            expect(
+                !out.status.success() && !text.contains("greetings"),
+                what,
+                &text,
+            )?;
+            ok(&format!(
+                "{what}: curl fails ({})",
+                text.lines().next().unwrap_or_default().trim()
+            ));
         }
+        Ok(())
+    }
+
+    /// Step: 50/50 between west's podinfo and podinfo-east.
+    fn split(&mut self) -> DemoResult {
+        self.step(
+            "Traffic split: 50/50 between podinfo (west) and podinfo-east (examples/demo/web-split.yaml)",
+            &[
+                "kubectl --context west apply -f web-split.yaml",
+                "kubectl --context west -n test rollout status deploy/web-split --timeout=180s",
+            ],
+        )?;
+        let urls = vec![SIDECAR; SPLIT_REQUESTS].join(" ");
+        let command = format!(
+            "kubectl --context west -n test exec deploy/web-split -c client -- curl -sS --max-time 60 -H 'Connection: close' {urls}"
+        );
+        println!(
+            "    $ kubectl --context west -n test exec deploy/web-split -c client -- curl -sS --max-time 60 -H 'Connection: close' {SIDECAR} … ({SPLIT_REQUESTS} times)"
+        );
+        let out = self.sh.run(&command)?;
+        let (east, west) = (
+            out.matches("greetings from east").count(),
+            out.matches("greetings from west").count(),
+        );
         // Binomial(200, 0.5): mean 100, sd 7.07; 4 sd either side is a 1-in-15,000 false alarm.
         let (low, high) = binomial_bounds(SPLIT_REQUESTS, 0.5, 4.0);
         expect(
             (low..=high).contains(&east) && east + west == SPLIT_REQUESTS,
-            &format!("east's share is within [{low}, {high}]"),
+            &format!("east's share of {SPLIT_REQUESTS} is within [{low}, {high}]"),
             &format!("east {east}, west {west}"),
         )?;
         ok(&format!(
@@ -623,20 +486,16 @@ impl Demo {
         Ok(())
     }
 
-    /// Step: the gateway goes down, the mirror notices; it comes back, everything recovers.
-    fn gateway_down(&mut self, east_issuer: &CertifiedKey) -> DemoResult {
-        let _ = east_issuer;
-        self.announce(
-            "Gateway down: stop east's gateway",
-            &["kubectl --context east -n linkerd-multicluster scale deploy/linkerd-gateway --replicas=0", "mc --context west multicluster gateways"],
-        );
-        if let Some(mut gw) = self.gateway.take() {
-            gw.stop(Duration::from_secs(5));
-        }
+    /// Step: the gateway scaled to 0, the mirror notices; back to 1, everything recovers.
+    fn gateway_down(&mut self) -> DemoResult {
+        self.step(
+            "Gateway down: scale east's gateway to 0",
+            &["kubectl --context east -n linkerd-multicluster scale deploy/linkerd-gateway --replicas=0"],
+        )?;
         self.wait("east's gateway not alive", Duration::from_secs(90), |d| {
             d.gateway_alive().map(|a| a == Some(false))
         })?;
-        let gateway = self.gateway_ip.to_string();
+        let gateway = self.gateway_ip.clone();
         self.wait(
             "podinfo-east's endpoint not ready",
             Duration::from_secs(30),
@@ -649,8 +508,13 @@ impl Demo {
         print_indented(&self.sh.run("mc --context west multicluster gateways")?);
         ok("east is not alive; podinfo-east's gateway address moved to notReadyAddresses");
 
-        self.announce("Gateway back", &["kubectl --context east -n linkerd-multicluster scale deploy/linkerd-gateway --replicas=1"]);
-        self.start_gateway()?;
+        self.step(
+            "Gateway back: scale it to 1",
+            &[
+                "kubectl --context east -n linkerd-multicluster scale deploy/linkerd-gateway --replicas=1",
+                "kubectl --context east -n linkerd-multicluster rollout status deploy/linkerd-gateway --timeout=180s",
+            ],
+        )?;
         self.wait("east's gateway alive again", Duration::from_secs(90), |d| {
             d.gateway_alive().map(|a| a == Some(true))
         })?;
@@ -663,12 +527,11 @@ impl Demo {
                 Ok(ready_ips(&ep) == vec![gateway.clone()])
             },
         )?;
-        let listen = self.start_connect(
-            "after-recovery",
-            &[format!("gateway={}:4143", self.gateway_ip)],
-            &(self.work.join("client.crt"), self.work.join("client.key")),
-        )?;
-        let response = http::get(listen, "podinfo-east.test.svc.cluster.local:9898")?;
+        let command = format!(
+            "kubectl --context west -n test exec deploy/web -c client -- curl -sS --max-time 10 {SIDECAR}"
+        );
+        println!("    $ {command}");
+        let response = self.retry(&command, Duration::from_secs(30))?;
         expect(
             response.contains("greetings from east"),
             "podinfo-east answers again",
@@ -678,50 +541,41 @@ impl Demo {
         Ok(())
     }
 
-    /// Step: unlink, uninstall, nothing left, every process stopped.
+    /// Step: unlink, uninstall, delete the workloads; nothing is left.
     fn cleanup(&mut self) -> DemoResult {
-        self.announce(
+        self.step(
             "Cleanup",
             &[
                 "mc --context west multicluster unlink --cluster-name east | kubectl --context west delete -f -",
+                "kubectl --context west delete ns test",
+                "kubectl --context east delete ns test",
                 "mc --context west multicluster uninstall | kubectl --context west delete -f -",
                 "mc --context east multicluster uninstall | kubectl --context east delete -f -",
+                "kubectl --context west delete -f linkerd-config.yaml",
+                "kubectl --context east delete -f linkerd-config.yaml",
             ],
+        )?;
+        for c in ["west", "east"] {
+            self.wait(
+                &format!("nothing of mc left in {c}"),
+                Duration::from_secs(60),
+                |d| Ok(d.mc_leftovers(c)?.is_empty()),
+            )
+            .map_err(|e| format!("{e}: {:?}", self.mc_leftovers(c)))?;
+        }
+        ok(
+            "nothing of mc is left in either cluster: the namespace and garbage collectors removed the rest",
         );
-        // `--wait=false`: nothing finalizes a deleted Namespace on the testbed until
-        // collect_garbage below does the namespace controller's work.
-        // Unlink first prints what to delete (it reads the Link), then the controller goes with its Deployment.
-        let unlink = self
-            .sh
-            .run("mc --context west multicluster unlink --cluster-name east")?;
-        if let Some(mut m) = self.mirror.take() {
-            m.stop(Duration::from_secs(5));
-        }
-        self.sh.run(&format!(
-            "cat <<'EOF' | kubectl --context west delete --ignore-not-found --wait=false -f -\n{unlink}\nEOF"
-        ))?;
-        for c in ["west", "east"] {
-            self.sh.run(&format!("mc --context {c} multicluster uninstall | kubectl --context {c} delete --ignore-not-found --wait=false -f -"))?;
-        }
-        for c in ["west", "east"] {
-            self.bed.collect_garbage(c)?;
-            let left = self.mc_leftovers(c)?;
-            expect(
-                left.is_empty(),
-                &format!("nothing of mc is left in {c}"),
-                &left.join("\n"),
-            )?;
-        }
-        ok("nothing of mc is left in either cluster");
         Ok(())
     }
 
-    /// Everything of mc still in `cluster`: extension objects, mirrors, Links, the CRD, the namespace.
+    /// Everything of mc still in `cluster`: extension objects, mirrors, Links, the CRD, the
+    /// namespaces, and any Pod of the demo.
     fn mc_leftovers(&self, cluster: &str) -> DemoResult<Vec<String>> {
         let mut left = Vec::new();
         for (kinds, selector) in [
             (
-                "all,serviceaccounts,secrets,configmaps,roles,rolebindings,endpoints,leases",
+                "all,serviceaccounts,secrets,configmaps,roles,rolebindings,endpoints,endpointslices,leases",
                 "linkerd.io/extension=multicluster",
             ),
             (
@@ -729,7 +583,7 @@ impl Demo {
                 "linkerd.io/extension=multicluster",
             ),
             (
-                "services,endpoints",
+                "services,endpoints,endpointslices",
                 "mirror.linkerd.io/mirrored-service=true",
             ),
         ] {
@@ -739,6 +593,8 @@ impl Demo {
         for (kind, name) in [
             ("customresourcedefinition", "links.multicluster.linkerd.io"),
             ("namespace", NS),
+            ("namespace", "test"),
+            ("namespace", "linkerd"),
         ] {
             let out = self.kubectl(
                 cluster,
@@ -765,6 +621,18 @@ impl Demo {
             .and_then(|r| r.get("alive").and_then(Value::as_bool)))
     }
 
+    /// Runs `command` until it succeeds (a Pod's first connection may race kube-proxy).
+    fn retry(&self, command: &str, within: Duration) -> DemoResult<String> {
+        let start = Instant::now();
+        loop {
+            match self.sh.run(command) {
+                Ok(out) => return Ok(out),
+                Err(e) if start.elapsed() > within => return Err(e.into()),
+                Err(_) => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+    }
+
     fn wait(
         &self,
         what: &str,
@@ -789,6 +657,32 @@ impl Demo {
                 return Err(format!("timed out after {within:?} waiting for {what} {last}").into());
             }
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Waits for `get` to return a non-empty value.
+    fn wait_value(
+        &self,
+        what: &str,
+        mut get: impl FnMut(&Demo) -> Result<String, Failed>,
+    ) -> DemoResult<String> {
+        let mut value = String::new();
+        self.wait(what, Duration::from_secs(60), |d| {
+            value = get(d)?.trim().to_owned();
+            Ok(!value.is_empty())
+        })?;
+        Ok(value)
+    }
+
+    /// On failure: what ran, for the log.
+    fn dump_state(&self) {
+        for c in ["east", "west"] {
+            if let Ok(out) = self.kubectl(c, &["get", "pods,svc,endpoints", "-A", "-o", "wide"]) {
+                eprintln!("--- {c}:\n{out}");
+            }
+            if let Ok(out) = self.kubectl(c, &["get", "events", "-A", "--sort-by=.lastTimestamp"]) {
+                eprintln!("--- {c} events:\n{out}");
+            }
         }
     }
 
@@ -833,38 +727,14 @@ impl Demo {
             Ok(Some(serde_json::from_str(&out)?))
         }
     }
+}
 
-    fn apply(&self, context: &str, yaml: &str) -> Result<String, Failed> {
-        self.sh.run(&format!(
-            "cat <<'EOF' | kubectl --context {context} apply -f -\n{yaml}\nEOF"
-        ))
-    }
-
-    /// Every process the demo started, testbed included.
-    fn pids(&self) -> Vec<(String, u32)> {
-        let mut pids = self.bed.pids();
-        for p in self
-            .connects
-            .iter()
-            .chain(self.mirror.as_ref())
-            .chain(self.gateway.as_ref())
-        {
-            pids.push((p.what().to_string(), p.pid()));
-        }
-        pids
-    }
-
-    fn stop_processes(&mut self) {
-        for mut p in self
-            .connects
-            .drain(..)
-            .chain(self.mirror.take())
-            .chain(self.gateway.take())
-        {
-            p.stop(Duration::from_secs(5));
-        }
-        self.podinfos.clear();
-    }
+/// podinfo's `message` field, or the whole response.
+fn message_of(response: &str) -> String {
+    serde_json::from_str::<Value>(response)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| response.trim().to_owned())
 }
 
 fn announce(step: &mut u32, title: &str, commands: &[&str]) {
@@ -942,18 +812,6 @@ fn linkerd_config(root_pem: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Namespace\nmetadata: {{name: linkerd}}\n---\napiVersion: v1\nkind: ConfigMap\n\
          metadata: {{name: linkerd-config, namespace: linkerd}}\ndata:\n  values: {values_json}\n"
-    )
-}
-
-fn podinfo_objects(addr: SocketAddr) -> String {
-    format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: test}}\n---\n\
-         apiVersion: v1\nkind: Service\nmetadata: {{name: podinfo, namespace: test, labels: {{app: podinfo}}}}\n\
-         spec: {{ports: [{{name: http, port: {port}, targetPort: {port}}}]}}\n---\n\
-         apiVersion: v1\nkind: Endpoints\nmetadata: {{name: podinfo, namespace: test, labels: {{app: podinfo}}}}\n\
-         subsets: [{{addresses: [{{ip: \"{ip}\"}}], ports: [{{name: http, port: {port}}}]}}]\n",
-        ip = addr.ip(),
-        port = addr.port()
     )
 }
 

@@ -1,0 +1,519 @@
+//! Faults on real Pods: mc installed and linked by its own rendered manifests on the testbed's
+//! real clusters (the gateway and the mirror controller are Pods from mc's image), then:
+//! the gateway Pod deleted, the link between the clusters' nodes cut, the controller Pod
+//! restarted mid-sync, a node's containerd killed. Nothing is played by the test.
+//!
+//! The faults share one installation, so they run one at a time (`FAULT`); each test exports
+//! Services of a namespace of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli_common;
+mod nodes_common;
+use nodes_common::{check, eventually};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use mc_tests::Testbed;
+use serde_json::Value;
+
+const NS: &str = "linkerd-multicluster";
+
+/// mc installed in east (with its gateway) and west (a source), west linked to east.
+struct Installed {
+    bed: &'static Testbed,
+    work: PathBuf,
+    gateway_ip: String,
+}
+
+static FAULT: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    FAULT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn installed() -> &'static Installed {
+    static INSTALLED: OnceLock<Installed> = OnceLock::new();
+    INSTALLED.get_or_init(install)
+}
+
+impl Installed {
+    /// Runs `script` in bash with mc and kubectl on PATH and the testbed's kubeconfig.
+    fn sh(&self, script: &str) -> String {
+        check(self.sh_output(script), script)
+    }
+
+    fn sh_output(&self, script: &str) -> Output {
+        sh_in(self.bed, &self.work, script)
+    }
+
+    fn kubectl(&self, ctx: &str, args: &[&str]) -> Result<String, String> {
+        let out = self.bed.kubectl(ctx).args(args).output().unwrap();
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn json(&self, ctx: &str, args: &[&str]) -> Result<Value, String> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(ctx, &all)?).map_err(|e| e.to_string())
+    }
+
+    /// Ready and not-ready addresses of a mirror's Endpoints in west.
+    fn mirror_endpoints(&self, ns: &str, name: &str) -> Result<(Vec<String>, Vec<String>), String> {
+        let ep = self.json("west", &["get", "endpoints", "-n", ns, name])?;
+        Ok((ips(&ep, "addresses"), ips(&ep, "notReadyAddresses")))
+    }
+
+    /// Deletes west's controller Pod (its Deployment starts another); waits for the old one to
+    /// be gone if `wait`.
+    fn restart_controller(&self, wait: bool) {
+        let wait = format!("--wait={wait}");
+        self.kubectl(
+            "west",
+            &[
+                "delete",
+                "pods",
+                "-n",
+                NS,
+                "-l",
+                "component=controller",
+                &wait,
+            ],
+        )
+        .unwrap();
+    }
+
+    /// The names of east's gateway Pods.
+    fn gateway_pods(&self) -> String {
+        self.kubectl(
+            "east",
+            &[
+                "get",
+                "pods",
+                "-n",
+                NS,
+                "-l",
+                "app=linkerd-gateway",
+                "-o",
+                "name",
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Waits until the mirror `name` in `ns` has the gateway as its one ready address.
+    fn wait_mirror_ready(&self, ns: &str, name: &str, secs: u64) {
+        eventually(secs, &format!("{ns}/{name} ready"), || {
+            let (ready, _) = self.mirror_endpoints(ns, name)?;
+            if ready == vec![self.gateway_ip.clone()] {
+                Ok(())
+            } else {
+                Err(format!("{ready:?}"))
+            }
+        });
+    }
+
+    /// Waits until `mc multicluster gateways` shows east alive (or not).
+    fn wait_alive(&self, alive: bool, secs: u64) {
+        eventually(secs, &format!("east alive={alive}"), || {
+            match self.gateway_alive() {
+                Some(a) if a == alive => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+    }
+
+    fn gateway_alive(&self) -> Option<bool> {
+        let out = self.sh_output("mc --context west multicluster gateways -o json");
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let rows = v
+            .as_array()
+            .cloned()
+            .or_else(|| v.get("gateways").and_then(Value::as_array).cloned())?;
+        rows.iter()
+            .find(|r| r["clusterName"] == "east")
+            .and_then(|r| r["alive"].as_bool())
+    }
+
+    /// Exports `count` Services `svc-<i>` in a new namespace `ns` of east, selecting the
+    /// namespace's echo Pods (podinfo), and waits until every mirror is ready in west.
+    fn export(&self, ns: &str, count: usize) {
+        self.bed
+            .kubectl("west")
+            .args(["create", "ns", ns])
+            .output()
+            .unwrap();
+        let mut items = vec![format!(
+            r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}"}}}}"#
+        )];
+        items.push(format!(
+            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"podinfo","namespace":"{ns}"}},
+ "spec":{{"replicas":1,"selector":{{"matchLabels":{{"app":"podinfo"}}}},
+  "template":{{"metadata":{{"labels":{{"app":"podinfo"}}}},
+   "spec":{{"containers":[{{"name":"podinfo","image":"{image}","command":["./podinfo","--port=9898"],
+     "readinessProbe":{{"httpGet":{{"path":"/readyz","port":9898}},"periodSeconds":2}}}}]}}}}}}}}"#,
+            image = mc_tests::PODINFO_IMAGE
+        ));
+        for i in 0..count {
+            items.push(format!(
+                r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"svc-{i}","namespace":"{ns}",
+ "labels":{{"mirror.linkerd.io/exported":"true"}}}},
+ "spec":{{"selector":{{"app":"podinfo"}},"ports":[{{"name":"http","port":9898}}]}}}}"#
+            ));
+        }
+        let list = format!(
+            r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
+            items.join(",")
+        );
+        check(
+            self.bed.apply("east", &list).unwrap(),
+            "apply the exported Services",
+        );
+        let gateway = self.gateway_ip.clone();
+        eventually(180, &format!("{count} ready mirrors in {ns}"), || {
+            for i in 0..count {
+                let (ready, _) = self.mirror_endpoints(ns, &format!("svc-{i}-east"))?;
+                if ready != vec![gateway.clone()] {
+                    return Err(format!("svc-{i}-east: ready {ready:?}"));
+                }
+            }
+            Ok(())
+        });
+    }
+
+    /// The resourceVersions of every mirror Service and Endpoints in `ns` of west.
+    fn mirror_versions(&self, ns: &str) -> BTreeMap<String, String> {
+        let v = self
+            .json(
+                "west",
+                &[
+                    "get",
+                    "services,endpoints",
+                    "-n",
+                    ns,
+                    "-l",
+                    "mirror.linkerd.io/mirrored-service=true",
+                ],
+            )
+            .unwrap();
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    format!("{}/{}", o["kind"], o["metadata"]["name"]),
+                    o["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn sh_in(bed: &Testbed, work: &Path, script: &str) -> Output {
+    let mc_dir = cli_common::mc_bin().parent().unwrap().to_path_buf();
+    let kubectl_dir = bed.binaries().kubectl.parent().unwrap().to_path_buf();
+    Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}:{}",
+                mc_dir.display(),
+                kubectl_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("KUBECONFIG", bed.kubeconfig())
+        .current_dir(work)
+        .output()
+        .unwrap()
+}
+
+fn ips(endpoints: &Value, field: &str) -> Vec<String> {
+    let mut ips: Vec<String> = endpoints["subsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["ip"].as_str().map(str::to_owned))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// Installs and links with the manifests mc renders, as a user would.
+fn install() -> Installed {
+    let bed = mc_tests::shared_with_nodes().expect("the testbed with nodes starts");
+    let work = std::env::temp_dir().join(format!("mc-pod-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let sh = |script: &str| check(sh_in(bed, &work, script), script);
+    sh("mc trust-anchor create --cert-out root.crt --key-out root.key --force");
+    sh(
+        "mc issuer create --ca-cert root.crt --ca-key root.key --cert-out east-issuer.crt --key-out east-issuer.key --force",
+    );
+    let root = std::fs::read_to_string(work.join("root.crt")).unwrap();
+    let values = format!(
+        "identityTrustAnchorsPEM: |\n{}identityTrustDomain: cluster.local\n",
+        root.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    let config = serde_json::json!({"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"linkerd"}},
+        {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"linkerd-config","namespace":"linkerd"},
+         "data":{"values": values}}]});
+    for ctx in ["east", "west"] {
+        check(
+            bed.apply(ctx, &config.to_string()).unwrap(),
+            "apply linkerd-config",
+        );
+    }
+    sh("mc --context east multicluster install | kubectl --context east apply -f -");
+    sh(
+        "mc --context west multicluster install --gateway=false | kubectl --context west apply -f -",
+    );
+    sh(
+        "mc --context east multicluster gateway-identity --issuer-cert east-issuer.crt --issuer-key east-issuer.key --trust-anchors root.crt | kubectl --context east apply -f -",
+    );
+    bed.wait_rollout("east", NS, "deployment/linkerd-gateway")
+        .unwrap();
+    let gateway_ip = eventually(60, "the gateway's LoadBalancer address", || {
+        let out = sh_in(
+            bed,
+            &work,
+            "kubectl --context east -n linkerd-multicluster get svc linkerd-gateway -o jsonpath={.status.loadBalancer.ingress[0].ip}",
+        );
+        let ip = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if ip.is_empty() {
+            Err("none yet".to_owned())
+        } else {
+            Ok(ip)
+        }
+    });
+    sh(
+        "mc --context east multicluster link --cluster-name east | kubectl --context west apply -f -",
+    );
+    bed.wait_rollout("west", NS, "deployment/controller-east")
+        .unwrap();
+    let installed = Installed {
+        bed,
+        work,
+        gateway_ip,
+    };
+    installed.wait_alive(true, 120);
+    installed
+}
+
+#[test]
+fn a_deleted_gateway_pod_comes_back_and_its_mirrors_recover() {
+    let _one = one_at_a_time();
+    let mc = installed();
+    mc.export("fault-gwpod", 1);
+    let old = mc.gateway_pods();
+    // A replacement that starts at once is Ready before three probes fail (no flapping), so the
+    // test holds it back: without its identity Secret the new Pod cannot start.
+    let secret = mc
+        .kubectl(
+            "east",
+            &[
+                "get",
+                "secret",
+                "-n",
+                NS,
+                "linkerd-gateway-identity",
+                "-o",
+                "json",
+            ],
+        )
+        .unwrap();
+    mc.kubectl(
+        "east",
+        &["delete", "secret", "-n", NS, "linkerd-gateway-identity"],
+    )
+    .unwrap();
+    mc.kubectl(
+        "east",
+        &[
+            "delete",
+            "pods",
+            "-n",
+            NS,
+            "-l",
+            "app=linkerd-gateway",
+            "--wait=true",
+        ],
+    )
+    .unwrap();
+    let gateway = mc.gateway_ip.clone();
+    let gone = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(
+            60,
+            "the mirror not ready while the gateway Pod is gone",
+            || {
+                let (ready, not_ready) = mc.mirror_endpoints("fault-gwpod", "svc-0-east")?;
+                if ready.is_empty() && not_ready == vec![gateway.clone()] {
+                    Ok(())
+                } else {
+                    Err(format!("ready {ready:?}, not ready {not_ready:?}"))
+                }
+            },
+        );
+    }));
+    let secret: Value = serde_json::from_str(&secret).unwrap();
+    let restored = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": secret["type"],
+        "metadata": {"name": "linkerd-gateway-identity", "namespace": NS,
+                     "labels": secret["metadata"]["labels"]},
+        "data": secret["data"],
+    });
+    check(
+        mc.bed.apply("east", &restored.to_string()).unwrap(),
+        "restore the identity Secret",
+    );
+    if let Err(panic) = gone {
+        std::panic::resume_unwind(panic);
+    }
+    mc.bed
+        .wait_rollout("east", NS, "deployment/linkerd-gateway")
+        .unwrap();
+    let new = mc.gateway_pods();
+    assert_ne!(old.trim(), new.trim(), "the Deployment started a new Pod");
+    mc.wait_mirror_ready("fault-gwpod", "svc-0-east", 120);
+}
+
+#[test]
+fn a_cut_link_between_the_nodes_makes_mirrors_not_ready_until_restored() {
+    let _one = one_at_a_time();
+    let mc = installed();
+    mc.export("fault-link", 1);
+    mc.bed.set_node_link("east", false).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // No ready address: the probe fails, and east's node controller soon marks the node
+        // (and with it podinfo's endpoint) not ready too, which empties the mirror.
+        eventually(
+            60,
+            "the mirror without a ready address, east's node cut off",
+            || {
+                let (ready, not_ready) = mc.mirror_endpoints("fault-link", "svc-0-east")?;
+                if ready.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("ready {ready:?}, not ready {not_ready:?}"))
+                }
+            },
+        );
+        mc.wait_alive(false, 60);
+    }));
+    mc.bed.set_node_link("east", true).unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    mc.wait_mirror_ready("fault-link", "svc-0-east", 120);
+    mc.wait_alive(true, 60);
+}
+
+#[test]
+fn a_controller_pod_restarted_mid_sync_converges_without_spurious_writes() {
+    let _one = one_at_a_time();
+    let mc = installed();
+    const COUNT: usize = 40;
+    // Export, and restart the controller while it is mirroring them.
+    let ns = "fault-restart";
+    mc.bed
+        .kubectl("west")
+        .args(["create", "ns", ns])
+        .output()
+        .unwrap();
+    std::thread::scope(|scope| {
+        let exporter = scope.spawn(|| mc.export(ns, COUNT));
+        eventually(60, "the first mirrors", || {
+            let n = mc.mirror_versions(ns).len();
+            if n > 0 {
+                Ok(())
+            } else {
+                Err("none yet".to_owned())
+            }
+        });
+        mc.restart_controller(false);
+        exporter.join().unwrap();
+    });
+    mc.bed
+        .wait_rollout("west", NS, "deployment/controller-east")
+        .unwrap();
+    assert_eq!(
+        mc.mirror_versions(ns).len(),
+        2 * COUNT,
+        "a Service and Endpoints per export"
+    );
+    // Converged: a further restart writes nothing.
+    let before = mc.mirror_versions(ns);
+    mc.restart_controller(true);
+    mc.bed
+        .wait_rollout("west", NS, "deployment/controller-east")
+        .unwrap();
+    // Let the new controller finish its initial sync and a probe round.
+    mc.wait_alive(true, 60);
+    std::thread::sleep(Duration::from_secs(10));
+    let after = mc.mirror_versions(ns);
+    let changed: Vec<&String> = before
+        .iter()
+        .filter(|(k, v)| after.get(*k) != Some(v))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        changed.is_empty(),
+        "a restart rewrote converged mirrors: {changed:?}"
+    );
+}
+
+#[test]
+fn a_killed_containerd_comes_back_and_the_pods_serve_again() {
+    let _one = one_at_a_time();
+    let mc = installed();
+    mc.export("fault-containerd", 1);
+    let node = mc.bed.cluster("east").unwrap().node().unwrap();
+    node.kill_containerd().unwrap();
+    assert!(!node.containerd_running());
+    // kubelet sees the runtime gone: the node reports it.
+    eventually(60, "kubelet to report the runtime down", || {
+        let ready = mc.kubectl(
+            "east",
+            &[
+                "get",
+                "node",
+                "east-node",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+            ],
+        )?;
+        if ready.contains("container runtime") {
+            Ok(())
+        } else {
+            Err(ready)
+        }
+    });
+    node.restart_containerd().unwrap();
+    mc.bed.wait_node_ready("east").unwrap();
+    mc.bed
+        .wait_rollout("east", NS, "deployment/linkerd-gateway")
+        .unwrap();
+    mc.wait_mirror_ready("fault-containerd", "svc-0-east", 120);
+    // The gateway Pod serves: its admin port answers from the host.
+    let out = mc.sh(&format!(
+        "curl -sS --max-time 5 http://{}:4191/ready",
+        mc.gateway_ip
+    ));
+    assert!(!out.is_empty(), "the gateway's /ready answered");
+}
