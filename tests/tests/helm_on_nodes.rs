@@ -7,32 +7,14 @@ mod cli_common;
 mod nodes_common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use nodes_common::{check, eventually};
 
 const NS: &str = "linkerd-multicluster";
 
 fn sh(bed: &mc_tests::Testbed, work: &Path, script: &str) -> Output {
-    let mc_dir = cli_common::mc_bin().parent().unwrap().to_path_buf();
-    let kubectl_dir = bed.binaries().kubectl.parent().unwrap().to_path_buf();
-    let helm_dir = mc_tests::cache_dir().join("bin/helm-v3.22.0");
-    Command::new("bash")
-        .args(["-o", "pipefail", "-c", script])
-        .env(
-            "PATH",
-            format!(
-                "{}:{}:{}:{}",
-                mc_dir.display(),
-                kubectl_dir.display(),
-                helm_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("KUBECONFIG", bed.kubeconfig())
-        .current_dir(work)
-        .output()
-        .unwrap()
+    nodes_common::shell(bed, cli_common::mc_bin().parent().unwrap(), work, script)
 }
 
 #[test]

@@ -13,7 +13,7 @@ use nodes_common::{check, eventually};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -223,23 +223,7 @@ impl Installed {
 }
 
 fn sh_in(bed: &Testbed, work: &Path, script: &str) -> Output {
-    let mc_dir = cli_common::mc_bin().parent().unwrap().to_path_buf();
-    let kubectl_dir = bed.binaries().kubectl.parent().unwrap().to_path_buf();
-    Command::new("bash")
-        .args(["-o", "pipefail", "-c", script])
-        .env(
-            "PATH",
-            format!(
-                "{}:{}:{}",
-                mc_dir.display(),
-                kubectl_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("KUBECONFIG", bed.kubeconfig())
-        .current_dir(work)
-        .output()
-        .unwrap()
+    nodes_common::shell(bed, cli_common::mc_bin().parent().unwrap(), work, script)
 }
 
 fn ips(endpoints: &Value, field: &str) -> Vec<String> {

@@ -1,7 +1,8 @@
 //! Helpers shared by the e2e tests on the testbed's real clusters (`nodes`, `pod_faults`).
 #![allow(dead_code, clippy::panic)]
 
-use std::process::Output;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 /// The stdout of a successful process; panics naming `what` with both streams otherwise.
@@ -27,4 +28,31 @@ pub(crate) fn eventually<T>(secs: u64, what: &str, mut f: impl FnMut() -> Result
             Err(_) => std::thread::sleep(Duration::from_millis(250)),
         }
     }
+}
+
+/// Runs `script` in bash (pipefail) in `work`, with `mc` (from `mc_dir`), kubectl and helm on
+/// PATH and the testbed's kubeconfig: exactly what a user types.
+pub(crate) fn shell(bed: &mc_tests::Testbed, mc_dir: &Path, work: &Path, script: &str) -> Output {
+    let kubectl = &bed.binaries().kubectl;
+    let helm_dir = mc_tests::cache_dir().join("bin/helm-v3.22.0");
+    let path = std::env::join_paths(
+        [
+            mc_dir,
+            kubectl.parent().unwrap_or(Path::new("/")),
+            &helm_dir,
+        ]
+        .into_iter()
+        .map(Path::to_path_buf)
+        .chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )),
+    )
+    .unwrap_or_default();
+    Command::new("bash")
+        .args(["-o", "pipefail", "-c", script])
+        .env("PATH", path)
+        .env("KUBECONFIG", bed.kubeconfig())
+        .current_dir(work)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash for {script:?}: {e}"))
 }
