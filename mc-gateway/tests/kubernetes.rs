@@ -51,7 +51,7 @@ fn slice_json(addr: std::net::SocketAddr, ready: bool) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolves_services_and_endpointslices_from_the_api_server() {
-    let bed = tokio::task::spawn_blocking(|| mc_tests::Testbed::start(&["gw"]))
+    let bed = tokio::task::spawn_blocking(|| mc_tests::Testbed::start_api_only(&["gw"]))
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("the testbed must start for this test: {e}"));

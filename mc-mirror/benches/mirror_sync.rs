@@ -490,7 +490,7 @@ fn main() {
         sizes
     };
     let gateway = mc_tests::test_host(2).expect("run under scripts/in-netns");
-    let bed = mc_tests::Testbed::start(&["east", "west"]).unwrap();
+    let bed = mc_tests::Testbed::start_api_only(&["east", "west"]).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let west = bed.client("west").await.unwrap();

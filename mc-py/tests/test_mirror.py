@@ -181,7 +181,7 @@ def test_mirror_errors(link):
 def test_needs_update(link):
     svc, eps = mc.desired_mirror(service(), endpoints(), link, ["203.0.113.10"], True)
     actual = copy.deepcopy(svc)
-    actual["spec"].update({"clusterIP": "10.96.0.10", "type": "ClusterIP", "sessionAffinity": "None"})
+    actual["spec"].update({"clusterIP": "198.19.0.10", "type": "ClusterIP", "sessionAffinity": "None"})
     actual["metadata"].update({"resourceVersion": "7", "uid": "u-1"})
     assert not mc.needs_update(svc, actual)
     actual["metadata"]["labels"]["app"] = "changed"
@@ -260,9 +260,9 @@ def test_headless_mirrors(link):
     host_svc, host_eps = d.endpoint_mirrors[0]
     assert host_svc["metadata"]["labels"]["mirror.linkerd.io/headless-mirror-svc-name"] == "db-east"
     assert host_eps["subsets"][0]["addresses"] == [{"ip": "203.0.113.10"}]
-    mirror_eps = mc.headless_endpoints(d.service, [("db-1", "10.96.0.12"), ("db-0", "10.96.0.11")])
+    mirror_eps = mc.headless_endpoints(d.service, [("db-1", "198.19.0.12"), ("db-0", "198.19.0.11")])
     assert mirror_eps["metadata"]["name"] == "db-east"
     addresses = mirror_eps["subsets"][0]["addresses"]
-    assert [(a["hostname"], a["ip"]) for a in addresses] == [("db-0", "10.96.0.11"), ("db-1", "10.96.0.12")]
+    assert [(a["hostname"], a["ip"]) for a in addresses] == [("db-0", "198.19.0.11"), ("db-1", "198.19.0.12")]
     with pytest.raises(ValueError, match=r"hosts\[0\]"):
         mc.headless_endpoints(d.service, [("db-0", "not-an-ip")])

@@ -113,7 +113,7 @@ VALID_SERVICE = {
     "metadata": {"name": "web", "namespace": "shop", "labels": {"mirror.linkerd.io/exported": "true"},
                  "annotations": {"a": "b"}, "resourceVersion": "1"},
     "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
-             "clusterIP": "10.96.0.1"},
+             "clusterIP": "198.19.0.1"},
 }
 VALID_ENDPOINTS = {
     "apiVersion": "v1",

@@ -90,8 +90,9 @@ pub struct Testbed {
 }
 
 impl Testbed {
-    /// Starts `names` in a fresh private directory; every process dies with this process.
-    pub fn start(names: &[&str]) -> Result<Testbed> {
+    /// Starts `names`, API servers only ([`Topology::ApiOnly`]), in a fresh private directory;
+    /// every process dies with this process.
+    pub fn start_api_only(names: &[&str]) -> Result<Testbed> {
         let dir = fresh_dir()?;
         Testbed::start_in(&dir, names, Lifetime::Attached).map(|mut bed| {
             bed.remove_dir = true;
@@ -767,13 +768,15 @@ impl Drop for Testbed {
     }
 }
 
-/// The testbed shared by every test of this test process: `east` and `west`, started on
-/// first use. Its processes die with the test process (see [`Lifetime::Attached`]).
-/// Tests that share it must use their own namespaces.
-pub fn shared() -> Result<&'static Testbed> {
+/// The API-only testbed shared by every test of this test process: `east` and `west`, API
+/// servers over one etcd and nothing else (no nodes, no controllers), started on first use; for
+/// tests of pure API behaviour, where it is much faster than [`shared_with_nodes`]. Its
+/// processes die with the test process (see [`Lifetime::Attached`]). Tests that share it must
+/// use their own namespaces.
+pub fn shared_api_only() -> Result<&'static Testbed> {
     static SHARED: OnceLock<std::result::Result<Testbed, String>> = OnceLock::new();
     SHARED
-        .get_or_init(|| Testbed::start(&["east", "west"]).map_err(|e| e.to_string()))
+        .get_or_init(|| Testbed::start_api_only(&["east", "west"]).map_err(|e| e.to_string()))
         .as_ref()
         .map_err(|e| Error::Shared(e.clone()))
 }

@@ -147,7 +147,7 @@ fn anchor(cn: &str) -> String {
 #[test]
 fn check_passes_on_a_healthy_pair_and_names_each_failure() {
     let env = Env {
-        bed: Testbed::start(&["east", "west"]).unwrap(),
+        bed: Testbed::start_api_only(&["east", "west"]).unwrap(),
     };
     let shared = anchor("root.shared.test");
     for ctx in ["east", "west"] {
@@ -439,7 +439,7 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
 fn check_with_the_real_gateway_and_controller() {
     use base64::Engine as _;
     let env = Env {
-        bed: Testbed::start(&["east", "west"]).unwrap(),
+        bed: Testbed::start_api_only(&["east", "west"]).unwrap(),
     };
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n).display().to_string();

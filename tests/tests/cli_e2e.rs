@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use mc_tests::{Testbed, shared};
+use mc_tests::{Testbed, shared_api_only};
 
 mod cli_common;
 use cli_common::{mc_bin, ok, stderr, with_stdin};
@@ -138,7 +138,7 @@ fn secret_kubeconfig(bed: &Testbed, context: &str, ns: &str, name: &str, dir: &P
 
 #[test]
 fn install_applies_with_server_side_validation_and_objects_are_present() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let ns = unique("mci");
     let sa = unique("ra");
     let yaml = install(bed, "east", &ns, &sa);
@@ -219,7 +219,7 @@ fn install_applies_with_server_side_validation_and_objects_are_present() {
 
 #[test]
 fn link_credentials_authenticate_to_east_and_can_list_services_but_not_read_secrets() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let ns = unique("mcl");
     let sa = unique("ra");
     let name = unique("east");
@@ -310,7 +310,7 @@ fn link_credentials_authenticate_to_east_and_can_list_services_but_not_read_secr
 
 #[test]
 fn bad_input_exits_2_with_a_clear_message_and_writes_nothing() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let ns = unique("mcb");
     ensure_ns(bed, "east", &ns);
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -546,7 +546,7 @@ fn trust_anchor_create_issuer_bundle_and_diff() {
 
 #[test]
 fn link_dry_run_lists_mirrors_and_every_conflict() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let ns = unique("mcd");
     let sa = unique("ra");
     let name = unique("dry");
@@ -637,7 +637,7 @@ fn link_dry_run_lists_mirrors_and_every_conflict() {
 /// and RBAC that `install` and `link` render: it takes its lease and mirrors an export.
 #[test]
 fn the_real_mirror_controller_works_with_the_rendered_rbac() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let ns = unique("mcr");
     let sa = unique("ra");
     let name = unique("real");
@@ -738,7 +738,7 @@ fn the_real_mirror_controller_works_with_the_rendered_rbac() {
 
 #[test]
 fn install_takes_the_trust_domain_from_the_clusters_linkerd_config() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let lns = unique("l5d");
     ensure_ns(bed, "east", &lns);
     let cm = format!(

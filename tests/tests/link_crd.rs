@@ -13,7 +13,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use mc_core::link::{
     FailureReason, GatewayStatus, Link, LinkStatus, MirrorOutcome, ObjectRef, mirrored_condition,
 };
-use mc_tests::{Testbed, shared};
+use mc_tests::{Testbed, shared_api_only};
 
 const CONTEXT: &str = "west";
 
@@ -96,7 +96,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_links_of_every_version_are_accepted_and_defaulted() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let (client, ns) = setup(bed, "versions").await;
     let links: Api<Link> = Api::namespaced(client, &ns);
     for (version, name) in [
@@ -131,7 +131,7 @@ async fn upstream_links_of_every_version_are_accepted_and_defaulted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn links_written_by_mc_round_trip_with_status() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let (client, ns) = setup(bed, "status").await;
     let links: Api<Link> = Api::namespaced(client, &ns);
     let mut link = Link::from_yaml(&upstream_link("v1alpha3", "east", &ns)).unwrap();
@@ -185,7 +185,7 @@ async fn links_written_by_mc_round_trip_with_status() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_schema_rejects_what_upstream_rejects_and_prunes_unknown_fields() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let (client, ns) = setup(bed, "schema").await;
     let bad_operator = upstream_link("v1alpha3", "bad", &ns).replace(
         "  selector: {matchLabels: {mirror.linkerd.io/exported: \"true\"}}",

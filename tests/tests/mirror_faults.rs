@@ -21,7 +21,7 @@ async fn restart(bed: &'static mc_tests::Testbed, cluster: &'static str) {
 async fn converges_after_target_and_source_api_server_restarts() {
     // Leaked: its processes die with this test process (Lifetime::Attached).
     let bed: &'static mc_tests::Testbed = Box::leak(Box::new(
-        mc_tests::Testbed::start(&["east", "west"]).unwrap(),
+        mc_tests::Testbed::start_api_only(&["east", "west"]).unwrap(),
     ));
     let (mut f, ns) = Fixture::with_namespace(bed, "flt", true, false).await;
     f.start().await;

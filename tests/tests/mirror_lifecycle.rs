@@ -22,7 +22,7 @@ fn ann(s: &k8s_openapi::api::core::v1::Service) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn export_update_unexport_and_delete() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "life", true, false).await;
     f.start().await;
 
@@ -168,7 +168,7 @@ async fn export_update_unexport_and_delete() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn custom_selector_long_names_and_empty_endpoints() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let mut f = Fixture::new(bed, "sel", false).await;
     // A Link whose selector is a custom label expression.
     let mut spec = f.link_spec();
@@ -279,7 +279,7 @@ async fn custom_selector_long_names_and_empty_endpoints() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn foreign_service_with_the_mirror_name_is_untouched_and_reported() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "cfl", true, false).await;
     // A local Service that happens to have the mirror's name.
     let foreign = k8s_openapi::api::core::v1::Service {
@@ -387,7 +387,7 @@ async fn foreign_service_with_the_mirror_name_is_untouched_and_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_namespace_is_reported_then_mirrored() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "mns", false, false).await;
     f.start().await;
     f.export(&ns, "api").await;
@@ -415,7 +415,7 @@ async fn missing_namespace_is_reported_then_mirrored() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_namespaces_flag_creates_them() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "cns", false, true).await;
     f.start().await;
     f.export(&ns, "api").await;
@@ -435,7 +435,7 @@ async fn create_namespaces_flag_creates_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gateway_probe_failures_mark_endpoints_not_ready_and_recover() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "gw", true, false).await;
     let metrics = f.start().await;
     f.export(&ns, "web").await;
@@ -500,7 +500,7 @@ async fn gateway_probe_failures_mark_endpoints_not_ready_and_recover() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_makes_no_writes_and_collects_orphans() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "rst", true, false).await;
     f.start().await;
     for name in ["a", "b", "c"] {
@@ -564,7 +564,7 @@ async fn restart_makes_no_writes_and_collects_orphans() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn link_deleted_keeps_mirrors_and_recreated_link_adopts_them() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "lnk", true, false).await;
     f.start().await;
     f.export(&ns, "web").await;
@@ -599,7 +599,7 @@ async fn link_deleted_keeps_mirrors_and_recreated_link_adopts_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rotated_credentials_take_effect_without_restart() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "rot", true, false).await;
     f.start().await;
     f.export(&ns, "one").await;
@@ -627,7 +627,7 @@ async fn rotated_credentials_take_effect_without_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn headless_statefulset_service_gets_per_host_mirrors() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let mut f = Fixture::new(bed, "hdl", false).await;
     f.options.enable_headless_services = true;
     let ns = unique("hdl");
@@ -742,7 +742,7 @@ async fn headless_statefulset_service_gets_per_host_mirrors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_credentials_are_reported_and_mirrors_kept() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "bad", true, false).await;
     let metrics = f.start().await;
     f.export(&ns, "web").await;
@@ -851,7 +851,7 @@ async fn invalid_credentials_are_reported_and_mirrors_kept() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_one_leader_and_failover() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "ha", true, false).await;
     let first = f.start().await;
     f.export(&ns, "a").await;
@@ -904,7 +904,7 @@ async fn two_replicas_one_leader_and_failover() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn remote_discovery_mirrors_have_no_endpoints_and_switch_modes() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "rdisc", true, false).await;
     f.start().await;
 
@@ -994,7 +994,7 @@ async fn remote_discovery_mirrors_have_no_endpoints_and_switch_modes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_target_unreachable_from_the_start_is_reported_in_the_link_status() {
-    let bed = mc_tests::shared().unwrap();
+    let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, _ns) = Fixture::with_namespace(bed, "badstart", true, false).await;
     f.break_credentials().await;
     // The worker never gets a remote view, and still writes the Link-level condition.

@@ -14,7 +14,7 @@ use mc_core::mirror::{
     endpoints_needs_update, headless_endpoints, ownership, parse_object, probe_endpoints,
     probe_service, service_needs_recreate, service_needs_update,
 };
-use mc_tests::shared;
+use mc_tests::shared_api_only;
 
 const LINK: &str = r#"
 kind: Link
@@ -97,7 +97,7 @@ impl Local {
 }
 
 async fn local(tag: &str) -> Local {
-    let client = shared().unwrap().client("west").await.unwrap();
+    let client = shared_api_only().unwrap().client("west").await.unwrap();
     let ns = format!("mirror-objects-{tag}-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let mut n = Namespace::default();

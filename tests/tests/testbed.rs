@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
-use mc_tests::{Testbed, pid_alive, shared};
+use mc_tests::{Testbed, pid_alive, shared_api_only};
 
 fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -48,7 +48,7 @@ fn wait_gone(pids: &[(String, u32)], within: Duration) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_sees_what_kubectl_creates_and_clusters_are_separate() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let ns = unique("watch");
     run_ok({
         let mut c = bed.kubectl("east");
@@ -112,7 +112,7 @@ async fn a_watch_sees_what_kubectl_creates_and_clusters_are_separate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rbac_denies_a_non_admin_until_a_role_allows_it() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let ns = unique("rbac");
     run_ok({
         let mut c = bed.kubectl("east");
@@ -171,7 +171,7 @@ async fn rbac_denies_a_non_admin_until_a_role_allows_it() {
 
 #[test]
 fn a_crd_schema_rejects_an_invalid_object() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let group = format!("{}.mc.test", unique("g"));
     let crd = format!(
         "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: widgets.{group}}}\n\
@@ -218,7 +218,7 @@ fn a_crd_schema_rejects_an_invalid_object() {
 
 #[test]
 fn a_token_request_returns_a_token_that_authenticates_only_where_it_was_issued() {
-    let bed = shared().unwrap();
+    let bed = shared_api_only().unwrap();
     let ns = unique("token");
     for args in [
         vec!["create", "namespace", ns.as_str()],
@@ -268,7 +268,7 @@ fn a_token_request_returns_a_token_that_authenticates_only_where_it_was_issued()
 fn a_panicking_test_leaves_no_process_behind() {
     let mut pids = Vec::new();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let bed = Testbed::start(&["solo"]).unwrap();
+        let bed = Testbed::start_api_only(&["solo"]).unwrap();
         pids = bed.pids();
         assert_eq!(pids.len(), 2, "etcd and one kube-apiserver: {pids:?}");
         assert!(pids.iter().all(|(_, p)| pid_alive(*p)));
