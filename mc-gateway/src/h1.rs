@@ -33,6 +33,10 @@ use crate::{Error, Result};
 /// (request) or a target error (response).
 const MAX_HEADERS: usize = 100;
 
+/// The largest `Content-Length` accepted (hyper's: it keeps the two largest values as
+/// markers).
+const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
+
 /// Bytes asked for per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// How much [`Buffered::fill_after_idle`] reads at once (a request head's size).
@@ -209,12 +213,23 @@ impl Framing {
     }
 }
 
+/// Bytes of chunk extensions a body may carry in all (hyper's limit: it rejects a body at
+/// this many).
+const CHUNK_EXT_LIMIT: u64 = 16 * 1024;
+/// Bytes of a trailer section, final CRLF included, at which a body is rejected (hyper's
+/// limit).
+const TRAILER_LIMIT: usize = 16 * 1024;
+/// Trailer fields a body may carry (hyper's limit).
+const MAX_TRAILERS: usize = MAX_HEADERS;
+
 /// Where a chunked-body scanner is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
     /// In the chunk-size hex digits (`digits` so far).
     Size { digits: u8 },
-    /// In chunk extensions (or whitespace) after the size.
+    /// In whitespace after the size (only more whitespace, `;` or CR may follow).
+    SizeLws,
+    /// In chunk extensions after the `;`.
     Ext,
     /// Expecting the LF that ends the size line.
     SizeLf,
@@ -226,8 +241,10 @@ enum ChunkState {
     DataLf,
     /// At the start of a trailer line (or the final CRLF).
     TrailerStart,
-    /// In a trailer field line.
-    Trailer,
+    /// In a trailer field's name.
+    TrailerName,
+    /// In a trailer field's value.
+    TrailerValue,
     /// Expecting the LF ending a trailer line.
     TrailerLf,
     /// Expecting the LF of the final CRLF.
@@ -237,10 +254,31 @@ enum ChunkState {
 }
 
 /// A chunked-body scanner (RFC 9112 §7.1): finds where the body ends without decoding it.
+///
+/// It is never more lenient than hyper's decoder (the hyper path, and most targets): a
+/// body it accepts, hyper accepts and ends at the same byte. It is stricter in that a chunk
+/// size has at most 16 hex digits (leading zeros included), trailer lines must be field lines
+/// (`token ":" value`) ending in CRLF, and a bare LF is an error anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Chunked {
     state: ChunkState,
     size: u64,
+    /// Chunk-extension bytes seen so far (all chunks).
+    ext: u64,
+    /// Trailer-section bytes seen so far.
+    trailer_bytes: usize,
+    /// Trailer fields seen so far.
+    trailers: usize,
+}
+
+/// Whether `b` may appear in a token (RFC 9110 §5.6.2), such as a field name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether `b` may appear in a field value (RFC 9110 §5.5: VCHAR, obs-text, SP, HTAB).
+fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
 }
 
 impl Chunked {
@@ -249,6 +287,9 @@ impl Chunked {
         Self {
             state: ChunkState::Size { digits: 0 },
             size: 0,
+            ext: 0,
+            trailer_bytes: 0,
+            trailers: 0,
         }
     }
 
@@ -283,6 +324,15 @@ impl Chunked {
     /// One byte outside chunk data.
     fn byte(&mut self, b: u8) -> std::result::Result<(), &'static str> {
         use ChunkState::*;
+        let in_trailers = matches!(self.state, TrailerName | TrailerValue | TrailerLf)
+            || (matches!(self.state, TrailerStart | EndLf) && self.trailers > 0)
+            || (self.state == TrailerStart && b != b'\r');
+        if in_trailers {
+            self.trailer_bytes += 1;
+            if self.trailer_bytes >= TRAILER_LIMIT {
+                return Err("trailers too large");
+            }
+        }
         self.state = match (self.state, b) {
             (Size { digits }, _) if b.is_ascii_hexdigit() => {
                 if digits >= 16 {
@@ -293,20 +343,38 @@ impl Chunked {
                 Size { digits: digits + 1 }
             }
             (Size { digits: 0 }, _) => return Err("chunk size missing"),
-            (Size { .. }, b';' | b' ' | b'\t') => Ext,
-            (Size { .. } | Ext, b'\r') => SizeLf,
-            (Size { .. }, _) => return Err("invalid byte in chunk size"),
+            (Size { .. } | SizeLws, b' ' | b'\t') => SizeLws,
+            (Size { .. } | SizeLws, b';') => Ext,
+            (Size { .. } | SizeLws | Ext, b'\r') => SizeLf,
+            (Size { .. } | SizeLws, _) => return Err("invalid byte in chunk size line"),
             (Ext, b'\n') => return Err("bare LF in chunk extension"),
-            (Ext, _) => Ext,
+            (Ext, _) => {
+                self.ext += 1;
+                if self.ext >= CHUNK_EXT_LIMIT {
+                    return Err("chunk extensions too long");
+                }
+                Ext
+            }
             (SizeLf, b'\n') if self.size == 0 => TrailerStart,
             (SizeLf, b'\n') => Data(std::mem::take(&mut self.size)),
             (DataCr, b'\r') => DataLf,
             (DataLf, b'\n') => Size { digits: 0 },
             (TrailerStart, b'\r') => EndLf,
-            (TrailerStart | Trailer, b'\n') => return Err("bare LF in trailer"),
-            (Trailer, b'\r') => TrailerLf,
-            (TrailerStart | Trailer, _) => Trailer,
-            (TrailerLf, b'\n') => TrailerStart,
+            (TrailerStart | TrailerName, _) if is_tchar(b) => TrailerName,
+            (TrailerName, b':') => TrailerValue,
+            (TrailerValue, b'\r') => TrailerLf,
+            (TrailerValue, _) if is_field_byte(b) => TrailerValue,
+            (TrailerStart | TrailerName | TrailerValue, b'\n') => return Err("bare LF in trailer"),
+            (TrailerStart | TrailerName | TrailerValue, _) => {
+                return Err("invalid trailer field line");
+            }
+            (TrailerLf, b'\n') => {
+                if self.trailers >= MAX_TRAILERS {
+                    return Err("too many trailer fields");
+                }
+                self.trailers += 1;
+                TrailerStart
+            }
             (EndLf, b'\n') => Done,
             _ => return Err("missing CRLF"),
         };
@@ -363,6 +431,8 @@ struct Fields {
     /// A `Transfer-Encoding` other than exactly one `chunked` (requests with one are handed
     /// to hyper; a response is framed by its last coding).
     other_coding: bool,
+    /// `Transfer-Encoding` field lines.
+    te_lines: usize,
     close: bool,
     keep_alive: bool,
     upgrade: bool,
@@ -407,6 +477,7 @@ fn classify(
                 .ok()
                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|s| s.parse::<u64>().ok())
+                .filter(|n| *n <= MAX_CONTENT_LENGTH)
                 .ok_or(FieldError::Invalid("invalid content-length"))?;
             if f.content_length.is_some() {
                 return Err(FieldError::Handoff("several content-length fields"));
@@ -423,6 +494,7 @@ fn classify(
                 f.other_coding = true;
             }
             f.chunked = last_chunked && !f.chunked;
+            f.te_lines += 1;
         }
     }
     if f.content_length.is_some() && (f.chunked || f.other_coding) {
@@ -590,13 +662,26 @@ fn parse_response(buf: &[u8], max: usize) -> Result<Option<ResponseHead>> {
         Err(_) => return Err(bad("not a valid HTTP/1 response head")),
     };
     let status = resp.code.ok_or(bad("no status code"))?;
+    if status < 100 {
+        return Err(bad("status code below 100"));
+    }
+    let http11 = resp.version == Some(1);
     let fields = classify(buf, resp.headers, &[]).map_err(|e| match e {
         FieldError::Invalid(why) | FieldError::Handoff(why) => bad(why),
     })?;
+    // Where peers could disagree on the framing, the response is refused rather than
+    // forwarded: several Transfer-Encoding lines (hyper frames by the last one, others by
+    // the combined list), or Transfer-Encoding in HTTP/1.0 (RFC 9112 §6.1: faulty framing).
+    if fields.te_lines > 1 {
+        return Err(bad("several transfer-encoding fields"));
+    }
+    if fields.te_lines > 0 && !http11 {
+        return Err(bad("transfer-encoding in an HTTP/1.0 response"));
+    }
     Ok(Some(ResponseHead {
         len,
         status,
-        http11: resp.version == Some(1),
+        http11,
         reason: span(buf, resp.reason.unwrap_or_default().as_bytes()),
         fields,
     }))
@@ -1366,6 +1451,12 @@ mod tests {
             b"4\nabcd",
             b"11111111111111111\r\n",
             b"0\r\nx\n",
+            b"3 x\r\nabc\r\n",
+            b"3 \t;x\n",
+            b"0\r\nGET /admin HTTP/1.1\r\n\r\n",
+            b"0\r\n x: 1\r\n\r\n",
+            b"0\r\nx : 1\r\n\r\n",
+            b"0\r\nx: \x01\r\n\r\n",
         ] {
             let mut c = Chunked::new();
             assert!(c.scan(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
@@ -1425,6 +1516,39 @@ mod tests {
         assert!(!r.reusable(r.framing(false)), "HTTP/1.0 without keep-alive");
         let (_, r) = response("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n");
         assert!(!r.reusable(r.framing(false)));
+    }
+
+    #[test]
+    fn responses_peers_could_frame_differently_are_refused() {
+        for bad in [
+            "HTTP/1.1 099 Low\r\n\r\n",
+            "HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 18446744073709551615\r\n\r\n",
+        ] {
+            assert!(parse_response(bad.as_bytes(), 1024).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn chunk_extensions_and_trailers_are_bounded_as_in_hyper() {
+        let mut ext = b"1;".to_vec();
+        ext.resize(2 + CHUNK_EXT_LIMIT as usize - 1, b'e');
+        ext.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert_eq!(Chunked::new().scan(&ext), Ok(ext.len()));
+        ext.insert(2, b'e');
+        assert_eq!(Chunked::new().scan(&ext), Err("chunk extensions too long"));
+        let trailers = |n: usize| {
+            let mut b = b"0\r\n".to_vec();
+            for i in 0..n {
+                b.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+            }
+            b.extend_from_slice(b"\r\n");
+            b
+        };
+        let ok = trailers(MAX_TRAILERS);
+        assert_eq!(Chunked::new().scan(&ok), Ok(ok.len()));
+        assert!(Chunked::new().scan(&trailers(MAX_TRAILERS + 1)).is_err());
     }
 
     #[test]
