@@ -608,19 +608,38 @@ fn parse_request(buf: &[u8], max: usize) -> Parsed {
 
 /// Writes the request head sent to the target into `out`.
 fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, entry: &TargetEntry) {
+    write_request_head_with(
+        out,
+        buf,
+        head,
+        entry.host.as_bytes(),
+        entry.client.as_bytes(),
+        entry.forwarded.as_bytes(),
+    );
+}
+
+/// [`write_request_head`] with the `Host`, `l5d-client-id` and `Forwarded` values given.
+fn write_request_head_with(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    host: &[u8],
+    client: &[u8],
+    forwarded: &[u8],
+) {
     let at = |r: &Range<usize>| buf.get(r.clone()).unwrap_or_default();
     out.extend_from_slice(at(&head.method));
     out.push(b' ');
     out.extend_from_slice(at(&head.path));
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    out.extend_from_slice(entry.host.as_bytes());
+    out.extend_from_slice(host);
     out.extend_from_slice(b"\r\n");
     write_fields(out, buf, &head.fields.kept);
     out.extend_from_slice(CLIENT_ID_HEADER.as_bytes());
     out.extend_from_slice(b": ");
-    out.extend_from_slice(entry.client.as_bytes());
+    out.extend_from_slice(client);
     out.extend_from_slice(b"\r\nforwarded: ");
-    out.extend_from_slice(entry.forwarded.as_bytes());
+    out.extend_from_slice(forwarded);
     out.extend_from_slice(b"\r\n\r\n");
 }
 
@@ -1257,6 +1276,10 @@ where
     }
     Ok(())
 }
+
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 
 #[cfg(test)]
 mod tests {
