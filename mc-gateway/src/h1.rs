@@ -1277,6 +1277,8 @@ where
     Ok(())
 }
 
+#[cfg(test)]
+mod differential;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
