@@ -562,6 +562,12 @@ fn parse_request(buf: &[u8], max: usize) -> Parsed {
     if method.eq_ignore_ascii_case("CONNECT") || !path.starts_with('/') {
         return Parsed::Handoff("CONNECT or a request target not in origin form");
     }
+    // hyper parses the target with http::Uri: one it refuses (bytes such as `{` or `"`, or
+    // beyond its length limit) it answers 400, and one with a fragment it forwards without
+    // it. The lean path leaves both to hyper rather than forward what hyper would not.
+    if path.contains('#') || http::Uri::try_from(path).is_err() {
+        return Parsed::Handoff("a request target hyper's URI parser refuses or rewrites");
+    }
     let headers = &*req.headers;
     let mut host = None;
     let mut forwarded = Vec::new();
@@ -1376,6 +1382,8 @@ mod tests {
             "GET / HTTP/1.0\r\nhost: a\r\n\r\n",
             "GET http://a/ HTTP/1.1\r\nhost: a\r\n\r\n",
             "CONNECT a:80 HTTP/1.1\r\nhost: a\r\n\r\n",
+            "GET /a<b> HTTP/1.1\r\nhost: a\r\n\r\n",
+            "GET /a#fragment HTTP/1.1\r\nhost: a\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "\x16\x03\x01garbage\r\n\r\n",
         ] {

@@ -412,6 +412,21 @@ const REQUESTS: &[Case] = &[
         None,
     ),
     (
+        "unusual bytes in the target",
+        b"GET /a{b}|c\"d<e>^`\\ HTTP/1.1\r\nhost: a\r\n\r\n",
+        None,
+    ),
+    (
+        "obs-text in the target",
+        b"GET /\xff\x80 HTTP/1.1\r\nhost: a\r\n\r\n",
+        None,
+    ),
+    (
+        "a fragment in the target",
+        b"GET /a#frag HTTP/1.1\r\nhost: a\r\n\r\n",
+        None,
+    ),
+    (
         "expect: 100-continue (handed to hyper)",
         b"POST /1 HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\ncontent-length: 1\r\n\r\nx",
         None,
