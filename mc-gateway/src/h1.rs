@@ -504,9 +504,14 @@ fn classify(
     }
     for h in headers {
         let name = h.name.as_bytes();
+        // The body is forwarded as it arrived, so the fields that frame it stay even when
+        // `Connection` lists them: dropping them would let the peer frame the body
+        // differently (`Connection: content-length` would smuggle the body as a request).
+        let frames = name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding");
         let dropped = is_hop_by_hop(name)
             || drop.iter().any(|d| d.eq_ignore_ascii_case(name))
-            || listed.iter().any(|d| d.eq_ignore_ascii_case(name));
+            || (!frames && listed.iter().any(|d| d.eq_ignore_ascii_case(name)));
         if !dropped {
             f.kept.push((span(base, name), span(base, h.value)));
         }
@@ -1333,6 +1338,20 @@ mod tests {
             ["Content-Length: 3", "X-Keep: a, b", "forwarded: for=x"]
         );
         assert_eq!(h.forwarded.len(), 1);
+    }
+
+    #[test]
+    fn framing_fields_stay_even_when_connection_lists_them() {
+        let buf = b"POST / HTTP/1.1\r\nhost: a\r\nconnection: content-length, x-a\r\nx-a: 1\r\ncontent-length: 5\r\n\r\n";
+        let h = head(buf);
+        assert_eq!(h.framing, Framing::Length(5));
+        assert_eq!(kept(buf, &h.fields), ["content-length: 5"]);
+        let buf = b"POST / HTTP/1.1\r\nhost: a\r\nconnection: Transfer-Encoding\r\ntransfer-encoding: chunked\r\n\r\n";
+        assert_eq!(kept(buf, &head(buf).fields), ["transfer-encoding: chunked"]);
+        let (buf, r) = response(
+            "HTTP/1.1 200 OK\r\nconnection: transfer-encoding\r\ntransfer-encoding: chunked\r\n\r\n",
+        );
+        assert_eq!(kept(&buf, &r.fields), ["transfer-encoding: chunked"]);
     }
 
     #[test]

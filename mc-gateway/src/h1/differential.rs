@@ -412,6 +412,16 @@ const REQUESTS: &[Case] = &[
         None,
     ),
     (
+        "connection lists content-length",
+        b"POST /1 HTTP/1.1\r\nhost: a\r\nconnection: content-length\r\ncontent-length: 30\r\n\r\nGET /admin HTTP/1.1\r\nhost: a\r\n\r\n",
+        None,
+    ),
+    (
+        "connection lists transfer-encoding",
+        b"POST /1 HTTP/1.1\r\nhost: a\r\nconnection: transfer-encoding\r\ntransfer-encoding: chunked\r\n\r\n1e\r\nGET /admin HTTP/1.1\r\nhost: a\r\n\r\n\r\n0\r\n\r\n",
+        None,
+    ),
+    (
         "unusual bytes in the target",
         b"GET /a{b}|c\"d<e>^`\\ HTTP/1.1\r\nhost: a\r\n\r\n",
         None,
