@@ -76,7 +76,10 @@ fuzz_target!(|data: &[u8]| {
                         assert_eq!(&forwarded[b.clone()], wire);
                         assert_eq!(sp.end, forwarded.len());
                     }
-                    other => panic!(
+                    // `connection: close` may take the head past the 100 fields the lean
+                    // path parses: httparse with room reads the same head and framing.
+                    other => assert!(
+                        same_head_beyond_100_fields(&stream[span.start..], forwarded, wire.len()),
                         "relayed {:?} parsed as {other:?}",
                         String::from_utf8_lossy(forwarded)
                     ),
@@ -89,3 +92,31 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Whether `relayed` (a head, then `body` bytes) has more than 100 fields and the same
+/// framing fields as the head at the start of `original`.
+fn same_head_beyond_100_fields(original: &[u8], relayed: &[u8], body: usize) -> bool {
+    let framing = |buf: &[u8]| {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut resp = httparse::Response::new(&mut headers);
+        let Ok(httparse::Status::Complete(len)) = resp.parse(buf) else {
+            return None;
+        };
+        let fields: Vec<(String, Vec<u8>)> = resp
+            .headers
+            .iter()
+            .filter(|h| {
+                h.name.eq_ignore_ascii_case("content-length")
+                    || h.name.eq_ignore_ascii_case("transfer-encoding")
+            })
+            .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+            .collect();
+        Some((len, resp.headers.len(), fields))
+    };
+    match (framing(original), framing(relayed)) {
+        (Some((_, _, before)), Some((len, count, after))) => {
+            count > 100 && len + body == relayed.len() && before == after
+        }
+        _ => false,
+    }
+}
