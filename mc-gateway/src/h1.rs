@@ -33,6 +33,10 @@ use crate::{Error, Result};
 /// (request) or a target error (response).
 const MAX_HEADERS: usize = 100;
 
+/// The largest `Content-Length` accepted (hyper's: it keeps the two largest values as
+/// markers).
+const MAX_CONTENT_LENGTH: u64 = u64::MAX - 2;
+
 /// Bytes asked for per read.
 const READ_CHUNK: usize = 16 * 1024;
 /// How much [`Buffered::fill_after_idle`] reads at once (a request head's size).
@@ -209,12 +213,23 @@ impl Framing {
     }
 }
 
+/// Bytes of chunk extensions a body may carry in all (hyper's limit: it rejects a body at
+/// this many).
+const CHUNK_EXT_LIMIT: u64 = 16 * 1024;
+/// Bytes of a trailer section, final CRLF included, at which a body is rejected (hyper's
+/// limit).
+const TRAILER_LIMIT: usize = 16 * 1024;
+/// Trailer fields a body may carry (hyper's limit).
+const MAX_TRAILERS: usize = MAX_HEADERS;
+
 /// Where a chunked-body scanner is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ChunkState {
     /// In the chunk-size hex digits (`digits` so far).
     Size { digits: u8 },
-    /// In chunk extensions (or whitespace) after the size.
+    /// In whitespace after the size (only more whitespace, `;` or CR may follow).
+    SizeLws,
+    /// In chunk extensions after the `;`.
     Ext,
     /// Expecting the LF that ends the size line.
     SizeLf,
@@ -226,8 +241,10 @@ enum ChunkState {
     DataLf,
     /// At the start of a trailer line (or the final CRLF).
     TrailerStart,
-    /// In a trailer field line.
-    Trailer,
+    /// In a trailer field's name.
+    TrailerName,
+    /// In a trailer field's value.
+    TrailerValue,
     /// Expecting the LF ending a trailer line.
     TrailerLf,
     /// Expecting the LF of the final CRLF.
@@ -237,10 +254,31 @@ enum ChunkState {
 }
 
 /// A chunked-body scanner (RFC 9112 §7.1): finds where the body ends without decoding it.
+///
+/// It is never more lenient than hyper's decoder (the hyper path, and most targets): a
+/// body it accepts, hyper accepts and ends at the same byte. It is stricter in that a chunk
+/// size has at most 16 hex digits (leading zeros included), trailer lines must be field lines
+/// (`token ":" value`) ending in CRLF, and a bare LF is an error anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Chunked {
     state: ChunkState,
     size: u64,
+    /// Chunk-extension bytes seen so far (all chunks).
+    ext: u64,
+    /// Trailer-section bytes seen so far.
+    trailer_bytes: usize,
+    /// Trailer fields seen so far.
+    trailers: usize,
+}
+
+/// Whether `b` may appear in a token (RFC 9110 §5.6.2), such as a field name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether `b` may appear in a field value (RFC 9110 §5.5: VCHAR, obs-text, SP, HTAB).
+fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
 }
 
 impl Chunked {
@@ -249,6 +287,9 @@ impl Chunked {
         Self {
             state: ChunkState::Size { digits: 0 },
             size: 0,
+            ext: 0,
+            trailer_bytes: 0,
+            trailers: 0,
         }
     }
 
@@ -283,6 +324,15 @@ impl Chunked {
     /// One byte outside chunk data.
     fn byte(&mut self, b: u8) -> std::result::Result<(), &'static str> {
         use ChunkState::*;
+        let in_trailers = matches!(self.state, TrailerName | TrailerValue | TrailerLf)
+            || (matches!(self.state, TrailerStart | EndLf) && self.trailers > 0)
+            || (self.state == TrailerStart && b != b'\r');
+        if in_trailers {
+            self.trailer_bytes += 1;
+            if self.trailer_bytes >= TRAILER_LIMIT {
+                return Err("trailers too large");
+            }
+        }
         self.state = match (self.state, b) {
             (Size { digits }, _) if b.is_ascii_hexdigit() => {
                 if digits >= 16 {
@@ -293,20 +343,38 @@ impl Chunked {
                 Size { digits: digits + 1 }
             }
             (Size { digits: 0 }, _) => return Err("chunk size missing"),
-            (Size { .. }, b';' | b' ' | b'\t') => Ext,
-            (Size { .. } | Ext, b'\r') => SizeLf,
-            (Size { .. }, _) => return Err("invalid byte in chunk size"),
+            (Size { .. } | SizeLws, b' ' | b'\t') => SizeLws,
+            (Size { .. } | SizeLws, b';') => Ext,
+            (Size { .. } | SizeLws | Ext, b'\r') => SizeLf,
+            (Size { .. } | SizeLws, _) => return Err("invalid byte in chunk size line"),
             (Ext, b'\n') => return Err("bare LF in chunk extension"),
-            (Ext, _) => Ext,
+            (Ext, _) => {
+                self.ext += 1;
+                if self.ext >= CHUNK_EXT_LIMIT {
+                    return Err("chunk extensions too long");
+                }
+                Ext
+            }
             (SizeLf, b'\n') if self.size == 0 => TrailerStart,
             (SizeLf, b'\n') => Data(std::mem::take(&mut self.size)),
             (DataCr, b'\r') => DataLf,
             (DataLf, b'\n') => Size { digits: 0 },
             (TrailerStart, b'\r') => EndLf,
-            (TrailerStart | Trailer, b'\n') => return Err("bare LF in trailer"),
-            (Trailer, b'\r') => TrailerLf,
-            (TrailerStart | Trailer, _) => Trailer,
-            (TrailerLf, b'\n') => TrailerStart,
+            (TrailerStart | TrailerName, _) if is_tchar(b) => TrailerName,
+            (TrailerName, b':') => TrailerValue,
+            (TrailerValue, b'\r') => TrailerLf,
+            (TrailerValue, _) if is_field_byte(b) => TrailerValue,
+            (TrailerStart | TrailerName | TrailerValue, b'\n') => return Err("bare LF in trailer"),
+            (TrailerStart | TrailerName | TrailerValue, _) => {
+                return Err("invalid trailer field line");
+            }
+            (TrailerLf, b'\n') => {
+                if self.trailers >= MAX_TRAILERS {
+                    return Err("too many trailer fields");
+                }
+                self.trailers += 1;
+                TrailerStart
+            }
             (EndLf, b'\n') => Done,
             _ => return Err("missing CRLF"),
         };
@@ -363,6 +431,8 @@ struct Fields {
     /// A `Transfer-Encoding` other than exactly one `chunked` (requests with one are handed
     /// to hyper; a response is framed by its last coding).
     other_coding: bool,
+    /// `Transfer-Encoding` field lines.
+    te_lines: usize,
     close: bool,
     keep_alive: bool,
     upgrade: bool,
@@ -407,6 +477,7 @@ fn classify(
                 .ok()
                 .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|s| s.parse::<u64>().ok())
+                .filter(|n| *n <= MAX_CONTENT_LENGTH)
                 .ok_or(FieldError::Invalid("invalid content-length"))?;
             if f.content_length.is_some() {
                 return Err(FieldError::Handoff("several content-length fields"));
@@ -423,6 +494,7 @@ fn classify(
                 f.other_coding = true;
             }
             f.chunked = last_chunked && !f.chunked;
+            f.te_lines += 1;
         }
     }
     if f.content_length.is_some() && (f.chunked || f.other_coding) {
@@ -432,9 +504,14 @@ fn classify(
     }
     for h in headers {
         let name = h.name.as_bytes();
+        // The body is forwarded as it arrived, so the fields that frame it stay even when
+        // `Connection` lists them: dropping them would let the peer frame the body
+        // differently (`Connection: content-length` would smuggle the body as a request).
+        let frames = name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding");
         let dropped = is_hop_by_hop(name)
             || drop.iter().any(|d| d.eq_ignore_ascii_case(name))
-            || listed.iter().any(|d| d.eq_ignore_ascii_case(name));
+            || (!frames && listed.iter().any(|d| d.eq_ignore_ascii_case(name)));
         if !dropped {
             f.kept.push((span(base, name), span(base, h.value)));
         }
@@ -490,6 +567,12 @@ fn parse_request(buf: &[u8], max: usize) -> Parsed {
     if method.eq_ignore_ascii_case("CONNECT") || !path.starts_with('/') {
         return Parsed::Handoff("CONNECT or a request target not in origin form");
     }
+    // hyper parses the target with http::Uri: one it refuses (bytes such as `{` or `"`, or
+    // beyond its length limit) it answers 400, and one with a fragment it forwards without
+    // it. The lean path leaves both to hyper rather than forward what hyper would not.
+    if path.contains('#') || http::Uri::try_from(path).is_err() {
+        return Parsed::Handoff("a request target hyper's URI parser refuses or rewrites");
+    }
     let headers = &*req.headers;
     let mut host = None;
     let mut forwarded = Vec::new();
@@ -536,19 +619,38 @@ fn parse_request(buf: &[u8], max: usize) -> Parsed {
 
 /// Writes the request head sent to the target into `out`.
 fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, entry: &TargetEntry) {
+    write_request_head_with(
+        out,
+        buf,
+        head,
+        entry.host.as_bytes(),
+        entry.client.as_bytes(),
+        entry.forwarded.as_bytes(),
+    );
+}
+
+/// [`write_request_head`] with the `Host`, `l5d-client-id` and `Forwarded` values given.
+fn write_request_head_with(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &RequestHead,
+    host: &[u8],
+    client: &[u8],
+    forwarded: &[u8],
+) {
     let at = |r: &Range<usize>| buf.get(r.clone()).unwrap_or_default();
     out.extend_from_slice(at(&head.method));
     out.push(b' ');
     out.extend_from_slice(at(&head.path));
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    out.extend_from_slice(entry.host.as_bytes());
+    out.extend_from_slice(host);
     out.extend_from_slice(b"\r\n");
     write_fields(out, buf, &head.fields.kept);
     out.extend_from_slice(CLIENT_ID_HEADER.as_bytes());
     out.extend_from_slice(b": ");
-    out.extend_from_slice(entry.client.as_bytes());
+    out.extend_from_slice(client);
     out.extend_from_slice(b"\r\nforwarded: ");
-    out.extend_from_slice(entry.forwarded.as_bytes());
+    out.extend_from_slice(forwarded);
     out.extend_from_slice(b"\r\n\r\n");
 }
 
@@ -590,13 +692,26 @@ fn parse_response(buf: &[u8], max: usize) -> Result<Option<ResponseHead>> {
         Err(_) => return Err(bad("not a valid HTTP/1 response head")),
     };
     let status = resp.code.ok_or(bad("no status code"))?;
+    if status < 100 {
+        return Err(bad("status code below 100"));
+    }
+    let http11 = resp.version == Some(1);
     let fields = classify(buf, resp.headers, &[]).map_err(|e| match e {
         FieldError::Invalid(why) | FieldError::Handoff(why) => bad(why),
     })?;
+    // Where peers could disagree on the framing, the response is refused rather than
+    // forwarded: several Transfer-Encoding lines (hyper frames by the last one, others by
+    // the combined list), or Transfer-Encoding in HTTP/1.0 (RFC 9112 §6.1: faulty framing).
+    if fields.te_lines > 1 {
+        return Err(bad("several transfer-encoding fields"));
+    }
+    if fields.te_lines > 0 && !http11 {
+        return Err(bad("transfer-encoding in an HTTP/1.0 response"));
+    }
     Ok(Some(ResponseHead {
         len,
         status,
-        http11: resp.version == Some(1),
+        http11,
         reason: span(buf, resp.reason.unwrap_or_default().as_bytes()),
         fields,
     }))
@@ -1174,6 +1289,12 @@ where
 }
 
 #[cfg(test)]
+mod differential;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+
+#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -1217,6 +1338,20 @@ mod tests {
             ["Content-Length: 3", "X-Keep: a, b", "forwarded: for=x"]
         );
         assert_eq!(h.forwarded.len(), 1);
+    }
+
+    #[test]
+    fn framing_fields_stay_even_when_connection_lists_them() {
+        let buf = b"POST / HTTP/1.1\r\nhost: a\r\nconnection: content-length, x-a\r\nx-a: 1\r\ncontent-length: 5\r\n\r\n";
+        let h = head(buf);
+        assert_eq!(h.framing, Framing::Length(5));
+        assert_eq!(kept(buf, &h.fields), ["content-length: 5"]);
+        let buf = b"POST / HTTP/1.1\r\nhost: a\r\nconnection: Transfer-Encoding\r\ntransfer-encoding: chunked\r\n\r\n";
+        assert_eq!(kept(buf, &head(buf).fields), ["transfer-encoding: chunked"]);
+        let (buf, r) = response(
+            "HTTP/1.1 200 OK\r\nconnection: transfer-encoding\r\ntransfer-encoding: chunked\r\n\r\n",
+        );
+        assert_eq!(kept(&buf, &r.fields), ["transfer-encoding: chunked"]);
     }
 
     #[test]
@@ -1266,6 +1401,8 @@ mod tests {
             "GET / HTTP/1.0\r\nhost: a\r\n\r\n",
             "GET http://a/ HTTP/1.1\r\nhost: a\r\n\r\n",
             "CONNECT a:80 HTTP/1.1\r\nhost: a\r\n\r\n",
+            "GET /a<b> HTTP/1.1\r\nhost: a\r\n\r\n",
+            "GET /a#fragment HTTP/1.1\r\nhost: a\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "\x16\x03\x01garbage\r\n\r\n",
         ] {
@@ -1366,6 +1503,12 @@ mod tests {
             b"4\nabcd",
             b"11111111111111111\r\n",
             b"0\r\nx\n",
+            b"3 x\r\nabc\r\n",
+            b"3 \t;x\n",
+            b"0\r\nGET /admin HTTP/1.1\r\n\r\n",
+            b"0\r\n x: 1\r\n\r\n",
+            b"0\r\nx : 1\r\n\r\n",
+            b"0\r\nx: \x01\r\n\r\n",
         ] {
             let mut c = Chunked::new();
             assert!(c.scan(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
@@ -1425,6 +1568,39 @@ mod tests {
         assert!(!r.reusable(r.framing(false)), "HTTP/1.0 without keep-alive");
         let (_, r) = response("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n");
         assert!(!r.reusable(r.framing(false)));
+    }
+
+    #[test]
+    fn responses_peers_could_frame_differently_are_refused() {
+        for bad in [
+            "HTTP/1.1 099 Low\r\n\r\n",
+            "HTTP/1.0 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 18446744073709551615\r\n\r\n",
+        ] {
+            assert!(parse_response(bad.as_bytes(), 1024).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn chunk_extensions_and_trailers_are_bounded_as_in_hyper() {
+        let mut ext = b"1;".to_vec();
+        ext.resize(2 + CHUNK_EXT_LIMIT as usize - 1, b'e');
+        ext.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert_eq!(Chunked::new().scan(&ext), Ok(ext.len()));
+        ext.insert(2, b'e');
+        assert_eq!(Chunked::new().scan(&ext), Err("chunk extensions too long"));
+        let trailers = |n: usize| {
+            let mut b = b"0\r\n".to_vec();
+            for i in 0..n {
+                b.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+            }
+            b.extend_from_slice(b"\r\n");
+            b
+        };
+        let ok = trailers(MAX_TRAILERS);
+        assert_eq!(Chunked::new().scan(&ok), Ok(ok.len()));
+        assert!(Chunked::new().scan(&trailers(MAX_TRAILERS + 1)).is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod error;
 pub mod h1;
 pub mod http;
 pub mod io;
+#[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod metrics;
 pub mod opaque;
