@@ -2,8 +2,8 @@
 //! and the opaque splice.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,6 @@ use mc_core::transport::{self, Decoded, TransportHeader};
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::record::RecordBoundary;
 use crate::{Error, Result};
 
 /// Opens a TCP connection to `addr` (`what` names it in the error), Nagle off.
@@ -88,49 +87,6 @@ impl Activity {
     }
 }
 
-/// How long a direction of a connection keeps its bulk buffer once the sender pauses: a burst
-/// that resumes within it reuses the buffer, a connection that went quiet lets it go.
-pub(crate) const BULK_LINGER: Duration = Duration::from_millis(250);
-
-/// A direction's bulk buffer, kept across short pauses: once the direction has paused for
-/// [`BULK_LINGER`] without a byte, [`Linger::expired`] says so, and the buffer goes.
-#[derive(Debug, Default)]
-pub(crate) struct Linger {
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// The timer runs for the current pause.
-    armed: bool,
-}
-
-impl Linger {
-    /// Data moved: the pause, if any, is over.
-    pub(crate) fn resume(&mut self) {
-        self.armed = false;
-    }
-
-    /// The direction paused with its bulk buffer: starts the timer, unless it already runs
-    /// for this pause.
-    pub(crate) fn pause(&mut self) {
-        if self.armed {
-            return;
-        }
-        let deadline = tokio::time::Instant::now() + BULK_LINGER;
-        match &mut self.timer {
-            Some(timer) => timer.as_mut().reset(deadline),
-            None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-        }
-        self.armed = true;
-    }
-
-    /// Whether the current pause has lasted [`BULK_LINGER`]; until then `cx` is woken when it
-    /// has.
-    pub(crate) fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        match &mut self.timer {
-            Some(timer) if self.armed => timer.as_mut().poll(cx).is_ready(),
-            _ => false,
-        }
-    }
-}
-
 /// A stream wrapper that counts bytes into two counters and records activity.
 #[derive(Debug)]
 pub struct Tracked<S> {
@@ -138,9 +94,6 @@ pub struct Tracked<S> {
     activity: Activity,
     read: Counter,
     written: Counter,
-    /// While set, reads stop at TLS record boundaries ([`Tracked::follow_records`]), or
-    /// bytes read ahead are still to be served.
-    records: Option<Box<RecordReads>>,
 }
 
 impl<S> Tracked<S> {
@@ -151,54 +104,12 @@ impl<S> Tracked<S> {
             activity,
             read,
             written,
-            records: None,
         }
     }
 
     /// The wrapped stream.
     pub fn get_ref(&self) -> &S {
         &self.inner
-    }
-
-    /// From now on, no read crosses a TLS record boundary (the stream must be at the start
-    /// of a record), so that a TLS library reading through this wrapper never holds part of
-    /// a record it has not processed; see [`crate::record`]. The socket is still read in
-    /// large reads: what lies beyond the boundary is kept and served next.
-    ///
-    /// Returns where the ClientHello's random will be noted once it has been served. It
-    /// outlives this stream, so the caller still knows the random when the TLS library that
-    /// owns the stream fails or is dropped.
-    pub fn follow_records(&mut self) -> NotedRandom {
-        let noted = NotedRandom::default();
-        self.records = Some(Box::new(RecordReads {
-            follow: true,
-            noted: noted.clone(),
-            ..RecordReads::default()
-        }));
-        noted
-    }
-
-    /// Reads as they come again (bytes read ahead are served first).
-    pub fn stop_following_records(&mut self) {
-        if let Some(r) = self.records.as_deref_mut() {
-            r.follow = false;
-        }
-    }
-
-    /// The record framing of what was served so far, while [`Self::follow_records`] is on.
-    pub fn records(&self) -> Option<&RecordBoundary> {
-        self.records
-            .as_deref()
-            .filter(|r| r.follow)
-            .map(|r| &r.boundary)
-    }
-
-    /// Takes the bytes read from the socket but not yet served, and stops following records.
-    pub fn take_unread(&mut self) -> Vec<u8> {
-        match self.records.take() {
-            Some(r) if r.pos < r.pending.len() => r.pending[r.pos..].to_vec(),
-            _ => Vec::new(),
-        }
     }
 
     fn count_read(&self, n: usize) {
@@ -216,100 +127,6 @@ impl<S> Tracked<S> {
     }
 }
 
-/// The client random of a stream whose records a [`Tracked`] follows, noted as soon as the
-/// ClientHello has been served; see [`Tracked::follow_records`].
-#[derive(Debug, Default, Clone)]
-pub struct NotedRandom(Arc<OnceLock<[u8; 32]>>);
-
-impl NotedRandom {
-    /// The ClientHello's random, once it has been served.
-    pub fn get(&self) -> Option<[u8; 32]> {
-        self.0.get().copied()
-    }
-}
-
-/// Bytes read ahead of a TLS library while [`Tracked`] follows record boundaries.
-#[derive(Debug, Default)]
-struct RecordReads {
-    boundary: RecordBoundary,
-    noted: NotedRandom,
-    /// Whether reads stop at record boundaries (else only what is left is served).
-    follow: bool,
-    /// Read from the socket; `pending[pos..]` not yet served.
-    pending: Vec<u8>,
-    pos: usize,
-}
-
-/// How much a [`Tracked`] following records reads from the socket at once.
-const READ_AHEAD: usize = 8 * 1024;
-
-impl RecordReads {
-    /// Reads what the socket has (one read); returns the byte count (0 at EOF).
-    fn refill<S: AsyncRead + Unpin>(
-        &mut self,
-        cx: &mut Context<'_>,
-        inner: &mut S,
-    ) -> Poll<std::io::Result<usize>> {
-        self.pending.resize(READ_AHEAD, 0);
-        self.pos = 0;
-        let mut rb = ReadBuf::new(&mut self.pending);
-        let res = Pin::new(inner).poll_read(cx, &mut rb);
-        let n = rb.filled().len();
-        self.pending.truncate(n);
-        if n == 0 {
-            // Nothing came: hold no buffer while waiting.
-            self.pending = Vec::new();
-        }
-        std::task::ready!(res)?;
-        Poll::Ready(Ok(n))
-    }
-
-    /// Serves read-ahead bytes into `buf`, up to the next record boundary when following.
-    fn serve(&mut self, buf: &mut ReadBuf<'_>) {
-        let avail = &self.pending[self.pos..];
-        let limit = if self.follow {
-            self.boundary.next_read_limit()
-        } else {
-            usize::MAX
-        };
-        let n = avail.len().min(limit).min(buf.remaining());
-        buf.put_slice(&avail[..n]);
-        if self.follow {
-            self.boundary.seen(&avail[..n]);
-            if let (None, Some(random)) = (self.noted.get(), self.boundary.client_random()) {
-                let _ = self.noted.0.set(random);
-            }
-        }
-        self.pos += n;
-        if self.pos == self.pending.len() {
-            // All served: a connection waiting for its next bytes holds no buffer.
-            self.pending = Vec::new();
-            self.pos = 0;
-        }
-    }
-}
-
-impl Tracked<tokio::net::TcpStream> {
-    /// Reads what the socket has without waiting (after [`Self::poll_read_ready`]).
-    pub fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.try_read(buf)?;
-        self.count_read(n);
-        Ok(n)
-    }
-
-    /// Writes what the socket takes without waiting.
-    pub fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.try_write(buf)?;
-        self.count_written(n);
-        Ok(n)
-    }
-
-    /// Waits until the socket is readable.
-    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.inner.poll_read_ready(cx)
-    }
-}
-
 impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -317,23 +134,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        if let Some(records) = this.records.as_deref_mut() {
-            if records.pos == records.pending.len() && records.follow {
-                let n = std::task::ready!(records.refill(cx, &mut this.inner))?;
-                if n > 0 {
-                    this.read.inc_by(n as u64);
-                    this.activity.touch();
-                }
-            }
-            if records.pos < records.pending.len() || records.follow {
-                records.serve(buf);
-                if records.pos == records.pending.len() && !records.follow {
-                    this.records = None;
-                }
-                return Poll::Ready(Ok(()));
-            }
-            this.records = None;
-        }
         let before = buf.filled().len();
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         this.count_read(buf.filled().len() - before);
@@ -804,81 +604,6 @@ mod tests {
             .unwrap();
         let (s, _) = l.accept().await.unwrap();
         (c, s)
-    }
-
-    #[tokio::test]
-    async fn following_records_serves_one_record_at_a_time_and_keeps_the_rest() {
-        let (mut c, s) = tcp_pair().await;
-        let read = Counter::default();
-        let mut t = Tracked::new(s, Activity::new(), read.clone(), Counter::default());
-        let noted = t.follow_records();
-        let mut hello = vec![22, 3, 1, 0, 38, 1, 0, 0, 34, 3, 3];
-        hello.extend([9u8; 32]);
-        let first = [23, 3, 3, 0, 3, 1, 2, 3];
-        let second = [23, 3, 3, 0, 17];
-        c.write_all(&[hello.as_slice(), &first, &second].concat())
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 1024];
-        // The header, then the body, of each record: never past its end.
-        for want in [&hello[..5], &hello[5..], &first[..5], &first[5..]] {
-            let n = t.read(&mut buf).await.unwrap();
-            assert_eq!(&buf[..n], want);
-        }
-        assert!(t.records().unwrap().at_boundary());
-        assert_eq!(t.records().unwrap().client_random(), Some([9u8; 32]));
-        // The noted random outlives the stream.
-        assert_eq!(noted.get(), Some([9u8; 32]));
-        // One socket read took everything; what was not served is handed over whole.
-        assert_eq!(
-            read.get(),
-            (hello.len() + first.len() + second.len()) as u64
-        );
-        assert_eq!(t.take_unread(), second.to_vec());
-        assert!(t.records().is_none());
-        c.write_all(b"later").await.unwrap();
-        let n = t.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"later");
-        drop(t);
-        assert_eq!(noted.get(), Some([9u8; 32]));
-    }
-
-    #[tokio::test]
-    async fn following_records_holds_no_buffer_once_everything_is_served() {
-        let (mut c, s) = tcp_pair().await;
-        let mut t = Tracked::new(s, Activity::new(), Counter::default(), Counter::default());
-        t.follow_records();
-        c.write_all(&[23, 3, 3, 0, 2, 7, 7]).await.unwrap();
-        let mut buf = vec![0u8; 1024];
-        assert_eq!(t.read(&mut buf).await.unwrap(), 5);
-        assert_eq!(t.read(&mut buf).await.unwrap(), 2);
-        let held =
-            |t: &Tracked<tokio::net::TcpStream>| t.records.as_ref().unwrap().pending.capacity();
-        assert_eq!(held(&t), 0, "a drained read-ahead buffer is kept");
-        // A read that finds nothing keeps no buffer either.
-        let waiting = tokio::time::timeout(Duration::from_millis(50), t.read(&mut buf)).await;
-        assert!(waiting.is_err());
-        assert_eq!(held(&t), 0, "a buffer is kept while waiting");
-        assert!(t.take_unread().is_empty());
-    }
-
-    #[tokio::test]
-    async fn after_following_records_the_bytes_read_ahead_come_first() {
-        let (mut c, s) = tcp_pair().await;
-        let mut t = Tracked::new(s, Activity::new(), Counter::default(), Counter::default());
-        t.follow_records();
-        c.write_all(&[23, 3, 3, 0, 2, 7, 7, 23, 3, 3, 0, 1, 8])
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 1024];
-        let n = t.read(&mut buf).await.unwrap();
-        assert_eq!(n, 5);
-        t.stop_following_records();
-        assert!(t.records().is_none());
-        let n = t.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], &[7, 7, 23, 3, 3, 0, 1, 8]);
-        drop(c);
-        assert_eq!(t.read(&mut buf).await.unwrap(), 0);
     }
 
     #[tokio::test]

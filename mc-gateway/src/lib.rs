@@ -5,12 +5,14 @@
 //! name, and routes:
 //!
 //! - ALPN `transport.l5d.io/v1`: the transport header names the target `name:port`; with a
-//!   session protocol the gateway forwards HTTP requests, without one it splices bytes, taking
-//!   the connection's TLS records over from rustls ([`takeover`], [`opaque`], [`record`]);
+//!   session protocol the gateway forwards HTTP requests, without one it splices bytes
+//!   ([`io::splice_tcp`]);
 //! - ALPN `h2`, `http/1.1` or none: HTTP routed by `Host` / `:authority`.
 //!
-//! HTTP is served over [`record_stream::RecordStream`]: after the handshake, the gateway
-//! protects the records of HTTP connections too.
+//! rustls (through tokio-rustls) does all TLS record work for the life of every connection:
+//! the handshake, decryption, encryption, key updates, alerts and close_notify. The gateway
+//! never sees a traffic secret: its server configuration enables no secret extraction and
+//! logs no keys. kTLS is not used.
 //!
 //! Targets must end in an allowed suffix (`svc.<cluster-domain>`), pass the optional policy,
 //! and resolve through a [`resolve::Resolve`]. HTTP requests get `Forwarded` and
@@ -26,14 +28,10 @@ pub mod io;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod metrics;
-pub mod opaque;
-pub mod record;
-pub mod record_stream;
 pub mod resolve;
 pub mod route;
 pub mod server;
 pub mod slice;
-pub mod takeover;
 pub mod tls;
 pub mod upstream;
 

@@ -14,7 +14,7 @@ use mc_gateway::resolve::{
     Balance, Balancer, Chain, DnsResolver, InFlight, SharedResolver, StaticResolver,
 };
 use mc_gateway::route::{Policy, Suffixes, Target};
-use mc_gateway::server::{Gateway, Limits, ServerConfig, TlsRecords};
+use mc_gateway::server::{Gateway, Limits, ServerConfig};
 use mc_gateway::{Error, Result};
 
 /// The mc gateway: the mTLS door into a target cluster, and the client side that reaches it.
@@ -119,17 +119,12 @@ struct Serve {
     /// Certificate, key and trust-anchor file poll interval, seconds.
     #[arg(long, default_value_t = 5.0)]
     reload_interval: f64,
-    /// Who protects a connection's TLS records once its path (HTTP, or an opaque stream after
-    /// its transport header) is known: gateway (rustls handshakes, then the gateway decrypts
-    /// and seals the records itself, several per system call, following key updates) or
-    /// rustls (rustls throughout).
-    #[arg(long, alias = "opaque-records", default_value = "gateway", value_parser = parse_tls_records)]
-    tls_records: TlsRecords,
     /// Scheduler time slice asked for each serving thread, microseconds (Linux 6.12 or later;
     /// the kernel accepts 100 to 100000). A short slice lets a woken serving thread run at
     /// once instead of waiting for the running task's slice to end; it gives no more CPU
-    /// time. 0 keeps the kernel's default.
-    #[arg(long, default_value = "100", value_parser = parse_sched_slice)]
+    /// time, but it changes how the kernel shares a CPU with the threads of co-located Pods,
+    /// which is not measured: off unless asked for. 0 (the default) keeps the kernel's default.
+    #[arg(long, default_value = "0", value_parser = parse_sched_slice)]
     sched_slice_us: SchedSlice,
 }
 
@@ -143,16 +138,6 @@ fn parse_sched_slice(s: &str) -> std::result::Result<SchedSlice, String> {
         Ok(us @ 100..=100_000) => Ok(SchedSlice(Some(Duration::from_micros(us)))),
         _ => Err(format!(
             "{s:?} is not a slice the kernel accepts; fix: a whole number of microseconds from 100 to 100000, or 0 for the kernel's default"
-        )),
-    }
-}
-
-fn parse_tls_records(s: &str) -> std::result::Result<TlsRecords, String> {
-    match s {
-        "gateway" => Ok(TlsRecords::Gateway),
-        "rustls" => Ok(TlsRecords::Rustls),
-        other => Err(format!(
-            "unknown value {other:?}; fix: use gateway (the default) or rustls"
         )),
     }
 }
@@ -293,7 +278,6 @@ async fn serve(args: Serve) -> Result<()> {
         policy,
         default_http_port: args.default_http_port,
         resolver: Arc::new(Chain(chain)),
-        tls_records: args.tls_records,
         slice: args.sched_slice_us.0,
         threads: match args.threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),

@@ -39,16 +39,10 @@ pub struct Metrics {
     pub http_requests: Family<Labels, Counter>,
     /// HTTP request latency (until response headers), by target.
     pub http_seconds: Family<Labels, Histogram, fn() -> Histogram>,
-    /// Opaque splices, by who protects their records after the handshake (`records="gateway"`:
-    /// taken over from rustls, see [`crate::opaque`]; `records="rustls"`).
-    pub opaque_splices: Family<Labels, Counter>,
-    /// HTTP connections, by who protects their records after the handshake (`records="gateway"`:
-    /// taken over from rustls, see [`crate::record_stream`]; `records="rustls"`).
-    pub http_streams: Family<Labels, Counter>,
-    /// Handshakes whose traffic secrets wait in the secret log for their connection to take
-    /// them (see [`crate::record::SecretLog`]); the log updates it whenever an entry is logged,
-    /// taken or dropped. It stays near the handshakes in flight; growth means entries are left behind.
-    pub tls_secrets_waiting: Gauge,
+    /// Opaque splices (transport connections without a session protocol).
+    pub opaque_splices: Counter,
+    /// HTTP connections.
+    pub http_streams: Counter,
 }
 
 impl Default for Metrics {
@@ -72,9 +66,8 @@ impl Metrics {
             route_errors: Family::default(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(latency_histogram),
-            opaque_splices: Family::default(),
-            http_streams: Family::default(),
-            tls_secrets_waiting: Gauge::default(),
+            opaque_splices: Counter::default(),
+            http_streams: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -125,34 +118,21 @@ impl Metrics {
         );
         registry.register(
             "opaque_splices",
-            "Opaque splices, by who protects their TLS records after the handshake",
+            "Opaque splices (transport connections without a session protocol)",
             m.opaque_splices.clone(),
         );
-        registry.register(
-            "http_streams",
-            "HTTP connections, by who protects their TLS records after the handshake",
-            m.http_streams.clone(),
-        );
-        registry.register(
-            "tls_secrets_waiting",
-            "Handshakes whose traffic secrets wait for their connection to take its records over",
-            m.tls_secrets_waiting.clone(),
-        );
+        registry.register("http_streams", "HTTP connections", m.http_streams.clone());
         Self { registry, ..m }
     }
 
-    /// Counts an HTTP connection whose records `records` ("gateway" or "rustls") protects.
-    pub fn http_stream(&self, records: &'static str) {
-        self.http_streams
-            .get_or_create(&vec![("records", records.to_owned())])
-            .inc();
+    /// Counts an HTTP connection.
+    pub fn http_stream(&self) {
+        self.http_streams.inc();
     }
 
-    /// Counts an opaque splice whose records `records` ("gateway" or "rustls") protects.
-    pub fn opaque_splice(&self, records: &'static str) {
-        self.opaque_splices
-            .get_or_create(&vec![("records", records.to_owned())])
-            .inc();
+    /// Counts an opaque splice.
+    pub fn opaque_splice(&self) {
+        self.opaque_splices.inc();
     }
 
     /// Counts a refused connection.

@@ -20,10 +20,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::http::{HttpContext, Upstreams};
 use crate::io::{Activity, Tracked, read_header, splice_tcp};
 use crate::metrics::Metrics;
-use crate::record::TrafficSecrets;
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target};
-use crate::takeover::TakeOver;
 use crate::tls::{ReloadingCert, ReloadingServerConfig, handshake_error_reason, identity_of};
 use crate::{Error, Result};
 
@@ -93,25 +91,10 @@ pub struct ServerConfig {
     /// Accept loops, each on its own thread (1: serve on the caller's runtime only). See
     /// [`Gateway::run`].
     pub threads: usize,
-    /// Who protects a connection's TLS records once its path is known.
-    pub tls_records: TlsRecords,
     /// Scheduler slice asked for the worker threads the gateway starts (see [`crate::slice`]);
     /// `None` leaves the kernel's default. The thread that calls [`Gateway::run`] belongs to
     /// the caller, which decides its own (the `mc-gateway` binary asks for the same).
     pub slice: Option<Duration>,
-}
-
-/// Who protects the TLS records of a connection after the handshake, once its path is known
-/// (HTTP, or an opaque stream after its transport header).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum TlsRecords {
-    /// The gateway takes them over from rustls ([`crate::opaque`] for opaque streams,
-    /// [`crate::record_stream`] for HTTP): many records per system call, decrypted and sealed
-    /// in place. rustls keeps them when a connection cannot be taken over without loss.
-    #[default]
-    Gateway,
-    /// rustls keeps them for the life of every connection.
-    Rustls,
 }
 
 /// State shared by every connection.
@@ -151,11 +134,7 @@ impl Gateway {
     /// Loads the certificates and binds the sockets.
     pub async fn bind(config: ServerConfig) -> Result<Self> {
         let cert = ReloadingCert::load(&config.cert, &config.key)?;
-        let tls = ReloadingServerConfig::load(
-            cert,
-            &config.trust_anchors,
-            config.tls_records == TlsRecords::Gateway,
-        )?;
+        let tls = ReloadingServerConfig::load(cert, &config.trust_anchors)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -176,9 +155,6 @@ impl Gateway {
             None => None,
         };
         let metrics = Arc::new(Metrics::new());
-        if let Some(log) = tls.secrets() {
-            log.report_to(metrics.tls_secrets_waiting.clone());
-        }
         let shared = Arc::new(Shared {
             tls,
             identity: config.identity.into(),
@@ -458,10 +434,6 @@ async fn connection(
         .metrics
         .handshake_seconds
         .observe(start.elapsed().as_secs_f64());
-    let secrets = shared.tls.secrets().and_then(|log| {
-        let random = tls.get_ref().0.records()?.client_random()?;
-        log.take(&random)
-    });
     let (_, conn) = tls.get_ref();
     let client = conn
         .peer_certificates()
@@ -480,7 +452,7 @@ async fn connection(
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
     let client: Arc<str> = client.into();
     if alpn.as_deref() == Some(mc_core::transport::ALPN) {
-        transport(shared, tls, peer, client, secrets, activity, stop).await
+        transport(shared, tls, peer, client, activity, stop).await
     } else {
         // The protocol the client chose by ALPN is served without detection; with no ALPN,
         // the first bytes tell (the HTTP/2 preface or not).
@@ -490,35 +462,23 @@ async fn connection(
             _ => None,
         };
         let ctx = http_context(shared, client, None, false);
-        serve_http_stream(shared, tls, secrets, Vec::new(), ctx, protocol, stop).await
+        serve_http_stream(shared, tls, Vec::new(), ctx, protocol, stop).await
     }
 }
 
-/// Serves HTTP on the client's stream, its records taken over from rustls when they can be
-/// ([`crate::record_stream`]); `early` is plaintext read before (after a transport header).
+/// Serves HTTP on the client's stream (rustls protects its records); `early` is plaintext
+/// read before (after a transport header).
 async fn serve_http_stream(
     shared: &Shared,
     tls: ServerTls,
-    secrets: Option<TrafficSecrets>,
-    mut early: Vec<u8>,
+    early: Vec<u8>,
     ctx: HttpContext,
     protocol: Option<SessionProtocol>,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let (plaintext, taken) = crate::takeover::take_over(tls, secrets)?;
-    early.extend_from_slice(&plaintext);
-    match taken {
-        TakeOver::Detached { io, keys, unread } => {
-            shared.metrics.http_stream("gateway");
-            let io = crate::record_stream::RecordStream::new(io, keys, early, &unread);
-            serve_http(shared, io, ctx, protocol, stop).await;
-        }
-        TakeOver::Kept(tls) => {
-            shared.metrics.http_stream("rustls");
-            let io = crate::io::Prefixed::new(early, *tls);
-            serve_http(shared, io, ctx, protocol, stop).await;
-        }
-    }
+    shared.metrics.http_stream();
+    let io = crate::io::Prefixed::new(early, tls);
+    serve_http(shared, io, ctx, protocol, stop).await;
     Ok(())
 }
 
@@ -544,37 +504,18 @@ fn http_context(
 type ServerTls = tokio_rustls::server::TlsStream<Tracked<TcpStream>>;
 
 /// The TLS handshake, within the handshake timeout; `None` when it failed or timed out (counted
-/// and logged). The client random is noted as the ClientHello is read, where it outlives the
-/// accept future that owns the socket, so that a handshake that does not finish drops its
-/// entry from the secret log, whether it times out or fails in the very read of its hello.
-async fn handshake(
-    shared: &Shared,
-    mut io: Tracked<TcpStream>,
-    peer: SocketAddr,
-) -> Option<ServerTls> {
+/// and logged). rustls keeps the connection's records for its whole life.
+async fn handshake(shared: &Shared, io: Tracked<TcpStream>, peer: SocketAddr) -> Option<ServerTls> {
     let limit = shared.limits.handshake_timeout;
-    // rustls reads whole records until the path is known, so that the records can be taken
-    // over (crate::takeover).
-    let secret_log = shared.tls.secrets();
-    // The random is noted as the ClientHello is served to rustls, so a handshake that fails
-    // or times out, its stream gone with rustls, still finds its secret-log entry.
-    let noted = secret_log.is_some().then(|| io.follow_records());
     let accept = TlsAcceptor::from(shared.tls.current()).accept(io);
-    let failure = match tokio::time::timeout(limit, accept).await {
+    match tokio::time::timeout(limit, accept).await {
         Ok(Ok(tls)) => return Some(tls),
-        Ok(Err(e)) => Some(e),
-        Err(_) => None,
-    };
-    if let (Some(log), Some(random)) = (secret_log, noted.and_then(|n| n.get())) {
-        let _ = log.take(&random);
-    }
-    match failure {
-        Some(e) => {
+        Ok(Err(e)) => {
             let reason = handshake_error_reason(&e);
             shared.metrics.handshake_error(reason);
             tracing::info!(%peer, reason, error = %e, "TLS handshake failed");
         }
-        None => {
+        Err(_) => {
             shared.metrics.handshake_error("timeout");
             tracing::info!(%peer, ?limit, "TLS handshake timed out");
         }
@@ -588,7 +529,6 @@ async fn transport(
     mut tls: ServerTls,
     peer: SocketAddr,
     client: Arc<str>,
-    secrets: Option<TrafficSecrets>,
     activity: Activity,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -625,7 +565,7 @@ async fn transport(
         Some(protocol) => {
             let h2 = protocol == SessionProtocol::Http2;
             let ctx = http_context(shared, client, Some(target), h2);
-            serve_http_stream(shared, tls, secrets, rest, ctx, Some(protocol), stop).await
+            serve_http_stream(shared, tls, rest, ctx, Some(protocol), stop).await
         }
         None => {
             let addr = match shared.resolver.resolve(&target).await {
@@ -644,29 +584,17 @@ async fn transport(
                     return Ok(());
                 }
             };
-            let (plaintext, taken) = crate::takeover::take_over(tls, secrets)?;
-            for early in [&rest, &plaintext] {
-                tokio::io::AsyncWriteExt::write_all(&mut upstream, early)
-                    .await
-                    .map_err(|source| Error::Io {
-                        what: "writing to the target",
-                        source,
-                    })?;
-            }
+            tokio::io::AsyncWriteExt::write_all(&mut upstream, &rest)
+                .await
+                .map_err(|source| Error::Io {
+                    what: "writing to the target",
+                    source,
+                })?;
             let _in_flight = shared.resolver.track(addr);
+            shared.metrics.opaque_splice();
+            tracing::debug!(%peer, %client, %target, %addr, "opaque splice");
             let idle = shared.limits.idle_timeout;
-            let (up, down) = match taken {
-                TakeOver::Detached { io, keys, unread } => {
-                    shared.metrics.opaque_splice("gateway");
-                    tracing::debug!(%peer, %client, %target, %addr, "opaque splice (records protected by the gateway)");
-                    crate::opaque::splice(io, upstream, keys, unread, idle, activity).await?
-                }
-                TakeOver::Kept(tls) => {
-                    shared.metrics.opaque_splice("rustls");
-                    tracing::debug!(%peer, %client, %target, %addr, "opaque splice (records protected by rustls)");
-                    splice_tcp(*tls, upstream, idle, activity).await?
-                }
-            };
+            let (up, down) = splice_tcp(tls, upstream, idle, activity).await?;
             tracing::debug!(%peer, %client, %target, up, down, "opaque splice done");
             Ok(())
         }

@@ -18,7 +18,6 @@ use rustls::{
     SignatureScheme,
 };
 
-use crate::record::SecretLog;
 use crate::{Error, Result};
 
 /// ALPN protocol for HTTP/2.
@@ -223,7 +222,6 @@ impl ResolvesServerCert for ReloadingCert {
 #[derive(Debug)]
 pub struct ReloadingServerConfig {
     cert: Arc<ReloadingCert>,
-    secrets: Option<Arc<SecretLog>>,
     anchors_path: PathBuf,
     anchors_pem: RwLock<Vec<u8>>,
     current: RwLock<Arc<ServerConfig>>,
@@ -231,32 +229,15 @@ pub struct ReloadingServerConfig {
 
 impl ReloadingServerConfig {
     /// Loads the trust-anchor bundle at `anchors` and builds the configuration around `cert`.
-    /// With `take_over_records`, handshakes log their traffic secrets for [`crate::opaque`].
-    pub fn load(
-        cert: Arc<ReloadingCert>,
-        anchors: &Path,
-        take_over_records: bool,
-    ) -> Result<Arc<Self>> {
+    pub fn load(cert: Arc<ReloadingCert>, anchors: &Path) -> Result<Arc<Self>> {
         let pem = read(anchors, "trust anchors", "--trust-anchors")?;
-        let secrets = take_over_records.then(|| Arc::new(SecretLog::default()));
-        let config = detachable(
-            server_config(cert.clone(), roots_from_pem(anchors, &pem)?)?,
-            secrets.as_ref(),
-        );
+        let config = server_config(cert.clone(), roots_from_pem(anchors, &pem)?)?;
         Ok(Arc::new(Self {
             cert,
-            secrets,
             anchors_path: anchors.to_owned(),
             anchors_pem: RwLock::new(pem),
             current: RwLock::new(Arc::new(config)),
         }))
-    }
-
-    /// Where the handshakes made with these configurations leave their traffic secrets, for
-    /// connections whose records the gateway takes over ([`crate::opaque`]); `None` when it
-    /// takes none over.
-    pub fn secrets(&self) -> Option<&SecretLog> {
-        self.secrets.as_deref()
     }
 
     /// The configuration for a new handshake.
@@ -278,10 +259,7 @@ impl ReloadingServerConfig {
         if same {
             return Ok(false);
         }
-        let config = detachable(
-            server_config(self.cert.clone(), roots_from_pem(&self.anchors_path, &pem)?)?,
-            self.secrets.as_ref(),
-        );
+        let config = server_config(self.cert.clone(), roots_from_pem(&self.anchors_path, &pem)?)?;
         if let Ok(mut cur) = self.current.write() {
             *cur = Arc::new(config);
         }
@@ -308,17 +286,6 @@ impl ReloadingServerConfig {
             }
         })
     }
-}
-
-/// Lets the gateway take over the records of a connection after the handshake: rustls logs
-/// the application traffic secrets into `secrets` (held in memory until the connection takes
-/// them, never written out) and hands over its keys on request.
-fn detachable(mut config: ServerConfig, secrets: Option<&Arc<SecretLog>>) -> ServerConfig {
-    if let Some(secrets) = secrets {
-        config.key_log = secrets.clone();
-        config.enable_secret_extraction = true;
-    }
-    config
 }
 
 /// A client verifier that chains to the anchors (webpki) and also requires the certificate to
@@ -576,17 +543,23 @@ mod tests {
         assert_eq!(identity_of(cert.der()).as_deref(), Some("first.example"));
     }
 
+    /// A self-signed certificate for `name` and its key, both PEM.
+    fn self_signed(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     #[test]
     fn reload_swaps_the_certificate_when_files_change() {
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str| {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let cert = rcgen::CertificateParams::new(vec![name.into()])
-                .unwrap()
-                .self_signed(&key)
-                .unwrap();
-            std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
-            std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+            let (cert, key) = self_signed(name);
+            std::fs::write(dir.path().join("c.pem"), cert).unwrap();
+            std::fs::write(dir.path().join("k.pem"), key).unwrap();
         };
         write("one.example");
         let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
@@ -615,6 +588,27 @@ mod tests {
             .unwrap();
         assert!(r.reload_if_changed().is_err());
         assert_eq!(identity_of(&r.current().cert[0]).unwrap(), "two.example");
+    }
+
+    /// rustls keeps every record: no configuration the gateway builds, before or after an
+    /// anchor reload, lets a connection's secrets be extracted.
+    #[test]
+    fn the_server_configuration_never_enables_secret_extraction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed("gw.example");
+        let (c, k, a) = (
+            dir.path().join("c.pem"),
+            dir.path().join("k.pem"),
+            dir.path().join("a.pem"),
+        );
+        std::fs::write(&c, &cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        std::fs::write(&a, &cert).unwrap();
+        let config = ReloadingServerConfig::load(ReloadingCert::load(&c, &k).unwrap(), &a).unwrap();
+        assert!(!config.current().enable_secret_extraction);
+        std::fs::write(&a, [cert, self_signed("other.example").0].concat()).unwrap();
+        assert!(config.reload_anchors_if_changed().unwrap());
+        assert!(!config.current().enable_secret_extraction);
     }
 
     #[test]

@@ -168,8 +168,7 @@ fn client_hello(tls: &Arc<rustls::ClientConfig>) -> (rustls::ClientConnection, V
     (conn, hello)
 }
 
-/// One whole request on a new connection: the gateway still serves, and its handshake takes
-/// its own secret-log entry, so the log holds only what other handshakes left.
+/// One whole request on a new connection: the gateway still serves.
 async fn finish_one_handshake(gw: &Running, tls: Arc<rustls::ClientConfig>) {
     let mut s = raw_connect(gw.addr, tls).await.unwrap();
     s.write_all(
@@ -184,7 +183,7 @@ async fn finish_one_handshake(gw: &Running, tls: Arc<rustls::ClientConfig>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handshake_left_unfinished_leaves_no_secrets_behind() {
+async fn a_handshake_left_unfinished_after_the_servers_flight_times_out() {
     let pki = Pki::new();
     let mut cfg = config(&pki, &[]);
     cfg.limits.handshake_timeout = Duration::from_millis(500);
@@ -192,8 +191,8 @@ async fn a_handshake_left_unfinished_leaves_no_secrets_behind() {
     let client = pki.leaf("client", CLIENT_ID);
     let tls = raw_client(&pki, Some(&client), &[b"http/1.1"]);
 
-    // The ClientHello, then silence once the gateway's whole flight (through its Finished,
-    // when it logs the traffic secrets) has arrived.
+    // The ClientHello, then silence once the gateway's whole flight (through its Finished)
+    // has arrived.
     let (mut conn, hello) = client_hello(&tls);
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     tcp.write_all(&hello).await.unwrap();
@@ -207,22 +206,21 @@ async fn a_handshake_left_unfinished_leaves_no_secrets_behind() {
     let got = read_until_closed(&mut tcp, Duration::from_secs(10)).await;
     assert!(got.is_some(), "not closed after the handshake timeout");
 
-    // A finished handshake takes its own entry; the unfinished one must be gone too.
+    // The gateway still serves a handshake that finishes.
     finish_one_handshake(&gw, tls).await;
-    let m = assert_one_handshake_timeout(&gw).await;
-    assert_eq!(metric(&m, "mc_gateway_tls_secrets_waiting"), 0.0, "{m}");
+    assert_one_handshake_timeout(&gw).await;
     gw.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handshake_that_fails_in_the_read_of_its_hello_leaves_no_secrets_behind() {
+async fn a_handshake_that_fails_in_the_read_of_its_hello_is_counted_and_the_gateway_still_serves() {
     let pki = Pki::new();
     let gw = start(config(&pki, &[])).await;
     let client = pki.leaf("client", CLIENT_ID);
     let tls = raw_client(&pki, Some(&client), &[b"http/1.1"]);
     let (_, mut bytes) = client_hello(&tls);
     // In the same segment, a record the gateway cannot open: the handshake answers the
-    // ClientHello (logging the traffic secrets) and fails within the same read.
+    // ClientHello and fails within the same read.
     bytes.extend_from_slice(&[0x17, 0x03, 0x03, 0x00, 0x20]);
     bytes.extend_from_slice(&[0xAA; 32]);
     let mut tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
@@ -230,7 +228,7 @@ async fn a_handshake_that_fails_in_the_read_of_its_hello_leaves_no_secrets_behin
     let got = read_until_closed(&mut tcp, Duration::from_secs(10)).await;
     assert!(got.is_some(), "not closed after a record it cannot open");
 
-    // The gateway still serves; a finished handshake leaves nothing behind either.
+    // The gateway still serves.
     finish_one_handshake(&gw, tls).await;
     let (_, m) = admin_get(gw.admin, "/metrics").await;
     let failed: f64 = m
@@ -239,7 +237,6 @@ async fn a_handshake_that_fails_in_the_read_of_its_hello_leaves_no_secrets_behin
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(failed, 1.0, "{m}");
-    assert_eq!(metric(&m, "mc_gateway_tls_secrets_waiting"), 0.0, "{m}");
     gw.shutdown().await;
 }
 

@@ -15,7 +15,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use mc_core::transport::SessionProtocol;
 use mc_gateway::client::{Backend, BackendKind, Forwarder, GatewayConnector};
 use mc_gateway::route::{Policy, Target};
-use mc_gateway::server::{ServerConfig, TlsRecords};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn connector(
@@ -192,118 +191,94 @@ async fn opaque_100_mib_transfer_keeps_every_byte() {
     gw.shutdown().await;
 }
 
-/// The gateway takes an opaque stream's records over from rustls after the header: bulk data
-/// both ways, key updates the client starts (asking for one back), and close_notify at the end
-/// all work with a rustls client; and the same with rustls keeping the records
-/// (`--tls-records rustls`).
+/// An opaque stream after the header: bulk data both ways, key updates the client starts
+/// (asking for one back), and close_notify at the end all work with a rustls client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn opaque_records_taken_over_follow_key_updates_both_ways() {
+async fn opaque_streams_follow_key_updates_both_ways() {
     let pki = Pki::new();
     let echo = echo_backend().await;
     let client = pki.leaf("client", CLIENT_ID);
     let data = pattern(7, 4 * 1024 * 1024);
-    for (mode, label) in [
-        (TlsRecords::Gateway, "gateway"),
-        (TlsRecords::Rustls, "rustls"),
-    ] {
-        let gw = start(ServerConfig {
-            tls_records: mode,
-            ..config(&pki, &[(SVC, 7000, echo)])
-        })
-        .await;
-        let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
-        let mut s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
-        for (i, chunk) in data.chunks(256 * 1024).enumerate() {
-            if i % 4 == 1 {
-                // A key update asking the gateway to update its sending key too.
-                s.get_mut().1.refresh_traffic_keys().unwrap();
-            }
-            s.write_all(chunk).await.unwrap();
-            let mut back = vec![0u8; chunk.len()];
-            s.read_exact(&mut back).await.unwrap();
-            assert!(back == chunk, "{label}: chunk {i} came back different");
+    let gw = start(config(&pki, &[(SVC, 7000, echo)])).await;
+    let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
+    let mut s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();
+    for (i, chunk) in data.chunks(256 * 1024).enumerate() {
+        if i % 4 == 1 {
+            // A key update asking the gateway to update its sending key too.
+            s.get_mut().1.refresh_traffic_keys().unwrap();
         }
-        s.shutdown().await.unwrap();
-        let mut rest = Vec::new();
-        // rustls errors on an EOF without close_notify: this also checks the gateway sends one.
-        s.read_to_end(&mut rest).await.unwrap();
-        assert!(rest.is_empty());
-
-        let (_, m) = admin_get(gw.admin, "/metrics").await;
-        let splices = format!("mc_gateway_opaque_splices_total{{records=\"{label}\"}}");
-        assert_eq!(metric(&m, &splices), 1.0, "{m}");
-        assert!(
-            metric(&m, "mc_gateway_bytes_in_total") > data.len() as f64,
-            "{m}"
-        );
-        gw.shutdown().await;
+        s.write_all(chunk).await.unwrap();
+        let mut back = vec![0u8; chunk.len()];
+        s.read_exact(&mut back).await.unwrap();
+        assert!(back == chunk, "chunk {i} came back different");
     }
+    close_both_ways(s).await;
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    assert_eq!(metric(&m, "mc_gateway_opaque_splices_total"), 1.0, "{m}");
+    assert!(
+        metric(&m, "mc_gateway_bytes_in_total") > data.len() as f64,
+        "{m}"
+    );
+    gw.shutdown().await;
 }
 
-/// HTTP connections run over records the gateway takes over from rustls too
-/// (`mc_gateway::record_stream`): a 1 MiB request body in many records with a key update in
+/// HTTP after a transport header: a 1 MiB request body in many records with a key update in
 /// the middle, its 1 MiB echo back, a second request on the same connection, and close_notify
-/// at the end; and the same with rustls keeping the records.
+/// at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_over_records_taken_over_follows_key_updates_and_large_bodies() {
+async fn http_after_a_header_follows_key_updates_and_large_bodies() {
     let pki = Pki::new();
     let backend = http_backend().await;
     let client = pki.leaf("client", CLIENT_ID);
     let body: Vec<u8> = (0..1024 * 1024).map(|i| b'a' + (i % 26) as u8).collect();
-    for (mode, label) in [
-        (TlsRecords::Gateway, "gateway"),
-        (TlsRecords::Rustls, "rustls"),
-    ] {
-        let gw = start(ServerConfig {
-            tls_records: mode,
-            ..config(&pki, &[(SVC, 80, backend)])
-        })
-        .await;
-        let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
-        let mut s = c
-            .connect(&Target::new(SVC, 80), Some(SessionProtocol::Http1))
-            .await
-            .unwrap();
-        let head = format!(
-            "POST /upload HTTP/1.1\r\nhost: {SVC}\r\ncontent-length: {}\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).await.unwrap();
-        for (i, chunk) in body.chunks(100_000).enumerate() {
-            if i == 5 {
-                // A key update asking the gateway to update its sending key too.
-                s.get_mut().1.refresh_traffic_keys().unwrap();
-            }
-            s.write_all(chunk).await.unwrap();
+    let gw = start(config(&pki, &[(SVC, 80, backend)])).await;
+    let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
+    let mut s = c
+        .connect(&Target::new(SVC, 80), Some(SessionProtocol::Http1))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nhost: {SVC}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    for (i, chunk) in body.chunks(100_000).enumerate() {
+        if i == 5 {
+            // A key update asking the gateway to update its sending key too.
+            s.get_mut().1.refresh_traffic_keys().unwrap();
         }
-        let (status, text) = read_response(&mut s).await;
-        assert_eq!(status, 200, "{label}");
-        assert!(
-            text.starts_with("POST /upload HTTP/1.1\n"),
-            "{label}: {}",
-            &text[..80]
-        );
-        assert!(
-            text.ends_with(std::str::from_utf8(&body).unwrap()),
-            "{label}: the echoed body differs"
-        );
-        s.write_all(format!("GET /again HTTP/1.1\r\nhost: {SVC}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let (status, text) = read_response(&mut s).await;
-        assert_eq!(status, 200, "{label}");
-        assert!(text.starts_with("GET /again HTTP/1.1\n"), "{label}: {text}");
-        s.shutdown().await.unwrap();
-        let mut rest = Vec::new();
-        // rustls errors on an EOF without close_notify: this also checks the gateway sends one.
-        s.read_to_end(&mut rest).await.unwrap();
-        assert!(rest.is_empty(), "{label}");
-
-        let (_, m) = admin_get(gw.admin, "/metrics").await;
-        let streams = format!("mc_gateway_http_streams_total{{records=\"{label}\"}}");
-        assert_eq!(metric(&m, &streams), 1.0, "{m}");
-        gw.shutdown().await;
+        s.write_all(chunk).await.unwrap();
     }
+    let (status, text) = read_response(&mut s).await;
+    assert_eq!(status, 200);
+    assert!(
+        text.starts_with("POST /upload HTTP/1.1\n"),
+        "{}",
+        &text[..80]
+    );
+    assert!(
+        text.ends_with(std::str::from_utf8(&body).unwrap()),
+        "the echoed body differs"
+    );
+    s.write_all(format!("GET /again HTTP/1.1\r\nhost: {SVC}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (status, text) = read_response(&mut s).await;
+    assert_eq!(status, 200);
+    assert!(text.starts_with("GET /again HTTP/1.1\n"), "{text}");
+    close_both_ways(s).await;
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    assert_eq!(metric(&m, "mc_gateway_http_streams_total"), 1.0, "{m}");
+    gw.shutdown().await;
+}
+
+/// Sends close_notify and reads to the end: rustls errors on an EOF without close_notify, so
+/// this also checks that the gateway sends one, and nothing after it.
+async fn close_both_ways<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
+    s.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
 }
 
 /// Reads one HTTP/1.1 response with a content-length: (status, body as text).

@@ -225,7 +225,6 @@ pub fn config(pki: &Pki, statics: &[(&str, u16, SocketAddr)]) -> ServerConfig {
         default_http_port: 80,
         resolver: Arc::new(resolver),
         threads: 1,
-        tls_records: Default::default(),
         slice: None,
         limits: Limits {
             handshake_timeout: Duration::from_secs(2),
