@@ -543,14 +543,19 @@ mod tests {
         assert_eq!(identity_of(cert.der()).as_deref(), Some("first.example"));
     }
 
-    /// A self-signed certificate for `name` and its key, both PEM.
-    fn self_signed(name: &str) -> (String, String) {
+    /// A self-signed certificate for `name` and its key, both PEM; a CA's when `ca`.
+    fn self_signed_as(name: &str, ca: bool) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![name.into()])
-            .unwrap()
-            .self_signed(&key)
-            .unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.into()]).unwrap();
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        let cert = params.self_signed(&key).unwrap();
         (cert.pem(), key.serialize_pem())
+    }
+
+    fn self_signed(name: &str) -> (String, String) {
+        self_signed_as(name, false)
     }
 
     #[test]
@@ -596,6 +601,7 @@ mod tests {
     fn the_server_configuration_never_enables_secret_extraction() {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = self_signed("gw.example");
+        let (anchor, _) = self_signed_as("ca.example", true);
         let (c, k, a) = (
             dir.path().join("c.pem"),
             dir.path().join("k.pem"),
@@ -603,10 +609,14 @@ mod tests {
         );
         std::fs::write(&c, &cert).unwrap();
         std::fs::write(&k, key).unwrap();
-        std::fs::write(&a, &cert).unwrap();
+        std::fs::write(&a, &anchor).unwrap();
         let config = ReloadingServerConfig::load(ReloadingCert::load(&c, &k).unwrap(), &a).unwrap();
         assert!(!config.current().enable_secret_extraction);
-        std::fs::write(&a, [cert, self_signed("other.example").0].concat()).unwrap();
+        std::fs::write(
+            &a,
+            [anchor, self_signed_as("other.example", true).0].concat(),
+        )
+        .unwrap();
         assert!(config.reload_anchors_if_changed().unwrap());
         assert!(!config.current().enable_secret_extraction);
     }
