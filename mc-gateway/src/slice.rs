@@ -9,6 +9,10 @@
 //! running one's slice to end. That fits a proxy, whose every wake-up is a few tens of
 //! microseconds of work that someone is waiting for. No privilege is needed; on older kernels
 //! (which ignore `sched_runtime` under `SCHED_OTHER`) and other systems it changes nothing.
+//!
+//! It is opt-in (`mc-gateway serve --sched-slice-us`, default 0: the kernel's slice): a short
+//! slice also changes when the threads of co-located Pods run on a shared CPU, and that has not
+//! been measured.
 
 use std::time::Duration;
 
