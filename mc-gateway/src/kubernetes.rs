@@ -1,7 +1,9 @@
 //! The Kubernetes resolver: reflectors on Services and EndpointSlices of the gateway's own
 //! cluster map `<svc>.<ns>.svc.<domain>:<port>` to the ready endpoint addresses of that
 //! service port (with the endpoint's port, i.e. the resolved targetPort), balanced round
-//! robin or by power of two choices ([`Balance`]). A Service without any EndpointSlice falls back to its core/v1 Endpoints (clusters
+//! robin or by power of two choices ([`Balance`]). `<host>.<svc>.<ns>.svc.<domain>:<port>`
+//! (a StatefulSet Pod behind a headless Service) maps to the ready endpoint whose hostname is
+//! `<host>`, at the same targetPort. A Service without any EndpointSlice falls back to its core/v1 Endpoints (clusters
 //! or tools that only write Endpoints).
 
 use std::collections::HashMap;
@@ -150,13 +152,9 @@ impl KubeResolver {
         }
     }
 
-    /// The `(service, namespace)` of a target name under this resolver's suffix.
-    fn service_of<'t>(&self, target: &'t Target) -> Option<(&'t str, &'t str)> {
-        target
-            .name
-            .strip_suffix(&self.suffix)
-            .and_then(|head| head.split_once('.'))
-            .filter(|(svc, ns)| !svc.is_empty() && !ns.is_empty() && !ns.contains('.'))
+    /// The Service a target name under this resolver's suffix names.
+    fn service_of<'t>(&self, target: &'t Target) -> Option<ServiceName<'t>> {
+        ServiceName::parse(target.name.strip_suffix(&self.suffix)?)
     }
 
     /// The round-robin state of a target; when the map has grown past its sweep size, first
@@ -168,8 +166,10 @@ impl KubeResolver {
         }
         if per.map.len() >= per.prune_at {
             per.map.retain(|t, _| {
-                self.service_of(t).is_some_and(|(svc, ns)| {
-                    self.services.get(&ObjectRef::new(svc).within(ns)).is_some()
+                self.service_of(t).is_some_and(|n| {
+                    self.services
+                        .get(&ObjectRef::new(n.service).within(n.namespace))
+                        .is_some()
                 })
             });
             per.prune_at = (per.map.len() * 2).max(PRUNE_MIN);
@@ -184,9 +184,13 @@ impl KubeResolver {
             port: target.port,
             why,
         };
-        let (svc, ns) = self
-            .service_of(target)
-            .ok_or_else(|| unknown(format!("not a <svc>.<ns>{} name", self.suffix)))?;
+        let name = self.service_of(target).ok_or_else(|| {
+            unknown(format!(
+                "not a <svc>.<ns>{0} or <host>.<svc>.<ns>{0} name",
+                self.suffix
+            ))
+        })?;
+        let (svc, ns) = (name.service, name.namespace);
         let service = self
             .services
             .get(&ObjectRef::new(svc).within(ns))
@@ -223,7 +227,7 @@ impl KubeResolver {
             for ep in &slice.endpoints {
                 // A nil ready condition means ready (discovery.k8s.io/v1 semantics).
                 let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                if !ready {
+                if !ready || !name.admits(ep.hostname.as_deref()) {
                     continue;
                 }
                 for a in &ep.addresses {
@@ -234,7 +238,7 @@ impl KubeResolver {
             }
         }
         if !any_slice {
-            out = self.legacy_endpoints(ns, svc, &port_name);
+            out = self.legacy_endpoints(&name, &port_name);
         }
         out.sort();
         out.dedup();
@@ -242,8 +246,9 @@ impl KubeResolver {
     }
 
     /// Ready addresses from the core/v1 Endpoints of a Service (`notReadyAddresses` skipped).
-    fn legacy_endpoints(&self, ns: &str, svc: &str, port_name: &str) -> Vec<SocketAddr> {
-        let Some(eps) = self.endpoints.get(&ObjectRef::new(svc).within(ns)) else {
+    fn legacy_endpoints(&self, name: &ServiceName<'_>, port_name: &str) -> Vec<SocketAddr> {
+        let key = ObjectRef::new(name.service).within(name.namespace);
+        let Some(eps) = self.endpoints.get(&key) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -258,12 +263,51 @@ impl KubeResolver {
                 continue;
             };
             for a in subset.addresses.iter().flatten() {
+                if !name.admits(a.hostname.as_deref()) {
+                    continue;
+                }
                 if let Ok(ip) = a.ip.parse::<IpAddr>() {
                     out.push(SocketAddr::new(ip, number));
                 }
             }
         }
         out
+    }
+}
+
+/// What a target name names once the cluster suffix is removed: a Service
+/// (`<svc>.<ns>`), or one endpoint of it by hostname (`<host>.<svc>.<ns>`, the DNS name
+/// Kubernetes gives each Pod of a StatefulSet behind a headless Service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ServiceName<'a> {
+    /// The endpoint's hostname, for a per-Pod name.
+    host: Option<&'a str>,
+    service: &'a str,
+    namespace: &'a str,
+}
+
+impl<'a> ServiceName<'a> {
+    /// Parses `<svc>.<ns>` or `<host>.<svc>.<ns>` (each part one non-empty label).
+    fn parse(head: &'a str) -> Option<Self> {
+        let mut labels = head.rsplit('.');
+        let namespace = labels.next()?;
+        let service = labels.next()?;
+        let host = labels.next();
+        let parts = [Some(namespace), Some(service), host];
+        if labels.next().is_some() || parts.into_iter().flatten().any(str::is_empty) {
+            return None;
+        }
+        Some(Self {
+            host,
+            service,
+            namespace,
+        })
+    }
+
+    /// Whether an endpoint with this `hostname` serves the name: any endpoint for a Service
+    /// name, only the one of that hostname for a per-Pod name.
+    fn admits(&self, hostname: Option<&str>) -> bool {
+        self.host.is_none_or(|h| hostname == Some(h))
     }
 }
 
@@ -573,6 +617,113 @@ mod tests {
             r.resolve(&target(i)).await.unwrap();
         }
         assert_eq!(r.tracked_targets(), 61, "s0 and the 60 new ones");
+    }
+
+    #[test]
+    fn service_names_and_per_pod_names_parse() {
+        let name = |host, service, namespace| ServiceName {
+            host,
+            service,
+            namespace,
+        };
+        assert_eq!(
+            ServiceName::parse("web.shop"),
+            Some(name(None, "web", "shop"))
+        );
+        assert_eq!(
+            ServiceName::parse("web-0.web.shop"),
+            Some(name(Some("web-0"), "web", "shop"))
+        );
+        for bad in [
+            "",
+            "shop",
+            ".shop",
+            "web.",
+            "a.b.c.d",
+            ".web.shop",
+            "a..shop",
+        ] {
+            assert_eq!(ServiceName::parse(bad), None, "{bad:?}");
+        }
+        let pod = name(Some("web-0"), "web", "shop");
+        assert!(pod.admits(Some("web-0")));
+        assert!(!pod.admits(Some("web-1")) && !pod.admits(None));
+        assert!(name(None, "web", "shop").admits(Some("web-1")));
+    }
+
+    #[test]
+    fn a_per_pod_name_maps_to_that_hostname_at_the_target_port() {
+        let mut headless = slice(
+            "shop",
+            "db-a",
+            "db",
+            &[("sql", 15432)],
+            &[
+                ("10.0.1.1", Some(true)),
+                ("10.0.1.2", Some(true)),
+                ("10.0.1.3", Some(false)),
+            ],
+        );
+        for (ep, host) in headless.endpoints.iter_mut().zip(["db-0", "db-1", "db-2"]) {
+            ep.hostname = Some(host.into());
+        }
+        let r = resolver(
+            vec![service("shop", "db", &[("sql", 5432)])],
+            vec![headless],
+        );
+        let at = |name: &str, port| r.addresses(&Target::new(name, port));
+        let one = |s: &str| vec![s.parse::<SocketAddr>().unwrap()];
+        assert_eq!(
+            at("db-1.db.shop.svc.cluster.local", 5432).unwrap(),
+            one("10.0.1.2:15432")
+        );
+        assert_eq!(
+            at("db-0.db.shop.svc.cluster.local", 5432).unwrap(),
+            one("10.0.1.1:15432")
+        );
+        // The whole Service still balances over every ready endpoint.
+        assert_eq!(at("db.shop.svc.cluster.local", 5432).unwrap().len(), 2);
+        // A Pod that is not ready, or not there, has no endpoint; a port the Service lacks
+        // is unknown, as for the Service itself.
+        assert!(
+            at("db-2.db.shop.svc.cluster.local", 5432)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            at("db-9.db.shop.svc.cluster.local", 5432)
+                .unwrap()
+                .is_empty()
+        );
+        let err = at("db-0.db.shop.svc.cluster.local", 15432).unwrap_err();
+        assert_eq!(err.reason(), "unknown_service");
+        let err = at("x.db-0.db.shop.svc.cluster.local", 5432).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("<host>.<svc>.<ns>.svc.cluster.local"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_per_pod_name_uses_the_endpoints_hostnames_without_slices() {
+        let eps: Endpoints = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "db", "namespace": "shop"},
+            "subsets": [{
+                "addresses": [{"ip": "10.1.0.1", "hostname": "db-0"}, {"ip": "10.1.0.2", "hostname": "db-1"}],
+                "ports": [{"name": "sql", "port": 15432}]
+            }]
+        }))
+        .unwrap();
+        let r = resolver_with(
+            vec![service("shop", "db", &[("sql", 5432)])],
+            Vec::new(),
+            vec![eps],
+        );
+        let addrs = r
+            .addresses(&Target::new("db-1.db.shop.svc.cluster.local", 5432))
+            .unwrap();
+        assert_eq!(addrs, vec!["10.1.0.2:15432".parse::<SocketAddr>().unwrap()]);
     }
 
     #[test]

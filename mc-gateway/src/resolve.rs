@@ -270,6 +270,10 @@ impl Resolve for StaticResolver {
 
 /// The system resolver (`getaddrinfo` through tokio), for in-cluster deployment where
 /// `<svc>.<ns>.svc.<domain>` resolves to the ClusterIP.
+///
+/// It dials the requested port. For a per-Pod name (`<host>.<svc>.<ns>.svc.<domain>`, which
+/// resolves to the Pod's address, not a ClusterIP) that is the Service port, right only when it
+/// equals the targetPort: DNS cannot map one to the other, the Kubernetes resolver does.
 #[derive(Debug, Default)]
 pub struct DnsResolver {
     rr: RoundRobin,

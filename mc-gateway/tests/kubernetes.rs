@@ -49,6 +49,58 @@ fn slice_json(addr: std::net::SocketAddr, ready: bool) -> serde_json::Value {
     })
 }
 
+/// A headless Service `db` (port 5432) whose Pods `db-0` and `db-1` are endpoints with
+/// hostnames at the backend's port: `db-1.db.<ns>.svc.cluster.local:5432` always reaches
+/// `db-1` (the backend) at the targetPort, `db-0` (nothing listens there) never answers.
+async fn per_pod_names_reach_their_pod(
+    client: &kube::Client,
+    ns: &str,
+    c: &GatewayConnector,
+    backend: std::net::SocketAddr,
+) {
+    let pp = PostParams::default();
+    let nobody = mc_tests::test_host(21)
+        .unwrap_or_else(|e| panic!("run this test under scripts/in-netns: {e}"));
+    Api::<Service>::namespaced(client.clone(), ns)
+        .create(
+            &pp,
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "db"},
+                "spec": {"clusterIP": "None", "ports": [{"name": "sql", "port": 5432, "targetPort": backend.port()}]}
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let endpoint = |ip: std::net::IpAddr, host: &str| serde_json::json!({"addresses": [ip.to_string()], "hostname": host, "conditions": {"ready": true}});
+    let slice = serde_json::json!({
+        "metadata": {"name": "db-1", "labels": {"kubernetes.io/service-name": "db"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "sql", "port": backend.port(), "protocol": "TCP"}],
+        "endpoints": [endpoint(nobody, "db-0"), endpoint(backend.ip(), "db-1")]
+    });
+    Api::<EndpointSlice>::namespaced(client.clone(), ns)
+        .create(&pp, &serde_json::from_value(slice).unwrap())
+        .await
+        .unwrap();
+    let pod = |host: &str| Target::new(&format!("{host}.db.{ns}.svc.cluster.local"), 5432);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(c, &pod("db-1")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "db-1 never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..6 {
+        let (status, body) = get(c, &pod("db-1")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains(&format!("host: db-1.db.{ns}.svc.cluster.local:5432")),
+            "{body}"
+        );
+        let (status, body) = get(c, &pod("db-0")).await;
+        assert_eq!(status, 502, "{body}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolves_services_and_endpointslices_from_the_api_server() {
     let bed = tokio::task::spawn_blocking(|| mc_tests::Testbed::start_api_only(&["gw"]))
@@ -188,6 +240,8 @@ async fn resolves_services_and_endpointslices_from_the_api_server() {
     assert!(body.contains("no Service"), "{body}");
     let (status, _) = get(&c, &Target::new(&format!("web.{ns}.svc.cluster.local"), 81)).await;
     assert_eq!(status, 502);
+
+    per_pod_names_reach_their_pod(&client, &ns, &c, backend).await;
     gw.shutdown().await;
     drop(bed);
 }
