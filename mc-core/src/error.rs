@@ -192,6 +192,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A string is not a SPIFFE ID a workload can hold.
+    #[error(
+        "{input:?} is not a SPIFFE workload ID: {reason}; fix: use spiffe://<trust-domain>/<path>, \
+         e.g. spiffe://cluster.local/ns/shop/sa/web (trust domain from a-z, 0-9, '.', '-', '_'; \
+         path segments from a-z, A-Z, 0-9, '.', '-', '_')"
+    )]
+    InvalidSpiffeId {
+        /// The rejected input.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     // --- link, selector, naming, mirror ---
     /// A field of a Link (or of a resource given to the model) has an invalid value.
     #[error("{field}: {value:?} {problem}; fix: {fix}")]

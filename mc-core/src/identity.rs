@@ -2,6 +2,9 @@
 //! `<serviceaccount>.<namespace>.serviceaccount.identity.<control-plane-namespace>.<trust-domain>`.
 //!
 //! The identity is the DNS SAN of a proxy's certificate, so it must be a valid DNS name.
+//! Proxies whose certificates come from SPIRE carry a SPIFFE ID instead, as a URI SAN
+//! (`spiffe://<trust-domain>/<path>`): [`validate_spiffe_id`] checks one, and
+//! [`spiffe_id_of_certificate`] reads it from a certificate.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,6 +23,12 @@ const MULTICLUSTER_NAMESPACE: &str = "linkerd-multicluster";
 const MAX_NAME: usize = 253;
 /// Longest DNS label.
 const MAX_LABEL: usize = 63;
+/// The scheme and authority separator of a SPIFFE ID.
+const SPIFFE_SCHEME: &str = "spiffe://";
+/// Longest SPIFFE ID (SPIFFE-ID specification §2.3: URIs up to 2048 bytes).
+const MAX_SPIFFE_ID: usize = 2048;
+/// Longest SPIFFE trust domain (SPIFFE-ID specification §2.1).
+const MAX_TRUST_DOMAIN: usize = 255;
 
 /// A Linkerd workload identity.
 ///
@@ -195,6 +204,97 @@ pub fn validate_dns_name(name: &str) -> Result<()> {
     check_name(name).map_err(|reason| Error::InvalidDnsName {
         name: name.to_string(),
         reason,
+    })
+}
+
+/// Checks that `id` is a SPIFFE ID that names a workload (SPIFFE-ID specification §2):
+/// `spiffe://`, a trust domain of `a-z`, `0-9`, `.`, `-` and `_` (no port, no user info), and a
+/// non-empty path of `/`-separated segments of `a-z`, `A-Z`, `0-9`, `.`, `-` and `_`, none
+/// empty, `.` or `..`; no query, fragment or percent-encoding; at most 2048 bytes. An ID
+/// without a path names the trust domain itself, not a workload, and is refused.
+///
+/// ```
+/// use mc_core::identity::validate_spiffe_id;
+///
+/// assert!(validate_spiffe_id("spiffe://cluster.local/ns/shop/sa/web").is_ok());
+/// assert!(validate_spiffe_id("spiffe://cluster.local").is_err());
+/// assert!(validate_spiffe_id("https://cluster.local/ns/shop").is_err());
+/// ```
+pub fn validate_spiffe_id(id: &str) -> Result<()> {
+    check_spiffe_id(id).map_err(|reason| Error::InvalidSpiffeId {
+        input: id.to_string(),
+        reason,
+    })
+}
+
+fn check_spiffe_id(id: &str) -> std::result::Result<(), String> {
+    if id.len() > MAX_SPIFFE_ID {
+        return Err(format!(
+            "it is {} bytes long, the maximum is {MAX_SPIFFE_ID}",
+            id.len()
+        ));
+    }
+    let rest = id
+        .strip_prefix(SPIFFE_SCHEME)
+        .ok_or_else(|| format!("it does not start with {SPIFFE_SCHEME:?}"))?;
+    let (domain, path) = match rest.split_once('/') {
+        Some((domain, path)) => (domain, Some(path)),
+        None => (rest, None),
+    };
+    if domain.is_empty() {
+        return Err("the trust domain is empty".to_string());
+    }
+    if domain.len() > MAX_TRUST_DOMAIN {
+        return Err(format!(
+            "the trust domain is {} characters long, the maximum is {MAX_TRUST_DOMAIN}",
+            domain.len()
+        ));
+    }
+    if let Some(c) = domain
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(format!(
+            "character {c:?} is not allowed in the trust domain"
+        ));
+    }
+    let Some(path) = path else {
+        return Err("it has no path, so it names a trust domain, not a workload".to_string());
+    };
+    for (i, segment) in path.split('/').enumerate() {
+        check_spiffe_segment(segment)
+            .map_err(|reason| format!("path segment {}: {reason}", i + 1))?;
+    }
+    Ok(())
+}
+
+fn check_spiffe_segment(segment: &str) -> std::result::Result<(), String> {
+    if segment.is_empty() {
+        return Err("it is empty (two slashes in a row, or a trailing slash)".to_string());
+    }
+    if segment == "." || segment == ".." {
+        return Err(format!("{segment:?} is a relative segment"));
+    }
+    match segment
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        Some(c) => Err(format!("character {c:?} is not allowed")),
+        None => Ok(()),
+    }
+}
+
+/// The SPIFFE ID of a DER certificate: its first URI subject alternative name that is a valid
+/// SPIFFE workload ID ([`validate_spiffe_id`]), or `None` (no such SAN, or not a certificate).
+/// It says nothing of whether the certificate is trusted: verify its chain first.
+pub fn spiffe_id_of_certificate(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let san = cert.subject_alternative_name().ok()??;
+    san.value.general_names.iter().find_map(|name| match name {
+        x509_parser::extensions::GeneralName::URI(uri) if check_spiffe_id(uri).is_ok() => {
+            Some((*uri).to_string())
+        }
+        _ => None,
     })
 }
 
@@ -374,6 +474,99 @@ mod tests {
                 .to_string()
                 .contains("the maximum is 63")
         );
+    }
+
+    #[test]
+    fn spiffe_id_rules() {
+        for good in [
+            "spiffe://cluster.local/ns/shop/sa/web",
+            "spiffe://root.linkerd.cluster.local/a",
+            "spiffe://td_1-x/A.b-c_d",
+        ] {
+            validate_spiffe_id(good).unwrap();
+        }
+        let cases = [
+            ("spiffe://cluster.local", "it has no path"),
+            ("spiffe://cluster.local/", "path segment 1: it is empty"),
+            (
+                "spiffe://cluster.local/ns//x",
+                "path segment 2: it is empty",
+            ),
+            ("spiffe://cluster.local/ns/", "path segment 2: it is empty"),
+            (
+                "spiffe://cluster.local/ns/..",
+                "path segment 2: \"..\" is a relative",
+            ),
+            (
+                "spiffe://cluster.local/a%20b",
+                "path segment 1: character '%'",
+            ),
+            (
+                "spiffe://cluster.local/a?q",
+                "path segment 1: character '?'",
+            ),
+            (
+                "spiffe://cluster.local/a#f",
+                "path segment 1: character '#'",
+            ),
+            (
+                "spiffe://Cluster.local/a",
+                "character 'C' is not allowed in the trust domain",
+            ),
+            (
+                "spiffe://cluster.local:8443/a",
+                "character ':' is not allowed in the trust domain",
+            ),
+            (
+                "spiffe://u@cluster.local/a",
+                "character '@' is not allowed in the trust domain",
+            ),
+            ("spiffe:///a", "the trust domain is empty"),
+            ("SPIFFE://cluster.local/a", "it does not start with"),
+            ("https://cluster.local/a", "it does not start with"),
+        ];
+        for (bad, reason) in cases {
+            let err = validate_spiffe_id(bad).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidSpiffeId { input, reason: r } if input == bad && r.starts_with(reason)),
+                "{bad:?}: {err:?}"
+            );
+            assert!(err.to_string().contains("fix: use spiffe://"), "{err}");
+        }
+        let long = format!("spiffe://td/{}", "a".repeat(MAX_SPIFFE_ID));
+        assert!(
+            validate_spiffe_id(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("the maximum is 2048")
+        );
+    }
+
+    fn cert_with_sans(sans: Vec<rcgen::SanType>) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = sans;
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn the_spiffe_id_is_the_first_valid_uri_san() {
+        let uri = |s: &str| rcgen::SanType::URI(s.to_string().try_into().unwrap());
+        let dns = |s: &str| rcgen::SanType::DnsName(s.to_string().try_into().unwrap());
+        let der = cert_with_sans(vec![
+            dns("web.shop.serviceaccount.identity.linkerd.cluster.local"),
+            uri("https://example.com/x"),
+            uri("spiffe://cluster.local"),
+            uri("spiffe://cluster.local/ns/shop/sa/web"),
+            uri("spiffe://cluster.local/ns/shop/sa/other"),
+        ]);
+        assert_eq!(
+            spiffe_id_of_certificate(&der).as_deref(),
+            Some("spiffe://cluster.local/ns/shop/sa/web")
+        );
+        let none = cert_with_sans(vec![dns("web.example"), uri("spiffe://td")]);
+        assert_eq!(spiffe_id_of_certificate(&none), None);
+        assert_eq!(spiffe_id_of_certificate(b"not a certificate"), None);
     }
 
     proptest! {

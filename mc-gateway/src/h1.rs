@@ -24,7 +24,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::http::{CLIENT_ID_HEADER, HttpContext, TargetEntry};
+use crate::hop::{self, CLIENT_ID_HEADER, Message, elements, trim};
+use crate::http::{HttpContext, TargetEntry};
 use crate::route::check_forwarded;
 use crate::upstream::MAX_DEDICATED;
 use crate::{Error, Result};
@@ -388,39 +389,6 @@ fn span(base: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-/// Hop-by-hop fields (RFC 9110 §7.6.1) never forwarded; `Transfer-Encoding` is handled with
-/// the framing.
-fn is_hop_by_hop(name: &[u8]) -> bool {
-    const NAMES: [&[u8]; 7] = [
-        b"connection",
-        b"proxy-connection",
-        b"keep-alive",
-        b"te",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
-}
-
-/// Trims spaces and tabs around a field value or list element.
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    v.get(start..end).unwrap_or_default()
-}
-
-/// The comma-separated elements of a field value, trimmed, empty ones skipped.
-fn elements(v: &[u8]) -> impl Iterator<Item = &[u8]> {
-    v.split(|b| *b == b',').map(trim).filter(|e| !e.is_empty())
-}
-
 /// What a head's fields say about the connection and the framing.
 #[derive(Debug, Default)]
 struct Fields {
@@ -447,12 +415,12 @@ enum FieldError {
     Handoff(&'static str),
 }
 
-/// Sorts `headers` into what is forwarded and what it means. `drop` names fields the caller
-/// replaces (`Host`, `l5d-client-id`).
+/// Sorts `headers` into what is forwarded and what it means, by the hop-by-hop policy
+/// ([`crate::hop`]); a request's `Host` is dropped too (the caller writes the target's).
 fn classify(
     base: &[u8],
     headers: &[httparse::Header<'_>],
-    drop: &[&[u8]],
+    message: Message,
 ) -> std::result::Result<Fields, FieldError> {
     let mut f = Fields::default();
     let mut listed: Vec<&[u8]> = Vec::new();
@@ -504,15 +472,9 @@ fn classify(
     }
     for h in headers {
         let name = h.name.as_bytes();
-        // The body is forwarded as it arrived, so the fields that frame it stay even when
-        // `Connection` lists them: dropping them would let the peer frame the body
-        // differently (`Connection: content-length` would smuggle the body as a request).
-        let frames = name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding");
-        let dropped = is_hop_by_hop(name)
-            || drop.iter().any(|d| d.eq_ignore_ascii_case(name))
-            || (!frames && listed.iter().any(|d| d.eq_ignore_ascii_case(name)));
-        if !dropped {
+        // The body is forwarded as it arrived, so the fields that frame it stay.
+        let host = message == Message::Request && name.eq_ignore_ascii_case(b"host");
+        if !host && !hop::is_dropped(name, message, &listed, true) {
             f.kept.push((span(base, name), span(base, h.value)));
         }
     }
@@ -589,7 +551,7 @@ fn parse_request(buf: &[u8], max: usize) -> Parsed {
             forwarded.push(span(buf, h.value));
         }
     }
-    let fields = match classify(buf, headers, &[b"host", CLIENT_ID_HEADER.as_bytes()]) {
+    let fields = match classify(buf, headers, Message::Request) {
         Ok(f) => f,
         Err(FieldError::Invalid(why)) => return Parsed::Reject(why),
         Err(FieldError::Handoff(why)) => return Parsed::Handoff(why),
@@ -696,7 +658,7 @@ fn parse_response(buf: &[u8], max: usize) -> Result<Option<ResponseHead>> {
         return Err(bad("status code below 100"));
     }
     let http11 = resp.version == Some(1);
-    let fields = classify(buf, resp.headers, &[]).map_err(|e| match e {
+    let fields = classify(buf, resp.headers, Message::Response).map_err(|e| match e {
         FieldError::Invalid(why) | FieldError::Handoff(why) => bad(why),
     })?;
     // Where peers could disagree on the framing, the response is refused rather than

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::hop::{self, Message};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target, check_forwarded, forwarded_element};
@@ -28,7 +29,7 @@ use crate::upstream::{Dedicated, SendError};
 use crate::{Error, Result};
 
 /// The header that carries the authenticated client identity to the target.
-pub const CLIENT_ID_HEADER: &str = "l5d-client-id";
+pub const CLIENT_ID_HEADER: &str = crate::hop::CLIENT_ID_HEADER;
 
 /// The response body type of the gateway's HTTP service.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -233,36 +234,6 @@ fn absolute(uri: &Uri, entry: &TargetEntry) -> Result<Uri> {
         })
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that must not be forwarded.
-fn hop_by_hop() -> [HeaderName; 8] {
-    [
-        header::CONNECTION,
-        HeaderName::from_static("proxy-connection"),
-        HeaderName::from_static("keep-alive"),
-        header::TE,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-    ]
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in hop_by_hop() {
-        headers.remove(name);
-    }
-}
-
 /// A plain-text error response.
 pub fn error_response(status: StatusCode, message: String) -> Response<Body> {
     let mut resp = Response::new(
@@ -414,7 +385,7 @@ impl HttpContext {
                 .filter_map(|v| v.to_str().ok()),
             &self.gateway_id,
         )?;
-        strip_hop_by_hop(&mut parts.headers);
+        hop::strip(&mut parts.headers, Message::Request);
         parts.uri = absolute(&parts.uri, entry)?;
         if self.upstream_h2 {
             parts.version = Version::HTTP_2;
@@ -499,7 +470,7 @@ impl HttpContext {
         match result {
             Ok(resp) => {
                 let (mut parts, body) = resp.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
+                hop::strip(&mut parts.headers, Message::Response);
                 entry.metrics.record(
                     &self.metrics,
                     parts.status.as_u16(),
@@ -589,18 +560,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_are_removed_including_connection_named_ones() {
-        let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("close, x-secret"));
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("upgrade", HeaderValue::from_static("websocket"));
-        h.insert("x-keep", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
-        assert!(h.contains_key("x-keep"));
-    }
 
     #[tokio::test]
     async fn upstream_clients_of_endpoints_gone_for_the_idle_time_are_swept() {

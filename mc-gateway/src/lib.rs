@@ -2,7 +2,7 @@
 //!
 //! The gateway ([`server::Gateway`]) accepts TLS 1.3 connections whose client certificate
 //! chains to the trust anchors, takes the client identity from the certificate's first SAN DNS
-//! name, and routes:
+//! name (or, without one, its SPIFFE ID URI SAN), and routes:
 //!
 //! - ALPN `transport.l5d.io/v1`: the transport header names the target `name:port`; with a
 //!   session protocol the gateway forwards HTTP requests, without one it splices bytes
@@ -16,13 +16,15 @@
 //!
 //! Targets must end in an allowed suffix (`svc.<cluster-domain>`), pass the optional policy,
 //! and resolve through a [`resolve::Resolve`]. HTTP requests get `Forwarded` and
-//! `l5d-client-id`; loops are refused. [`client::GatewayConnector`] and
+//! `l5d-client-id`; loops are refused; one hop-by-hop policy (`hop.rs`) applies to every HTTP
+//! path. [`client::GatewayConnector`] and
 //! [`client::Forwarder`] are the source-cluster side.
 
 pub mod admin;
 pub mod client;
 mod error;
 pub mod h1;
+mod hop;
 pub mod http;
 pub mod io;
 #[cfg(feature = "kubernetes")]

@@ -230,9 +230,31 @@ pub fn check_forwarded<'a>(values: impl Iterator<Item = &'a str>, gateway_id: &s
 }
 
 /// The `Forwarded` element this gateway appends (RFC 7239):
-/// `by=<gateway-id>;for=<client-id>;host=<target>;proto=https`.
+/// `by=<gateway-id>;for=<client-id>;host=<target>;proto=https`. An identity that is not a
+/// token (a SPIFFE ID's `:` and `/`) is sent as a quoted string; `host` is sent as it always
+/// was (`name:port`).
 pub fn forwarded_element(gateway_id: &str, client_id: &str, target: &Target) -> String {
-    format!("by={gateway_id};for={client_id};host={target};proto=https")
+    let (by, client) = (forwarded_value(gateway_id), forwarded_value(client_id));
+    format!("by={by};for={client};host={target};proto=https")
+}
+
+/// `value` as an RFC 7239 value: as it is when it is a token (RFC 9110 §5.6.2), otherwise a
+/// quoted string with `"` and `\` escaped.
+fn forwarded_value(value: &str) -> std::borrow::Cow<'_, str> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !value.is_empty() && value.bytes().all(tchar) {
+        return value.into();
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted.into()
 }
 
 #[cfg(test)]
@@ -334,5 +356,15 @@ mod tests {
             forwarded_element(gw, "c", &Target::new("t.svc.x", 80)),
             "by=gw.identity;for=c;host=t.svc.x:80;proto=https"
         );
+        assert_eq!(
+            forwarded_element(gw, "spiffe://td/ns/a", &Target::new("t.svc.x", 80)),
+            "by=gw.identity;for=\"spiffe://td/ns/a\";host=t.svc.x:80;proto=https"
+        );
+        assert_eq!(forwarded_value("a\"b\\"), "\"a\\\"b\\\\\"");
+        assert_eq!(forwarded_value(""), "\"\"");
+        // A quoted SPIFFE gateway identity is still found.
+        let spiffe_gw = "spiffe://td/gw";
+        let element = forwarded_element(spiffe_gw, "c", &Target::new("t.svc.x", 80));
+        assert!(check_forwarded([element.as_str()].into_iter(), spiffe_gw).is_err());
     }
 }

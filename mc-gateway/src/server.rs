@@ -441,7 +441,7 @@ async fn connection(
         .and_then(identity_of);
     let Some(client) = client else {
         shared.metrics.refuse("no_identity");
-        tracing::info!(%peer, "refused: client certificate has no DNS identity");
+        tracing::info!(%peer, "refused: client certificate has neither a DNS name nor a SPIFFE ID");
         return Ok(());
     };
     if client == *shared.identity {

@@ -1,6 +1,7 @@
 //! TLS for both ends: TLS 1.3 only, ECDSA P-256, ring; certificates from PEM files with hot
 //! reload; client certificates required and verified against the trust-anchor bundle; the peer
-//! identity is the first SAN DNS name of its certificate.
+//! identity is the first SAN DNS name of its certificate or, without one, its SPIFFE ID (URI
+//! SAN).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -117,10 +118,15 @@ fn roots_from_pem(path: &Path, pem: &[u8]) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// The first SAN DNS name of a DER certificate: the identity of its holder.
+/// The identity of a DER certificate's holder: its first SAN DNS name (a Linkerd identity)
+/// or, when it has none, its SPIFFE ID (`spiffe://<trust-domain>/<path>` as a URI SAN, what
+/// proxies with SPIRE-issued certificates present).
 pub fn identity_of(cert: &CertificateDer<'_>) -> Option<String> {
     let ee = webpki::EndEntityCert::try_from(cert).ok()?;
-    ee.valid_dns_names().next().map(str::to_owned)
+    ee.valid_dns_names()
+        .next()
+        .map(str::to_owned)
+        .or_else(|| mc_core::identity::spiffe_id_of_certificate(cert))
 }
 
 /// Runs `poll` every `every` (missed ticks are not caught up) until the task is aborted.
@@ -541,6 +547,29 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         assert_eq!(identity_of(cert.der()).as_deref(), Some("first.example"));
+    }
+
+    #[test]
+    fn without_a_dns_name_the_identity_is_the_spiffe_id() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let uri = |s: &str| rcgen::SanType::URI(s.to_string().try_into().unwrap());
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![uri("spiffe://cluster.local/ns/shop/sa/web")];
+        let spiffe = params.self_signed(&key).unwrap();
+        assert_eq!(
+            identity_of(spiffe.der()).as_deref(),
+            Some("spiffe://cluster.local/ns/shop/sa/web")
+        );
+        // A DNS name, where there is one, stays the identity.
+        params.subject_alt_names.push(rcgen::SanType::DnsName(
+            "web.example".to_string().try_into().unwrap(),
+        ));
+        let both = params.self_signed(&key).unwrap();
+        assert_eq!(identity_of(both.der()).as_deref(), Some("web.example"));
+        // A URI that is not a SPIFFE workload ID is no identity.
+        params.subject_alt_names = vec![uri("spiffe://cluster.local"), uri("https://a.example/x")];
+        let neither = params.self_signed(&key).unwrap();
+        assert_eq!(identity_of(neither.der()), None);
     }
 
     /// A self-signed certificate for `name` and its key, both PEM; a CA's when `ca`.

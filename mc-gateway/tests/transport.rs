@@ -283,6 +283,12 @@ async fn close_both_ways<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin
 
 /// Reads one HTTP/1.1 response with a content-length: (status, body as text).
 async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (u16, String) {
+    let (head, body) = read_message(s).await;
+    (head[9..12].parse().unwrap(), body)
+}
+
+/// Reads one response framed by Content-Length: its head (lowercased) and its body.
+async fn read_message<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (String, String) {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -290,7 +296,6 @@ async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (u16, Stri
         buf.push(byte[0]);
     }
     let head = String::from_utf8(buf).unwrap().to_ascii_lowercase();
-    let status = head[9..12].parse().unwrap();
     let len: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
@@ -298,7 +303,100 @@ async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (u16, Stri
         .unwrap();
     let mut body = vec![0u8; len];
     s.read_exact(&mut body).await.unwrap();
-    (status, String::from_utf8(body).unwrap())
+    (head, String::from_utf8(body).unwrap())
+}
+
+/// An HTTP/1 backend that answers with every request field it received (`name: value`
+/// lines), and sends `x-resp-hop` (named in its `Connection`) and `x-resp-end` back.
+async fn fields_backend() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let fields: String = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| {
+                                format!("{k}: {}\n", String::from_utf8_lossy(v.as_bytes()))
+                            })
+                            .collect();
+                        let resp = hyper::Response::builder()
+                            .header("connection", "x-resp-hop")
+                            .header("x-resp-hop", "1")
+                            .header("x-resp-end", "1")
+                            .body(Full::new(Bytes::from(fields)))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The hop-by-hop policy holds on both HTTP paths: an HTTP/1.1 request goes through the lean
+/// forwarder (answered `HTTP/1.1`), an HTTP/1.0 one is handed to hyper (answered `HTTP/1.0`).
+/// On each, the fields a `Connection` names and the hop-by-hop fields are removed both ways,
+/// a client's `l5d-client-id` is replaced, and end-to-end fields arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_named_in_connection_are_dropped_and_end_to_end_fields_kept_on_both_http_paths() {
+    let pki = Pki::new();
+    let backend = fields_backend().await;
+    let gw = start(config(&pki, &[(SVC, 8080, backend)])).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
+    for version in ["HTTP/1.1", "HTTP/1.0"] {
+        let mut s = c
+            .connect(&Target::new(SVC, 8080), Some(SessionProtocol::Http1))
+            .await
+            .unwrap();
+        // The second Connection line holds a byte outside ASCII (obs-text): the names it
+        // lists are still connection-only.
+        let mut request = format!(
+            "GET /fields {version}\r\nhost: {SVC}:8080\r\nconnection: x-hop, keep-alive\r\n\
+             connection: x-hop2, caf"
+        )
+        .into_bytes();
+        request.push(0xe9);
+        request.extend_from_slice(
+            b"\r\nx-hop: secret\r\nx-hop2: secret\r\nkeep-alive: timeout=5\r\n\
+              proxy-authorization: basic x\r\nl5d-client-id: forged\r\nx-end: kept\r\n\r\n",
+        );
+        s.write_all(&request).await.unwrap();
+        let (head, body) = read_message(&mut s).await;
+        assert!(
+            head.starts_with(&version.to_ascii_lowercase()),
+            "{version}: {head}"
+        );
+        assert!(body.contains("x-end: kept\n"), "{version}: {body}");
+        assert!(
+            body.contains(&format!("l5d-client-id: {CLIENT_ID}\n")),
+            "{version}: {body}"
+        );
+        for gone in [
+            "x-hop",
+            "keep-alive",
+            "proxy-authorization",
+            "forged",
+            "caf",
+        ] {
+            assert!(
+                !body.contains(gone),
+                "{version}: {gone} reached the target: {body}"
+            );
+        }
+        assert!(head.contains("x-resp-end: 1"), "{version}: {head}");
+        assert!(!head.contains("x-resp-hop"), "{version}: {head}");
+    }
+    gw.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,16 +446,6 @@ async fn gateway_refuses_its_own_identity_and_applies_policy() {
     .unwrap();
     let gw = start(cfg).await;
 
-    let echo_once = |c: GatewayConnector, target: Target| async move {
-        // A refused client may see the close as early as its own writes.
-        let Ok(mut s) = c.connect(&target, None).await else {
-            return Vec::new();
-        };
-        if s.write_all(b"ping").await.is_err() {
-            return Vec::new();
-        }
-        read_until_closed_or(&mut s, 4).await
-    };
     // Loop: the client presents the gateway's own identity.
     let me = pki.leaf("me", GATEWAY_ID);
     let got = echo_once(
@@ -414,6 +502,107 @@ async fn gateway_refuses_its_own_identity_and_applies_policy() {
         1.0,
         "{m}"
     );
+    gw.shutdown().await;
+}
+
+/// Sends `ping` on an opaque stream to `target` and returns what comes back before the close
+/// (empty when the gateway refused the client).
+async fn echo_once(c: GatewayConnector, target: Target) -> Vec<u8> {
+    // A refused client may see the close as early as its own writes.
+    let Ok(mut s) = c.connect(&target, None).await else {
+        return Vec::new();
+    };
+    if s.write_all(b"ping").await.is_err() {
+        return Vec::new();
+    }
+    read_until_closed_or(&mut s, 4).await
+}
+
+/// Writes a leaf whose only identity is the URI SAN `uri` (as SPIRE issues them), signed by
+/// the test issuer, as `<file>.crt` (chain) and `<file>.key`.
+fn uri_leaf(pki: &Pki, file: &str, uri: &str) -> Files {
+    let issuer_key = rcgen::KeyPair::from_pem(&pki.issuer.key_pem).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&pki.issuer.cert_pem, issuer_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(uri.to_string().try_into().unwrap())];
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let files = Files {
+        cert: pki.dir.path().join(format!("{file}.crt")),
+        key: pki.dir.path().join(format!("{file}.key")),
+    };
+    std::fs::write(
+        &files.cert,
+        format!("{}{}", cert.pem(), pki.issuer.cert_pem),
+    )
+    .unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    files
+}
+
+/// A client whose certificate carries a SPIFFE ID (URI SAN) instead of a DNS name is admitted;
+/// its ID reaches the target in `l5d-client-id` and `Forwarded` on both HTTP paths (the lean
+/// HTTP/1 forwarder and hyper's HTTP/2), and the policy matches it. A URI SAN that is not a
+/// SPIFFE ID is still no identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spiffe_client_identity_is_admitted_forwarded_and_matched_by_policy() {
+    const SHOP: &str = "spiffe://cluster.local/ns/shop/sa/web";
+    let pki = Pki::new();
+    let backend = http_backend().await;
+    let echo = echo_backend().await;
+    let mut cfg = config(&pki, &[(SVC, 8080, backend), (SVC, 7000, echo)]);
+    cfg.policy = Policy::from_yaml(
+        &format!(
+            "rules:\n  - services: ['{SVC}']\n    clients: ['spiffe://cluster.local/ns/shop/*']\n"
+        ),
+        std::path::Path::new("test"),
+    )
+    .unwrap();
+    let gw = start(cfg).await;
+    let shop = uri_leaf(&pki, "spiffe-shop", SHOP);
+    let c = connector(&pki, &shop, gw.addr, GATEWAY_ID);
+    for (protocol, h2) in [
+        (SessionProtocol::Http1, false),
+        (SessionProtocol::Http2, true),
+    ] {
+        let stream = c
+            .connect(&Target::new(SVC, 8080), Some(protocol))
+            .await
+            .unwrap();
+        let (status, body) = http_get(stream, h2, Some(("l5d-client-id", "forged"))).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(&format!("l5d-client-id: {SHOP}\n")), "{body}");
+        assert!(
+            body.contains(&format!(
+                "forwarded: by={GATEWAY_ID};for=\"{SHOP}\";host={SVC}:8080;proto=https"
+            )),
+            "{body}"
+        );
+    }
+    assert_eq!(echo_once(c, Target::new(SVC, 7000)).await, b"ping");
+    // Another namespace's SPIFFE ID is admitted but not allowed to SVC.
+    let other = uri_leaf(
+        &pki,
+        "spiffe-other",
+        "spiffe://cluster.local/ns/other/sa/web",
+    );
+    let c = connector(&pki, &other, gw.addr, GATEWAY_ID);
+    assert!(echo_once(c, Target::new(SVC, 7000)).await.is_empty());
+    // A URI that is not a SPIFFE workload ID names nobody.
+    let web = uri_leaf(&pki, "https-uri", "https://cluster.local/ns/shop/sa/web");
+    let c = connector(&pki, &web, gw.addr, GATEWAY_ID);
+    assert!(echo_once(c, Target::new(SVC, 7000)).await.is_empty());
+    let (_, m) = admin_get(gw.admin, "/metrics").await;
+    for (reason, want) in [("forbidden", 1.0), ("no_identity", 1.0)] {
+        let series = format!("mc_gateway_connections_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric(&m, &series), want, "{reason}: {m}");
+    }
     gw.shutdown().await;
 }
 

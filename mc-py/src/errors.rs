@@ -154,9 +154,9 @@ pub(crate) fn to_py(err: CoreError) -> PyErr {
             PkiError::new_err
         }
         CoreError::PkiSigner { .. } | CoreError::PkiGenerate { .. } => PkiError::new_err,
-        CoreError::InvalidDnsName { .. } | CoreError::InvalidIdentity { .. } => {
-            IdentityError::new_err
-        }
+        CoreError::InvalidDnsName { .. }
+        | CoreError::InvalidIdentity { .. }
+        | CoreError::InvalidSpiffeId { .. } => IdentityError::new_err,
         CoreError::InvalidField { field, .. } | CoreError::MissingField { field, .. } => {
             attrs.field = Some(field.clone());
             LinkError::new_err

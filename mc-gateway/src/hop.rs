@@ -1,0 +1,198 @@
+//! The gateway's one hop-by-hop policy, for both HTTP paths (the lean HTTP/1 forwarder in
+//! [`crate::h1`] and hyper in [`crate::http`]): which fields of a message are never forwarded
+//! to the next hop.
+//!
+//! - the fields that describe one connection only: RFC 9110 §7.6.1 (`Connection`,
+//!   `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`) and the proxy
+//!   authentication fields, which apply to one hop (§11.7);
+//! - every field a `Connection` field names (§7.6.1);
+//! - on requests, the `l5d-*` fields the gateway sets itself ([`GATEWAY_SET`]): a client's
+//!   own value never reaches the target.
+//!
+//! The lean HTTP/1 path forwards a body as it arrived, so it keeps the fields that frame it
+//! (`Content-Length`, `Transfer-Encoding`) even when they are hop-by-hop or named in
+//! `Connection`: see [`is_dropped`].
+//!
+//! To add a field the gateway sets on requests, add it to [`GATEWAY_SET`] and set it where
+//! [`crate::http::HttpContext`] builds its per-target values.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+/// The header that carries the authenticated client identity to the target.
+pub(crate) const CLIENT_ID_HEADER: &str = "l5d-client-id";
+
+/// Fields that describe one connection and are never forwarded (lowercase).
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Request fields the gateway sets itself: the client's values are removed (lowercase).
+pub(crate) const GATEWAY_SET: [&str; 1] = [CLIENT_ID_HEADER];
+
+/// Which message a field belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Message {
+    /// A request, client to target.
+    Request,
+    /// A response, target to client.
+    Response,
+}
+
+/// Whether `name` is a hop-by-hop field ([`HOP_BY_HOP`]), in any case.
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Whether `name` is a field the gateway sets on requests ([`GATEWAY_SET`]), in any case.
+pub(crate) fn is_gateway_set(name: &[u8]) -> bool {
+    GATEWAY_SET
+        .iter()
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Whether the field `name` of a `message` is dropped, given the field names its
+/// `Connection` fields list (`listed`). With `keep_framing` (a path that forwards the body as
+/// it was framed) `Content-Length` and `Transfer-Encoding` stay whatever `Connection` says:
+/// dropping them would let the next hop frame the body differently (`Connection:
+/// content-length` would smuggle the body as a request).
+pub(crate) fn is_dropped(
+    name: &[u8],
+    message: Message,
+    listed: &[&[u8]],
+    keep_framing: bool,
+) -> bool {
+    let frames = name.eq_ignore_ascii_case(b"content-length")
+        || name.eq_ignore_ascii_case(b"transfer-encoding");
+    if message == Message::Request && is_gateway_set(name) {
+        return true;
+    }
+    if keep_framing && frames {
+        return false;
+    }
+    is_hop_by_hop(name) || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
+}
+
+/// Trims spaces and tabs around a field value or list element.
+pub(crate) fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
+    v.get(start..end).unwrap_or_default()
+}
+
+/// The comma-separated elements of a field value (a `Connection` value's field names and
+/// options), trimmed, empty ones skipped.
+pub(crate) fn elements(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|b| *b == b',').map(trim).filter(|e| !e.is_empty())
+}
+
+/// Removes from `headers` every field the policy drops from a `message` (hyper's path, which
+/// frames bodies itself).
+pub(crate) fn strip(headers: &mut HeaderMap, message: Message) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| elements(v.as_bytes()))
+        .filter_map(|n| HeaderName::from_bytes(n).ok())
+        .collect();
+    let listed: Vec<&[u8]> = listed.iter().map(|n| n.as_str().as_bytes()).collect();
+    let dropped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_dropped(n.as_str().as_bytes(), message, &listed, false))
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn the_rfc_9110_fields_and_the_proxy_authentication_fields_are_hop_by_hop() {
+        for name in [
+            "Connection",
+            "proxy-connection",
+            "Keep-Alive",
+            "TE",
+            "transfer-encoding",
+            "UPGRADE",
+            "proxy-authenticate",
+            "Proxy-Authorization",
+        ] {
+            assert!(is_hop_by_hop(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "content-length",
+            "host",
+            "trailer",
+            "x-upgrade",
+            "l5d-client-id",
+        ] {
+            assert!(!is_hop_by_hop(name.as_bytes()), "{name}");
+        }
+    }
+
+    #[test]
+    fn fields_named_in_connection_and_gateway_set_fields_are_dropped() {
+        let listed: [&[u8]; 2] = [b"x-secret", b"Content-Length"];
+        let dropped = |name: &str, m, keep| is_dropped(name.as_bytes(), m, &listed, keep);
+        assert!(dropped("X-Secret", Message::Request, false));
+        assert!(dropped("x-secret", Message::Response, true));
+        assert!(!dropped("x-end-to-end", Message::Request, false));
+        // The client's l5d-client-id never reaches the target; a target's is left alone.
+        assert!(dropped("L5d-Client-Id", Message::Request, true));
+        assert!(!dropped("l5d-client-id", Message::Response, false));
+        // Framing fields stay on a path that forwards the body as framed, and only there.
+        assert!(!dropped("content-length", Message::Request, true));
+        assert!(!dropped("transfer-encoding", Message::Response, true));
+        assert!(dropped("content-length", Message::Request, false));
+        assert!(dropped("transfer-encoding", Message::Request, false));
+    }
+
+    #[test]
+    fn strip_applies_the_policy_to_a_header_map() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("close, x-secret,,"));
+        h.append("connection", HeaderValue::from_static(" x-other "));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("l5d-client-id", HeaderValue::from_static("forged"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        let mut response = h.clone();
+        strip(&mut h, Message::Request);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+        strip(&mut response, Message::Response);
+        let mut kept: Vec<_> = response.keys().map(|k| k.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["l5d-client-id", "x-keep"]);
+    }
+
+    #[test]
+    fn list_elements_are_trimmed_and_empty_ones_skipped() {
+        let got: Vec<&[u8]> = elements(b" a ,\tb,, ,c\t").collect();
+        assert_eq!(got, [&b"a"[..], b"b", b"c"]);
+        assert_eq!(trim(b" \t "), b"");
+    }
+}
