@@ -13,10 +13,13 @@
 //! (`Content-Length`, `Transfer-Encoding`) even when they are hop-by-hop or named in
 //! `Connection`: see [`is_dropped`].
 //!
+//! An HTTP/1.1 upgrade (`Connection: upgrade` with `Upgrade`) keeps those two fields, and only
+//! an upgrade: [`upgrade_protocol`], [`keep_upgrade`] and [`crate::upgrade`].
+//!
 //! To add a field the gateway sets on requests, add it to [`GATEWAY_SET`] and set it where
 //! [`crate::http::HttpContext`] builds its per-target values.
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The header that carries the authenticated client identity to the target.
 pub(crate) const CLIENT_ID_HEADER: &str = "l5d-client-id";
@@ -120,12 +123,32 @@ pub(crate) fn strip(headers: &mut HeaderMap, message: Message) {
     }
 }
 
+/// The protocol a request asks to switch to: its `Upgrade` value, when a `Connection` field
+/// lists `upgrade` (RFC 9110 §7.8); `None` otherwise.
+pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let listed = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| elements(v.as_bytes()))
+        .any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+    listed
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Puts back, after [`strip`], the two fields an upgrade (request, or `101` response) needs
+/// on the next hop: `Upgrade: <protocol>` and `Connection: upgrade`. The only exception to the
+/// policy, for upgrades only.
+pub(crate) fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::UPGRADE, protocol);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-    use http::HeaderValue;
 
     #[test]
     fn the_rfc_9110_fields_and_the_proxy_authentication_fields_are_hop_by_hop() {
@@ -187,6 +210,25 @@ mod tests {
         let mut kept: Vec<_> = response.keys().map(|k| k.as_str()).collect();
         kept.sort_unstable();
         assert_eq!(kept, ["l5d-client-id", "x-keep"]);
+    }
+
+    #[test]
+    fn only_a_connection_listing_upgrade_makes_an_upgrade_and_it_keeps_its_fields() {
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_protocol(&h), None);
+        h.insert("connection", HeaderValue::from_static("keep-alive"));
+        h.append("connection", HeaderValue::from_static("x-a, Upgrade"));
+        assert_eq!(upgrade_protocol(&h).unwrap(), "websocket");
+        h.remove("upgrade");
+        assert_eq!(upgrade_protocol(&h), None);
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        strip(&mut h, Message::Request);
+        keep_upgrade(&mut h, HeaderValue::from_static("websocket"));
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["upgrade"], "websocket");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::hop::{self, Message};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target, check_forwarded, forwarded_element};
+use crate::upgrade::{Tunnels, Upgrade};
 use crate::upstream::{Dedicated, SendError};
 use crate::{Error, Result};
 
@@ -174,6 +175,8 @@ pub struct HttpContext {
     pub metrics: Arc<Metrics>,
     /// What the last target of this connection needs per request, built once.
     last: Mutex<Option<TargetEntry>>,
+    /// The connection's switched (upgraded) connections, which it outlives.
+    pub(crate) tunnels: Tunnels,
 }
 
 /// A connection's per-target values: the checked target, the header values the gateway adds
@@ -202,6 +205,15 @@ enum Failure {
     Gateway(Error),
     /// The HTTP client's error, possibly wrapping one of the gateway's.
     Upstream(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<SendError> for Failure {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Connect(e) => Failure::Gateway(e),
+            SendError::Http(e) => Failure::Upstream(Box::new(e)),
+        }
+    }
 }
 
 /// The request URI in origin form (`/path?query`), as an HTTP/1 connection of its own sends it.
@@ -298,6 +310,7 @@ impl HttpContext {
             dedicated: Dedicated::new(),
             metrics,
             last: Mutex::new(None),
+            tunnels: Tunnels::default(),
         }
     }
 
@@ -402,7 +415,7 @@ impl HttpContext {
     }
 
     /// Forwards one request and returns the target's response, or an error response.
-    pub async fn forward(&self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn forward(&self, mut req: Request<Incoming>) -> Response<Body> {
         let start = Instant::now();
         // An HTTP/1 request (one at a time on its connection) to an HTTP/1 target goes over a
         // connection of this downstream connection's own; HTTP/2 uses the shared clients.
@@ -411,7 +424,14 @@ impl HttpContext {
             Ok(e) => e,
             Err((target, e)) => return self.refuse(target.as_ref(), e, start),
         };
-        let resp = self.forward_to(&mut entry, req, dedicated, start).await;
+        // An HTTP/1.1 upgrade to an HTTP/1 target switches protocols on a connection of its
+        // own.
+        let upgrade = (!self.upstream_h2)
+            .then(|| Upgrade::requested(&mut req))
+            .flatten();
+        let resp = self
+            .forward_to(&mut entry, req, dedicated, upgrade, start)
+            .await;
         self.keep_entry(entry);
         resp
     }
@@ -433,13 +453,17 @@ impl HttpContext {
         entry: &mut TargetEntry,
         req: Request<Incoming>,
         dedicated: bool,
+        upgrade: Option<Upgrade>,
         start: Instant,
     ) -> Response<Body> {
         let target = &entry.target;
-        let req = match self.rewrite(req, entry) {
+        let mut req = match self.rewrite(req, entry) {
             Ok(r) => r,
             Err(e) => return self.refuse(Some(target), e, start),
         };
+        if let Some(u) = &upgrade {
+            u.prepare(&mut req);
+        }
         let addr = match self.upstreams.resolver.resolve(target).await {
             Ok(a) => a,
             // Not a known service: no per-target metric series (names are client-chosen,
@@ -448,11 +472,13 @@ impl HttpContext {
             Err(e) => return self.refuse(Some(target), e, start),
         };
         let in_flight = self.upstreams.resolver.track(addr);
-        let result = if dedicated {
+        let result = if upgrade.is_some() {
+            Upgrade::send(addr, origin_form(req))
+                .await
+                .map_err(Failure::from)
+        } else if dedicated {
             match self.dedicated.send(addr, origin_form(req)).await {
-                Ok(Ok(resp)) => Ok(resp),
-                Ok(Err(SendError::Connect(e))) => Err(Failure::Gateway(e)),
-                Ok(Err(SendError::Http(e))) => Err(Failure::Upstream(Box::new(e))),
+                Ok(result) => result.map_err(Failure::from),
                 // Every dedicated slot is in use: the shared pool.
                 Err(req) => match absolute(req.uri(), entry) {
                     Ok(uri) => {
@@ -468,9 +494,13 @@ impl HttpContext {
         };
         drop(in_flight);
         match result {
-            Ok(resp) => {
+            Ok(mut resp) => {
+                let switched = upgrade.and_then(|u| u.complete(&mut resp, &self.tunnels));
                 let (mut parts, body) = resp.into_parts();
                 hop::strip(&mut parts.headers, Message::Response);
+                if let Some(protocol) = switched {
+                    hop::keep_upgrade(&mut parts.headers, protocol);
+                }
                 entry.metrics.record(
                     &self.metrics,
                     parts.status.as_u16(),

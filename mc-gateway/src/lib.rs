@@ -35,6 +35,7 @@ pub mod route;
 pub mod server;
 pub mod slice;
 pub mod tls;
+mod upgrade;
 pub mod upstream;
 
 pub use error::Error;

@@ -643,10 +643,43 @@ async fn serve_hyper<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let ctx = Arc::new(ctx);
+    let forwarding = ctx.clone();
     let service = service_fn(move |req| {
-        let ctx = ctx.clone();
+        let ctx = forwarding.clone();
         async move { Ok::<_, std::convert::Infallible>(ctx.forward(req).await) }
     });
+    let tunnels_stop = stop.clone();
+    serve_hyper_conn(shared, io, service, protocol, stop).await;
+    // Switched (upgraded) connections live on past hyper's connection: the client's connection
+    // (its slot and its idle timeout) lasts until they end, or until shutdown.
+    let stopped = async move {
+        let mut stop = tunnels_stop;
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    tokio::select! {
+        () = ctx.tunnels.wait() => {}
+        () = stopped => {}
+    }
+}
+
+/// Serves one HTTP connection with hyper until it ends (or shutdown drains it).
+async fn serve_hyper_conn<S, F>(
+    shared: &Shared,
+    io: S,
+    service: F,
+    protocol: Option<SessionProtocol>,
+    stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<crate::http::Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    F::Future: Send + 'static,
+{
     if protocol == Some(SessionProtocol::Http1) {
         // Known HTTP/1: hyper's HTTP/1 server itself, without version detection.
         let mut builder = hyper::server::conn::http1::Builder::new();
@@ -654,7 +687,9 @@ async fn serve_hyper<S>(
             .timer(TokioTimer::new())
             .header_read_timeout(shared.limits.header_timeout)
             .max_buf_size(shared.limits.max_http_header_bytes.max(8192));
-        let conn = builder.serve_connection(TokioIo::new(io), service);
+        let conn = builder
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
         tokio::pin!(conn);
         return until_stopped(conn, stop, |c| c.graceful_shutdown()).await;
     }
@@ -674,7 +709,7 @@ async fn serve_hyper<S>(
         Some(SessionProtocol::Http2) => builder.http2_only(),
         _ => builder,
     };
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     until_stopped(conn, stop, |c| c.graceful_shutdown()).await;
 }

@@ -287,15 +287,20 @@ async fn read_response<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (u16, Stri
     (head[9..12].parse().unwrap(), body)
 }
 
-/// Reads one response framed by Content-Length: its head (lowercased) and its body.
-async fn read_message<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (String, String) {
+/// Reads a response head, byte by byte (nothing after it), lowercased.
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
         s.read_exact(&mut byte).await.unwrap();
         buf.push(byte[0]);
     }
-    let head = String::from_utf8(buf).unwrap().to_ascii_lowercase();
+    String::from_utf8(buf).unwrap().to_ascii_lowercase()
+}
+
+/// Reads one response framed by Content-Length: its head (lowercased) and its body.
+async fn read_message<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> (String, String) {
+    let head = read_head(s).await;
     let len: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
@@ -502,6 +507,119 @@ async fn gateway_refuses_its_own_identity_and_applies_policy() {
         1.0,
         "{m}"
     );
+    gw.shutdown().await;
+}
+
+/// An HTTP/1.1 backend that accepts any upgrade: it answers `101` with the request's
+/// `Upgrade` and its `sec-websocket-key` back (so a test sees that end-to-end fields arrived),
+/// then sends `hello\n` on the switched connection and echoes what it receives.
+async fn upgrade_backend() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(
+                |mut req: hyper::Request<hyper::body::Incoming>| async move {
+                    let field = |name: &str| req.headers().get(name).cloned();
+                    let (protocol, key) = (field("upgrade"), field("sec-websocket-key"));
+                    let listed = field("connection").is_some_and(|c| c == "upgrade");
+                    let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+                    let (Some(protocol), Some(key), true) = (protocol, key, listed) else {
+                        *resp.status_mut() = hyper::StatusCode::BAD_REQUEST;
+                        return Ok::<_, std::convert::Infallible>(resp);
+                    };
+                    let on = hyper::upgrade::on(&mut req);
+                    tokio::spawn(async move {
+                        let mut io = TokioIo::new(on.await.unwrap());
+                        io.write_all(b"hello\n").await.unwrap();
+                        let mut buf = [0u8; 1024];
+                        loop {
+                            match io.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => io.write_all(&buf[..n]).await.unwrap(),
+                            }
+                        }
+                    });
+                    *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+                    resp.headers_mut().insert("upgrade", protocol);
+                    resp.headers_mut()
+                        .insert("connection", "upgrade".parse().unwrap());
+                    resp.headers_mut().insert("x-key", key);
+                    Ok(resp)
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades(),
+            );
+        }
+    });
+    addr
+}
+
+/// A WebSocket-style upgrade through the gateway gets `101` with `Upgrade` and `Connection:
+/// upgrade` kept both ways, and then bytes flow both ways on the switched connection until the
+/// idle timeout closes it; without `Connection: upgrade` the target sees no upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_gets_101_and_bytes_flow_both_ways() {
+    let pki = Pki::new();
+    let backend = upgrade_backend().await;
+    let mut cfg = config(&pki, &[(SVC, 8080, backend)]);
+    cfg.limits.idle_timeout = Duration::from_secs(2);
+    let gw = start(cfg).await;
+    let client = pki.leaf("client", CLIENT_ID);
+    let c = connector(&pki, &client, gw.addr, GATEWAY_ID);
+    let mut s = c
+        .connect(&Target::new(SVC, 8080), Some(SessionProtocol::Http1))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nhost: {SVC}:8080\r\nconnection: keep-alive, Upgrade\r\n\
+         upgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         sec-websocket-version: 13\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket\r\n"), "{head}");
+    assert!(head.contains("connection: upgrade\r\n"), "{head}");
+    assert!(
+        head.contains("x-key: dghlihnhbxbszsbub25jzq==\r\n"),
+        "{head}"
+    );
+    let mut hello = [0u8; 6];
+    s.read_exact(&mut hello).await.unwrap();
+    assert_eq!(&hello, b"hello\n");
+    for round in 0..3u8 {
+        let frame = vec![round; 3000];
+        s.write_all(&frame).await.unwrap();
+        let mut back = vec![0u8; frame.len()];
+        s.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, frame, "round {round}");
+    }
+    // A switched connection keeps the connection's idle timeout: idle, it is closed.
+    let closed = read_until_closed(&mut s, Duration::from_secs(10)).await;
+    assert_eq!(
+        closed.as_deref(),
+        Some(&b""[..]),
+        "an idle tunnel stayed open"
+    );
+    drop(s);
+    // Without `Connection: upgrade`, `Upgrade` is a hop-by-hop field like any other: the
+    // target sees a plain request (and this backend refuses it).
+    let mut s = c
+        .connect(&Target::new(SVC, 8080), Some(SessionProtocol::Http1))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nhost: {SVC}:8080\r\nupgrade: websocket\r\n\
+         sec-websocket-key: a2V5\r\ncontent-length: 0\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let (status, _) = read_response(&mut s).await;
+    assert_eq!(status, 400);
     gw.shutdown().await;
 }
 
