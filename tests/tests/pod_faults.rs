@@ -132,6 +132,19 @@ impl Installed {
         });
     }
 
+    /// The west controller's recent log and east's Link status, printed when a liveness wait fails.
+    fn controller_diagnostics(&self) -> String {
+        let out = self.sh_output(&format!(
+            "kubectl --context west -n {NS} logs deployment/controller-east --tail=200; \
+             kubectl --context west -n {NS} get link east -o jsonpath='{{.status}}'"
+        ));
+        format!(
+            "controller diagnostics:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
     fn gateway_alive(&self) -> Option<bool> {
         let out = self.sh_output("mc --context west multicluster gateways -o json");
         let v: Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -398,7 +411,14 @@ fn a_cut_link_between_the_nodes_makes_mirrors_not_ready_until_restored() {
                 }
             },
         );
-        mc.wait_alive(false, 60);
+        // Three failed probe rounds (3 s period, 1 s timeout) normally take about 12 s; the
+        // bound is generous because the Link status write follows the probe verdict.
+        if let Err(panic) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mc.wait_alive(false, 120)))
+        {
+            eprintln!("{}", mc.controller_diagnostics());
+            std::panic::resume_unwind(panic);
+        }
     }));
     mc.bed.set_node_link("east", true).unwrap();
     if let Err(panic) = result {
