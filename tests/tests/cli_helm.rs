@@ -1,6 +1,10 @@
 //! The Helm chart `charts/mc-multicluster` renders, for the same values, exactly the objects
-//! `mc multicluster install` renders (mc_core::render::install). Uses the real helm binary.
+//! `mc multicluster install` renders (mc_core::render::install), and the guide's Helm commands work
+//! as written on a real API server. Uses the real helm binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli_common;
+mod nodes_common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,7 +59,8 @@ fn compare(sets: &[&str]) {
         "helm template {sets:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let helm = by_ref(parse_stream(&String::from_utf8(out.stdout).unwrap()));
+    let mut helm = by_ref(parse_stream(&String::from_utf8(out.stdout).unwrap()));
+    strip_keep_annotation(&mut helm);
 
     let mut tree = InstallValues::default_tree();
     for s in sets {
@@ -74,6 +79,30 @@ fn compare(sets: &[&str]) {
                 serde_yaml::to_string(&helm[r]).unwrap(),
                 serde_yaml::to_string(want).unwrap()
             );
+        }
+    }
+}
+
+/// The one difference from `mc multicluster install`: a Namespace the chart renders carries
+/// `helm.sh/resource-policy: keep`, so `helm uninstall` never deletes a namespace that may hold
+/// objects Helm does not own. Asserts it is there, then removes it for the comparison.
+fn strip_keep_annotation(objects: &mut BTreeMap<ObjectRef, Value>) {
+    for (r, object) in objects.iter_mut() {
+        if object["kind"] != "Namespace" {
+            continue;
+        }
+        let annotations = object["metadata"]["annotations"].as_object_mut();
+        let annotations = annotations.unwrap_or_else(|| panic!("{r} has no annotations"));
+        assert_eq!(
+            annotations.remove("helm.sh/resource-policy"),
+            Some(Value::from("keep")),
+            "{r} is kept by helm uninstall"
+        );
+        if annotations.is_empty() {
+            object["metadata"]
+                .as_object_mut()
+                .unwrap()
+                .remove("annotations");
         }
     }
 }
@@ -119,4 +148,99 @@ fn chart_renders_the_same_objects_as_install_with_values() {
         "installNamespace=false",
         "namespace=mc-system",
     ]);
+}
+
+/// Runs the guide's commands in a shell on the testbed (helm, kubectl, mc on PATH).
+fn sh(bed: &mc_tests::Testbed, work: &Path, script: &str) -> std::process::Output {
+    nodes_common::shell(bed, cli_common::mc_bin().parent().unwrap(), work, script)
+}
+
+#[test]
+fn helm_template_needs_no_kube_version() {
+    let out = Command::new(helm())
+        .args(["template", "mc"])
+        .arg(chart())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm template without --kube-version: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_release_namespace_other_than_the_extensions_is_refused_naming_the_fix() {
+    let out = Command::new(helm())
+        .args(["template", "mc", "-n", "tools"])
+        .arg(chart())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rendered into the wrong namespace");
+    assert!(
+        err.contains(r#"release namespace is "tools""#)
+            && err.contains("-n linkerd-multicluster --create-namespace")
+            && err.contains("namespace=tools"),
+        "{err}"
+    );
+}
+
+/// The guide's install: `helm install -n linkerd-multicluster --create-namespace`, with the
+/// escaped-comma list of remote-access accounts; uninstall removes the release and leaves the
+/// namespace and what Helm does not own in it. On `east` of this process's own testbed.
+#[test]
+fn the_guides_helm_install_and_uninstall_work_and_keep_the_namespace() {
+    let bed = mc_tests::shared_api_only().expect("the testbed starts");
+    let work = tempfile::tempdir().unwrap();
+    let run = |script: &str| nodes_common::check(sh(bed, work.path(), script), script);
+    let chart = chart();
+    run(&format!(
+        r"helm --kube-context east install linkerd-multicluster -n linkerd-multicluster --create-namespace {} --set remoteMirrorServiceAccountName={{source1\,source2\,source3}}",
+        chart.display()
+    ));
+    let accounts = run(
+        "kubectl --context east -n linkerd-multicluster get sa -l linkerd.io/extension=multicluster -o name | sort",
+    );
+    assert_eq!(
+        accounts.split_whitespace().collect::<Vec<_>>(),
+        [
+            "serviceaccount/linkerd-gateway",
+            "serviceaccount/source1",
+            "serviceaccount/source2",
+            "serviceaccount/source3"
+        ]
+    );
+    run("kubectl --context east get deploy -n linkerd-multicluster linkerd-gateway");
+    run(
+        "kubectl --context east -n linkerd-multicluster create configmap not-helms --from-literal=a=b",
+    );
+    run("helm --kube-context east uninstall linkerd-multicluster -n linkerd-multicluster --wait");
+    let left =
+        run("kubectl --context east -n linkerd-multicluster get deploy,sa,configmap -o name");
+    assert!(
+        !left.contains("linkerd-gateway") && !left.contains("source1"),
+        "{left}"
+    );
+    assert!(left.contains("configmap/not-helms"), "{left}");
+}
+
+/// A release outside the extension's namespace renders the Namespace itself; `helm uninstall`
+/// keeps it (`helm.sh/resource-policy: keep`) with what Helm does not own. On `west`.
+#[test]
+fn a_namespace_the_chart_renders_survives_helm_uninstall() {
+    let bed = mc_tests::shared_api_only().expect("the testbed starts");
+    let work = tempfile::tempdir().unwrap();
+    let run = |script: &str| nodes_common::check(sh(bed, work.path(), script), script);
+    run(&format!(
+        "helm --kube-context west install mc-multicluster {} --set namespace=mc-helm-kept",
+        chart().display()
+    ));
+    run("kubectl --context west -n mc-helm-kept create configmap not-helms --from-literal=a=b");
+    run("helm --kube-context west uninstall mc-multicluster --wait");
+    let ns = run("kubectl --context west get ns mc-helm-kept -o jsonpath={.status.phase}");
+    assert_eq!(ns, "Active", "the namespace is kept");
+    run("kubectl --context west -n mc-helm-kept get configmap not-helms");
+    let left = run("kubectl --context west -n mc-helm-kept get deploy,sa -o name");
+    assert!(!left.contains("linkerd-gateway"), "{left}");
 }

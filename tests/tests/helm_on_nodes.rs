@@ -28,7 +28,7 @@ fn helm_install_runs_the_gateway_pod_from_the_image_and_uninstall_removes_it() {
         "mc issuer create --ca-cert root.crt --ca-key root.key --cert-out issuer.crt --key-out issuer.key",
     );
     run(&format!(
-        "helm --kube-context east install mc-multicluster {}",
+        "helm --kube-context east install linkerd-multicluster -n linkerd-multicluster --create-namespace {}",
         chart.display()
     ));
     run(
@@ -79,7 +79,9 @@ fn helm_install_runs_the_gateway_pod_from_the_image_and_uninstall_removes_it() {
         "a client without a certificate is refused"
     );
 
-    run("helm --kube-context east uninstall mc-multicluster --wait --timeout 3m");
+    run(
+        "helm --kube-context east uninstall linkerd-multicluster -n linkerd-multicluster --wait --timeout 3m",
+    );
     eventually(60, "the gateway Pods gone", || {
         let left = run(
             "kubectl --context east get pods,deploy,svc -A -l linkerd.io/extension=multicluster -o name",
