@@ -41,7 +41,7 @@ pub const REMOTE_SVC_FQ_NAME: &str = "mirror.linkerd.io/remote-svc-fq-name";
 pub const REMOTE_RESOURCE_VERSION: &str = "mirror.linkerd.io/remote-resource-version";
 /// Annotation with the gateway's TLS identity on mirror Endpoints (from `spec.gatewayIdentity`).
 pub const REMOTE_GATEWAY_IDENTITY: &str = "mirror.linkerd.io/remote-gateway-identity";
-/// Label `"true"` on the probe Service `probe-<link>`.
+/// Label `"true"` on the probe Service `mc-probe-<link>`.
 pub const MIRRORED_GATEWAY: &str = "mirror.linkerd.io/mirrored-gateway";
 /// Label on headless endpoint mirrors (`<host>-<cluster>`) naming their headless mirror.
 pub const HEADLESS_MIRROR_SVC_NAME: &str = "mirror.linkerd.io/headless-mirror-svc-name";

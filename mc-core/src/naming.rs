@@ -1,7 +1,7 @@
 //! Names of mirror objects, and the way back from a mirror to the remote Service.
 //!
 //! A mirror is `<svc>-<cluster>`, a headless endpoint mirror `<host>-<cluster>`, a federated
-//! Service `<svc>-federated`, and the probe Service `probe-<link>`. Upstream does not check the
+//! Service `<svc>-federated`, and the probe Service `mc-probe-<link>`. Upstream does not check the
 //! length, so names over 63 characters are rejected by the API server (linkerd2 #7390). Here a
 //! name that would not be a valid Service name (a DNS-1035 label of at most 63 characters) is
 //! shortened deterministically: a readable prefix, `-`, and 8 characters of the SHA-256 of the
@@ -60,9 +60,10 @@ pub fn federated_name(svc: &str) -> MirrorName {
     )
 }
 
-/// The probe Service of Link `link` (in the multicluster namespace): `probe-<link>`.
+/// The probe Service of Link `link` (in the multicluster namespace): `mc-probe-<link>`. Not
+/// upstream's `probe-<link>`, which Linkerd's multicluster chart renders for its own controllers.
 pub fn probe_service_name(link: &str) -> MirrorName {
-    fit(format!("probe-{link}"), &["probe", link])
+    fit(format!("mc-probe-{link}"), &["mc-probe", link])
 }
 
 /// The remote `(namespace, name)` that a local mirror Service (or Endpoints) stands for, or
@@ -181,7 +182,7 @@ mod tests {
         );
         assert_eq!(endpoint_mirror_name("web-0", "east").name, "web-0-east");
         assert_eq!(federated_name("web").name, "web-federated");
-        assert_eq!(probe_service_name("east").name, "probe-east");
+        assert_eq!(probe_service_name("east").name, "mc-probe-east");
     }
 
     #[test]

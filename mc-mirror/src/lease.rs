@@ -1,7 +1,8 @@
 //! Lease-based leader election (`coordination.k8s.io/v1` Lease), one lease per Link.
 //!
-//! The lease is named `service-mirror-write-<link>` like upstream's, so `mc multicluster check` and
-//! `gateways` find the holder. Every write is guarded by the lease's `resourceVersion`, so two
+//! The lease is named `mc-mirror-write-<link>` ([`mc_core::render::lease_name`]), so
+//! `mc multicluster check` and `gateways` find the holder, and a Linkerd controller for the same
+//! Link (upstream's `service-mirror-write-<link>`) never takes it. Every write is guarded by the lease's `resourceVersion`, so two
 //! replicas can never both believe they hold it. Expiry is judged on the local monotonic clock
 //! (how long the record has stayed unchanged), not on the holder's timestamps, so clock skew
 //! between replicas does not matter.
@@ -38,9 +39,9 @@ impl Default for LeaseTiming {
     }
 }
 
-/// The lease name for a Link: `service-mirror-write-<link>`.
+/// The lease name for a Link: `mc-mirror-write-<link>`.
 pub fn lease_name(link: &str) -> String {
-    format!("service-mirror-write-{link}")
+    mc_core::render::lease_name(link)
 }
 
 /// One participant in the election for one lease.
@@ -222,7 +223,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lease_name_keeps_upstreams_form() {
-        assert_eq!(lease_name("east"), "service-mirror-write-east");
+    fn lease_name_is_not_upstreams() {
+        assert_eq!(lease_name("east"), "mc-mirror-write-east");
     }
 }

@@ -1,19 +1,21 @@
 //! Prometheus metrics of the service mirror, served as `/metrics` by the admin server.
 //!
-//! The gateway metrics keep upstream Linkerd's names and labels (`gateway_alive`, `gateway_enabled`,
-//! `gateway_latency`, `gateway_probe_latency_ms`, `gateway_probes{probe_successful}`, all with
-//! `target_cluster_name`), so dashboards and `mc multicluster gateways` read either controller.
-//! The `mirror_*` metrics are ours.
+//! The gateway metrics keep upstream Linkerd's names, types and labels (`gateway_alive`,
+//! `gateway_enabled`, `gateway_latency`, `gateway_probe_latency_ms`, the counters
+//! `gateway_probes{probe_successful}` and `service_mirror_endpoint_repairs`, all with
+//! `target_cluster_name`, and `probe_manager_event_{enqueues,dequeues}{event_type}`), so
+//! dashboards and `mc multicluster gateways` read either controller. The exposition is
+//! OpenMetrics, where a counter family `gateway_probes` has the sample `gateway_probes_total`:
+//! what Prometheus stores when it scrapes upstream's controller in OpenMetrics too. The `mirror_*`
+//! metrics are ours.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 /// Buckets of `gateway_probe_latency_ms`, upstream's.
@@ -36,6 +38,13 @@ pub struct ProbeLabels {
     pub target_cluster_name: String,
     /// `"true"` or `"false"`.
     pub probe_successful: String,
+}
+
+/// Label set of `probe_manager_event_{enqueues,dequeues}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// `GatewayDown` or `GatewayAlive`: a change of the gateway's liveness verdict.
+    pub event_type: String,
 }
 
 /// Label set of `mirror_api_writes_total`.
@@ -69,37 +78,6 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
-/// A monotonic counter exposed without the `_total` suffix that the OpenMetrics encoder adds to
-/// counters, so that the name stays upstream's `gateway_probes`.
-#[derive(Clone, Debug, Default)]
-pub struct PlainCounter(Arc<AtomicU64>);
-
-impl PlainCounter {
-    /// Adds one.
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The current value.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl TypedMetric for PlainCounter {
-    const TYPE: MetricType = MetricType::Unknown;
-}
-
-impl EncodeMetric for PlainCounter {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        encoder.encode_gauge(&(self.get() as i64))
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Unknown
-    }
-}
-
 fn probe_histogram() -> Histogram {
     Histogram::new(PROBE_BUCKETS)
 }
@@ -123,7 +101,15 @@ pub struct Metrics {
     /// `gateway_probe_latency_ms{target_cluster_name}`: histogram of successful probe latencies.
     pub gateway_probe_latency_ms: Family<ClusterLabels, Histogram, fn() -> Histogram>,
     /// `gateway_probes{target_cluster_name, probe_successful}`: probes sent, by outcome.
-    pub gateway_probes: Family<ProbeLabels, PlainCounter>,
+    pub gateway_probes: Family<ProbeLabels, Counter>,
+    /// `service_mirror_endpoint_repairs{target_cluster_name}`: passes that re-examine every
+    /// mirror's Endpoints (after a change of gateway addresses or liveness, a relist, and the
+    /// periodic anti-entropy pass; reads only, a write only where an Endpoints differs).
+    pub endpoint_repairs: Family<ClusterLabels, Counter>,
+    /// `probe_manager_event_enqueues{event_type}`: liveness changes the probe worker published.
+    pub probe_event_enqueues: Family<EventLabels, Counter>,
+    /// `probe_manager_event_dequeues{event_type}`: liveness changes the Link worker handled.
+    pub probe_event_dequeues: Family<EventLabels, Counter>,
     /// `mirror_services{target_cluster_name}`: mirror Services currently owned for the Link.
     pub mirror_services: Family<ClusterLabels, Gauge>,
     /// `mirror_exported_services{target_cluster_name}`: exported remote Services seen.
@@ -162,6 +148,9 @@ impl Metrics {
             gateway_latency: Family::default(),
             gateway_probe_latency_ms: Family::new_with_constructor(probe_histogram),
             gateway_probes: Family::default(),
+            endpoint_repairs: Family::default(),
+            probe_event_enqueues: Family::default(),
+            probe_event_dequeues: Family::default(),
             mirror_services: Family::default(),
             exported_services: Family::default(),
             reconcile_duration: Family::new_with_constructor(duration_histogram),
@@ -195,6 +184,21 @@ impl Metrics {
             "gateway_probes",
             "Gateway probes sent, by outcome",
             m.gateway_probes.clone(),
+        );
+        registry.register(
+            "service_mirror_endpoint_repairs",
+            "Passes that re-examined every mirror's Endpoints",
+            m.endpoint_repairs.clone(),
+        );
+        registry.register(
+            "probe_manager_event_enqueues",
+            "Gateway liveness changes published by the probe worker",
+            m.probe_event_enqueues.clone(),
+        );
+        registry.register(
+            "probe_manager_event_dequeues",
+            "Gateway liveness changes handled by the Link worker",
+            m.probe_event_dequeues.clone(),
         );
         registry.register(
             "mirror_services",
@@ -347,6 +351,7 @@ impl Metrics {
         self.target_reachable.remove(&labels);
         self.mirror_services.remove(&labels);
         self.exported_services.remove(&labels);
+        self.endpoint_repairs.remove(&labels);
         for ok in ["true", "false"] {
             self.gateway_probes.remove(&ProbeLabels {
                 target_cluster_name: cluster.to_string(),
@@ -450,13 +455,32 @@ mod tests {
             text.contains("gateway_alive{target_cluster_name=\"east\"} 1"),
             "{text}"
         );
+        assert!(text.contains("# TYPE gateway_probes counter"), "{text}");
         assert!(
             text.contains(
-                "gateway_probes{target_cluster_name=\"east\",probe_successful=\"true\"} 1"
+                "gateway_probes_total{target_cluster_name=\"east\",probe_successful=\"true\"} 1"
             ),
             "{text}"
         );
-        assert!(!text.contains("gateway_probes_total"), "{text}");
+        m.endpoint_repairs.get_or_create(&Metrics::cluster(c)).inc();
+        m.probe_event_enqueues
+            .get_or_create(&EventLabels {
+                event_type: "GatewayDown".into(),
+            })
+            .inc();
+        let text = m.encode();
+        assert!(
+            text.contains("# TYPE service_mirror_endpoint_repairs counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("service_mirror_endpoint_repairs_total{target_cluster_name=\"east\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("probe_manager_event_enqueues_total{event_type=\"GatewayDown\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("gateway_probe_latency_ms_bucket"), "{text}");
     }
 

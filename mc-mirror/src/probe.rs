@@ -344,7 +344,7 @@ async fn probe_loop(
             s.consecutive_failures = failures;
             s.last_error = last_error;
         });
-        view_tx.send_if_modified(|v| {
+        let changed = view_tx.send_if_modified(|v| {
             let changed = v.alive != alive;
             if changed {
                 tracing::info!(cluster = %cfg.cluster, alive, "gateway liveness changed");
@@ -352,7 +352,20 @@ async fn probe_loop(
             v.alive = alive;
             changed
         });
+        if changed {
+            metrics
+                .probe_event_enqueues
+                .get_or_create(&crate::metrics::EventLabels {
+                    event_type: liveness_event(alive).into(),
+                })
+                .inc();
+        }
     }
+}
+
+/// The event type of a change of the liveness verdict to `alive`.
+pub(crate) fn liveness_event(alive: bool) -> &'static str {
+    if alive { "GatewayAlive" } else { "GatewayDown" }
 }
 
 /// Probes every address concurrently; `Ok(fastest latency)` when at least one answers 200.

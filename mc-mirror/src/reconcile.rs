@@ -562,7 +562,7 @@ async fn remove_mirror(ctx: &Ctx, ns: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The probe Service `probe-<link>` and its Endpoints in the Links' namespace.
+/// The probe Service `mc-probe-<link>` and its Endpoints in the Links' namespace.
 async fn reconcile_probe(ctx: &Arc<Ctx>) -> Result<()> {
     let ns = ctx.env.options.namespace.clone();
     let Some(svc) = probe_service(&ctx.link, &ns) else {

@@ -49,7 +49,7 @@ pub(crate) struct Env {
 pub(crate) enum Key {
     /// The remote Service `namespace/name` and everything mirrored from it.
     Service(String, String),
-    /// The probe Service `probe-<link>` and its Endpoints.
+    /// The probe Service `mc-probe-<link>` and its Endpoints.
     Probe,
 }
 
@@ -182,6 +182,11 @@ impl Ctx {
     /// Queues every key: each exported remote Service, each local mirror, each status entry and
     /// the probe (used after a (re)list: this is also the orphan GC pass).
     pub(crate) fn enqueue_all(&self) {
+        self.env
+            .metrics
+            .endpoint_repairs
+            .get_or_create(&Metrics::cluster(self.cluster()))
+            .inc();
         for key in reconcile::all_keys(self) {
             self.queue.push(key);
         }
@@ -897,6 +902,13 @@ async fn gateway_summaries(ctx: Arc<Ctx>, mut rx: watch::Receiver<probe::ProbeSu
         let s = rx.borrow_and_update().clone();
         if s.alive != was_alive {
             was_alive = s.alive;
+            ctx.env
+                .metrics
+                .probe_event_dequeues
+                .get_or_create(&crate::metrics::EventLabels {
+                    event_type: probe::liveness_event(s.alive).into(),
+                })
+                .inc();
             let note = if s.alive {
                 "gateway is alive again: mirror endpoints are ready".to_string()
             } else {
@@ -906,16 +918,8 @@ async fn gateway_summaries(ctx: Arc<Ctx>, mut rx: watch::Receiver<probe::ProbeSu
                     s.last_error.clone().unwrap_or_default()
                 )
             };
-            ctx.event(
-                !s.alive,
-                if s.alive {
-                    "GatewayAlive"
-                } else {
-                    "GatewayDown"
-                },
-                note,
-            )
-            .await;
+            ctx.event(!s.alive, probe::liveness_event(s.alive), note)
+                .await;
         }
         ctx.book.set_gateway(s);
     }

@@ -36,7 +36,7 @@ fn federated_name(service: &str) -> String {
     naming::federated_name(service).name
 }
 
-/// The probe Service of Link `link`: `probe-<link>`.
+/// The probe Service of Link `link`: `mc-probe-<link>`.
 #[pyfunction]
 fn probe_service_name(link: &str) -> String {
     naming::probe_service_name(link).name
@@ -337,7 +337,7 @@ fn headless_endpoints<'py>(
     convert::serde_to_py(py, &mirror::headless_endpoints(&svc, &hosts))
 }
 
-/// The probe Service `probe-<cluster>` and its Endpoints (the gateway IPs on the probe port),
+/// The probe Service `mc-probe-<cluster>` and its Endpoints (the gateway IPs on the probe port),
 /// in `namespace` (the Link's): what the controller writes so the gateway can be probed.
 /// Returns `(service, endpoints)`; both are None when the Link has no probe, and `endpoints` is
 /// None when no gateway IP is given. Raises `mc.LinkError` for an invalid Link.

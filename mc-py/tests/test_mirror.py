@@ -62,7 +62,7 @@ def test_names():
     assert mc.mirror_name("web", "east") == "web-east"
     assert mc.endpoint_mirror_name("web-0", "east") == "web-0-east"
     assert mc.federated_name("web") == "web-federated"
-    assert mc.probe_service_name("east") == "probe-east"
+    assert mc.probe_service_name("east") == "mc-probe-east"
 
 
 def test_long_names_are_shortened_deterministically():
@@ -218,7 +218,7 @@ def test_desired_mirror_is_thread_safe(link):
 
 def test_probe_objects(link):
     svc, eps = mc.probe_objects(link, ["203.0.113.10"])
-    assert svc["metadata"]["name"] == "probe-east"
+    assert svc["metadata"]["name"] == "mc-probe-east"
     assert svc["metadata"]["namespace"] == "linkerd-multicluster"
     assert svc["metadata"]["labels"]["mirror.linkerd.io/mirrored-gateway"] == "true"
     assert mc.ownership(svc, CLUSTER) == "ours"

@@ -294,7 +294,7 @@ fn link_credentials_authenticate_to_east_and_can_list_services_but_not_read_secr
         "kind: Link",
         "kind: Deployment",
         &format!("name: cluster-credentials-{name}"),
-        &format!("name: probe-{name}"),
+        &format!("name: mc-probe-{name}"),
     ] {
         assert!(del.contains(rendered), "unlink misses {rendered}:\n{del}");
     }
@@ -698,7 +698,7 @@ fn the_real_mirror_controller_works_with_the_rendered_rbac() {
                 &ns,
                 "get",
                 "lease",
-                &format!("service-mirror-write-{name}"),
+                &format!("mc-mirror-write-{name}"),
                 "-o",
                 "jsonpath={.spec.holderIdentity}",
             ],

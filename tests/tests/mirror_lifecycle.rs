@@ -443,7 +443,7 @@ async fn gateway_probe_failures_mark_endpoints_not_ready_and_recover() {
     // Probe Service and Endpoints.
     let probe = eventually("probe Service", T, || async {
         f.services(&f.west, &f.links_ns)
-            .get_opt(&format!("probe-{}", f.cluster))
+            .get_opt(&format!("mc-probe-{}", f.cluster))
             .await
             .ok()
             .flatten()
@@ -458,7 +458,7 @@ async fn gateway_probe_failures_mark_endpoints_not_ready_and_recover() {
     eventually("probe Endpoints", T, || async {
         let ep = f
             .endpoints(&f.west, &f.links_ns)
-            .get_opt(&format!("probe-{}", f.cluster))
+            .get_opt(&format!("mc-probe-{}", f.cluster))
             .await
             .ok()??;
         let s = ep.subsets?.first()?.clone();
@@ -486,7 +486,24 @@ async fn gateway_probe_failures_mark_endpoints_not_ready_and_recover() {
         )),
         "{text}"
     );
-    assert!(text.contains("probe_successful=\"false\""));
+    assert!(
+        text.contains(&format!(
+            "gateway_probes_total{{target_cluster_name=\"{}\",probe_successful=\"false\"}}",
+            f.cluster
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("probe_manager_event_enqueues_total{event_type=\"GatewayDown\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "service_mirror_endpoint_repairs_total{{target_cluster_name=\"{}\"}}",
+            f.cluster
+        )),
+        "{text}"
+    );
     f.gateway.set_ready(true);
     f.wait_endpoints(&ns, "web", true, Duration::from_secs(8))
         .await;
@@ -871,7 +888,7 @@ async fn two_replicas_one_leader_and_failover() {
     }));
     let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
         kube::Api::namespaced(f.west.clone(), &f.links_ns);
-    let lease_name = format!("service-mirror-write-{}", f.cluster);
+    let lease_name = format!("mc-mirror-write-{}", f.cluster);
     let holder = leases
         .get(&lease_name)
         .await

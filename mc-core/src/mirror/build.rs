@@ -222,7 +222,7 @@ pub fn headless_endpoints(mirror: &Service, hosts: &[(String, IpAddr)]) -> Endpo
     }
 }
 
-/// The probe Service `probe-<cluster>` in `namespace` (the multicluster namespace): labels
+/// The probe Service `mc-probe-<cluster>` in `namespace` (the multicluster namespace): labels
 /// `mirrored-gateway: "true"` and `cluster-name`, no selector, one TCP port `mc-probe`.
 /// `None` when the Link has no probe.
 pub fn probe_service(link: &ValidLink, namespace: &str) -> Option<Service> {
@@ -802,7 +802,7 @@ mod tests {
     fn probe_objects() {
         let (link, gw) = (link(), gateway());
         let svc = probe_service(&link, "linkerd-multicluster").unwrap_or_default();
-        assert_eq!(svc.metadata.name.as_deref(), Some("probe-east"));
+        assert_eq!(svc.metadata.name.as_deref(), Some("mc-probe-east"));
         let l = labels_of(&svc.metadata);
         assert_eq!(l[labels::MIRRORED_GATEWAY], "true");
         assert_eq!(l[labels::CLUSTER_NAME], "east");

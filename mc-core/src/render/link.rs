@@ -160,9 +160,11 @@ pub fn controller_binding_name(cluster: &str) -> String {
     format!("{}-{cluster}", controller_cluster_role_name())
 }
 
-/// Name of the controller's leader-election Lease: `service-mirror-write-<name>`.
+/// Name of the controller's leader-election Lease: `mc-mirror-write-<name>`. Not upstream's
+/// `service-mirror-write-<name>`, so mc's controller and a Linkerd controller for the same Link
+/// never take each other's Lease.
 pub fn lease_name(cluster: &str) -> String {
-    format!("service-mirror-write-{cluster}")
+    format!("mc-mirror-write-{cluster}")
 }
 
 fn invalid(field: &str, value: &str, problem: &str, fix: &str) -> Error {
@@ -366,7 +368,7 @@ pub fn controller_args(values: &LinkValues, controller: &ControllerValues) -> Ve
 
 /// The mirror controller of a link: ServiceAccount, ClusterRoleBinding to the shared
 /// ClusterRole, Role + RoleBinding for its credentials, Link and Lease, the Deployment running
-/// `mc-mirror`, and the probe Service `probe-<name>` when the link has a gateway.
+/// `mc-mirror`, and the probe Service `mc-probe-<name>` when the link has a gateway.
 pub fn link_controller(values: &LinkValues, controller: &ControllerValues) -> Result<Vec<Value>> {
     values.validate()?;
     if !matches!(controller.log_format.as_str(), "plain" | "json") {

@@ -229,7 +229,7 @@ fn gateway_less_link_has_no_selector_probe_or_probe_service() {
     assert!(link["spec"].get("selector").is_none());
     assert!(link["spec"].get("gatewayAddress").is_none());
     assert!(link["spec"].get("probeSpec").is_none());
-    assert!(!kinds(&objects).contains(&"Service/probe-east".to_owned()));
+    assert!(!kinds(&objects).contains(&"Service/mc-probe-east".to_owned()));
 }
 
 #[test]
