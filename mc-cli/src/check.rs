@@ -1,4 +1,9 @@
-//! `mc multicluster check`: ✓/× lines with hints; exit code 0 when healthy, 1 when not.
+//! `mc multicluster check`: ✓/‼/× lines with hints; exit code 0 when healthy, 1 when not.
+//!
+//! What this machine cannot see is not a failure: a target API server that does not answer
+//! from here (private networks, linkerd2 #11566) and a mirror with no ready endpoints (an
+//! empty remote Service) are warnings, and `--skip-remote` skips every call to the targets.
+//! Whether the controller itself reaches its target is checked from the Link's status.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime};
@@ -7,7 +12,9 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    EndpointAddress, Endpoints, Namespace, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, PostParams};
@@ -38,13 +45,19 @@ pub struct CheckArgs {
     #[arg(short = 'o', long, value_enum, default_value = "table")]
     pub output: CheckFormat,
     /// Retry while a check that can still pass on its own (controllers starting, gateways
-    /// being probed, mirrors getting endpoints) fails, up to this long (e.g. 30s, 0s for one
-    /// round). Failures that need an operator (anchors, credentials, RBAC) end the wait at once.
+    /// being probed) fails, up to this long (e.g. 30s, 0s for one round). Failures that need
+    /// an operator (anchors, credentials, RBAC) end the wait at once; warnings (mirrors without
+    /// ready endpoints, a target unreachable from here) are never waited for.
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub wait: String,
     /// Timeout of each call to a remote (target) API server.
     #[arg(long, default_value = "10s", value_name = "DURATION")]
     pub timeout: String,
+    /// Skip every check that needs a remote (target) API server (its credentials and trust
+    /// anchors), e.g. where this machine cannot reach the targets; the output names each Link
+    /// whose target was not contacted.
+    #[arg(long)]
+    pub skip_remote: bool,
 }
 
 /// How a check ended.
@@ -111,7 +124,7 @@ pub(crate) async fn check(
     let timeout = mc_core::link::parse_duration(&args.timeout)?;
     let start = tokio::time::Instant::now();
     let checks = loop {
-        let checks = run_checks(kube, linkerd_namespace, timeout).await?;
+        let checks = run_checks(kube, linkerd_namespace, timeout, args.skip_remote).await?;
         let waiting_for = pending(&checks);
         if waiting_for.is_empty() || start.elapsed() >= wait {
             break checks;
@@ -212,12 +225,61 @@ fn report(checks: &[Check], format: CheckFormat) -> String {
     }
 }
 
-/// The target API of one Link, reached with the Link's own credentials.
+/// What a failed call of this machine to a target API server tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RemoteFailure {
+    /// The server answered with an error status (401, 403, …): the credentials or RBAC are
+    /// wrong, whoever calls.
+    Rejected,
+    /// No answer (connection refused or timed out, DNS, TLS): maybe only from this machine.
+    Unreachable,
+}
+
+impl RemoteFailure {
+    fn of(e: &kube::Error) -> RemoteFailure {
+        match e {
+            kube::Error::Api(_) => RemoteFailure::Rejected,
+            _ => RemoteFailure::Unreachable,
+        }
+    }
+}
+
+/// Link `link`'s target API server at `server` does not answer this machine (`error`): a
+/// warning on the credentials and anchors checks, with the ways out. Not a failure: in a
+/// private network only the controller may reach it, and its own view is the
+/// `TargetReachable` check.
+fn target_unreachable(
+    creds: &mut Check,
+    anchors: &mut Check,
+    link: &str,
+    server: &str,
+    error: &str,
+) {
+    creds.warn(format!(
+        "Link {link}: the target API server {server} cannot be reached from here: {error}; \
+         hint: run check where the target is reachable, or pass --skip-remote (whether the \
+         controller reaches it is the TargetReachable check)"
+    ));
+    anchors.warn(format!(
+        "Link {link}: not compared: the target API server {server} cannot be reached from here"
+    ));
+}
+
+/// The checks `--skip-remote` skipped: one warning line per Link.
+fn remote_skipped(skipped: &mut Check, link: &str, server: &str) {
+    skipped.warn(format!(
+        "Link {link}: the target API server {server} was not contacted (--skip-remote): its \
+         credentials and trust anchors are not checked"
+    ));
+}
+
+/// The target API of one Link, reached with the Link's own credentials, and its server URL.
+/// Nothing is sent to the target yet.
 async fn remote_client(
     client: &kube::Client,
     link: &Link,
     timeout: Duration,
-) -> std::result::Result<kube::Client, String> {
+) -> std::result::Result<(kube::Client, String), String> {
     let ns = link.metadata.namespace.clone().unwrap_or_default();
     let secret_name = link
         .spec
@@ -249,7 +311,10 @@ async fn remote_client(
         .map_err(|e| format!("Secret {ns}/{secret_name}: kubeconfig is unusable: {e}"))?;
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
-    kube::Client::try_from(config).map_err(|e| format!("Secret {ns}/{secret_name}: {e}"))
+    let server = config.cluster_url.to_string();
+    let client =
+        kube::Client::try_from(config).map_err(|e| format!("Secret {ns}/{secret_name}: {e}"))?;
+    Ok((client, server))
 }
 
 fn describe_api_error(e: &kube::Error) -> String {
@@ -264,6 +329,7 @@ async fn run_checks(
     kube: &KubeArgs,
     linkerd_namespace: &str,
     timeout: Duration,
+    skip_remote: bool,
 ) -> Result<Vec<Check>> {
     let cluster = kube.connect(None).await?;
     let client = &cluster.client;
@@ -374,6 +440,10 @@ async fn run_checks(
         "clusters share trust anchors",
         "l5d-multicluster-clusters-share-anchors",
     );
+    let mut skipped = Check::new(
+        "checks that need the target API servers are skipped (--skip-remote)",
+        "l5d-smc-target-clusters-access",
+    );
     let mut rbac = Check::new(
         "service mirror controller has required permissions",
         "l5d-multicluster-source-rbac-correct",
@@ -402,7 +472,11 @@ async fn run_checks(
                     "{target}: cannot read the remote anchors: the credentials are unusable"
                 ));
             }
-            Ok(remote) => {
+            Ok((_, server)) if skip_remote => {
+                creds.info(format!("* {target}: the kubeconfig is usable"));
+                remote_skipped(&mut skipped, &name, &server);
+            }
+            Ok((remote, server)) => {
                 let ssar = SelfSubjectAccessReview {
                     spec: SelfSubjectAccessReviewSpec {
                         resource_attributes: Some(ResourceAttributes {
@@ -415,15 +489,38 @@ async fn run_checks(
                     ..SelfSubjectAccessReview::default()
                 };
                 let reviews: kube::Api<SelfSubjectAccessReview> = kube::Api::all(remote.clone());
+                let mut reached = true;
                 let usable = match remote.apiserver_version().await {
+                    Err(e) if RemoteFailure::of(&e) == RemoteFailure::Unreachable => {
+                        target_unreachable(
+                            &mut creds,
+                            &mut anchors,
+                            &name,
+                            &server,
+                            &e.to_string(),
+                        );
+                        reached = false;
+                        false
+                    }
                     Err(e) => {
                         creds.fail(format!(
-                            "{target}: cannot reach the target API server: {}",
+                            "{target}: the target API server {server} refuses the call: {}",
                             describe_api_error(&e)
                         ));
                         false
                     }
                     Ok(_) => match reviews.create(&PostParams::default(), &ssar).await {
+                        Err(e) if RemoteFailure::of(&e) == RemoteFailure::Unreachable => {
+                            target_unreachable(
+                                &mut creds,
+                                &mut anchors,
+                                &name,
+                                &server,
+                                &e.to_string(),
+                            );
+                            reached = false;
+                            false
+                        }
                         Err(e) => {
                             creds.fail(format!("{target}: {}", describe_api_error(&e)));
                             false
@@ -453,7 +550,7 @@ async fn run_checks(
                         now,
                     )
                     .await;
-                } else {
+                } else if reached {
                     anchors.fail(format!(
                         "{target}: cannot read the remote anchors: the credentials are unusable"
                     ));
@@ -555,7 +652,13 @@ async fn run_checks(
             }
         }
     }
-    checks.extend([creds, anchors, rbac, running, reaching, gateways]);
+    if skip_remote {
+        // The anchors were not compared: the skipped check says so, per Link.
+        checks.extend([creds, skipped]);
+    } else {
+        checks.extend([creds, anchors]);
+    }
+    checks.extend([rbac, running, reaching, gateways]);
 
     // Mirrors.
     let services: kube::Api<Service> = kube::Api::all(client.clone());
@@ -570,7 +673,10 @@ async fn run_checks(
             )
         })?
         .items;
-    let mut endpoints_check = Check::retryable(
+    // No ready endpoints is a warning, not waited for: the remote Service may be empty for
+    // good (scaled to zero, an external service with no address), and a dead gateway or a
+    // stopped controller has checks of its own.
+    let mut endpoints_check = Check::new(
         "all mirror services have endpoints",
         "l5d-multicluster-services-endpoints",
     );
@@ -593,24 +699,39 @@ async fn run_checks(
             continue;
         }
         let eps: kube::Api<Endpoints> = kube::Api::namespaced(client.clone(), &ns);
-        let has = match eps.get_opt(&name).await {
-            Ok(Some(e)) => e.subsets.as_ref().is_some_and(|s| {
-                s.iter().any(|s| {
-                    s.addresses.as_ref().is_some_and(|a| !a.is_empty())
-                        || s.not_ready_addresses
-                            .as_ref()
-                            .is_some_and(|a| !a.is_empty())
-                })
-            }),
-            Ok(None) => false,
-            Err(e) => return Err(Error::api(format!("get Endpoints {ns}/{name}"), e)),
-        };
-        if !has {
-            endpoints_check.fail(format!("{ns}/{name} has no endpoints (is the remote service empty, or the controller down?)"));
+        let found = eps
+            .get_opt(&name)
+            .await
+            .map_err(|e| Error::api(format!("get Endpoints {ns}/{name}"), e))?;
+        if let Some(problem) = mirror_endpoints_problem(&ns, &name, found.as_ref()) {
+            endpoints_check.warn(problem);
         }
     }
     checks.extend([endpoints_check, orphans]);
     Ok(checks)
+}
+
+/// The warning for a mirror whose Endpoints (`endpoints`, `None` when absent) have no ready
+/// address, with a hint; `None` when one is ready.
+fn mirror_endpoints_problem(ns: &str, name: &str, endpoints: Option<&Endpoints>) -> Option<String> {
+    let subsets = endpoints
+        .and_then(|e| e.subsets.as_deref())
+        .unwrap_or_default();
+    let any = |a: &Option<Vec<EndpointAddress>>| a.as_ref().is_some_and(|a| !a.is_empty());
+    if subsets.iter().any(|s| any(&s.addresses)) {
+        return None;
+    }
+    let why = if subsets.iter().any(|s| any(&s.not_ready_addresses)) {
+        "only not-ready addresses: the gateway is not alive (see the gateways check)"
+    } else if endpoints.is_none() {
+        "no Endpoints object: the controller has not written it (is it running?)"
+    } else {
+        "the remote service has no ready endpoints"
+    };
+    Some(format!(
+        "{ns}/{name} has no ready endpoints ({why}); hint: check the exported Service's \
+         endpoints in the target cluster: traffic to the mirror fails until it has some"
+    ))
 }
 
 async fn diagnose_anchors(
@@ -735,5 +856,131 @@ mod tests {
         let mut warned = Check::new("versions", "x");
         warned.warn("old".into());
         assert!(pending(&[warned]).is_empty(), "warnings are not waited for");
+    }
+
+    fn pair() -> (Check, Check) {
+        (
+            Check::new("remote cluster access credentials are valid", "x"),
+            Check::new("clusters share trust anchors", "x"),
+        )
+    }
+
+    #[test]
+    fn a_target_unreachable_from_here_is_a_warning_naming_link_server_and_error() {
+        let (mut creds, mut anchors) = pair();
+        target_unreachable(
+            &mut creds,
+            &mut anchors,
+            "east",
+            "https://192.0.2.1:6443/",
+            "connect timed out",
+        );
+        let checks = [creds, anchors];
+        for c in &checks {
+            assert_eq!(c.outcome, Outcome::Warning, "{c:?}");
+            assert!(c.details[0].contains("Link east"), "{c:?}");
+            assert!(c.details[0].contains("https://192.0.2.1:6443/"), "{c:?}");
+        }
+        let line = &checks[0].details[0];
+        assert!(line.contains("connect timed out"), "{line}");
+        assert!(
+            line.contains("--skip-remote") && line.contains("where the target is reachable"),
+            "{line}"
+        );
+        assert!(pending(&checks).is_empty(), "not waited for");
+        let text = report(&checks, CheckFormat::Table);
+        assert!(
+            text.contains("‼ remote cluster access credentials are valid"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Status check results are ✓ (2 warning(s))"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn only_an_answer_without_an_error_status_counts_as_unreachable() {
+        let rejected = kube::Error::Api(Box::new(
+            kube::core::Status::failure("Unauthorized", "Unauthorized").with_code(401),
+        ));
+        assert_eq!(RemoteFailure::of(&rejected), RemoteFailure::Rejected);
+        let timed_out = kube::Error::Service(Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timed out",
+        )));
+        assert_eq!(RemoteFailure::of(&timed_out), RemoteFailure::Unreachable);
+    }
+
+    #[test]
+    fn skip_remote_says_so_once_per_link() {
+        let mut skipped = Check::new("skipped", "x");
+        remote_skipped(&mut skipped, "east", "https://192.0.2.1:6443/");
+        remote_skipped(&mut skipped, "north", "https://203.0.113.5:6443/");
+        assert_eq!(skipped.outcome, Outcome::Warning);
+        assert_eq!(skipped.details.len(), 2);
+        assert!(
+            skipped.details[0].contains("Link east")
+                && skipped.details[0].contains("https://192.0.2.1:6443/")
+                && skipped.details[0].contains("--skip-remote"),
+            "{:?}",
+            skipped.details
+        );
+        assert!(skipped.details[1].contains("Link north"));
+    }
+
+    fn endpoints(ready: &[&str], not_ready: &[&str]) -> Endpoints {
+        let addresses = |ips: &[&str]| {
+            (!ips.is_empty()).then(|| {
+                ips.iter()
+                    .map(|ip| EndpointAddress {
+                        ip: (*ip).to_owned(),
+                        ..EndpointAddress::default()
+                    })
+                    .collect()
+            })
+        };
+        Endpoints {
+            subsets: Some(vec![k8s_openapi::api::core::v1::EndpointSubset {
+                addresses: addresses(ready),
+                not_ready_addresses: addresses(not_ready),
+                ..Default::default()
+            }]),
+            ..Endpoints::default()
+        }
+    }
+
+    #[test]
+    fn a_mirror_without_ready_endpoints_is_a_warning_with_a_hint_not_waited_for() {
+        assert_eq!(
+            mirror_endpoints_problem("shop", "web-east", Some(&endpoints(&["203.0.113.9"], &[]))),
+            None
+        );
+        let cases = [
+            (
+                Some(Endpoints::default()),
+                "the remote service has no ready endpoints",
+            ),
+            (
+                Some(endpoints(&[], &["203.0.113.9"])),
+                "the gateway is not alive",
+            ),
+            (None, "the controller has not written it"),
+        ];
+        for (eps, why) in cases {
+            let problem = mirror_endpoints_problem("shop", "web-east", eps.as_ref()).unwrap();
+            assert!(
+                problem.contains("shop/web-east has no ready endpoints"),
+                "{problem}"
+            );
+            assert!(
+                problem.contains(why) && problem.contains("hint:"),
+                "{problem}"
+            );
+            let mut c = Check::new("all mirror services have endpoints", "x");
+            c.warn(problem);
+            assert_eq!(c.outcome, Outcome::Warning);
+            assert!(pending(&[c]).is_empty());
+        }
     }
 }

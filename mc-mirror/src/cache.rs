@@ -8,6 +8,10 @@
 //! reflector's store does: `Apply` inserts, `Delete` removes, and a (re)list (`Init`,
 //! `InitApply`…, `InitDone`) is collected aside and replaces the contents at `InitDone`, so
 //! readers never see a half-listed cache.
+//!
+//! A watch can also be *joined* to another cache ([`watch_joined`]): it sees every object, but
+//! keeps only those whose key the other cache holds (the target's Endpoints of exported
+//! Services), so its memory follows what is exported, not the size of the watched cluster.
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
@@ -76,6 +80,29 @@ impl<V> Cache<V> {
             .flat_map(HashMap::values)
             .filter(|v| f(v))
             .count()
+    }
+
+    /// Caches `value` as `namespace/name` unless something is cached there already (a watch
+    /// event applied meanwhile is newer than a read that started before it); `true` if stored.
+    pub(crate) fn insert_if_vacant(&self, namespace: &str, name: &str, value: V) -> bool {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        let names = map.entry(namespace.into()).or_default();
+        if names.contains_key(name) {
+            return false;
+        }
+        names.insert(name.into(), Box::new(value));
+        true
+    }
+
+    /// Forgets `namespace/name`.
+    pub(crate) fn remove(&self, namespace: &str, name: &str) {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(names) = map.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                map.remove(namespace);
+            }
+        }
     }
 
     /// What `f` returns for each cached `(namespace, name, value)`, where it returns something.
@@ -175,6 +202,46 @@ impl<V> Writer<V> {
     }
 }
 
+impl<V> Writer<V> {
+    /// Applies one event of a watch joined to another cache: an object is cached only when
+    /// `keep(namespace, name)` holds (an object `keep` rejects is forgotten, e.g. the Endpoints
+    /// of a Service no longer exported). A `Delete` of a kept key caches `gone()` instead of
+    /// removing the entry, so a read that started before the deletion cannot bring the object
+    /// back through [`Cache::insert_if_vacant`].
+    pub(crate) fn apply_joined<K: Resource>(
+        &mut self,
+        event: &Event<K>,
+        compact: impl Fn(&K) -> V,
+        keep: impl Fn(&str, &str) -> bool,
+        gone: impl Fn() -> V,
+    ) {
+        let kept = |o: &K| key(o).filter(|(ns, name)| keep(ns, name));
+        match event {
+            Event::Apply(o) => match kept(o) {
+                Some(_) => self.apply(event, compact),
+                None => {
+                    if let Some((ns, name)) = key(o) {
+                        self.cache.remove(&ns, &name);
+                    }
+                }
+            },
+            Event::Delete(o) => match kept(o) {
+                Some((ns, name)) => {
+                    self.cache.remove(&ns, &name);
+                    self.cache.insert_if_vacant(&ns, &name, gone());
+                }
+                None => self.apply(event, compact),
+            },
+            Event::InitApply(o) => {
+                if kept(o).is_some() {
+                    self.apply(event, compact);
+                }
+            }
+            Event::Init | Event::InitDone => self.apply(event, compact),
+        }
+    }
+}
+
 fn key<K: Resource>(o: &K) -> Option<(Box<str>, Box<str>)> {
     let m = o.meta();
     let name = m.name.as_deref()?;
@@ -208,6 +275,42 @@ where
         .map(move |ev| {
             if let Ok(e) = &ev {
                 writer.apply(e, &compact);
+            }
+            ev
+        });
+    (cache, stream)
+}
+
+/// Like [`watch`], joined to another cache (see [`Writer::apply_joined`]): only objects for
+/// which `keep(namespace, name)` holds when their event arrives are cached. The stream yields
+/// every event; whether its object was kept is for the caller to ask `keep` again.
+pub(crate) fn watch_joined<K, V>(
+    api: Api<K>,
+    config: watcher::Config,
+    compact: impl Fn(&K) -> V + Send + 'static,
+    keep: impl Fn(&str, &str) -> bool + Send + 'static,
+    gone: impl Fn() -> V + Send + 'static,
+) -> (
+    Cache<V>,
+    impl Stream<Item = watcher::Result<Event<K>>> + Send,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    V: Send + Sync + 'static,
+{
+    let cache = Cache::default();
+    let mut writer = Writer::new(cache.clone());
+    let stream = watcher::watcher(api, config.any_semantic())
+        .default_backoff()
+        .map(move |ev| {
+            if let Ok(e) = &ev {
+                writer.apply_joined(e, &compact, &keep, &gone);
             }
             ev
         });
@@ -275,6 +378,68 @@ mod tests {
             cache.filter_map_in("c", |n, v| Some(format!("{n}{v}"))),
             ["z4"]
         );
+    }
+
+    #[test]
+    fn a_joined_watch_keeps_only_what_the_other_cache_holds() {
+        let cache = Cache::default();
+        let mut w = Writer::new(cache.clone());
+        let exported = |ns: &str, _: &str| ns == "shop";
+        let gone = || "gone".to_string();
+        let mut apply = |e: Event<ConfigMap>| w.apply_joined(&e, value, exported, gone);
+        // A (re)list keeps only the exported keys.
+        apply(Event::Init);
+        apply(Event::InitApply(cm("shop", "db", "1")));
+        apply(Event::InitApply(cm("other", "db", "2")));
+        apply(Event::InitDone);
+        assert_eq!(sorted(&cache), ["shop/db=1"]);
+        // Events of other keys are not cached.
+        apply(Event::Apply(cm("other", "web", "3")));
+        apply(Event::Apply(cm("shop", "web", "4")));
+        assert_eq!(sorted(&cache), ["shop/db=1", "shop/web=4"]);
+        // A deletion of a kept key is remembered: an older read cannot bring it back.
+        apply(Event::Delete(cm("shop", "db", "")));
+        assert!(!cache.insert_if_vacant("shop", "db", "stale".into()));
+        assert_eq!(sorted(&cache), ["shop/db=gone", "shop/web=4"]);
+        assert!(cache.insert_if_vacant("shop", "new", "5".into()));
+        assert!(!cache.insert_if_vacant("shop", "new", "6".into()));
+        cache.remove("shop", "new");
+        cache.remove("shop", "web");
+        assert_eq!(sorted(&cache), ["shop/db=gone"]);
+    }
+
+    #[test]
+    fn a_joined_watch_forgets_what_stops_being_kept() {
+        let cache = Cache::default();
+        let mut w = Writer::new(cache.clone());
+        w.apply_joined(
+            &Event::Apply(cm("a", "x", "1")),
+            value,
+            |_, _| true,
+            String::new,
+        );
+        assert_eq!(sorted(&cache), ["a/x=1"]);
+        // The other cache no longer holds the key (unexported): the next event forgets it.
+        w.apply_joined(
+            &Event::Apply(cm("a", "x", "2")),
+            value,
+            |_, _| false,
+            String::new,
+        );
+        assert_eq!(cache.len(), 0);
+        w.apply_joined(
+            &Event::Apply(cm("a", "y", "1")),
+            value,
+            |_, _| true,
+            String::new,
+        );
+        w.apply_joined(
+            &Event::Delete(cm("a", "y", "")),
+            value,
+            |_, _| false,
+            String::new,
+        );
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use kube::{Api, Resource, ResourceExt as _};
 use mc_core::labels;
 use mc_core::link::{FailureReason, ObjectRef as StatusRef};
 use mc_core::mirror::{
-    DesiredMirror, Gateway, MirrorContext, MirrorKind, Ownership, RemoteEndpoints, desired_mirror,
+    DesiredMirror, Gateway, MirrorContext, MirrorKind, Ownership, desired_mirror,
     endpoints_needs_update, headless_endpoints, ownership, probe_endpoints, probe_service,
     service_needs_recreate, service_needs_update,
 };
@@ -116,14 +116,16 @@ async fn reconcile_service(ctx: &Arc<Ctx>, ns: &str, name: &str) -> Result<()> {
         .into_iter()
         .flatten()
         .find_map(|s| s.get(ns, name, |r| r.to_service(ns, name)));
+    if !view.gateway_exported(ns, name)
+        && let Some(endpoints) = &view.endpoints
+    {
+        // Unexported (or never exported): its Endpoints are no longer followed.
+        endpoints.remove(ns, name);
+    }
     let Some(remote) = remote else {
         return remove_mirror(ctx, ns, name).await;
     };
-    let endpoints = view
-        .endpoints
-        .as_ref()
-        .and_then(|s| s.get(ns, name, Clone::clone))
-        .unwrap_or(RemoteEndpoints::Missing);
+    let endpoints = view.endpoints_of(ns, name).await?;
     let (gw, alive) = gateway(ctx);
     let mctx = MirrorContext {
         link: &ctx.link,

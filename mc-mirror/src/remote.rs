@@ -1,5 +1,5 @@
-//! The target cluster: building a client from a Link's credentials Secret, and the reflectors
-//! that watch only what the Link exports.
+//! The target cluster: building a client from a Link's credentials Secret and checking that it
+//! answers.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::config::{KubeConfigOptions, Kubeconfig};

@@ -60,9 +60,63 @@ pub(crate) struct RemoteView {
     pub gateway_services: Option<Cache<RemoteService>>,
     /// Services matching `spec.remoteDiscoverySelector`; `None` when empty.
     pub discovery_services: Option<Cache<RemoteService>>,
-    /// Endpoints matching `spec.selector` (the endpoints controller copies Service labels),
-    /// summarised.
+    /// The Endpoints of the Services in `gateway_services`, summarised; `None` when the
+    /// selector is empty.
+    ///
+    /// They are watched without a label selector and joined to the exported Services by
+    /// namespace and name, as upstream reads them by name: the endpoints controller copies a
+    /// Service's labels onto its Endpoints only for Services with a selector, so the Endpoints
+    /// a user writes by hand for a selector-less Service (an external database) carry none.
+    /// Only the Endpoints of exported Services are kept (see [`cache::watch_joined`]); those
+    /// whose last event came before their Service was exported are listed by name when the
+    /// Service is reconciled (see [`RemoteView::endpoints_of`]). A deleted one is kept as
+    /// [`RemoteEndpoints::Missing`] while its Service stays exported.
     pub endpoints: Option<Cache<RemoteEndpoints>>,
+    /// The target cluster's client (for [`RemoteView::endpoints_of`]).
+    pub client: Client,
+}
+
+impl RemoteView {
+    /// Whether `ns/name` is exported in gateway mode (the Endpoints watch keeps only those).
+    pub(crate) fn gateway_exported(&self, ns: &str, name: &str) -> bool {
+        self.gateway_services
+            .as_ref()
+            .is_some_and(|s| s.contains(ns, name))
+    }
+
+    /// The summarised Endpoints of the remote Service `ns/name`: from the cache, else (the
+    /// Endpoints have not changed since the Service was exported) listed by name (`list`
+    /// with a field selector: the same RBAC as the watch) and cached unless a watch event was
+    /// cached meanwhile. Services not exported in gateway mode need none ([`RemoteEndpoints::Missing`]).
+    pub(crate) async fn endpoints_of(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> crate::Result<RemoteEndpoints> {
+        let Some(cache) = &self.endpoints else {
+            return Ok(RemoteEndpoints::Missing);
+        };
+        if let Some(e) = cache.get(ns, name, Clone::clone) {
+            return Ok(e);
+        }
+        if !self.gateway_exported(ns, name) {
+            return Ok(RemoteEndpoints::Missing);
+        }
+        let api: Api<Endpoints> = Api::namespaced(self.client.clone(), ns);
+        let params = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
+        let listed = api.list(&params).await.map_err(|e| {
+            Error::api(
+                format!("listing the Endpoints {ns}/{name} in the target cluster"),
+                e,
+            )
+        })?;
+        let read = listed
+            .items
+            .first()
+            .map_or(RemoteEndpoints::Missing, RemoteEndpoints::from_endpoints);
+        cache.insert_if_vacant(ns, name, read.clone());
+        Ok(cache.get(ns, name, Clone::clone).unwrap_or(read))
+    }
 }
 
 /// The local caches, in compact form (see [`crate::compact`]).
@@ -696,7 +750,11 @@ async fn remote_session(ctx: Arc<Ctx>, sref: SecretRef, kubeconfig: Vec<u8>) {
         gateway_services: None,
         discovery_services: None,
         endpoints: None,
+        client: client.clone(),
     };
+    // The Endpoints watch starts once the exported Services are listed, so that its list is
+    // joined against them.
+    let mut endpoints_stream = None;
     let mut pending = 0usize;
     let excluded = link.excluded_annotations.clone();
     let remote_service = move |s: &Service| RemoteService::of(s, &excluded);
@@ -707,15 +765,33 @@ async fn remote_session(ctx: Arc<Ctx>, sref: SecretRef, kubeconfig: Vec<u8>) {
             watcher::Config::default().labels(&q),
             remote_service.clone(),
         );
+        let exported = store.clone();
         view.gateway_services = Some(store);
-        streams.push(s.map(|e| e.map(RemoteEvent::from_service)).boxed());
-        let (store, s) = cache::watch(
+        streams.push(
+            s.map(|e| e.map(|ev| RemoteEvent::from_service(ev).gateway_services()))
+                .boxed(),
+        );
+        let keep = exported.clone();
+        let (store, s) = cache::watch_joined(
             Api::<Endpoints>::all(client.clone()),
-            watcher::Config::default().labels(&q),
+            watcher::Config::default(),
             RemoteEndpoints::from_endpoints,
+            move |ns, name| keep.contains(ns, name),
+            || RemoteEndpoints::Missing,
         );
         view.endpoints = Some(store);
-        streams.push(s.map(|e| e.map(RemoteEvent::from_endpoints)).boxed());
+        // Events of Endpoints whose Service is not exported are not worth a reconcile.
+        endpoints_stream = Some(
+            s.map(move |e| {
+                e.map(|ev| match RemoteEvent::from_endpoints(ev) {
+                    RemoteEvent::Key(ns, name) if !exported.contains(&ns, &name) => {
+                        RemoteEvent::Other
+                    }
+                    other => other,
+                })
+            })
+            .boxed(),
+        );
         pending += 2;
     }
     if discovery_mode {
@@ -745,7 +821,12 @@ async fn remote_session(ctx: Arc<Ctx>, sref: SecretRef, kubeconfig: Vec<u8>) {
                     ctx.link_ok().await;
                 }
             }
-            Ok(RemoteEvent::Relisted) => {
+            Ok(event @ (RemoteEvent::Relisted | RemoteEvent::GatewayServicesListed)) => {
+                if matches!(event, RemoteEvent::GatewayServicesListed)
+                    && let Some(s) = endpoints_stream.take()
+                {
+                    streams.push(s);
+                }
                 if pending > 0 {
                     pending -= 1;
                     if pending == 0 {
@@ -787,10 +868,20 @@ fn install(ctx: &Arc<Ctx>, view: Arc<RemoteView>) {
 enum RemoteEvent {
     Key(String, String),
     Relisted,
+    /// A (re)list of the gateway-mode Services is done.
+    GatewayServicesListed,
     Other,
 }
 
 impl RemoteEvent {
+    /// Marks the end of a list of the gateway-mode Services.
+    fn gateway_services(self) -> RemoteEvent {
+        match self {
+            RemoteEvent::Relisted => RemoteEvent::GatewayServicesListed,
+            other => other,
+        }
+    }
+
     fn from_service(e: Event<Service>) -> RemoteEvent {
         RemoteEvent::from_event(e)
     }

@@ -338,7 +338,9 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
     env.linkerd_config("west", &shared);
     assert_eq!(env.check(&[]).0, Some(0));
 
-    // A mirror without endpoints fails; a mirror of a cluster no Link targets is a warning.
+    // A mirror without ready endpoints (an empty remote Service) is a warning with a hint,
+    // and `--wait` does not wait for it (issue #19 item 10); a mirror of a cluster no Link
+    // targets is a warning.
     env.apply(
         "west",
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
@@ -347,13 +349,28 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
         "west",
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-east\n  namespace: shop\n  labels: {mirror.linkerd.io/mirrored-service: \"true\", mirror.linkerd.io/cluster-name: east}\nspec: {ports: [{port: 80}]}\n",
     );
-    let (code, text) = env.check(&[]);
-    assert_eq!(code, Some(1), "{text}");
+    env.apply(
+        "west",
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {name: web-east, namespace: shop}\n",
+    );
+    env.lease(Duration::ZERO);
+    let started = std::time::Instant::now();
+    let (code, text) = env.check(&["--wait", "2m"]);
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "{text}");
     assert!(
-        text.contains("× all mirror services have endpoints"),
+        took < Duration::from_secs(30),
+        "an empty mirror is not waited for ({took:?}):\n{text}"
+    );
+    assert!(!text.contains("waiting for"), "{text}");
+    assert!(
+        text.contains("‼ all mirror services have endpoints"),
         "{text}"
     );
-    assert!(text.contains("shop/web-east has no endpoints"), "{text}");
+    assert!(
+        text.contains("shop/web-east has no ready endpoints (the remote service has no ready endpoints); hint:"),
+        "{text}"
+    );
     env.apply(
         "west",
         "apiVersion: v1\nkind: Endpoints\nmetadata: {name: web-east, namespace: shop}\nsubsets: [{addresses: [{ip: 203.0.113.9}], ports: [{port: 4143}]}]\n",
@@ -397,6 +414,95 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
     let gw = ok(&env.mc("west", &["multicluster", "gateways", "-o", "json"]));
     let v: serde_json::Value = serde_json::from_str(&gw).unwrap();
     assert_eq!(v[0]["numberOfServices"], 1, "{gw}");
+
+    // A target API server that cannot be reached from here (a private network; a TEST-NET
+    // address): a warning naming the Link, the server and the error, not a failure, and not
+    // waited for (issue #19 item 10).
+    let secret_args = [
+        "-n",
+        "linkerd-multicluster",
+        "get",
+        "secret",
+        "cluster-credentials-east",
+    ];
+    let original = ok(&env.kubectl(
+        "west",
+        &[&secret_args[..], &["-o", "jsonpath={.data.kubeconfig}"]].concat(),
+    ));
+    let set_kubeconfig = |b64: &str| {
+        let patch = serde_json::json!({"data": {"kubeconfig": b64}}).to_string();
+        ok(&env.kubectl(
+            "west",
+            &[
+                "-n",
+                "linkerd-multicluster",
+                "patch",
+                "secret",
+                "cluster-credentials-east",
+                "--type=merge",
+                "-p",
+                &patch,
+            ],
+        ));
+    };
+    {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let kubeconfig = String::from_utf8(b64.decode(original.trim()).unwrap()).unwrap();
+        let unreachable: Vec<String> = kubeconfig
+            .lines()
+            .map(|l| match l.find("server:") {
+                Some(at) => format!("{}server: https://192.0.2.1:6443", &l[..at]),
+                None => l.to_owned(),
+            })
+            .collect();
+        let unreachable = unreachable.join("\n");
+        assert_ne!(unreachable, kubeconfig.trim_end(), "{kubeconfig}");
+        set_kubeconfig(&b64.encode(unreachable));
+    }
+    env.lease(Duration::ZERO);
+    let started = std::time::Instant::now();
+    let (code, text) = env.check(&["--wait", "2m", "--timeout", "3s"]);
+    let took = started.elapsed();
+    assert_eq!(code, Some(0), "a warning, not a failure:\n{text}");
+    assert!(
+        took < Duration::from_secs(45),
+        "not waited for ({took:?}):\n{text}"
+    );
+    assert!(!text.contains("waiting for"), "{text}");
+    assert!(
+        text.contains("‼ remote cluster access credentials are valid"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "Link east: the target API server https://192.0.2.1:6443/ cannot be reached from here: "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("pass --skip-remote") && text.contains("‼ clusters share trust anchors"),
+        "{text}"
+    );
+    // `--skip-remote`: no call to the target; one line per Link says what was skipped.
+    let (code, text) = env.check(&["--skip-remote"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("‼ checks that need the target API servers are skipped (--skip-remote)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Link east: the target API server https://192.0.2.1:6443/ was not contacted (--skip-remote)"),
+        "{text}"
+    );
+    assert!(!text.contains("cannot be reached"), "{text}");
+    assert!(!text.contains("clusters share trust anchors"), "{text}");
+    set_kubeconfig(original.trim());
+    // A reachable target is skipped the same way.
+    let (code, text) = env.check(&["--skip-remote", "-o", "json"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("was not contacted (--skip-remote)"), "{text}");
+    assert!(!text.contains("may list services"), "{text}");
 
     // (b) The credentials are revoked: the remote-access account is deleted on east.
     ok(&env.kubectl(

@@ -919,6 +919,72 @@ async fn two_replicas_one_leader_and_failover() {
     task.await.unwrap().unwrap();
 }
 
+/// Issue #19 item 9: the Endpoints a user writes by hand for a selector-less Service (an
+/// external database) carry no labels; they are joined to the exported Service by name, whether
+/// they were written before or after the export, and their changes propagate.
+#[tokio::test(flavor = "multi_thread")]
+async fn unlabelled_endpoints_of_selector_less_services_are_mirrored() {
+    let bed = mc_tests::shared_api_only().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "nolab", true, false).await;
+    let none = BTreeMap::new();
+    let ports = [("pg", 5432)];
+    // Written before the Service exists (and before the controller starts).
+    f.remote_endpoints(&ns, "early", &none, &ports, &["10.1.0.10"])
+        .await;
+    f.start().await;
+    // The reference: labelled Endpoints, as the endpoints controller writes them. Once it is
+    // mirrored, the Endpoints of "early" have been listed (and passed over: not exported).
+    f.remote_service(
+        &ns,
+        "labelled",
+        &[(EXPORTED, "true")],
+        &ports,
+        &["10.1.0.11"],
+    )
+    .await;
+    let reference = f.wait_endpoints(&ns, "labelled", true, T).await;
+    f.remote_service_only(&ns, "early", &[(EXPORTED, "true")], &ports)
+        .await;
+    let early = f.wait_endpoints(&ns, "early", true, T).await;
+    assert_eq!(early.subsets, reference.subsets, "as if they were labelled");
+
+    // Exported first, Endpoints written later.
+    f.remote_service_only(&ns, "late", &[(EXPORTED, "true")], &ports)
+        .await;
+    let empty = eventually("mirror endpoints of late", T, || {
+        f.mirror_endpoints(&ns, "late")
+    })
+    .await;
+    assert!(empty.subsets.unwrap_or_default().is_empty());
+    f.remote_endpoints(&ns, "late", &none, &ports, &["10.1.0.12"])
+        .await;
+    let late = f.wait_endpoints(&ns, "late", true, T).await;
+    assert_eq!(late.subsets, reference.subsets);
+
+    // Updates propagate: no address left, then deleted, then back.
+    for (svc, ready) in [("late", &[][..]), ("early", &[][..])] {
+        f.remote_endpoints(&ns, svc, &none, &ports, ready).await;
+        eventually(&format!("{svc}: no addresses"), T, || async {
+            let ep = f.mirror_endpoints(&ns, svc).await?;
+            ep.subsets.unwrap_or_default().is_empty().then_some(())
+        })
+        .await;
+    }
+    f.remote_endpoints(&ns, "early", &none, &ports, &["10.1.0.13"])
+        .await;
+    f.wait_endpoints(&ns, "early", true, T).await;
+    f.endpoints(&f.east, &ns)
+        .delete("early", &Default::default())
+        .await
+        .unwrap();
+    eventually("early: Endpoints deleted", T, || async {
+        let ep = f.mirror_endpoints(&ns, "early").await?;
+        ep.subsets.unwrap_or_default().is_empty().then_some(())
+    })
+    .await;
+    f.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn remote_discovery_mirrors_have_no_endpoints_and_switch_modes() {
     let bed = mc_tests::shared_api_only().unwrap();

@@ -563,6 +563,19 @@ impl Fixture {
         ports: &[(&str, i32)],
         ready: &[&str],
     ) {
+        let labels = self.remote_service_only(ns, name, labels, ports).await;
+        self.remote_endpoints(ns, name, &labels, ports, ready).await;
+    }
+
+    /// Creates (or replaces) a selector-less remote Service with `labels` (plus the test's
+    /// scope label) and `ports`, and no Endpoints; returns its labels.
+    pub async fn remote_service_only(
+        &self,
+        ns: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        ports: &[(&str, i32)],
+    ) -> BTreeMap<String, String> {
         let mut labels: BTreeMap<String, String> = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -593,7 +606,7 @@ impl Fixture {
             .patch(name, &pp, &Patch::Apply(&svc))
             .await
             .unwrap();
-        self.remote_endpoints(ns, name, &labels, ports, ready).await;
+        labels
     }
 
     pub async fn remote_endpoints(
