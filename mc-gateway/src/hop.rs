@@ -18,7 +18,14 @@
 //!
 //! To add a field the gateway sets on requests, add it to [`GATEWAY_SET`] and set it where
 //! [`crate::http::HttpContext`] builds its per-target values.
+//!
+//! `l5d-orig-proto` ([`ORIG_PROTO_HEADER`]) describes the hop between two Linkerd proxies: a
+//! client proxy that carries an HTTP/1.x request over HTTP/2 names the request's original
+//! version in it. It is dropped from every message like the fields above; [`exchange`] decides,
+//! from it, the version the request is sent to the target in (the downgrade linkerd2-proxy's
+//! inbound side does), and [`orig_proto_of`] the value the response then carries back.
 
+use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// The header that carries the authenticated client identity to the target.
@@ -38,6 +45,22 @@ pub(crate) const HOP_BY_HOP: [&str; 8] = [
 
 /// Request fields the gateway sets itself: the client's values are removed (lowercase).
 pub(crate) const GATEWAY_SET: [&str; 1] = [CLIENT_ID_HEADER];
+
+/// The header in which a Linkerd proxy that carries an HTTP/1.x request over HTTP/2 names the
+/// request's original version (`HTTP/1.1` or `HTTP/1.0`, optionally followed by
+/// `; absolute-form`), and in which the response names the version the target answered in.
+pub(crate) const ORIG_PROTO_HEADER: &str = "l5d-orig-proto";
+
+/// How one request is sent to the target, decided by [`exchange`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Exchange {
+    /// The HTTP version of the request sent to the target.
+    pub(crate) version: Version,
+    /// The request came as HTTP/2 with `l5d-orig-proto` naming HTTP/1.x and goes to the
+    /// target in that version: the response carries `l5d-orig-proto` back
+    /// ([`orig_proto_of`]).
+    pub(crate) downgraded: bool,
+}
 
 /// Which message a field belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +99,9 @@ pub(crate) fn is_dropped(
     let frames = name.eq_ignore_ascii_case(b"content-length")
         || name.eq_ignore_ascii_case(b"transfer-encoding");
     if message == Message::Request && is_gateway_set(name) {
+        return true;
+    }
+    if name.eq_ignore_ascii_case(ORIG_PROTO_HEADER.as_bytes()) {
         return true;
     }
     if keep_framing && frames {
@@ -120,6 +146,53 @@ pub(crate) fn strip(headers: &mut HeaderMap, message: Message) {
         .collect();
     for name in dropped {
         headers.remove(name);
+    }
+}
+
+/// The version a request of `version`, with the `l5d-orig-proto` value `orig_proto`, is sent
+/// to the target in, on a connection whose target speaks HTTP/2 (`upstream_h2`) or HTTP/1.1.
+///
+/// Only an HTTP/2 request is downgraded, as linkerd2-proxy's inbound side does: a value that
+/// starts with `HTTP/1.1` or `HTTP/1.0` makes it that version (whatever the target's protocol:
+/// the client proxy upgraded it because it believed the gateway would undo it); any other
+/// value is ignored (the field is dropped all the same) and the request keeps the
+/// connection's protocol.
+pub(crate) fn exchange(
+    version: Version,
+    orig_proto: Option<&HeaderValue>,
+    upstream_h2: bool,
+) -> Exchange {
+    let default = Exchange {
+        version: if upstream_h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        },
+        downgraded: false,
+    };
+    let Some(value) = orig_proto.filter(|_| version == Version::HTTP_2) else {
+        return default;
+    };
+    let original = if value.as_bytes().starts_with(b"HTTP/1.1") {
+        Version::HTTP_11
+    } else if value.as_bytes().starts_with(b"HTTP/1.0") {
+        Version::HTTP_10
+    } else {
+        return default;
+    };
+    Exchange {
+        version: original,
+        downgraded: true,
+    }
+}
+
+/// The `l5d-orig-proto` value a downgraded request's response carries back: the version the
+/// target answered in (`None` for a version that has no value, e.g. HTTP/2).
+pub(crate) fn orig_proto_of(version: Version) -> Option<HeaderValue> {
+    match version {
+        Version::HTTP_11 => Some(HeaderValue::from_static("HTTP/1.1")),
+        Version::HTTP_10 => Some(HeaderValue::from_static("HTTP/1.0")),
+        _ => None,
     }
 }
 
@@ -229,6 +302,68 @@ mod tests {
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
+    }
+
+    #[test]
+    fn l5d_orig_proto_is_dropped_from_requests_and_responses_on_both_paths() {
+        for m in [Message::Request, Message::Response] {
+            for keep in [false, true] {
+                assert!(is_dropped(b"L5d-Orig-Proto", m, &[], keep), "{m:?}");
+            }
+        }
+        let mut h = HeaderMap::new();
+        h.insert(ORIG_PROTO_HEADER, HeaderValue::from_static("HTTP/1.1"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip(&mut h, Message::Response);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+    }
+
+    #[test]
+    fn an_http2_request_with_l5d_orig_proto_goes_to_the_target_in_its_original_version() {
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        let down = |version| Exchange {
+            version,
+            downgraded: true,
+        };
+        let h2 = Version::HTTP_2;
+        for upstream_h2 in [true, false] {
+            assert_eq!(
+                exchange(h2, Some(&v("HTTP/1.1")), upstream_h2),
+                down(Version::HTTP_11)
+            );
+            assert_eq!(
+                exchange(h2, Some(&v("HTTP/1.1; absolute-form")), upstream_h2),
+                down(Version::HTTP_11)
+            );
+            assert_eq!(
+                exchange(h2, Some(&v("HTTP/1.0")), upstream_h2),
+                down(Version::HTTP_10)
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_known_l5d_orig_proto_on_http2_the_connection_protocol_is_kept() {
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        let keep = |version| Exchange {
+            version,
+            downgraded: false,
+        };
+        let (h2, h11) = (Version::HTTP_2, Version::HTTP_11);
+        assert_eq!(exchange(h2, None, true), keep(h2));
+        assert_eq!(exchange(h2, None, false), keep(h11));
+        assert_eq!(exchange(h2, Some(&v("HTTP/2")), true), keep(h2));
+        assert_eq!(exchange(h2, Some(&v("http/1.1")), true), keep(h2));
+        // Only HTTP/2 requests are downgraded: on HTTP/1 the field means nothing.
+        assert_eq!(exchange(h11, Some(&v("HTTP/1.0")), false), keep(h11));
+        assert_eq!(exchange(h11, Some(&v("HTTP/1.1")), true), keep(h2));
+    }
+
+    #[test]
+    fn the_response_names_the_version_the_target_answered_in() {
+        assert_eq!(orig_proto_of(Version::HTTP_11).unwrap(), "HTTP/1.1");
+        assert_eq!(orig_proto_of(Version::HTTP_10).unwrap(), "HTTP/1.0");
+        assert_eq!(orig_proto_of(Version::HTTP_2), None);
     }
 
     #[test]

@@ -388,7 +388,13 @@ impl HttpContext {
         })
     }
 
-    fn rewrite(&self, req: Request<Incoming>, entry: &TargetEntry) -> Result<Request<Incoming>> {
+    /// The request as the target gets it, sent in `version` (see [`hop::exchange`]).
+    fn rewrite(
+        &self,
+        req: Request<Incoming>,
+        entry: &TargetEntry,
+        version: Version,
+    ) -> Result<Request<Incoming>> {
         let (mut parts, body) = req.into_parts();
         check_forwarded(
             parts
@@ -400,11 +406,10 @@ impl HttpContext {
         )?;
         hop::strip(&mut parts.headers, Message::Request);
         parts.uri = absolute(&parts.uri, entry)?;
-        if self.upstream_h2 {
-            parts.version = Version::HTTP_2;
+        parts.version = version;
+        if version == Version::HTTP_2 {
             parts.headers.remove(header::HOST);
         } else {
-            parts.version = Version::HTTP_11;
             parts.headers.insert(header::HOST, entry.host.clone());
         }
         parts.headers.insert(CLIENT_ID_HEADER, entry.client.clone());
@@ -417,8 +422,14 @@ impl HttpContext {
     /// Forwards one request and returns the target's response, or an error response.
     pub async fn forward(&self, mut req: Request<Incoming>) -> Response<Body> {
         let start = Instant::now();
+        let exchange = hop::exchange(
+            req.version(),
+            req.headers().get(hop::ORIG_PROTO_HEADER),
+            self.upstream_h2,
+        );
         // An HTTP/1 request (one at a time on its connection) to an HTTP/1 target goes over a
-        // connection of this downstream connection's own; HTTP/2 uses the shared clients.
+        // connection of this downstream connection's own; HTTP/2, and HTTP/2 requests
+        // downgraded to HTTP/1 (several at a time on their connection), use the shared clients.
         let dedicated = !self.upstream_h2 && req.version() <= Version::HTTP_11;
         let mut entry = match self.entry_for(&req) {
             Ok(e) => e,
@@ -430,7 +441,7 @@ impl HttpContext {
             .then(|| Upgrade::requested(&mut req))
             .flatten();
         let resp = self
-            .forward_to(&mut entry, req, dedicated, upgrade, start)
+            .forward_to(&mut entry, req, (exchange, dedicated), upgrade, start)
             .await;
         self.keep_entry(entry);
         resp
@@ -452,12 +463,12 @@ impl HttpContext {
         &self,
         entry: &mut TargetEntry,
         req: Request<Incoming>,
-        dedicated: bool,
+        (exchange, dedicated): (hop::Exchange, bool),
         upgrade: Option<Upgrade>,
         start: Instant,
     ) -> Response<Body> {
         let target = &entry.target;
-        let mut req = match self.rewrite(req, entry) {
+        let mut req = match self.rewrite(req, entry, exchange.version) {
             Ok(r) => r,
             Err(e) => return self.refuse(Some(target), e, start),
         };
@@ -484,13 +495,15 @@ impl HttpContext {
                     Ok(uri) => {
                         let (mut parts, body) = req.into_parts();
                         parts.uri = uri;
-                        self.pooled(addr, Request::from_parts(parts, body)).await
+                        self.pooled(addr, Request::from_parts(parts, body), false)
+                            .await
                     }
                     Err(e) => return self.refuse(Some(target), e, start),
                 },
             }
         } else {
-            self.pooled(addr, req).await
+            self.pooled(addr, req, exchange.version == Version::HTTP_2)
+                .await
         };
         drop(in_flight);
         match result {
@@ -500,6 +513,15 @@ impl HttpContext {
                 hop::strip(&mut parts.headers, Message::Response);
                 if let Some(protocol) = switched {
                     hop::keep_upgrade(&mut parts.headers, protocol);
+                }
+                // A downgraded request's response names the version the target answered in,
+                // as linkerd2-proxy's inbound side does; the client proxy restores it.
+                if let Some(v) = exchange
+                    .downgraded
+                    .then(|| hop::orig_proto_of(parts.version))
+                    .flatten()
+                {
+                    parts.headers.insert(hop::ORIG_PROTO_HEADER, v);
                 }
                 entry.metrics.record(
                     &self.metrics,
@@ -528,13 +550,14 @@ impl HttpContext {
         }
     }
 
-    /// Sends `req` through the shared client of `addr`.
+    /// Sends `req` through the shared client of `addr`, HTTP/2 (`h2`) or HTTP/1.
     async fn pooled(
         &self,
         addr: SocketAddr,
         req: Request<Incoming>,
+        h2: bool,
     ) -> std::result::Result<Response<Incoming>, Failure> {
-        let client = self.upstreams.client(addr, self.upstream_h2);
+        let client = self.upstreams.client(addr, h2);
         client
             .request(req)
             .await

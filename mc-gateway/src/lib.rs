@@ -17,7 +17,9 @@
 //! Targets must end in an allowed suffix (`svc.<cluster-domain>`), pass the optional policy,
 //! and resolve through a [`resolve::Resolve`]. HTTP requests get `Forwarded` and
 //! `l5d-client-id`; loops are refused; one hop-by-hop policy (`hop.rs`) applies to every HTTP
-//! path. [`client::GatewayConnector`] and
+//! path. An HTTP/2 request that a Linkerd proxy upgraded from HTTP/1.x (`l5d-orig-proto`) goes
+//! to the target as HTTP/1.x. The admin server ([`admin`]) answers plain HTTP/1, and mTLS
+//! probes (HTTP/1.1 or HTTP/2) from meshed controllers. [`client::GatewayConnector`] and
 //! [`client::Forwarder`] are the source-cluster side.
 
 pub mod admin;

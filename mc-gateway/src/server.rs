@@ -215,8 +215,12 @@ impl Gateway {
         let admin_task = admin.map(|l| {
             tokio::spawn(crate::admin::serve(
                 l,
-                shared.metrics.clone(),
-                ready.clone(),
+                crate::admin::Admin {
+                    metrics: shared.metrics.clone(),
+                    ready: ready.clone(),
+                    tls: shared.tls.clone(),
+                    handshake_timeout: shared.limits.handshake_timeout,
+                },
             ))
         });
         let permits = Arc::new(Semaphore::new(shared.limits.max_connections));

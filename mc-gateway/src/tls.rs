@@ -225,12 +225,40 @@ impl ResolvesServerCert for ReloadingCert {
 /// compared by content on every poll, and a changed, valid bundle yields a new configuration.
 /// New handshakes use the configuration current at accept time; established connections keep
 /// the one they were accepted with. An invalid bundle keeps the previous configuration.
+///
+/// It holds the admin port's configuration too ([`Self::current_admin`]), built from the same
+/// certificate and anchors and reloaded with them.
 #[derive(Debug)]
 pub struct ReloadingServerConfig {
     cert: Arc<ReloadingCert>,
     anchors_path: PathBuf,
     anchors_pem: RwLock<Vec<u8>>,
-    current: RwLock<Arc<ServerConfig>>,
+    current: RwLock<Configs>,
+}
+
+/// The data port's and the admin port's configurations, built together.
+#[derive(Debug, Clone)]
+struct Configs {
+    data: Arc<ServerConfig>,
+    admin: Arc<ServerConfig>,
+}
+
+impl Configs {
+    fn new(data: ServerConfig) -> Self {
+        let admin = Arc::new(admin_config(&data));
+        Self {
+            data: Arc::new(data),
+            admin,
+        }
+    }
+}
+
+/// The admin port's configuration: the data port's (certificate, client verification,
+/// TLS 1.3) with ALPN `h2` and `http/1.1` only, since no transport header is read there.
+fn admin_config(data: &ServerConfig) -> ServerConfig {
+    let mut admin = data.clone();
+    admin.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    admin
 }
 
 impl ReloadingServerConfig {
@@ -242,16 +270,26 @@ impl ReloadingServerConfig {
             cert,
             anchors_path: anchors.to_owned(),
             anchors_pem: RwLock::new(pem),
-            current: RwLock::new(Arc::new(config)),
+            current: RwLock::new(Configs::new(config)),
         }))
     }
 
-    /// The configuration for a new handshake.
-    pub fn current(&self) -> Arc<ServerConfig> {
+    fn configs(&self) -> Configs {
         match self.current.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The configuration for a new handshake.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.configs().data
+    }
+
+    /// The configuration for a new handshake on the admin port: the same certificate and
+    /// client verification, ALPN `h2` and `http/1.1`.
+    pub fn current_admin(&self) -> Arc<ServerConfig> {
+        self.configs().admin
     }
 
     /// Rebuilds the configuration when the bundle's content changed. Returns `Ok(true)` when
@@ -267,7 +305,7 @@ impl ReloadingServerConfig {
         }
         let config = server_config(self.cert.clone(), roots_from_pem(&self.anchors_path, &pem)?)?;
         if let Ok(mut cur) = self.current.write() {
-            *cur = Arc::new(config);
+            *cur = Configs::new(config);
         }
         if let Ok(mut old) = self.anchors_pem.write() {
             *old = pem;
@@ -648,6 +686,34 @@ mod tests {
         .unwrap();
         assert!(config.reload_anchors_if_changed().unwrap());
         assert!(!config.current().enable_secret_extraction);
+        assert!(!config.current_admin().enable_secret_extraction);
+    }
+
+    /// The admin port's configuration follows the data port's through anchor reloads, with
+    /// no `transport.l5d.io/v1` ALPN (nothing reads a transport header there).
+    #[test]
+    fn the_admin_configuration_is_rebuilt_with_the_anchors_and_offers_no_transport_alpn() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = self_signed("gw.example");
+        let (c, k, a) = (
+            dir.path().join("c.pem"),
+            dir.path().join("k.pem"),
+            dir.path().join("a.pem"),
+        );
+        std::fs::write(&c, &cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        std::fs::write(&a, self_signed_as("ca.example", true).0).unwrap();
+        let config = ReloadingServerConfig::load(ReloadingCert::load(&c, &k).unwrap(), &a).unwrap();
+        let before = config.current_admin();
+        assert_eq!(
+            before.alpn_protocols,
+            [ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()]
+        );
+        assert!(config.current().alpn_protocols[0] == mc_core::transport::ALPN);
+        std::fs::write(&a, self_signed_as("other.example", true).0).unwrap();
+        assert!(config.reload_anchors_if_changed().unwrap());
+        assert!(!Arc::ptr_eq(&before, &config.current_admin()));
+        assert_eq!(config.current_admin().alpn_protocols.len(), 2);
     }
 
     #[test]
