@@ -486,7 +486,7 @@ fn controller_objects(
             "metadata": meta(&role, Some(ns), ctrl_labels.clone()),
             "rules": [
                 {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [target.credentials_secret], "verbs": ["list", "get", "watch"]},
-                {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links"], "verbs": ["list", "get", "watch", "patch"]},
                 {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links/status"], "verbs": ["update", "patch"]},
                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "get", "update", "patch"]},
             ],
