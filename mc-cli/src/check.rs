@@ -643,9 +643,9 @@ async fn run_checks(
                 "* {name}: not reported yet (the controller writes it once it has tried)"
             )),
         }
-        // Gateway alive, from status.
+        // Gateway alive, from status (or the annotation, under upstream's CRD).
         if valid.gateway.is_some() {
-            match link.status.as_ref().and_then(|s| s.gateway.as_ref()) {
+            match mc_core::link::GatewayStatus::of_link(link).as_ref() {
                 Some(g) if g.alive => gateways.info(format!("* {name}: alive{}", g.latency_ms.map(|l| format!(", {l}ms")).unwrap_or_default())),
                 Some(_) => gateways.fail(format!("{name}: the gateway of {target} is not alive (probe failing); check the gateway pods and the network path to {}", link.spec.gateway_address.clone().unwrap_or_default())),
                 None => gateways.fail(format!("{name}: no gateway status yet (is the controller running?)")),

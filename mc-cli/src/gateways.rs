@@ -128,7 +128,8 @@ async fn collect(client: &kube::Client, context: &str, only: Option<&str>) -> Re
             .map_err(|e| Error::api(format!("list mirrors of {name} (context {context})"), e))?
             .items
             .len();
-        let gw = link.status.as_ref().and_then(|s| s.gateway.clone());
+        // status.gateway, else the annotation (upstream's CRD prunes status.gateway).
+        let gw = mc_core::link::GatewayStatus::of_link(&link);
         rows.push(Row {
             cluster: name,
             alive: gw.as_ref().is_some_and(|g| g.alive),

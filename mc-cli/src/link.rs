@@ -86,6 +86,12 @@ pub struct LinkArgs {
     /// Render only the Secrets and the Link, not the controller.
     #[arg(long)]
     pub no_controller: bool,
+    /// Render only the controller of a Link that already exists in the source cluster
+    /// (--source-context, else --context), e.g. one applied from `link-gen`: read the Link
+    /// named --cluster-name in --namespace and render its Deployment, ServiceAccount, RBAC and
+    /// probe Service. Reads nothing from the target cluster.
+    #[arg(long, conflicts_with_all = ["no_controller", "dry_run"])]
+    pub controller_only: bool,
     /// Do not render anything: read both clusters and report what would be mirrored.
     #[arg(long, requires = "source_context")]
     pub dry_run: bool,
@@ -104,6 +110,9 @@ pub(crate) async fn link(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<()> {
+    if args.controller_only {
+        return controller_only(&args, kube, out).await;
+    }
     if !args.gateway && (!args.gateway_addresses.is_empty() || args.gateway_port.is_some()) {
         return Err(Error::input(
             "--gateway=false",
@@ -165,29 +174,7 @@ pub(crate) async fn link(
         ep.server = addr.clone();
     }
     let kubeconfig = token_kubeconfig(&ep, &args.cluster_name, &args.service_account_name, &token)?;
-    let image = ImageValues {
-        registry: args
-            .image
-            .registry
-            .clone()
-            .unwrap_or_else(|| render::DEFAULT_REGISTRY.to_owned()),
-        tag: args
-            .image
-            .tag
-            .clone()
-            .unwrap_or_else(|| render::VERSION.to_owned()),
-        ..ImageValues::default()
-    };
-    let controller = (!args.no_controller).then(|| ControllerValues {
-        image,
-        replicas: if args.ha { 3 } else { 1 },
-        enable_pod_anti_affinity: args.ha,
-        log_level: args.log_level.clone(),
-        log_format: args.log_format.clone(),
-        enable_headless_services: args.enable_headless_services,
-        enable_namespace_creation: args.enable_namespace_creation,
-        ..ControllerValues::default()
-    });
+    let controller = (!args.no_controller).then(|| controller_values(&args));
     let values = LinkValues {
         cluster_name: args.cluster_name.clone(),
         namespace: args.namespace.clone(),
@@ -207,6 +194,59 @@ pub(crate) async fn link(
         created_by: format!("mc/cli {}", render::VERSION),
     };
     let objects = render::link(&values)?;
+    emit(out, &render::Format::from(args.output).serialize(&objects)?)
+}
+
+/// The controller settings given by the flags.
+fn controller_values(args: &LinkArgs) -> ControllerValues {
+    let image = ImageValues {
+        registry: args
+            .image
+            .registry
+            .clone()
+            .unwrap_or_else(|| render::DEFAULT_REGISTRY.to_owned()),
+        tag: args
+            .image
+            .tag
+            .clone()
+            .unwrap_or_else(|| render::VERSION.to_owned()),
+        ..ImageValues::default()
+    };
+    ControllerValues {
+        image,
+        replicas: if args.ha { 3 } else { 1 },
+        enable_pod_anti_affinity: args.ha,
+        log_level: args.log_level.clone(),
+        log_format: args.log_format.clone(),
+        enable_headless_services: args.enable_headless_services,
+        enable_namespace_creation: args.enable_namespace_creation,
+        ..ControllerValues::default()
+    }
+}
+
+/// `--controller-only`: the controller objects of the existing Link `--cluster-name` in
+/// `--namespace` of the source cluster.
+async fn controller_only(args: &LinkArgs, kube: &KubeArgs, out: &mut dyn Write) -> Result<()> {
+    let source = kube.connect(args.source_context.as_deref()).await?;
+    let what = format!(
+        "Link {}/{} (context {})",
+        args.namespace, args.cluster_name, source.context
+    );
+    let api: kube::Api<mc_core::link::Link> =
+        kube::Api::namespaced(source.client.clone(), &args.namespace);
+    let existing = get_opt(&api, &args.cluster_name, format!("get {what}"))
+        .await?
+        .ok_or_else(|| {
+            Error::input(
+                &what,
+                "does not exist, so there is no Link to run a controller for",
+                "apply the Link and its credentials Secret first (`linkerd multicluster link-gen` or \
+                 `mc multicluster link --no-controller` against the target, applied here), or point at it \
+                 with --cluster-name, --namespace and --source-context/--context",
+            )
+        })?;
+    let objects = render::link_controller_for(&existing, &controller_values(args))
+        .map_err(|e| Error::input(&what, e.to_string(), "fix the Link's spec and re-apply it"))?;
     emit(out, &render::Format::from(args.output).serialize(&objects)?)
 }
 

@@ -54,7 +54,7 @@ pub struct WriteLabels {
     pub target_cluster_name: String,
     /// `create`, `update`, `patch` or `delete`.
     pub verb: String,
-    /// `services`, `endpoints`, `namespaces`, `links/status`, `leases`, `events`.
+    /// `services`, `endpoints`, `namespaces`, `links/status`, `links`, `leases`, `events`.
     pub resource: String,
 }
 
@@ -276,6 +276,7 @@ impl Metrics {
             "endpoints",
             "namespaces",
             "links/status",
+            "links",
             "leases",
             "events",
         ];

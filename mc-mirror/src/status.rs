@@ -255,6 +255,15 @@ impl StatusBook {
         }
     }
 
+    /// The value of the gateway annotation the Link should carry: the liveness of the latest
+    /// probe summary, or `None` before the first one.
+    pub fn gateway_annotation(&self) -> Option<String> {
+        let b = self.book.lock().ok()?;
+        b.gateway
+            .as_ref()
+            .map(|g| GatewayStatus::annotation_value(g.alive))
+    }
+
     /// Marks the book dirty (e.g. when the gateway summary is due for a refresh).
     pub fn touch(&self) {
         self.dirty.notify_one();
@@ -348,7 +357,14 @@ impl StatusBook {
     /// Writes the status whenever the book changes, at most once per `debounce` (or 2 ms per
     /// entry, when that is longer), refreshing the
     /// gateway summary at most once per `gateway_refresh` (immediately when liveness changes).
-    /// Calls `on_write` after each successful patch. Runs until dropped.
+    /// Calls `on_write` with the resource (`links/status` or `links`) after each successful
+    /// patch. Runs until dropped.
+    ///
+    /// The gateway's liveness also goes into the Link's
+    /// [`GATEWAY_STATUS_ANNOTATION`](mc_core::link::GATEWAY_STATUS_ANNOTATION) (a merge patch
+    /// of the Link's metadata), because upstream's CRD prunes `status.gateway`: `annotated` is
+    /// the value the Link carries now, and the annotation is patched only when liveness
+    /// changes, so a steady gateway costs no writes.
     ///
     /// `api` addresses the Links; the patch response is not read, so a Link type that skips
     /// the status while decoding (as the controller's watch type does) saves decoding the
@@ -361,8 +377,9 @@ impl StatusBook {
         mut base: LinkStatus,
         debounce: Duration,
         gateway_refresh: Duration,
+        mut annotated: Option<String>,
         mut may_write: impl FnMut() -> bool,
-        mut on_write: impl FnMut(),
+        mut on_write: impl FnMut(&str),
     ) where
         K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     {
@@ -385,6 +402,23 @@ impl StatusBook {
             if !may_write() {
                 continue;
             }
+            let wanted = self.gateway_annotation();
+            if let Some(body) = annotation_patch(wanted.as_deref(), annotated.as_deref()) {
+                match api
+                    .patch(&link, &PatchParams::default(), &Patch::Merge(&body))
+                    .await
+                {
+                    Ok(_) => {
+                        on_write("links");
+                        annotated = wanted;
+                    }
+                    Err(e) => {
+                        tracing::warn!(link = %link, error = %e, "writing the Link's gateway annotation failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        self.dirty.notify_one();
+                    }
+                }
+            }
             let refresh = last_gateway_write.elapsed() >= gateway_refresh;
             let next = self.build(&base, SystemTime::now(), refresh);
             if next == base {
@@ -396,7 +430,7 @@ impl StatusBook {
                 .await
             {
                 Ok(_) => {
-                    on_write();
+                    on_write("links/status");
                     if next.gateway != base.gateway {
                         last_gateway_write = Instant::now();
                     }
@@ -410,6 +444,17 @@ impl StatusBook {
             }
         }
     }
+}
+
+/// The merge patch that sets the gateway annotation to `wanted`, or `None` when the Link
+/// already carries it (`current`) or there is nothing to record yet.
+fn annotation_patch(wanted: Option<&str>, current: Option<&str>) -> Option<serde_json::Value> {
+    let wanted = wanted?;
+    (current != Some(wanted)).then(|| {
+        serde_json::json!({"metadata": {"annotations": {
+            mc_core::link::GATEWAY_STATUS_ANNOTATION: wanted,
+        }}})
+    })
 }
 
 /// The entries of `keys` (by `entry`; `None` skips a key) that fit in `budget` bytes of JSON,
@@ -505,6 +550,21 @@ fn millis(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_gateway_annotation_is_patched_only_when_liveness_changes() {
+        assert_eq!(annotation_patch(None, None), None);
+        assert_eq!(annotation_patch(None, Some(r#"{"alive":true}"#)), None);
+        let alive = GatewayStatus::annotation_value(true);
+        let dead = GatewayStatus::annotation_value(false);
+        assert_eq!(annotation_patch(Some(&alive), Some(&alive)), None);
+        let patch = annotation_patch(Some(&dead), Some(&alive)).unwrap();
+        assert_eq!(
+            patch["metadata"]["annotations"][mc_core::link::GATEWAY_STATUS_ANNOTATION],
+            r#"{"alive":false}"#
+        );
+        assert!(annotation_patch(Some(&alive), None).is_some());
+    }
     use super::*;
     use mc_core::link::fit_mirror_services;
 

@@ -444,6 +444,12 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
         _ => link.clone(),
     };
     let base_status = current.status.clone().unwrap_or_default();
+    let annotated = current
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(mc_core::link::GATEWAY_STATUS_ANNOTATION))
+        .cloned();
     let book = Arc::new(StatusBook::seeded(current.status.as_ref()));
 
     let (gateway_view, gateway_summary) = match &valid.gateway {
@@ -538,7 +544,7 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
                 let ctx = ctx.clone();
                 move || ctx.status_may_be_written()
             };
-            let wrote = move || writer_ctx.wrote("patch", "links/status");
+            let wrote = move |resource: &str| writer_ctx.wrote("patch", resource);
             // The patch response is decoded without the status it carries.
             let links: Api<LinkHead> =
                 Api::namespaced(ctx.env.client.clone(), &ctx.env.options.namespace);
@@ -549,6 +555,7 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
                     base_status,
                     Duration::from_millis(200),
                     Duration::from_secs(60),
+                    annotated,
                     may,
                     wrote,
                 )

@@ -736,6 +736,128 @@ fn the_real_mirror_controller_works_with_the_rendered_rbac() {
     }
 }
 
+/// A Link applied on its own (as `link-gen` output is: the Link and its credentials, no
+/// controller) gets its controller from `link --controller-only`, which reads the Link in the
+/// source cluster only; a missing Link is a clear error naming it and the fix.
+#[test]
+fn controller_only_renders_the_controller_of_an_existing_link() {
+    let bed = shared_api_only().unwrap();
+    let ns = unique("mcc");
+    let sa = unique("ra");
+    let name = unique("ctl");
+    install(bed, "east", &ns, &sa);
+    install(bed, "west", &ns, &unique("ra"));
+    ensure_ns(bed, "west", "linkerd");
+    set_lb(bed, "east", &ns, "203.0.113.9");
+    let yaml = ok(&link_east(bed, &ns, &sa, &name, &["--no-controller"]));
+    assert!(!yaml.contains("kind: Deployment"), "{yaml}");
+    ok(&apply(bed, "west", &yaml, &[]));
+
+    let controller = ok(&mc(
+        bed,
+        "west",
+        &[
+            "multicluster",
+            "link",
+            "--controller-only",
+            "--cluster-name",
+            &name,
+            "--namespace",
+            &ns,
+            "--log-level",
+            "debug",
+        ],
+    ));
+    assert!(!controller.contains("kind: Link"), "{controller}");
+    assert!(!controller.contains("kind: Secret"), "{controller}");
+    ok(&apply(bed, "west", &controller, &[]));
+    let deploy = format!("controller-{name}");
+    for (kind, object) in [
+        ("deployment", deploy.as_str()),
+        ("serviceaccount", deploy.as_str()),
+        ("role", &format!("controller-read-remote-creds-{name}")),
+        (
+            "rolebinding",
+            &format!("controller-read-remote-creds-{name}"),
+        ),
+        ("service", &format!("mc-probe-{name}")),
+    ] {
+        ok(&kubectl(bed, "west", &["-n", &ns, "get", kind, object]));
+    }
+    let args = ok(&kubectl(
+        bed,
+        "west",
+        &[
+            "-n",
+            &ns,
+            "get",
+            "deployment",
+            &deploy,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].args}",
+        ],
+    ));
+    for arg in [
+        format!("--link={name}"),
+        format!("--namespace={ns}"),
+        "--log-level=debug".to_owned(),
+    ] {
+        assert!(args.contains(&arg), "{arg} not in {args}");
+    }
+    let secret = ok(&kubectl(
+        bed,
+        "west",
+        &[
+            "-n",
+            &ns,
+            "get",
+            "role",
+            &format!("controller-read-remote-creds-{name}"),
+            "-o",
+            "jsonpath={.rules[0].resourceNames}",
+        ],
+    ));
+    assert!(
+        secret.contains(&format!("cluster-credentials-{name}")),
+        "{secret}"
+    );
+    let probe_port = ok(&kubectl(
+        bed,
+        "west",
+        &[
+            "-n",
+            &ns,
+            "get",
+            "service",
+            &format!("mc-probe-{name}"),
+            "-o",
+            "jsonpath={.spec.ports[0].port}",
+        ],
+    ));
+    assert_eq!(probe_port.trim(), "4191");
+
+    let missing = unique("nolink");
+    let out = mc(
+        bed,
+        "west",
+        &[
+            "multicluster",
+            "link",
+            "--controller-only",
+            "--cluster-name",
+            &missing,
+            "--namespace",
+            &ns,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let msg = stderr(&out);
+    assert!(msg.contains(&format!("Link {ns}/{missing}")), "{msg}");
+    assert!(msg.contains("does not exist"), "{msg}");
+    assert!(msg.contains("link-gen"), "{msg}");
+}
+
 #[test]
 fn install_takes_the_trust_domain_from_the_clusters_linkerd_config() {
     let bed = shared_api_only().unwrap();

@@ -557,6 +557,11 @@ async fn restart_makes_no_writes_and_collects_orphans() {
         0,
         "a restart wrote the status"
     );
+    assert_eq!(
+        metrics.writes(&f.cluster, Some("links")),
+        0,
+        "a restart rewrote the gateway annotation"
+    );
     let status_after = f.link().await.status;
     assert_eq!(
         status_before.map(|s| s.mirror_services),

@@ -143,6 +143,54 @@ pub struct GatewayStatus {
     pub last_probe_time: Option<Time>,
 }
 
+/// Annotation on the Link where the controller also records the gateway's liveness, for
+/// clusters whose Link CRD is upstream Linkerd's: its schema has no `status.gateway`, so the
+/// API server prunes that field. The value is compact JSON, `{"alive":true}`. Only liveness is
+/// recorded: latencies and the last probe time change with every probe and would make the
+/// controller write the Link all the time, so the annotation changes only when the gateway
+/// dies or comes back.
+pub const GATEWAY_STATUS_ANNOTATION: &str = "mirror.linkerd.io/mc-gateway-status";
+
+impl GatewayStatus {
+    /// The value of [`GATEWAY_STATUS_ANNOTATION`] for a gateway that is `alive` or not.
+    pub fn annotation_value(alive: bool) -> String {
+        if alive {
+            r#"{"alive":true}"#.to_owned()
+        } else {
+            r#"{"alive":false}"#.to_owned()
+        }
+    }
+
+    /// Reads a [`GATEWAY_STATUS_ANNOTATION`] value: the liveness, with no latencies or probe
+    /// time. `None` when it is not such JSON.
+    pub fn from_annotation(value: &str) -> Option<GatewayStatus> {
+        #[derive(Deserialize)]
+        struct Annotated {
+            alive: bool,
+        }
+        let a: Annotated = serde_json::from_str(value).ok()?;
+        Some(GatewayStatus {
+            alive: a.alive,
+            ..GatewayStatus::default()
+        })
+    }
+
+    /// The gateway state of a Link: `status.gateway` when the server kept it (mc's CRD), else
+    /// the [`GATEWAY_STATUS_ANNOTATION`] (upstream's CRD prunes `status.gateway`).
+    pub fn of_link(link: &super::Link) -> Option<GatewayStatus> {
+        link.status
+            .as_ref()
+            .and_then(|s| s.gateway.clone())
+            .or_else(|| {
+                link.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(GATEWAY_STATUS_ANNOTATION))
+                    .and_then(|v| GatewayStatus::from_annotation(v))
+            })
+    }
+}
+
 /// Why mirroring a Service failed, as a condition reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureReason {
@@ -454,6 +502,37 @@ fn remove(list: &mut Vec<ServiceStatus>, namespace: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn gateway_state_comes_from_the_status_else_the_annotation() {
+        let mut link = super::super::Link::new("east", "mc", Default::default());
+        assert_eq!(GatewayStatus::of_link(&link), None);
+        link.metadata.annotations = Some(
+            [(
+                GATEWAY_STATUS_ANNOTATION.to_owned(),
+                GatewayStatus::annotation_value(false),
+            )]
+            .into(),
+        );
+        assert_eq!(GatewayStatus::of_link(&link).map(|g| g.alive), Some(false));
+        link.status = Some(LinkStatus {
+            gateway: Some(GatewayStatus {
+                alive: true,
+                latency_ms: Some(4),
+                ..GatewayStatus::default()
+            }),
+            ..LinkStatus::default()
+        });
+        assert_eq!(
+            GatewayStatus::of_link(&link).and_then(|g| g.latency_ms),
+            Some(4)
+        );
+        assert_eq!(
+            GatewayStatus::from_annotation(&GatewayStatus::annotation_value(true)).map(|g| g.alive),
+            Some(true)
+        );
+        assert_eq!(GatewayStatus::from_annotation("not json"), None);
+    }
     use super::*;
     use std::time::Duration;
 

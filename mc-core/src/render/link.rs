@@ -349,10 +349,13 @@ fn link_object(values: &LinkValues, labels: &Map<String, Value>) -> Result<Value
 
 /// The arguments of `mc-mirror` in the controller pod of `values.cluster_name`.
 pub fn controller_args(values: &LinkValues, controller: &ControllerValues) -> Vec<String> {
-    let cluster = values.cluster_name.as_str();
+    args_for(&values.cluster_name, &values.namespace, controller)
+}
+
+fn args_for(link: &str, namespace: &str, controller: &ControllerValues) -> Vec<String> {
     let mut args = vec![
-        format!("--namespace={}", values.namespace),
-        format!("--link={cluster}"),
+        format!("--namespace={namespace}"),
+        format!("--link={link}"),
         format!("--admin-addr=0.0.0.0:{}", controller.admin_port),
         format!("--log-level={}", controller.log_level),
         format!("--log-format={}", controller.log_format),
@@ -366,11 +369,75 @@ pub fn controller_args(values: &LinkValues, controller: &ControllerValues) -> Ve
     args
 }
 
+/// What the controller objects of one Link are rendered from: the Link's name and namespace,
+/// its credentials Secret, and the probe port when it has a gateway.
+struct ControllerTarget<'a> {
+    link: &'a str,
+    namespace: &'a str,
+    credentials_secret: String,
+    probe_port: Option<u16>,
+}
+
 /// The mirror controller of a link: ServiceAccount, ClusterRoleBinding to the shared
 /// ClusterRole, Role + RoleBinding for its credentials, Link and Lease, the Deployment running
 /// `mc-mirror`, and the probe Service `mc-probe-<name>` when the link has a gateway.
 pub fn link_controller(values: &LinkValues, controller: &ControllerValues) -> Result<Vec<Value>> {
     values.validate()?;
+    let target = ControllerTarget {
+        link: &values.cluster_name,
+        namespace: &values.namespace,
+        credentials_secret: credentials_secret_name(&values.cluster_name),
+        probe_port: values.gateway.as_ref().map(|g| g.probe_port),
+    };
+    controller_objects(&target, controller)
+}
+
+/// The controller objects of [`link_controller`] for a Link that already exists (applied from
+/// `link-gen` or `mc multicluster link --no-controller`): named after the Link, in its
+/// namespace, reading its `spec.clusterCredentialsSecret`, with the probe Service when the
+/// Link has a gateway (port `spec.probeSpec.port`). Needs nothing from the target cluster.
+pub fn link_controller_for(
+    link: &crate::link::Link,
+    controller: &ControllerValues,
+) -> Result<Vec<Value>> {
+    let name = link.metadata.name.as_deref().unwrap_or_default();
+    if !crate::naming::is_dns1123_label(name) {
+        return Err(invalid(
+            "metadata.name",
+            name,
+            "is not a DNS label, so no controller can be named after it",
+            "rename the Link to 1-63 characters of a-z, 0-9 and '-'",
+        ));
+    }
+    let namespace = link.metadata.namespace.as_deref().unwrap_or_default();
+    if !crate::naming::is_dns1123_label(namespace) {
+        return Err(invalid(
+            "metadata.namespace",
+            namespace,
+            "is not a namespace name",
+            "read the Link from the cluster, which sets its namespace",
+        ));
+    }
+    let valid = link.spec.validate()?;
+    let probe_port = valid.gateway.as_ref().map(|_| {
+        valid
+            .probe
+            .as_ref()
+            .map_or(labels::DEFAULT_PROBE_PORT, |p| p.port)
+    });
+    let target = ControllerTarget {
+        link: name,
+        namespace,
+        credentials_secret: valid.credentials_secret,
+        probe_port,
+    };
+    controller_objects(&target, controller)
+}
+
+fn controller_objects(
+    target: &ControllerTarget<'_>,
+    controller: &ControllerValues,
+) -> Result<Vec<Value>> {
     if !matches!(controller.log_format.as_str(), "plain" | "json") {
         return Err(invalid(
             "--log-format",
@@ -391,8 +458,8 @@ pub fn link_controller(values: &LinkValues, controller: &ControllerValues) -> Re
         ));
     }
     let labels = base_labels(&Default::default());
-    let cluster = values.cluster_name.as_str();
-    let ns = values.namespace.as_str();
+    let cluster = target.link;
+    let ns = target.namespace;
     let name = controller_name(cluster);
     let role = controller_role_name(cluster);
     let ctrl_labels = with(
@@ -418,8 +485,8 @@ pub fn link_controller(values: &LinkValues, controller: &ControllerValues) -> Re
             "kind": "Role",
             "metadata": meta(&role, Some(ns), ctrl_labels.clone()),
             "rules": [
-                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [credentials_secret_name(cluster)], "verbs": ["list", "get", "watch"]},
-                {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [target.credentials_secret], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links"], "verbs": ["list", "get", "watch", "patch"]},
                 {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links/status"], "verbs": ["update", "patch"]},
                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "get", "update", "patch"]},
             ],
@@ -431,10 +498,10 @@ pub fn link_controller(values: &LinkValues, controller: &ControllerValues) -> Re
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
             "subjects": subject,
         }),
-        controller_deployment(values, controller, &name, &ctrl_labels),
+        controller_deployment(target, controller, &name, &ctrl_labels),
     ];
-    if values.gateway.is_some() {
-        out.push(probe_service(values, &labels));
+    if let Some(port) = target.probe_port {
+        out.push(probe_service(target, port, &labels));
     }
     if controller.enable_pod_anti_affinity {
         out.push(json!({
@@ -448,12 +515,12 @@ pub fn link_controller(values: &LinkValues, controller: &ControllerValues) -> Re
 }
 
 fn controller_deployment(
-    values: &LinkValues,
+    target: &ControllerTarget<'_>,
     controller: &ControllerValues,
     name: &str,
     ctrl_labels: &Value,
 ) -> Value {
-    let cluster = values.cluster_name.as_str();
+    let cluster = target.link;
     let mut pod_spec = json!({
         "serviceAccountName": name,
         "securityContext": pod_security(controller.uid, controller.gid),
@@ -462,7 +529,7 @@ fn controller_deployment(
             "image": controller.image.reference(),
             "imagePullPolicy": controller.image.pull_policy,
             "command": ["mc-mirror"],
-            "args": controller_args(values, controller),
+            "args": args_for(target.link, target.namespace, controller),
             "env": [{"name": "HOSTNAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
             "ports": [{"name": "ctrl-admin", "containerPort": controller.admin_port, "protocol": "TCP"}],
             "readinessProbe": {"httpGet": {"path": "/ready", "port": "ctrl-admin"}},
@@ -479,7 +546,7 @@ fn controller_deployment(
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": meta(name, Some(&values.namespace), ctrl_labels.clone()),
+        "metadata": meta(name, Some(target.namespace), ctrl_labels.clone()),
         "spec": {
             "replicas": controller.replicas,
             "selector": {"matchLabels": {"component": "controller", labels::CLUSTER_NAME: cluster}},
@@ -488,18 +555,14 @@ fn controller_deployment(
     })
 }
 
-fn probe_service(values: &LinkValues, labels: &Map<String, Value>) -> Value {
-    let cluster = values.cluster_name.as_str();
-    let port = values
-        .gateway
-        .as_ref()
-        .map_or(labels::DEFAULT_PROBE_PORT, |g| g.probe_port);
+fn probe_service(target: &ControllerTarget<'_>, port: u16, labels: &Map<String, Value>) -> Value {
+    let cluster = target.link;
     json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": meta(
             &crate::naming::probe_service_name(cluster).name,
-            Some(&values.namespace),
+            Some(target.namespace),
             with(labels, &[(labels::MIRRORED_GATEWAY, "true"), (labels::CLUSTER_NAME, cluster)]),
         ),
         "spec": {"ports": [{"name": labels::PROBE_PORT_NAME, "port": port, "protocol": "TCP"}]},

@@ -32,7 +32,7 @@ pub use install::{
 pub use link::{
     ControllerValues, LinkGateway, LinkValues, controller_args, controller_binding_name,
     controller_name, controller_role_name, credentials_secret_name, lease_name, link,
-    link_controller,
+    link_controller, link_controller_for,
 };
 pub use values::{
     DEFAULT_LINKERD_NAMESPACE, DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_REMOTE_ACCESS_SA,

@@ -356,3 +356,55 @@ fn gateway_identity_secret_is_what_the_deployment_mounts() {
         "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
     );
 }
+
+/// `link_controller_for` on the Link that `link` renders gives exactly the controller objects
+/// `link` renders after it, for a gateway link and a gateway-less one.
+#[test]
+fn controller_for_an_existing_link_matches_what_link_renders() {
+    for gateway in [true, false] {
+        let mut values = link_values();
+        if !gateway {
+            values.gateway = None;
+        }
+        let controller = ControllerValues::default();
+        let objects = link(&values).unwrap();
+        let link_object = objects.iter().find(|o| o["kind"] == "Link").unwrap();
+        let existing = crate::link::Link::from_json(link_object.clone()).unwrap();
+        let rendered = crate::render::link_controller_for(&existing, &controller).unwrap();
+        assert_eq!(rendered, link_controller(&values, &controller).unwrap());
+        assert_eq!(
+            rendered.iter().any(|o| o["kind"] == "Service"),
+            gateway,
+            "probe Service only with a gateway"
+        );
+    }
+}
+
+/// The Role reads the Link's own credentials Secret, and the controller is named after the Link.
+#[test]
+fn controller_for_an_existing_link_uses_its_name_namespace_and_secret() {
+    let link = crate::link::Link::from_yaml(
+        "metadata: {name: north, namespace: mc-ops}\nspec: {targetClusterName: north, clusterCredentialsSecret: creds-n, gatewayAddress: 203.0.113.1, gatewayPort: \"4143\", probeSpec: {path: /ready, port: \"4181\"}}\n",
+    )
+    .unwrap();
+    let objects = crate::render::link_controller_for(&link, &ControllerValues::default()).unwrap();
+    let role = objects.iter().find(|o| o["kind"] == "Role").unwrap();
+    assert_eq!(role["metadata"]["namespace"], "mc-ops");
+    assert_eq!(role["rules"][0]["resourceNames"][0], "creds-n");
+    let deploy = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_eq!(deploy["metadata"]["name"], "controller-north");
+    let args = &deploy["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array().unwrap().iter().any(|a| a == "--link=north"),
+        "{args}"
+    );
+    let probe = objects.iter().find(|o| o["kind"] == "Service").unwrap();
+    assert_eq!(probe["spec"]["ports"][0]["port"], 4181);
+
+    let mut unnamed = link.clone();
+    unnamed.metadata.name = None;
+    let err = crate::render::link_controller_for(&unnamed, &ControllerValues::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("metadata.name"), "{err}");
+}

@@ -229,7 +229,7 @@ metadata: {{name: {user}-links, namespace: {links_ns}}}
 rules:
 - apiGroups: ["multicluster.linkerd.io"]
   resources: ["links"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["multicluster.linkerd.io"]
   resources: ["links/status"]
   verbs: ["patch"]
