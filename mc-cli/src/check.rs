@@ -490,8 +490,18 @@ async fn run_checks(
                 };
                 let reviews: kube::Api<SelfSubjectAccessReview> = kube::Api::all(remote.clone());
                 let mut reached = true;
-                let usable = match remote.apiserver_version().await {
-                    Err(e) if RemoteFailure::of(&e) == RemoteFailure::Unreachable => {
+                // `/version` first (does the server answer at all?), then the access review;
+                // `true` marks an error from the first call.
+                let answer = async {
+                    remote.apiserver_version().await.map_err(|e| (e, true))?;
+                    reviews
+                        .create(&PostParams::default(), &ssar)
+                        .await
+                        .map_err(|e| (e, false))
+                }
+                .await;
+                let usable = match answer {
+                    Err((e, _)) if RemoteFailure::of(&e) == RemoteFailure::Unreachable => {
                         target_unreachable(
                             &mut creds,
                             &mut anchors,
@@ -502,38 +512,25 @@ async fn run_checks(
                         reached = false;
                         false
                     }
-                    Err(e) => {
+                    Err((e, true)) => {
                         creds.fail(format!(
                             "{target}: the target API server {server} refuses the call: {}",
                             describe_api_error(&e)
                         ));
                         false
                     }
-                    Ok(_) => match reviews.create(&PostParams::default(), &ssar).await {
-                        Err(e) if RemoteFailure::of(&e) == RemoteFailure::Unreachable => {
-                            target_unreachable(
-                                &mut creds,
-                                &mut anchors,
-                                &name,
-                                &server,
-                                &e.to_string(),
-                            );
-                            reached = false;
-                            false
-                        }
-                        Err(e) => {
-                            creds.fail(format!("{target}: {}", describe_api_error(&e)));
-                            false
-                        }
-                        Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {
-                            creds.info(format!("* {target}: may list services"));
-                            true
-                        }
-                        Ok(_) => {
-                            creds.fail(format!("{target}: the remote-access account may not list services; re-apply the remote-access RBAC (`mc multicluster install` on the target)"));
-                            false
-                        }
-                    },
+                    Err((e, false)) => {
+                        creds.fail(format!("{target}: {}", describe_api_error(&e)));
+                        false
+                    }
+                    Ok(r) if r.status.as_ref().is_some_and(|s| s.allowed) => {
+                        creds.info(format!("* {target}: may list services"));
+                        true
+                    }
+                    Ok(_) => {
+                        creds.fail(format!("{target}: the remote-access account may not list services; re-apply the remote-access RBAC (`mc multicluster install` on the target)"));
+                        false
+                    }
                 };
                 if usable {
                     let remote_ns = link

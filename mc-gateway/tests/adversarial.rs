@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -157,29 +156,6 @@ async fn slowloris_clients_are_closed_after_the_timeouts() {
         "{m}"
     );
     gw.shutdown().await;
-}
-
-/// A rustls client connection to the gateway and its ClientHello.
-fn client_hello(tls: &Arc<rustls::ClientConfig>) -> (rustls::ClientConnection, Vec<u8>) {
-    let name = rustls::pki_types::ServerName::try_from(GATEWAY_ID).unwrap();
-    let mut conn = rustls::ClientConnection::new(tls.clone(), name).unwrap();
-    let mut hello = Vec::new();
-    conn.write_tls(&mut hello).unwrap();
-    (conn, hello)
-}
-
-/// One whole request on a new connection: the gateway still serves.
-async fn finish_one_handshake(gw: &Running, tls: Arc<rustls::ClientConfig>) {
-    let mut s = raw_connect(gw.addr, tls).await.unwrap();
-    s.write_all(
-        b"GET / HTTP/1.1\r\nhost: web.default.svc.cluster.local\r\nconnection: close\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let answer = read_until_closed(&mut s, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

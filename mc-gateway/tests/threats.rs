@@ -22,29 +22,6 @@ async fn handshake_errors(gw: &Running) -> f64 {
         .sum()
 }
 
-/// A rustls client connection to the gateway and its ClientHello.
-fn client_hello(tls: &Arc<rustls::ClientConfig>) -> (rustls::ClientConnection, Vec<u8>) {
-    let name = rustls::pki_types::ServerName::try_from(GATEWAY_ID).unwrap();
-    let mut conn = rustls::ClientConnection::new(tls.clone(), name).unwrap();
-    let mut hello = Vec::new();
-    conn.write_tls(&mut hello).unwrap();
-    (conn, hello)
-}
-
-/// One whole HTTP/1 request on a new connection; panics unless it is answered.
-async fn served(gw: &Running, tls: Arc<rustls::ClientConfig>) {
-    let mut s = raw_connect(gw.addr, tls).await.unwrap();
-    s.write_all(
-        b"GET / HTTP/1.1\r\nhost: web.default.svc.cluster.local\r\nconnection: close\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let answer = read_until_closed(&mut s, Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
-}
-
 /// A client config presenting `leaf`'s chain followed by `extra` copies of the issuer.
 fn padded_client(pki: &Pki, leaf: &Files, extra: usize) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::PrivateKeyDer;
@@ -91,7 +68,7 @@ async fn a_flood_of_half_open_handshakes_times_out_while_a_real_client_is_served
     }
     // Meanwhile a real client is served, well before the flood's handshakes time out.
     let start_real = Instant::now();
-    served(&gw, tls.clone()).await;
+    finish_one_handshake(&gw, tls.clone()).await;
     assert!(
         start_real.elapsed() < Duration::from_secs(2),
         "a real client waited {:?} behind the flood",
@@ -108,7 +85,7 @@ async fn a_flood_of_half_open_handshakes_times_out_while_a_real_client_is_served
         "mc_gateway_tls_handshake_errors_total{reason=\"timeout\"}",
     );
     assert_eq!(timeouts, FLOOD as f64, "{m}");
-    served(&gw, tls).await;
+    finish_one_handshake(&gw, tls).await;
     gw.shutdown().await;
 }
 
@@ -162,7 +139,7 @@ async fn a_cleartext_client_hello_after_the_handshake_gets_an_alert_and_a_close(
         other => panic!("expected a fatal alert from the gateway, got {other:?} ({got:?})"),
     }
     // The gateway still serves.
-    served(&gw, tls).await;
+    finish_one_handshake(&gw, tls).await;
     gw.shutdown().await;
 }
 
@@ -173,7 +150,7 @@ async fn many_client_certificates_are_verified_within_the_limit_and_refused_beyo
     let client = pki.leaf("client", CLIENT_ID);
 
     // 40 extra copies of the issuer: path building still finds the chain, quickly.
-    served(&gw, padded_client(&pki, &client, 40)).await;
+    finish_one_handshake(&gw, padded_client(&pki, &client, 40)).await;
     assert_eq!(handshake_errors(&gw).await, 0.0);
 
     // A Certificate message beyond rustls' 64 KiB handshake message limit is refused in the
@@ -197,6 +174,6 @@ async fn many_client_certificates_are_verified_within_the_limit_and_refused_beyo
     assert_eq!(handshake_errors(&gw).await, 1.0);
 
     // The gateway still serves.
-    served(&gw, raw_client(&pki, Some(&client), &[b"http/1.1"])).await;
+    finish_one_handshake(&gw, raw_client(&pki, Some(&client), &[b"http/1.1"])).await;
     gw.shutdown().await;
 }

@@ -268,17 +268,7 @@ where
         + 'static,
     V: Send + Sync + 'static,
 {
-    let cache = Cache::default();
-    let mut writer = Writer::new(cache.clone());
-    let stream = watcher::watcher(api, config.any_semantic())
-        .default_backoff()
-        .map(move |ev| {
-            if let Ok(e) = &ev {
-                writer.apply(e, &compact);
-            }
-            ev
-        });
-    (cache, stream)
+    watch_with(api, config, move |writer, e| writer.apply(e, &compact))
 }
 
 /// Like [`watch`], joined to another cache (see [`Writer::apply_joined`]): only objects for
@@ -304,13 +294,38 @@ where
         + 'static,
     V: Send + Sync + 'static,
 {
+    watch_with(api, config, move |writer, e| {
+        writer.apply_joined(e, &compact, &keep, &gone);
+    })
+}
+
+/// The watch both [`watch`] and [`watch_joined`] run: each event is handed to `apply` with the
+/// new cache's writer before the stream yields it.
+fn watch_with<K, V>(
+    api: Api<K>,
+    config: watcher::Config,
+    mut apply: impl FnMut(&mut Writer<V>, &Event<K>) + Send + 'static,
+) -> (
+    Cache<V>,
+    impl Stream<Item = watcher::Result<Event<K>>> + Send,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    V: Send + Sync + 'static,
+{
     let cache = Cache::default();
     let mut writer = Writer::new(cache.clone());
     let stream = watcher::watcher(api, config.any_semantic())
         .default_backoff()
         .map(move |ev| {
             if let Ok(e) = &ev {
-                writer.apply_joined(e, &compact, &keep, &gone);
+                apply(&mut writer, e);
             }
             ev
         });
