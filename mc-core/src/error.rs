@@ -272,6 +272,39 @@ pub enum Error {
         /// The deserializer's message (names the field).
         reason: String,
     },
+    /// Every egress port is taken.
+    #[error(
+        "egress route {key}: all {count} egress ports are taken; fix: unexport Services, or \
+         serve some Links in gateway mode (annotation mirror.linkerd.io/mc-link-mode: gateway)"
+    )]
+    EgressPortsExhausted {
+        /// The route key that got no port.
+        key: String,
+        /// How many routes there are.
+        count: usize,
+    },
+    /// A route key is owned by another Link.
+    #[error(
+        "egress route {key} belongs to Link {owner}, not {link}: two Links mirror into the same \
+         Service name; fix: give the Links distinct targetClusterName values"
+    )]
+    EgressRouteConflict {
+        /// The route key.
+        key: String,
+        /// The Link that holds it.
+        owner: String,
+        /// The Link that asked for it.
+        link: String,
+    },
+    /// A Link's mode annotation names no mode.
+    #[error(
+        "Link annotation mirror.linkerd.io/mc-link-mode: {value:?} is not a mode; fix: use \
+         egress, gateway, or auto (or remove the annotation for auto)"
+    )]
+    InvalidLinkMode {
+        /// The annotation's value.
+        value: String,
+    },
     /// A remote Service cannot be mirrored as it is.
     #[error("remote Service {service}: {field} {problem}; fix: {fix}")]
     InvalidRemoteService {

@@ -63,6 +63,9 @@ pub const FEDERATED_SUFFIX: &str = "federated";
 
 // --- the gateway Service on the target cluster -----------------------------------------------
 
+/// Link annotation choosing how its mirrors are served: `egress`, `gateway` or `auto` (see
+/// [`crate::egress::LinkMode`]).
+pub const LINK_MODE: &str = "mirror.linkerd.io/mc-link-mode";
 /// Annotation on the gateway Service with its TLS identity (copied into `spec.gatewayIdentity`).
 pub const GATEWAY_IDENTITY: &str = "mirror.linkerd.io/gateway-identity";
 /// Annotation on the gateway Service with the probe path (default `/ready`).

@@ -4,6 +4,7 @@
 //! reads (callers pass `now`). The service-mirror controller, the gateway, the CLI and the Python
 //! module all call into this crate, so they agree on every name, label and byte on the wire.
 
+pub mod egress;
 mod error;
 pub mod identity;
 pub mod labels;
