@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort,
 };
 use serde::{Deserialize, Serialize};
 
@@ -329,6 +329,7 @@ impl LinkMode {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use k8s_openapi::api::core::v1::ServiceSpec;
 
     fn spec(link: &str, target: &str) -> RouteSpec {
         RouteSpec {
