@@ -73,6 +73,10 @@ pub enum Multicluster {
     /// Render the gateway's identity Secret: a certificate for the gateway identity, issued by
     /// an issuer (see `mc issuer create`), plus the trust anchors.
     GatewayIdentity(trust::GatewayIdentityArgs),
+    /// Render the egress's identity Secret: a client certificate for the egress identity
+    /// (`linkerd-multicluster-egress.<ns>.serviceaccount.identity.<linkerd ns>.<domain>`),
+    /// issued by the source cluster's issuer, plus the trust anchors.
+    EgressIdentity(trust::GatewayIdentityArgs),
 }
 
 /// Manifest output format.
@@ -135,7 +139,12 @@ pub(crate) async fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write)
             Multicluster::Uninstall(a) => manifests::uninstall(a, &kube, out, err).await,
             Multicluster::Check(a) => check::check(a, &kube, &linkerd_namespace, out).await,
             Multicluster::Gateways(a) => gateways::gateways(a, &kube, out).await,
-            Multicluster::GatewayIdentity(a) => trust::gateway_identity(a, &linkerd_namespace, out),
+            Multicluster::GatewayIdentity(a) => {
+                trust::identity_secret(a, trust::Component::Gateway, &linkerd_namespace, out)
+            }
+            Multicluster::EgressIdentity(a) => {
+                trust::identity_secret(a, trust::Component::Egress, &linkerd_namespace, out)
+            }
         },
         Command::TrustAnchor(c) => {
             trust::trust_anchor(c, &kube, &linkerd_namespace, out, err).await

@@ -20,6 +20,12 @@ pub struct LinkArgs {
     /// Name of the target cluster (the one --context points at): Link name and mirror suffix.
     #[arg(long, required = true, value_name = "NAME")]
     pub cluster_name: String,
+    /// How the source cluster serves the mirrors: egress (any Pod, through the source's
+    /// egress), gateway (Endpoints at the remote gateway, for Linkerd-meshed clients), or auto
+    /// (egress when the source runs the egress and no Linkerd control plane). Set as the Link
+    /// annotation mirror.linkerd.io/mc-link-mode; change it later with `kubectl annotate`.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: LinkModeArg,
     /// Namespace of the extension (remote-access account here, Link and controller there).
     #[arg(long, default_value = render::DEFAULT_NAMESPACE, value_name = "NS")]
     pub namespace: String,
@@ -192,9 +198,31 @@ pub(crate) async fn link(
         control_plane_secret: true,
         controller,
         created_by: format!("mc/cli {}", render::VERSION),
+        mode: args.mode.into(),
     };
     let objects = render::link(&values)?;
     emit(out, &render::Format::from(args.output).serialize(&objects)?)
+}
+
+/// `--mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LinkModeArg {
+    /// Decided by the controller from what the source cluster runs.
+    Auto,
+    /// Through the source cluster's egress.
+    Egress,
+    /// Straight to the remote gateway.
+    Gateway,
+}
+
+impl From<LinkModeArg> for mc_core::egress::LinkMode {
+    fn from(m: LinkModeArg) -> Self {
+        match m {
+            LinkModeArg::Auto => Self::Auto,
+            LinkModeArg::Egress => Self::Egress,
+            LinkModeArg::Gateway => Self::Gateway,
+        }
+    }
 }
 
 /// The controller settings given by the flags.

@@ -54,7 +54,12 @@ pub struct InstallArgs {
     /// Service type of the gateway.
     #[arg(long, value_enum, value_name = "TYPE")]
     pub gateway_service_type: Option<ServiceType>,
-    /// High availability: 3 gateway replicas, anti-affinity and a PodDisruptionBudget.
+    /// Render the egress, through which unmeshed Pods reach mirrored Services
+    /// (`--egress=false` to skip; Links then serve their mirrors in gateway mode).
+    #[arg(long, action = bool_flag(), num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub egress: Option<bool>,
+    /// High availability: 3 gateway and egress replicas, anti-affinity and
+    /// PodDisruptionBudgets.
     #[arg(long)]
     pub ha: bool,
     /// Render the remote-access ServiceAccounts and RBAC (`=false` to skip).
@@ -115,6 +120,9 @@ impl InstallArgs {
         };
         if let Some(v) = self.gateway {
             put(&["gateway", "enabled"], json!(v));
+        }
+        if let Some(v) = self.egress {
+            put(&["egress", "enabled"], json!(v));
         }
         if let Some(v) = self.gateway_port {
             put(&["gateway", "port"], json!(v));

@@ -352,7 +352,7 @@ pub(crate) fn issuer(cmd: IssuerCommand, _out: &mut dyn Write, err: &mut dyn Wri
     }
 }
 
-/// Flags of `mc multicluster gateway-identity`.
+/// Flags of `mc multicluster gateway-identity` and `mc multicluster egress-identity`.
 #[derive(Debug, clap::Args)]
 pub struct GatewayIdentityArgs {
     /// The issuer's certificate (from `mc issuer create`).
@@ -367,7 +367,7 @@ pub struct GatewayIdentityArgs {
     /// Namespace of the extension.
     #[arg(long, default_value = mc_core::render::DEFAULT_NAMESPACE)]
     pub namespace: String,
-    /// Name of the gateway (its ServiceAccount, part of the identity).
+    /// Name of the gateway (its ServiceAccount, part of the identity); not used by the egress.
     #[arg(long, default_value = "linkerd-gateway")]
     pub gateway_name: String,
     /// Trust domain of the identity.
@@ -381,8 +381,16 @@ pub struct GatewayIdentityArgs {
     pub output: crate::cli::ManifestFormat,
 }
 
-pub(crate) fn gateway_identity(
+/// Whose identity Secret to render.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Component {
+    Gateway,
+    Egress,
+}
+
+pub(crate) fn identity_secret(
     args: GatewayIdentityArgs,
+    component: Component,
     linkerd_namespace: &str,
     out: &mut dyn Write,
 ) -> Result<()> {
@@ -394,7 +402,10 @@ pub(crate) fn gateway_identity(
         ..Default::default()
     };
     values.gateway.name = args.gateway_name.clone();
-    let identity = mc_core::render::gateway_identity_of(&values)?;
+    let identity = match component {
+        Component::Gateway => mc_core::render::gateway_identity_of(&values)?,
+        Component::Egress => mc_core::render::egress_identity_of(&values)?,
+    };
     let anchors_pem = read_text(&args.trust_anchors)?;
     let anchors = TrustBundle::from_pem(&anchors_pem, now).map_err(|e| {
         Error::input(
@@ -413,7 +424,11 @@ pub(crate) fn gateway_identity(
         ..pki::LeafOptions::new(now)
     };
     let leaf = pki::issue_leaf(&issuer, &identity, &opts)?;
-    let secret = mc_core::render::gateway_identity_secret(
+    let render = match component {
+        Component::Gateway => mc_core::render::gateway_identity_secret,
+        Component::Egress => mc_core::render::egress_identity_secret,
+    };
+    let secret = render(
         &values,
         &leaf.chain_pem(&issuer),
         &leaf.key_pem,

@@ -279,7 +279,8 @@ pub fn service_ports(svc: &Service) -> &[ServicePort] {
 }
 
 /// How a Link's mirrors are served, from the Link annotation [`labels::LINK_MODE`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LinkMode {
     /// Endpoints go straight to the remote gateway: for Linkerd-meshed clients.
     Gateway,

@@ -2,7 +2,8 @@
 //! Link, restarting it when the spec changes and stopping it when the Link goes away.
 //!
 //! Status-only updates of a Link (including the controller's own status patches) never restart a
-//! worker: only a change of `spec` does. When a Link is deleted its worker stops and the mirrors
+//! worker: only a change of `spec`, or of the mode annotation `mirror.linkerd.io/mc-link-mode`,
+//! does (a restart rewrites Endpoints in place: mirrors are never deleted for a mode switch). When a Link is deleted its worker stops and the mirrors
 //! are left in place (see docs/mirror.md); a re-created Link adopts them.
 
 use std::collections::{HashMap, HashSet};
@@ -113,6 +114,7 @@ impl From<LinkHead> for Link {
 
 struct Running {
     spec: LinkSpec,
+    mode: Option<String>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -232,11 +234,15 @@ impl Controller {
         if !self.selected(&name) {
             return;
         }
-        if running.get(&name).is_some_and(|r| r.spec == link.spec) {
+        let mode = link_mode(&link);
+        if running
+            .get(&name)
+            .is_some_and(|r| r.spec == link.spec && r.mode == mode)
+        {
             return; // status-only or metadata-only change
         }
         if let Some(old) = running.remove(&name) {
-            tracing::info!(link = %name, "Link spec changed: restarting its worker");
+            tracing::info!(link = %name, "Link spec or mode changed: restarting its worker");
             stop(old).await;
         }
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -256,11 +262,21 @@ impl Controller {
             name,
             Running {
                 spec,
+                mode,
                 stop: stop_tx,
                 task,
             },
         );
     }
+}
+
+/// The Link's mode annotation, as written.
+fn link_mode(link: &Link) -> Option<String> {
+    link.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(mc_core::labels::LINK_MODE))
+        .cloned()
 }
 
 async fn stop(r: Running) {

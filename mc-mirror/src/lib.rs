@@ -22,6 +22,7 @@ mod cache;
 mod compact;
 pub mod config;
 mod controller;
+mod egress;
 mod error;
 pub mod lease;
 pub mod logging;

@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Namespace, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::{Api, Resource, ResourceExt as _};
+use mc_core::egress::{LinkMode, egress_endpoints};
 use mc_core::labels;
 use mc_core::link::{FailureReason, ObjectRef as StatusRef};
 use mc_core::mirror::{
@@ -133,7 +134,7 @@ async fn reconcile_service(ctx: &Arc<Ctx>, ns: &str, name: &str) -> Result<()> {
         alive,
         headless_enabled: ctx.env.options.enable_headless_services,
     };
-    let desired = match desired_mirror(&remote, &endpoints, &mctx) {
+    let mut desired = match desired_mirror(&remote, &endpoints, &mctx) {
         Ok(d) => d,
         Err(mc_core::Error::NotExported { .. }) => return remove_mirror(ctx, ns, name).await,
         Err(e) => {
@@ -145,8 +146,62 @@ async fn reconcile_service(ctx: &Arc<Ctx>, ns: &str, name: &str) -> Result<()> {
     if !namespace_ready(ctx, ns, name).await? {
         return Ok(());
     }
+    if let Err(e) = through_egress(ctx, ns, &mut desired, gw.as_ref()).await {
+        if let Error::Core(core) = &e {
+            let outcome = Outcome::failed(FailureReason::InvalidService, core.to_string());
+            record(ctx, ns, name, outcome).await;
+            return Ok(());
+        }
+        return Err(e);
+    }
     let outcome = apply_mirror(ctx, ns, name, &desired).await?;
     record(ctx, ns, name, outcome).await;
+    Ok(())
+}
+
+/// Egress mode: the mirror's routes are set in the egress route table and its Endpoints point
+/// at the egress Pods on the ports the table gives (see [`mc_core::egress`]). Other modes and
+/// mirror kinds are left as they are.
+async fn through_egress(
+    ctx: &Ctx,
+    ns: &str,
+    desired: &mut DesiredMirror,
+    gw: Option<&Gateway>,
+) -> Result<()> {
+    if ctx.egress.mode != LinkMode::Egress || desired.kind != MirrorKind::Gateway {
+        return Ok(());
+    }
+    let Some(ep) = &desired.endpoints else {
+        return Ok(());
+    };
+    let fq_name = desired
+        .service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(mc_core::labels::REMOTE_SVC_FQ_NAME))
+        .cloned()
+        .unwrap_or_default();
+    let identity = ctx
+        .link
+        .gateway
+        .as_ref()
+        .and_then(|g| g.identity.clone())
+        .unwrap_or_default();
+    let listen = ctx
+        .egress
+        .ensure(
+            &ctx.env.client,
+            &ctx.env.options.namespace,
+            ctx.cluster(),
+            (ns, &desired.name.name, &desired.service),
+            &fq_name,
+            gw,
+            &identity,
+        )
+        .await?;
+    let pods = ctx.egress.pods.borrow().clone();
+    desired.endpoints = Some(egress_endpoints(ep, &desired.service, &pods, &listen));
     Ok(())
 }
 
@@ -544,6 +599,12 @@ async fn delete_endpoint_mirrors(ctx: &Ctx, ns: &str, mirror: &str, keep: &[Stri
 /// mirrors (never anything that is not ours) and forget its status entry.
 async fn remove_mirror(ctx: &Ctx, ns: &str, name: &str) -> Result<()> {
     let mirror = mirror_name(name, ctx.cluster()).name;
+    if ctx.egress.mode == LinkMode::Egress {
+        let home = &ctx.env.options.namespace;
+        (ctx.egress
+            .remove(&ctx.env.client, home, ctx.cluster(), ns, &mirror))
+        .await?;
+    }
     delete_endpoint_mirrors(ctx, ns, &mirror, &[]).await?;
     if let Some(ep) = cached_endpoints(ctx, ns, &mirror)
         && ownership(&ep.metadata, ctx.cluster()) == Ownership::Ours

@@ -18,6 +18,7 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource as _, ResourceExt as _};
+use mc_core::egress::LinkMode;
 use mc_core::link::{Link, ValidLink};
 use mc_core::mirror::RemoteEndpoints;
 use tokio::sync::watch;
@@ -27,6 +28,7 @@ use crate::cache::{self, Cache};
 use crate::compact::{LocalEndpoints, LocalService, RemoteService};
 use crate::config::Options;
 use crate::controller::{LinkHead, ReadyBoard};
+use crate::egress::EgressState;
 use crate::lease::{Elector, lease_name};
 use crate::metrics::Metrics;
 use crate::probe::{self, GatewayView, ProbeConfig};
@@ -137,6 +139,8 @@ pub(crate) struct Ctx {
     pub local: LocalView,
     pub remote: RwLock<Option<Arc<RemoteView>>>,
     pub gateway: watch::Receiver<GatewayView>,
+    /// Egress mode: the mode served, the ready egress Pods, the route table.
+    pub egress: EgressState,
     pub book: Arc<StatusBook>,
     pub queue: Queue<Key>,
     recorder: Recorder,
@@ -241,6 +245,7 @@ impl Ctx {
             .endpoint_repairs
             .get_or_create(&Metrics::cluster(self.cluster()))
             .inc();
+        self.egress.invalidate();
         for key in reconcile::all_keys(self) {
             self.queue.push(key);
         }
@@ -488,7 +493,18 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
         }
     };
 
+    let mode = crate::egress::resolve_mode(
+        &env.client,
+        &current,
+        &env.options.namespace,
+        &valid.linkerd_namespace,
+    )
+    .await;
+    tracing::info!(link = %name, mode = mode.as_str(), "serving mirrors");
+    let egress = EgressState::start(&env.client, &env.options.namespace, mode);
+
     let ctx = Arc::new(Ctx {
+        egress,
         recorder: Recorder::new(env.client.clone(), reporter(&env)),
         link_ref: current.object_ref(&()),
         env: env.clone(),
@@ -533,6 +549,7 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
     tasks.spawn(recheck(ctx.clone()));
     tasks.spawn(gauges(ctx.clone()));
     tasks.spawn(gateway_changes(ctx.clone()));
+    tasks.spawn(egress_changes(ctx.clone()));
     if let Some(summary) = gateway_summary {
         tasks.spawn(gateway_summaries(ctx.clone(), summary));
     }
@@ -986,6 +1003,37 @@ async fn gauges(ctx: Arc<Ctx>) {
 /// Endpoints that differ are written).
 async fn gateway_changes(ctx: Arc<Ctx>) {
     let mut rx = ctx.gateway.clone();
+    while rx.changed().await.is_ok() {
+        if ctx.remote().is_some() {
+            ctx.enqueue_all();
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+/// Egress mode: every mirror follows the ready egress Pods. Gateway mode: the Link's routes
+/// left from an earlier egress mode are removed once (retried until it works).
+async fn egress_changes(ctx: Arc<Ctx>) {
+    if ctx.egress.mode != LinkMode::Egress {
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let ns = &ctx.env.options.namespace;
+            match ctx
+                .egress
+                .remove_link(&ctx.env.client, ns, ctx.cluster())
+                .await
+            {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(link = %ctx.link_name, error = %e, "removing the Link's egress routes; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+        return std::future::pending::<()>().await;
+    }
+    let mut rx = ctx.egress.pods.clone();
     while rx.changed().await.is_ok() {
         if ctx.remote().is_some() {
             ctx.enqueue_all();

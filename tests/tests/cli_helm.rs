@@ -206,6 +206,7 @@ fn the_guides_helm_install_and_uninstall_work_and_keep_the_namespace() {
         accounts.split_whitespace().collect::<Vec<_>>(),
         [
             "serviceaccount/linkerd-gateway",
+            "serviceaccount/linkerd-multicluster-egress",
             "serviceaccount/source1",
             "serviceaccount/source2",
             "serviceaccount/source3"

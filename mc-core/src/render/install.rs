@@ -21,7 +21,7 @@ pub fn controller_cluster_role_name() -> &'static str {
 ///
 /// Objects: the Namespace; the Link CRD; the gateway (ServiceAccount, Deployment, Service,
 /// PodDisruptionBudget under HA; the gateway resolves targets through cluster DNS and has no
-/// API access); the remote-access
+/// API access); the egress (see [`crate::egress`]); the remote-access
 /// ServiceAccounts with token Secrets and least-privilege RBAC; the mirror controllers'
 /// shared ClusterRole.
 pub fn install(values: &InstallValues) -> Result<Vec<Value>> {
@@ -34,6 +34,9 @@ pub fn install(values: &InstallValues) -> Result<Vec<Value>> {
     out.push(crd(&labels)?);
     if values.gateway.enabled {
         out.extend(gateway(values, &labels)?);
+    }
+    if values.egress.enabled {
+        out.extend(super::egress::egress(values, &labels));
     }
     if values.remote_mirror_service_account {
         for name in &values.remote_mirror_service_account_name {
@@ -332,6 +335,28 @@ pub fn gateway_identity_secret(
     key_pem: &str,
     trust_anchors_pem: &str,
 ) -> Result<Value> {
+    let pems = [cert_chain_pem, key_pem, trust_anchors_pem];
+    identity_secret(values, &values.gateway.identity_secret, "gateway", pems)
+}
+
+/// The egress's identity Secret (`egress.identitySecret`), laid out as
+/// [`gateway_identity_secret`]'s: the egress presents its certificate to remote gateways.
+pub fn egress_identity_secret(
+    values: &InstallValues,
+    cert_chain_pem: &str,
+    key_pem: &str,
+    trust_anchors_pem: &str,
+) -> Result<Value> {
+    let pems = [cert_chain_pem, key_pem, trust_anchors_pem];
+    identity_secret(values, &values.egress.identity_secret, "egress", pems)
+}
+
+fn identity_secret(
+    values: &InstallValues,
+    name: &str,
+    component: &str,
+    [cert_chain_pem, key_pem, trust_anchors_pem]: [&str; 3],
+) -> Result<Value> {
     use base64::Engine as _;
     values.validate()?;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -340,7 +365,7 @@ pub fn gateway_identity_secret(
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "kubernetes.io/tls",
-        "metadata": meta(&values.gateway.identity_secret, Some(&values.namespace), with(&labels, &[("component", "gateway")])),
+        "metadata": meta(name, Some(&values.namespace), with(&labels, &[("component", component)])),
         "data": {
             "tls.crt": b64(cert_chain_pem),
             "tls.key": b64(key_pem),

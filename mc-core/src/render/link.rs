@@ -1,5 +1,7 @@
 //! `mc multicluster link`: the credentials Secrets, the Link, and the Link's mirror controller.
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -115,6 +117,9 @@ pub struct LinkValues {
     pub controller: Option<ControllerValues>,
     /// Value of the `linkerd.io/created-by` annotation on the Link.
     pub created_by: String,
+    /// How the Link's mirrors are served (annotation `mirror.linkerd.io/mc-link-mode`);
+    /// `Auto` renders no annotation.
+    pub mode: crate::egress::LinkMode,
 }
 
 impl Default for LinkValues {
@@ -136,6 +141,7 @@ impl Default for LinkValues {
             control_plane_secret: true,
             controller: Some(ControllerValues::default()),
             created_by: format!("mc/cli {VERSION}"),
+            mode: crate::egress::LinkMode::Auto,
         }
     }
 }
@@ -339,8 +345,15 @@ fn link_object(values: &LinkValues, labels: &Map<String, Value>) -> Result<Value
             .chain([(labels::CLUSTER_NAME.to_owned(), cluster.to_owned())])
             .collect(),
     );
-    object.metadata.annotations =
-        Some([(labels::CREATED_BY.to_owned(), values.created_by.clone())].into());
+    let mut annotations: BTreeMap<String, String> =
+        [(labels::CREATED_BY.to_owned(), values.created_by.clone())].into();
+    if values.mode != crate::egress::LinkMode::Auto {
+        annotations.insert(
+            labels::LINK_MODE.to_owned(),
+            values.mode.as_str().to_owned(),
+        );
+    }
+    object.metadata.annotations = Some(annotations);
     serde_json::to_value(&object).map_err(|e| Error::RenderSerialize {
         format: "JSON",
         reason: format!("the Link: {e}"),
@@ -489,6 +502,8 @@ fn controller_objects(
                 {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links"], "verbs": ["list", "get", "watch", "patch"]},
                 {"apiGroups": ["multicluster.linkerd.io"], "resources": ["links/status"], "verbs": ["update", "patch"]},
                 {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create", "get", "update", "patch"]},
+                {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [crate::egress::ROUTES_CONFIG_MAP], "verbs": ["get", "list", "watch", "update"]},
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
             ],
         }),
         json!({

@@ -20,14 +20,16 @@
 //! ```
 
 mod delete;
+mod egress;
 mod install;
 mod link;
 mod values;
 
 pub use delete::{ObjectRef, delete_list, unlink_refs};
+pub use egress::{ADMIN_PORT_NAME, egress_args, egress_identity_of};
 pub use install::{
-    IDENTITY_DIR, allow, controller_cluster_role_name, gateway_args, gateway_identity_of,
-    gateway_identity_secret, install, remote_access_objects,
+    IDENTITY_DIR, allow, controller_cluster_role_name, egress_identity_secret, gateway_args,
+    gateway_identity_of, gateway_identity_secret, install, remote_access_objects,
 };
 pub use link::{
     ControllerValues, LinkGateway, LinkValues, controller_args, controller_binding_name,
@@ -36,8 +38,8 @@ pub use link::{
 };
 pub use values::{
     DEFAULT_LINKERD_NAMESPACE, DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_REMOTE_ACCESS_SA,
-    GatewayValues, IMAGE_NAME, ImageValues, InstallValues, ProbeValues, VERSION, merge,
-    parse_values_yaml, set, split_names,
+    EgressValues, GatewayValues, IMAGE_NAME, ImageValues, InstallValues, ProbeValues, VERSION,
+    merge, parse_values_yaml, set, split_names,
 };
 
 use std::collections::BTreeMap;

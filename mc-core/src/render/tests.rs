@@ -79,6 +79,7 @@ fn link_values() -> LinkValues {
             probe_period: "3".to_owned(),
         }),
         created_by: "mc/cli test".to_owned(),
+        mode: crate::egress::LinkMode::Auto,
         ..LinkValues::default()
     }
 }

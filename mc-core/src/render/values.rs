@@ -158,6 +158,41 @@ impl Default for GatewayValues {
     }
 }
 
+/// The source-side egress: the Deployment unmeshed Pods reach mirrored Services through (see
+/// [`crate::egress`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct EgressValues {
+    /// Render the egress (`--egress=false` turns it off; Links then use gateway mode).
+    pub enabled: bool,
+    /// Replicas of the Deployment (2: one may restart while the other serves; 3 with `--ha`).
+    pub replicas: u32,
+    /// Port of the egress's admin server (/ready, /live, /metrics) and of its Service.
+    pub admin_port: u16,
+    /// Secret (type kubernetes.io/tls plus `ca.crt`) holding the egress's client certificate,
+    /// key and trust anchors (`mc multicluster egress-identity`).
+    pub identity_secret: String,
+    /// UID the egress runs as.
+    #[serde(rename = "UID")]
+    pub uid: u32,
+    /// GID the egress runs as.
+    #[serde(rename = "GID")]
+    pub gid: u32,
+}
+
+impl Default for EgressValues {
+    fn default() -> EgressValues {
+        EgressValues {
+            enabled: true,
+            replicas: 2,
+            admin_port: crate::labels::DEFAULT_PROBE_PORT,
+            identity_secret: "linkerd-multicluster-egress-identity".to_owned(),
+            uid: 2103,
+            gid: 2103,
+        }
+    }
+}
+
 /// Everything `mc multicluster install` (and the Helm chart) renders from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -178,6 +213,8 @@ pub struct InstallValues {
     pub image_pull_secrets: Vec<String>,
     /// The gateway.
     pub gateway: GatewayValues,
+    /// The egress.
+    pub egress: EgressValues,
     /// Render the remote-access ServiceAccounts and their RBAC.
     pub remote_mirror_service_account: bool,
     /// Names of the remote-access ServiceAccounts: a list, or one string of comma-separated names.
@@ -202,6 +239,7 @@ impl Default for InstallValues {
             image: ImageValues::default(),
             image_pull_secrets: Vec::new(),
             gateway: GatewayValues::default(),
+            egress: EgressValues::default(),
             remote_mirror_service_account: true,
             remote_mirror_service_account_name: vec![DEFAULT_REMOTE_ACCESS_SA.to_owned()],
             enable_namespace_creation: false,
@@ -234,7 +272,7 @@ impl InstallValues {
 
     /// The HA profile (`--ha`): three gateway replicas spread over nodes.
     pub fn ha_tree() -> Value {
-        serde_json::json!({"gateway": {"replicas": 3}, "enablePodAntiAffinity": true})
+        serde_json::json!({"gateway": {"replicas": 3}, "egress": {"replicas": 3}, "enablePodAntiAffinity": true})
     }
 
     /// Checks what serde cannot: names, ports, service type, image.
@@ -311,6 +349,27 @@ impl InstallValues {
         check_dns_label("gateway.identitySecret", &self.gateway.identity_secret).or_else(|_| {
             check_subdomain("gateway.identitySecret", &self.gateway.identity_secret)
         })?;
+        if self.egress.enabled {
+            if self.egress.replicas == 0 {
+                return Err(bad(
+                    "egress.replicas",
+                    "0",
+                    "leaves the egress without pods",
+                    "use at least 1, or set egress.enabled=false",
+                ));
+            }
+            if self.egress.admin_port == 0
+                || crate::egress::PORT_RANGE.contains(&self.egress.admin_port)
+            {
+                return Err(bad(
+                    "egress.adminPort",
+                    &self.egress.admin_port.to_string(),
+                    "is not a port or lies in the egress route range 20000-32767",
+                    "use a port in 1-19999, e.g. 4191",
+                ));
+            }
+            check_subdomain("egress.identitySecret", &self.egress.identity_secret)?;
+        }
         if self.image.name.is_empty() || self.image.tag.is_empty() {
             return Err(bad(
                 "image",
