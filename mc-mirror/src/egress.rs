@@ -32,6 +32,22 @@ const LINKERD_DESTINATION: &str = "linkerd-dst";
 /// (and is retried with backoff).
 const CONFLICT_RETRIES: usize = 8;
 
+/// What the routes of one mirror are made of.
+pub(crate) struct MirrorRoutes<'a> {
+    /// The mirror's namespace.
+    pub ns: &'a str,
+    /// The mirror's name.
+    pub name: &'a str,
+    /// The mirror Service (its ports).
+    pub service: &'a Service,
+    /// The remote Service's `<svc>.<ns>.svc.<domain>`.
+    pub fq_name: &'a str,
+    /// The remote gateway, once resolved.
+    pub gateway: Option<&'a Gateway>,
+    /// The identity the remote gateway presents.
+    pub identity: &'a str,
+}
+
 /// The egress side of one Link's worker.
 pub(crate) struct EgressState {
     /// The mode this worker serves (never `Auto`).
@@ -105,20 +121,23 @@ impl EgressState {
         }
     }
 
-    /// The routes for every port of mirror `ns/mirror` (of remote `fq_name`, through
-    /// `gateway`): set in the table, with stale ports of the mirror removed. Returns the egress
-    /// port of each service port.
+    /// The routes for every port of mirror `m`: set in the table, with stale ports of the
+    /// mirror removed. Returns the egress port of each service port.
     pub(crate) async fn ensure(
         &self,
         client: &Client,
         namespace: &str,
         link: &str,
-        mirror: (&str, &str, &Service),
-        fq_name: &str,
-        gateway: Option<&Gateway>,
-        identity: &str,
+        m: MirrorRoutes<'_>,
     ) -> Result<BTreeMap<u16, u16>> {
-        let (ns, name, svc) = mirror;
+        let MirrorRoutes {
+            ns,
+            name,
+            service: svc,
+            fq_name,
+            gateway,
+            identity,
+        } = m;
         let gateways: Vec<String> = gateway
             .map(|g| {
                 g.ips

@@ -31,6 +31,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::compact::LocalService;
+use crate::egress::MirrorRoutes;
 use crate::error::is_status;
 use crate::status::{CONFLICT, Outcome};
 use crate::worker::{Ctx, Key};
@@ -194,10 +195,14 @@ async fn through_egress(
             &ctx.env.client,
             &ctx.env.options.namespace,
             ctx.cluster(),
-            (ns, &desired.name.name, &desired.service),
-            &fq_name,
-            gw,
-            &identity,
+            MirrorRoutes {
+                ns,
+                name: &desired.name.name,
+                service: &desired.service,
+                fq_name: &fq_name,
+                gateway: gw,
+                identity: &identity,
+            },
         )
         .await?;
     let pods = ctx.egress.pods.borrow().clone();

@@ -1103,3 +1103,203 @@ async fn a_target_unreachable_from_the_start_is_reported_in_the_link_status() {
     .await;
     f.stop().await;
 }
+
+/// The egress's Service and Endpoints in the Links' namespace, as install renders them and the
+/// endpoints controller fills them (here written by hand: no Pods on this testbed).
+async fn fake_egress(f: &Fixture, ips: &[&str]) {
+    use k8s_openapi::api::core::v1::{
+        EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
+    };
+    use kube::api::{ObjectMeta, Patch, PatchParams};
+    let name = mc_core::egress::EGRESS_NAME;
+    let meta = ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(f.links_ns.clone()),
+        ..ObjectMeta::default()
+    };
+    let svc = Service {
+        metadata: meta.clone(),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            ports: Some(vec![ServicePort {
+                name: Some("mc-admin".into()),
+                port: 4191,
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let ep = Endpoints {
+        metadata: meta,
+        subsets: Some(vec![EndpointSubset {
+            addresses: Some(
+                ips.iter()
+                    .map(|ip| EndpointAddress {
+                        ip: (*ip).into(),
+                        ..EndpointAddress::default()
+                    })
+                    .collect(),
+            ),
+            ports: Some(vec![EndpointPort {
+                name: Some("mc-admin".into()),
+                port: 4191,
+                ..EndpointPort::default()
+            }]),
+            ..EndpointSubset::default()
+        }]),
+    };
+    let pp = PatchParams::apply("mc-test").force();
+    f.services(&f.west, &f.links_ns)
+        .patch(name, &pp, &Patch::Apply(&svc))
+        .await
+        .unwrap();
+    f.endpoints(&f.west, &f.links_ns)
+        .patch(name, &pp, &Patch::Apply(&ep))
+        .await
+        .unwrap();
+}
+
+/// The egress route table in the Links' namespace.
+async fn routes(f: &Fixture) -> Option<mc_core::egress::RouteTable> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(f.west.clone(), &f.links_ns);
+    let cm = api
+        .get_opt(mc_core::egress::ROUTES_CONFIG_MAP)
+        .await
+        .unwrap()?;
+    let (table, bad) = mc_core::egress::RouteTable::from_data(&cm.data.unwrap_or_default());
+    assert!(bad.is_empty(), "{bad:?}");
+    Some(table)
+}
+
+/// Issue #18: with the egress installed (and no Linkerd control plane) a Link's mirrors are
+/// served in egress mode: each service port gets its own egress port in the route table, the
+/// Endpoints point at the ready egress Pods and follow them, an unexported Service's routes go,
+/// and switching the Link to gateway mode rewrites the same objects back.
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_mode_allocates_ports_and_points_mirrors_at_the_egress() {
+    use kube::api::{Patch, PatchParams};
+    let bed = mc_tests::shared_api_only().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "egr", true, false).await;
+    fake_egress(&f, &["198.18.7.1"]).await;
+    f.start().await;
+    // Two Services on the same port number, one with two ports.
+    f.remote_service(
+        &ns,
+        "a",
+        &[(EXPORTED, "true")],
+        &[("http", 80)],
+        &["10.1.0.5"],
+    )
+    .await;
+    f.remote_service(
+        &ns,
+        "b",
+        &[(EXPORTED, "true")],
+        &[("http", 80), ("grpc", 9090)],
+        &["10.1.0.6"],
+    )
+    .await;
+    let ports_of = |ep: &k8s_openapi::api::core::v1::Endpoints| -> BTreeMap<String, i32> {
+        ep.subsets
+            .iter()
+            .flatten()
+            .flat_map(|s| s.ports.iter().flatten())
+            .map(|p| (p.name.clone().unwrap_or_default(), p.port))
+            .collect()
+    };
+    let addresses_of = |ep: &k8s_openapi::api::core::v1::Endpoints| -> Vec<String> {
+        ep.subsets
+            .iter()
+            .flatten()
+            .flat_map(|s| s.addresses.iter().flatten())
+            .map(|a| a.ip.clone())
+            .collect()
+    };
+    let wait_egress = |svc: &'static str, ips: Vec<&'static str>| {
+        let f = &f;
+        let ns = ns.clone();
+        async move {
+            eventually(
+                &format!("{svc} served by the egress {ips:?}"),
+                T,
+                || async {
+                    let ep = f.mirror_endpoints(&ns, svc).await?;
+                    (addresses_of(&ep) == ips).then_some(ep)
+                },
+            )
+            .await
+        }
+    };
+    let a = wait_egress("a", vec!["198.18.7.1"]).await;
+    let b = wait_egress("b", vec!["198.18.7.1"]).await;
+    let (pa, pb) = (ports_of(&a), ports_of(&b));
+    let mut all: Vec<i32> = pa.values().chain(pb.values()).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        3,
+        "every service port gets its own egress port: {pa:?} {pb:?}"
+    );
+    assert!(all.iter().all(|p| (20000..=32767).contains(p)), "{all:?}");
+    let ann = a.metadata.annotations.clone().unwrap_or_default();
+    assert!(
+        !ann.contains_key(mc_core::labels::REMOTE_GATEWAY_IDENTITY),
+        "{ann:?}"
+    );
+
+    let table = routes(&f).await.expect("the route table exists");
+    let mirror_b = f.mirror_name("b");
+    let grpc = table
+        .get(&mc_core::egress::route_key(&ns, &mirror_b, 9090))
+        .expect("b's grpc route");
+    assert_eq!(grpc.target, format!("b.{ns}.svc.cluster.local:9090"));
+    assert_eq!(
+        grpc.gateways,
+        vec![format!("{}:{GATEWAY_PORT}", f.gateway.ip)]
+    );
+    assert_eq!(grpc.link, f.cluster);
+    assert_eq!(i32::from(grpc.listen), pb["grpc"]);
+    let uid = f.mirror(&ns, "a").await.unwrap().metadata.uid;
+
+    // The egress scales: the mirrors follow its ready Pods.
+    fake_egress(&f, &["198.18.7.1", "198.18.7.2"]).await;
+    wait_egress("a", vec!["198.18.7.1", "198.18.7.2"]).await;
+
+    // Unexported: the mirror and its routes go; a's port stays as it was.
+    f.services(&f.east, &ns)
+        .delete("b", &Default::default())
+        .await
+        .unwrap();
+    eventually("b's routes removed", T, || async {
+        let t = routes(&f).await?;
+        (!t.routes()
+            .any(|(k, _)| k.starts_with(&format!("{ns}.{mirror_b}."))))
+        .then_some(())
+    })
+    .await;
+    let a_now = f.mirror_endpoints(&ns, "a").await.unwrap();
+    assert_eq!(ports_of(&a_now), pa, "a keeps its egress port");
+
+    // Gateway mode: the same mirror object, Endpoints at the gateway, the Link's routes gone.
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {mc_core::labels::LINK_MODE: "gateway"}}});
+    f.links()
+        .patch(&f.cluster, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    f.wait_endpoints(&ns, "a", true, T).await;
+    eventually("the Link's routes removed", T, || async {
+        let t = routes(&f).await?;
+        t.routes().all(|(_, r)| r.link != f.cluster).then_some(())
+    })
+    .await;
+    assert_eq!(
+        f.mirror(&ns, "a").await.unwrap().metadata.uid,
+        uid,
+        "not recreated"
+    );
+    f.stop().await;
+}

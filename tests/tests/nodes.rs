@@ -22,41 +22,14 @@ fn kubectl(bed: &Testbed, ctx: &str, args: &[&str]) -> String {
 
 /// A namespace of the test's own, with a client Deployment (curl) ready in it.
 fn namespace_with_client(bed: &Testbed, ctx: &str, ns: &str) {
-    let manifest = format!(
-        r#"{{"apiVersion":"v1","kind":"List","items":[
-  {{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}"}}}},
-  {{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"client","namespace":"{ns}"}},
-   "spec":{{"replicas":2,"selector":{{"matchLabels":{{"app":"client"}}}},
-     "template":{{"metadata":{{"labels":{{"app":"client"}}}},
-       "spec":{{"containers":[{{"name":"client","image":"{image}","imagePullPolicy":"Never"}}]}}}}}}}}]}}"#,
-        image = mc_tests::CLIENT_IMAGE
-    );
-    check(bed.apply(ctx, &manifest).unwrap(), "apply the client");
-    bed.wait_rollout(ctx, ns, "deployment/client").unwrap();
+    let manifest =
+        format!(r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}"}}}}"#);
+    check(bed.apply(ctx, &manifest).unwrap(), "apply the namespace");
+    nodes_common::client_deployment(bed, ctx, ns, 2);
 }
 
 fn curl(bed: &Testbed, ctx: &str, ns: &str, url: &str) -> Result<String, String> {
-    let out = bed
-        .kubectl(ctx)
-        .args([
-            "exec",
-            "-n",
-            ns,
-            "deploy/client",
-            "--",
-            "curl",
-            "-sS",
-            "-m",
-            "5",
-            url,
-        ])
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    nodes_common::curl(bed, ctx, ns, url)
 }
 
 /// A Service of the test's own in front of CoreDNS's health port, which answers `OK`.

@@ -21,6 +21,7 @@ use mc_tests::Testbed;
 use serde_json::Value;
 
 const NS: &str = "linkerd-multicluster";
+const EGRESS: &str = mc_core::egress::EGRESS_NAME;
 
 /// mc installed in east (with its gateway) and west (a source), west linked to east.
 struct Installed {
@@ -259,9 +260,11 @@ fn install() -> Installed {
     std::fs::create_dir_all(&work).unwrap();
     let sh = |script: &str| check(sh_in(bed, &work, script), script);
     sh("mc trust-anchor create --cert-out root.crt --key-out root.key --force");
-    sh(
-        "mc issuer create --ca-cert root.crt --ca-key root.key --cert-out east-issuer.crt --key-out east-issuer.key --force",
-    );
+    for c in ["east", "west"] {
+        sh(&format!(
+            "mc issuer create --ca-cert root.crt --ca-key root.key --cert-out {c}-issuer.crt --key-out {c}-issuer.key --force"
+        ));
+    }
     let root = std::fs::read_to_string(work.join("root.crt")).unwrap();
     let values = format!(
         "identityTrustAnchorsPEM: |\n{}identityTrustDomain: cluster.local\n",
@@ -277,9 +280,12 @@ fn install() -> Installed {
             "apply linkerd-config",
         );
     }
-    sh("mc --context east multicluster install | kubectl --context east apply -f -");
+    sh("mc --context east multicluster install --egress=false | kubectl --context east apply -f -");
     sh(
         "mc --context west multicluster install --gateway=false | kubectl --context west apply -f -",
+    );
+    sh(
+        "mc --context west multicluster egress-identity --issuer-cert west-issuer.crt --issuer-key west-issuer.key --trust-anchors root.crt | kubectl --context west apply -f -",
     );
     sh(
         "mc --context east multicluster gateway-identity --issuer-cert east-issuer.crt --issuer-key east-issuer.key --trust-anchors root.crt | kubectl --context east apply -f -",
@@ -300,9 +306,11 @@ fn install() -> Installed {
         }
     });
     sh(
-        "mc --context east multicluster link --cluster-name east | kubectl --context west apply -f -",
+        "mc --context east multicluster link --cluster-name east --mode gateway | kubectl --context west apply -f -",
     );
     bed.wait_rollout("west", NS, "deployment/controller-east")
+        .unwrap();
+    bed.wait_rollout("west", NS, &format!("deployment/{EGRESS}"))
         .unwrap();
     let installed = Installed {
         bed,
@@ -520,4 +528,133 @@ fn a_killed_containerd_comes_back_and_the_pods_serve_again() {
         mc.gateway_ip
     ));
     assert!(!out.is_empty(), "the gateway's /ready answered");
+}
+
+/// Puts Link east back in gateway mode when dropped, so a failed egress test leaves the other
+/// faults the installation they expect.
+struct GatewayModeAfter<'a>(&'a Installed);
+
+impl Drop for GatewayModeAfter<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.set_mode("gateway");
+    }
+}
+
+impl Installed {
+    fn set_mode(&self, mode: &str) -> Result<String, String> {
+        self.kubectl(
+            "west",
+            &[
+                "annotate",
+                "--overwrite",
+                "-n",
+                NS,
+                "links.multicluster.linkerd.io",
+                "east",
+                &format!("{}={mode}", mc_core::labels::LINK_MODE),
+            ],
+        )
+    }
+
+    /// The ready egress Pod IPs in west.
+    fn egress_ips(&self) -> Vec<String> {
+        let ep = self
+            .json("west", &["get", "endpoints", "-n", NS, EGRESS])
+            .unwrap();
+        ips(&ep, "addresses")
+    }
+
+    /// `curl` from a plain Pod (no sidecar, no certificate) in `ns` of west.
+    fn curl_from_plain_pod(&self, ns: &str, url: &str) -> Result<String, String> {
+        nodes_common::curl(self.bed, "west", ns, url)
+    }
+
+    /// West's egress route table ConfigMap.
+    fn routes(&self) -> Result<Value, String> {
+        let cm = mc_core::egress::ROUTES_CONFIG_MAP;
+        self.json("west", &["get", "configmap", "-n", NS, cm])
+    }
+}
+
+/// Issue #18: a plain Pod in west reaches an exported Service of east through west's egress,
+/// after Link east is switched from gateway to egress mode; the switch rewrites the mirror's
+/// Endpoints in place (same Service object), and switching back restores the gateway.
+#[test]
+fn a_plain_pod_reaches_east_through_the_egress_and_the_mode_switches_in_place() {
+    let _one = one_at_a_time();
+    let mc = installed();
+    let ns = "egress-plain";
+    mc.export(ns, 1);
+    nodes_common::client_deployment(mc.bed, "west", ns, 1);
+    let uid = |mc: &Installed| {
+        mc.json("west", &["get", "svc", "-n", ns, "svc-0-east"])
+            .unwrap()["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let before = uid(mc);
+    let url = format!("http://svc-0-east.{ns}.svc.cluster.local:9898/");
+    // Gateway mode: the plain Pod's request reaches the gateway without mTLS and fails.
+    assert!(
+        mc.curl_from_plain_pod(ns, &url)
+            .map_or(true, |body| !body.contains("greetings from")),
+        "a plain Pod must not get through in gateway mode"
+    );
+
+    let _restore = GatewayModeAfter(mc);
+    mc.set_mode("egress").unwrap();
+    let egress = mc.egress_ips();
+    assert!(!egress.is_empty(), "the egress has ready Pods");
+    eventually(90, "the mirror's endpoints are the egress Pods", || {
+        let ep = mc.json("west", &["get", "endpoints", "-n", ns, "svc-0-east"])?;
+        let ready = ips(&ep, "addresses");
+        let port = ep["subsets"][0]["ports"][0]["port"].as_u64().unwrap_or(0);
+        if ready == egress && (20000..=32767).contains(&port) {
+            Ok(())
+        } else {
+            Err(format!("ready {ready:?} port {port}"))
+        }
+    });
+    let body = eventually(
+        60,
+        "podinfo answers the plain Pod through the egress",
+        || {
+            let body = mc.curl_from_plain_pod(ns, &url)?;
+            if body.contains("greetings from") {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        },
+    );
+    assert!(body.contains("hostname"), "{body}");
+    let routes = mc.routes().unwrap();
+    let key = mc_core::egress::route_key(ns, "svc-0-east", 9898);
+    let route = routes["data"][&key].as_str().unwrap_or_default();
+    assert!(
+        route.contains(&format!("svc-0.{ns}.svc.cluster.local:9898")),
+        "{routes}"
+    );
+    assert_eq!(
+        uid(mc),
+        before,
+        "the mode switch must not recreate the mirror"
+    );
+
+    mc.set_mode("gateway").unwrap();
+    mc.wait_mirror_ready(ns, "svc-0-east", 90);
+    eventually(60, "the Link's routes are removed in gateway mode", || {
+        let routes = mc.routes()?;
+        if routes["data"].get(&key).is_none() {
+            Ok(())
+        } else {
+            Err(routes.to_string())
+        }
+    });
+    assert_eq!(
+        uid(mc),
+        before,
+        "switching back must not recreate the mirror"
+    );
 }

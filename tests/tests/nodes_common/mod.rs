@@ -56,3 +56,48 @@ pub(crate) fn shell(bed: &mc_tests::Testbed, mc_dir: &Path, work: &Path, script:
         .output()
         .unwrap_or_else(|e| panic!("cannot run bash for {script:?}: {e}"))
 }
+
+/// A client Deployment `client` (curl, no sidecar, no certificate) of `replicas` Pods in `ns`
+/// of cluster `ctx`, rolled out.
+pub(crate) fn client_deployment(bed: &mc_tests::Testbed, ctx: &str, ns: &str, replicas: u32) {
+    let manifest = format!(
+        r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"client","namespace":"{ns}"}},
+   "spec":{{"replicas":{replicas},"selector":{{"matchLabels":{{"app":"client"}}}},
+     "template":{{"metadata":{{"labels":{{"app":"client"}}}},
+       "spec":{{"containers":[{{"name":"client","image":"{image}","imagePullPolicy":"Never"}}]}}}}}}}}"#,
+        image = mc_tests::CLIENT_IMAGE
+    );
+    check(bed.apply(ctx, &manifest).unwrap(), "apply the client");
+    bed.wait_rollout(ctx, ns, "deployment/client").unwrap();
+}
+
+/// `curl -sS -m 5 <url>` in the client Deployment of `ns` in cluster `ctx`: its stdout, or
+/// its stderr as the error.
+pub(crate) fn curl(
+    bed: &mc_tests::Testbed,
+    ctx: &str,
+    ns: &str,
+    url: &str,
+) -> Result<String, String> {
+    let out = bed
+        .kubectl(ctx)
+        .args([
+            "exec",
+            "-n",
+            ns,
+            "deploy/client",
+            "--",
+            "curl",
+            "-sS",
+            "-m",
+            "5",
+            url,
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
