@@ -140,10 +140,10 @@ pub(crate) async fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write)
             Multicluster::Check(a) => check::check(a, &kube, &linkerd_namespace, out).await,
             Multicluster::Gateways(a) => gateways::gateways(a, &kube, out).await,
             Multicluster::GatewayIdentity(a) => {
-                trust::identity_secret(a, trust::Component::Gateway, &linkerd_namespace, out)
+                trust::identity_secret(a, trust::Component::Gateway, &linkerd_namespace, out, err)
             }
             Multicluster::EgressIdentity(a) => {
-                trust::identity_secret(a, trust::Component::Egress, &linkerd_namespace, out)
+                trust::identity_secret(a, trust::Component::Egress, &linkerd_namespace, out, err)
             }
         },
         Command::TrustAnchor(c) => {

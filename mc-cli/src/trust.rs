@@ -393,6 +393,7 @@ pub(crate) fn identity_secret(
     component: Component,
     linkerd_namespace: &str,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<()> {
     let now = SystemTime::now();
     let mut values = mc_core::render::InstallValues {
@@ -423,6 +424,19 @@ pub(crate) fn identity_secret(
         not_after: now + validity,
         ..pki::LeafOptions::new(now)
     };
+    let end = pki::leaf_not_after(&issuer, &opts)?;
+    if end < opts.not_after {
+        emit(
+            err,
+            &format!(
+                "warning: --validity {} would outlive the issuer {}: the certificate for {identity} \
+                 ends with the issuer, at {}; renew the issuer before then\n",
+                args.validity,
+                args.issuer_cert.display(),
+                mc_core::trust::format_time(end),
+            ),
+        )?;
+    }
     let leaf = pki::issue_leaf(&issuer, &identity, &opts)?;
     let render = match component {
         Component::Gateway => mc_core::render::gateway_identity_secret,

@@ -208,7 +208,8 @@ pub fn issue_leaf(
             fix: "enable at least one (Linkerd proxies need both)",
         });
     }
-    let mut params = base_params(Kind::Leaf, opts.not_before, opts.not_after)?;
+    let not_after = leaf_not_after(issuer, opts)?;
+    let mut params = base_params(Kind::Leaf, opts.not_before, not_after)?;
     if identity.len() <= MAX_CN {
         params.distinguished_name.push(DnType::CommonName, identity);
     }
@@ -228,6 +229,32 @@ pub fn issue_leaf(
         .filter_map(|(wanted, eku)| wanted.then_some(eku))
         .collect();
     sign_new_key(issuer, params, "signing the leaf certificate")
+}
+
+/// When `issuer` stops being valid (its certificate's notAfter).
+pub fn not_after_of(cert: &CertifiedKey) -> Result<SystemTime> {
+    let der = cert.cert_der()?;
+    let origin = crate::trust::anchor::Origin { block: 1, line: 1 };
+    let parsed = crate::trust::anchor::parse(der.to_vec(), origin)?;
+    Ok(parsed.anchor.summary().not_after)
+}
+
+/// The end of validity a leaf issued by `issuer` with `opts` gets: `opts.not_after`, shortened
+/// to the issuer's own end when it would outlive it (a leaf never outlives its issuer; compare
+/// with `opts.not_after` to warn). Error: the issuer has expired by `opts.not_before`.
+pub fn leaf_not_after(issuer: &CertifiedKey, opts: &LeafOptions) -> Result<SystemTime> {
+    let issuer_end = not_after_of(issuer)?;
+    if issuer_end <= opts.not_before {
+        return Err(Error::PkiOptions {
+            field: "issuer certificate notAfter",
+            reason: format!(
+                "the issuer expired at {}, before the leaf would start",
+                crate::trust::anchor::rfc3339(issuer_end)
+            ),
+            fix: "renew the issuer (mc issuer create) and use the new one",
+        });
+    }
+    Ok(opts.not_after.min(issuer_end))
 }
 
 /// Which certificate is being made, to name the options in errors.
@@ -559,6 +586,33 @@ mod tests {
             .anchor
             .summary()
             .clone()
+    }
+
+    #[test]
+    fn a_leaf_never_outlives_its_issuer() {
+        let root = create_trust_anchor(&AnchorOptions::new(now())).unwrap();
+        let issuer_opts = IssuerOptions {
+            not_after: now() + Duration::from_secs(48 * 3600),
+            ..IssuerOptions::new(now())
+        };
+        let issuer = create_issuer(&root, &issuer_opts).unwrap();
+        let long = LeafOptions {
+            not_after: now() + Duration::from_secs(365 * 24 * 3600),
+            ..LeafOptions::new(now())
+        };
+        assert_eq!(
+            leaf_not_after(&issuer, &long).unwrap(),
+            issuer_opts.not_after
+        );
+        let leaf = issue_leaf(&issuer, ID, &long).unwrap();
+        assert_eq!(summary(&leaf.cert_pem).not_after, issuer_opts.not_after);
+        // A shorter leaf keeps its own end.
+        let short = LeafOptions::new(now());
+        assert_eq!(leaf_not_after(&issuer, &short).unwrap(), short.not_after);
+        // An expired issuer signs nothing.
+        let late = LeafOptions::new(now() + Duration::from_secs(49 * 3600));
+        let err = issue_leaf(&issuer, ID, &late).unwrap_err().to_string();
+        assert!(err.contains("expired") && err.contains("fix"), "{err}");
     }
 
     #[test]

@@ -193,7 +193,9 @@ fn install_applies_with_server_side_validation_and_objects_are_present() {
             "name",
         ],
     ));
-    assert_eq!(labels.lines().count(), 5, "{labels}");
+    // The gateway's and the egress's Service, Deployment and ServiceAccount, and the
+    // remote-access ServiceAccount with its token Secret.
+    assert_eq!(labels.lines().count(), 8, "{labels}");
     // The gateway Service publishes the contract link reads.
     let ann = ok(&kubectl(
         bed,
@@ -491,7 +493,8 @@ fn trust_anchor_create_issuer_bundle_and_diff() {
     assert_eq!(same.status.code(), Some(0));
 
     // The gateway's identity Secret: a leaf for the gateway identity that chains to the anchor.
-    let yaml = ok(&run(&s(&[
+    // Its default year of validity would outlive the 48h issuer: it is shortened, with a warning.
+    let out = run(&s(&[
         "multicluster",
         "gateway-identity",
         "--issuer-cert",
@@ -500,7 +503,13 @@ fn trust_anchor_create_issuer_bundle_and_diff() {
         &p("i.key"),
         "--trust-anchors",
         &p("a.crt"),
-    ])));
+    ]));
+    let yaml = ok(&out);
+    assert!(
+        stderr(&out).contains("warning") && stderr(&out).contains("outlive the issuer"),
+        "{}",
+        stderr(&out)
+    );
     let secret: serde_json::Value = serde_yaml::from_str(yaml.trim_start_matches("---\n")).unwrap();
     assert_eq!(secret["type"], "kubernetes.io/tls");
     use base64::Engine as _;
@@ -538,6 +547,61 @@ fn trust_anchor_create_issuer_bundle_and_diff() {
     assert!(
         String::from_utf8_lossy(&san.stdout).contains(
             "DNS:linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+        ),
+        "{}",
+        String::from_utf8_lossy(&san.stdout)
+    );
+    let end = |file: &str| {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-enddate", "-in", file])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        end(&p("chain.pem")),
+        end(&p("i.crt")),
+        "the leaf ends with its issuer"
+    );
+
+    // The egress's Secret: the egress identity, within the issuer's validity: no warning.
+    let out = run(&s(&[
+        "multicluster",
+        "egress-identity",
+        "--issuer-cert",
+        &p("i.crt"),
+        "--issuer-key",
+        &p("i.key"),
+        "--trust-anchors",
+        &p("a.crt"),
+        "--validity",
+        "24h",
+    ]));
+    let yaml = ok(&out);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let secret: serde_json::Value = serde_yaml::from_str(yaml.trim_start_matches("---\n")).unwrap();
+    assert_eq!(
+        secret["metadata"]["name"],
+        "linkerd-multicluster-egress-identity"
+    );
+    let chain = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["tls.crt"].as_str().unwrap())
+        .unwrap();
+    std::fs::write(p("egress.pem"), &chain).unwrap();
+    let san = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+            "-in",
+            &p("egress.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&san.stdout).contains(
+            "DNS:linkerd-multicluster-egress.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
         ),
         "{}",
         String::from_utf8_lossy(&san.stdout)
