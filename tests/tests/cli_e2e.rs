@@ -533,34 +533,26 @@ fn trust_anchor_create_issuer_bundle_and_diff() {
         "{}",
         String::from_utf8_lossy(&verify.stderr)
     );
-    let san = Command::new("openssl")
-        .args([
-            "x509",
-            "-noout",
-            "-ext",
-            "subjectAltName",
-            "-in",
-            &p("chain.pem"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&san.stdout).contains(
-            "DNS:linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
-        ),
-        "{}",
-        String::from_utf8_lossy(&san.stdout)
-    );
-    let end = |file: &str| {
+    // `openssl x509 -noout <args> -in <file>`: its stdout.
+    let x509 = |args: &[&str], file: &str| {
         let out = Command::new("openssl")
-            .args(["x509", "-noout", "-enddate", "-in", file])
+            .args(["x509", "-noout"])
+            .args(args)
+            .args(["-in", file])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let san = x509(&["-ext", "subjectAltName"], &p("chain.pem"));
+    assert!(
+        san.contains(
+            "DNS:linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+        ),
+        "{san}"
+    );
     assert_eq!(
-        end(&p("chain.pem")),
-        end(&p("i.crt")),
+        x509(&["-enddate"], &p("chain.pem")),
+        x509(&["-enddate"], &p("i.crt")),
         "the leaf ends with its issuer"
     );
 
@@ -588,23 +580,12 @@ fn trust_anchor_create_issuer_bundle_and_diff() {
         .decode(secret["data"]["tls.crt"].as_str().unwrap())
         .unwrap();
     std::fs::write(p("egress.pem"), &chain).unwrap();
-    let san = Command::new("openssl")
-        .args([
-            "x509",
-            "-noout",
-            "-ext",
-            "subjectAltName",
-            "-in",
-            &p("egress.pem"),
-        ])
-        .output()
-        .unwrap();
+    let san = x509(&["-ext", "subjectAltName"], &p("egress.pem"));
     assert!(
-        String::from_utf8_lossy(&san.stdout).contains(
+        san.contains(
             "DNS:linkerd-multicluster-egress.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
         ),
-        "{}",
-        String::from_utf8_lossy(&san.stdout)
+        "{san}"
     );
 }
 
