@@ -43,6 +43,9 @@ pub struct Metrics {
     pub opaque_splices: Counter,
     /// HTTP connections.
     pub http_streams: Counter,
+    /// Authenticated connections, by client identity (one series per source cluster's egress
+    /// and per meshed workload identity: bounded by the identities the trust anchor issues).
+    pub client_connections: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -68,6 +71,7 @@ impl Metrics {
             http_seconds: Family::new_with_constructor(latency_histogram),
             opaque_splices: Counter::default(),
             http_streams: Counter::default(),
+            client_connections: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -122,6 +126,11 @@ impl Metrics {
             m.opaque_splices.clone(),
         );
         registry.register("http_streams", "HTTP connections", m.http_streams.clone());
+        registry.register(
+            "client_connections",
+            "Authenticated connections, by client identity",
+            m.client_connections.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -133,6 +142,13 @@ impl Metrics {
     /// Counts an opaque splice.
     pub fn opaque_splice(&self) {
         self.opaque_splices.inc();
+    }
+
+    /// Counts an authenticated connection of `client`.
+    pub fn client_connection(&self, client: &str) {
+        self.client_connections
+            .get_or_create(&vec![("client_id", client.to_owned())])
+            .inc();
     }
 
     /// Counts a refused connection.

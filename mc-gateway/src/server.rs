@@ -453,6 +453,8 @@ async fn connection(
         tracing::info!(%peer, %client, "refused: client identity is the gateway's own (loop)");
         return Ok(());
     }
+    shared.metrics.client_connection(&client);
+    tracing::debug!(%peer, %client, "client authenticated");
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
     let client: Arc<str> = client.into();
     if alpn.as_deref() == Some(mc_core::transport::ALPN) {

@@ -219,6 +219,9 @@ async fn opaque_streams_follow_key_updates_both_ways() {
         metric(&m, "mc_gateway_bytes_in_total") > data.len() as f64,
         "{m}"
     );
+    // The metrics name the client: how a target cluster sees which source's egress connects.
+    let by_client = format!("mc_gateway_client_connections_total{{client_id=\"{CLIENT_ID}\"}}");
+    assert_eq!(metric(&m, &by_client), 1.0, "{m}");
     gw.shutdown().await;
 }
 

@@ -4,16 +4,16 @@
 //! Every step prints the commands a user types and runs exactly those commands (real pipes into
 //! the real kubectl) against two clusters whose nodes run Pods: mc's gateway and mirror
 //! controller run as Pods from mc's image, started by the manifests `install` and `link` render;
-//! podinfo runs as Deployments; the call across is `kubectl exec` into a west Pod. The one
-//! stand-in is Linkerd itself: its `linkerd-config` ConfigMap (which mc reads) and the identity
-//! of the west client, a leaf from west's issuer. See docs/walkthrough.md.
+//! podinfo runs as Deployments; the call across is `kubectl exec` into a plain west Pod (no
+//! sidecar, no certificate), through west's egress. The one stand-in is Linkerd itself: its
+//! `linkerd-config` ConfigMap, which mc reads. The 50/50 split is a weighted TCP splitter next to
+//! curl (`mc-gateway connect` with two plain backends) until HTTPRoute-driven splits exist. See docs/walkthrough.md.
 
 mod shell;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use mc_core::pki::{CertifiedKey, LeafOptions, issue_leaf};
 use serde_json::Value;
 
 use crate::Testbed;
@@ -23,11 +23,13 @@ use shell::{Failed, Shell};
 pub type DemoResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 const NS: &str = "linkerd-multicluster";
-/// The identity of west's client Pods (a Linkerd proxy's would be the same).
-const CLIENT_IDENTITY: &str = "web.test.serviceaccount.identity.linkerd.cluster.local";
 const SPLIT_REQUESTS: usize = 200;
-/// Where the client sidecar listens in the web Pods.
+/// Where the client sidecar listens in the web-split Pods.
 const SIDECAR: &str = "http://127.0.0.1:4140/";
+/// podinfo-east, by the name any west Pod uses.
+const MIRROR_URL: &str = "http://podinfo-east.test.svc.cluster.local:9898/";
+/// The egress's Deployment and Service.
+const EGRESS: &str = mc_core::egress::EGRESS_NAME;
 
 /// The manifests the demo applies, shipped in `examples/demo/`.
 const EXAMPLES: [(&str, &str); 3] = [
@@ -35,7 +37,10 @@ const EXAMPLES: [(&str, &str); 3] = [
         "podinfo.yaml",
         include_str!("../../../examples/demo/podinfo.yaml"),
     ),
-    ("web.yaml", include_str!("../../../examples/demo/web.yaml")),
+    (
+        "client.yaml",
+        include_str!("../../../examples/demo/client.yaml"),
+    ),
     (
         "web-split.yaml",
         include_str!("../../../examples/demo/web-split.yaml"),
@@ -184,13 +189,21 @@ impl Demo {
         )?;
         ok("linkerd-config holds the shared trust anchor in both clusters");
         self.step(
-            "Install mc multicluster: east with its gateway, west (a source only) without",
+            "Install mc multicluster: east (a target) with its gateway, west (a source) with its egress",
             &[
-                "mc --context east multicluster install | kubectl --context east apply -f -",
+                "mc --context east multicluster install --egress=false | kubectl --context east apply -f -",
                 "mc --context west multicluster install --gateway=false | kubectl --context west apply -f -",
             ],
         )?;
         ok("installed in both clusters");
+        self.step(
+            "West's egress: its identity from west's issuer; the Deployment rolls out",
+            &[
+                "mc --context west multicluster egress-identity --issuer-cert west-issuer.crt --issuer-key west-issuer.key --trust-anchors root.crt | kubectl --context west apply -f -",
+                "kubectl --context west -n linkerd-multicluster rollout status deploy/linkerd-multicluster-egress --timeout=180s",
+            ],
+        )?;
+        ok("the egress Pods run mc's image with west's egress identity and are Ready");
         Ok(())
     }
 
@@ -315,16 +328,16 @@ impl Demo {
             "Export podinfo from east",
             &["kubectl --context east -n test label svc podinfo mirror.linkerd.io/exported=true"],
         )?;
-        let gateway = self.gateway_ip.clone();
+        let egress = self.egress_ips()?;
         let mirrored = self.wait(
-            "podinfo-east in west with the gateway as its endpoint",
+            "podinfo-east in west with west's egress Pods as its endpoints",
             Duration::from_secs(90),
             |d| {
                 let ep = d.kubectl_json_opt(
                     "west",
                     &["get", "endpoints", "-n", "test", "podinfo-east"],
                 )?;
-                Ok(ep.is_some_and(|ep| ready_ips(&ep) == vec![gateway.clone()]))
+                Ok(ep.is_some_and(|ep| ready_ips(&ep) == egress))
             },
         );
         if let Err(e) = mirrored {
@@ -350,44 +363,33 @@ impl Demo {
             "kubectl --context west -n test get svc,endpoints,endpointslices -l mirror.linkerd.io/mirrored-service=true",
         )?);
         ok(&format!(
-            "podinfo-east mirrors east's podinfo; its endpoint is east's gateway {}:4143, and the EndpointSlice controller followed",
+            "podinfo-east mirrors east's podinfo; its endpoints are west's egress Pods {} (Link mode auto: an egress and no Linkerd control plane), which forward to east's gateway {}:4143; the EndpointSlice controller followed",
+            egress.join(", "),
             self.gateway_ip
         ));
         Ok(())
     }
 
-    /// Step: west's client Deployments, whose sidecar carries a west identity.
+    /// Step: a plain client in west: curl, no sidecar, no certificate.
     fn client(&mut self) -> DemoResult {
-        let issuer = self.read_key("west-issuer")?;
-        let leaf = issue_leaf(
-            &issuer,
-            CLIENT_IDENTITY,
-            &LeafOptions::new(SystemTime::now()),
-        )?;
-        std::fs::write(self.work.join("web.crt"), leaf.chain_pem(&issuer))?;
-        std::fs::write(self.work.join("web.key"), &leaf.key_pem)?;
-        println!(
-            "\n    (stand-in for Linkerd's identity controller: the demo issued web.crt for {CLIENT_IDENTITY} from west's issuer)"
-        );
         self.step(
-            "A client in west: curl, with mc's client side as a sidecar (examples/demo/web.yaml)",
+            "A plain client in west: curl, no sidecar, no certificate (examples/demo/client.yaml)",
             &[
-                "kubectl --context west -n test create secret generic web-identity --from-file=tls.crt=web.crt --from-file=tls.key=web.key --from-file=ca.crt=root.crt",
-                "kubectl --context west apply -f web.yaml",
-                "kubectl --context west -n test rollout status deploy/web --timeout=180s",
+                "kubectl --context west apply -f client.yaml",
+                "kubectl --context west -n test rollout status deploy/client --timeout=180s",
             ],
         )?;
-        ok("deploy/web is Ready in west");
+        ok("deploy/client is Ready in west");
         Ok(())
     }
 
-    /// Step: GET podinfo-east from west's Pod through the gateway.
+    /// Step: GET podinfo-east from the plain Pod, through west's egress and east's gateway.
     fn call_across(&mut self) -> DemoResult {
         let command = format!(
-            "kubectl --context west -n test exec deploy/web -c client -- curl -sS --max-time 10 {SIDECAR}"
+            "kubectl --context west -n test exec deploy/client -- curl -sS --max-time 10 {MIRROR_URL}"
         );
         self.announce(
-            "Call across: from west's Pod, through the sidecar and kube-proxy to podinfo-east, east's gateway and east's podinfo",
+            "Call across: from a plain west Pod to podinfo-east, through kube-proxy, west's egress (mTLS out), east's gateway and east's podinfo",
             &[&command],
         );
         let response = self.retry(&command, Duration::from_secs(30))?;
@@ -396,18 +398,23 @@ impl Demo {
             "the answer comes from east",
             &response,
         )?;
-        let headers_command = format!(
-            "kubectl --context west -n test exec deploy/web -c client -- curl -sS --max-time 10 {SIDECAR}headers"
+        let egress_identity =
+            format!("{EGRESS}.{NS}.serviceaccount.identity.linkerd.cluster.local");
+        let metrics_command = format!(
+            "kubectl --context west -n test exec deploy/client -- curl -sS --max-time 10 http://{}:4191/metrics",
+            self.gateway_ip
         );
-        println!("    $ {headers_command}");
-        let headers = self.sh.run(&headers_command)?;
+        println!("    $ {metrics_command} | grep client_connections");
+        let metrics = self.sh.run(&metrics_command)?;
+        let series =
+            format!("mc_gateway_client_connections_total{{client_id=\"{egress_identity}\"}}");
         expect(
-            headers.contains(CLIENT_IDENTITY),
-            "east's podinfo sees the client's west identity in l5d-client-id, set by east's gateway",
-            &headers,
+            metrics.contains(&series),
+            "east's gateway counts the connection under west's egress identity",
+            &metrics,
         )?;
         ok(&format!(
-            "answer: {}; east's podinfo saw l5d-client-id: {CLIENT_IDENTITY}",
+            "answer: {}; east's gateway admitted it as {egress_identity} (mc_gateway_client_connections_total)",
             message_of(&response)
         ));
         Ok(())
@@ -417,13 +424,13 @@ impl Demo {
     fn refusal(&mut self) -> DemoResult {
         let ip = self.gateway_ip.clone();
         let plain = format!(
-            "kubectl --context west -n test exec deploy/web -c client -- curl -sS --max-time 10 http://{ip}:4143/"
+            "kubectl --context west -n test exec deploy/client -- curl -sS --max-time 10 http://{ip}:4143/"
         );
         let tls = format!(
-            "kubectl --context west -n test exec deploy/web -c client -- curl -sS --max-time 10 --insecure https://{ip}:4143/"
+            "kubectl --context west -n test exec deploy/client -- curl -sS --max-time 10 --insecure https://{ip}:4143/"
         );
         self.announce(
-            "A client without a mesh identity is refused by east's gateway",
+            "A Pod that goes to east's gateway directly, without the egress, is refused",
             &[&plain, &tls],
         );
         for (command, what) in [
@@ -495,18 +502,18 @@ impl Demo {
         self.wait("east's gateway not alive", Duration::from_secs(90), |d| {
             d.gateway_alive().map(|a| a == Some(false))
         })?;
-        let gateway = self.gateway_ip.clone();
+        let egress = self.egress_ips()?;
         self.wait(
-            "podinfo-east's endpoint not ready",
+            "podinfo-east's endpoints not ready",
             Duration::from_secs(30),
             |d| {
                 let ep =
                     d.kubectl_json("west", &["get", "endpoints", "-n", "test", "podinfo-east"])?;
-                Ok(ready_ips(&ep).is_empty() && not_ready_ips(&ep) == vec![gateway.clone()])
+                Ok(ready_ips(&ep).is_empty() && not_ready_ips(&ep) == egress)
             },
         )?;
         print_indented(&self.sh.run("mc --context west multicluster gateways")?);
-        ok("east is not alive; podinfo-east's gateway address moved to notReadyAddresses");
+        ok("east is not alive; podinfo-east's egress addresses moved to notReadyAddresses");
 
         self.step(
             "Gateway back: scale it to 1",
@@ -519,16 +526,16 @@ impl Demo {
             d.gateway_alive().map(|a| a == Some(true))
         })?;
         self.wait(
-            "podinfo-east's endpoint ready again",
+            "podinfo-east's endpoints ready again",
             Duration::from_secs(30),
             |d| {
                 let ep =
                     d.kubectl_json("west", &["get", "endpoints", "-n", "test", "podinfo-east"])?;
-                Ok(ready_ips(&ep) == vec![gateway.clone()])
+                Ok(ready_ips(&ep) == egress)
             },
         )?;
         let command = format!(
-            "kubectl --context west -n test exec deploy/web -c client -- curl -sS --max-time 10 {SIDECAR}"
+            "kubectl --context west -n test exec deploy/client -- curl -sS --max-time 10 {MIRROR_URL}"
         );
         println!("    $ {command}");
         let response = self.retry(&command, Duration::from_secs(30))?;
@@ -603,6 +610,16 @@ impl Demo {
             left.extend(out.lines().filter(|l| !l.is_empty()).map(str::to_string));
         }
         Ok(left)
+    }
+
+    /// The ready egress Pods' IPs in west, sorted.
+    fn egress_ips(&self) -> DemoResult<Vec<String>> {
+        let ep = self.kubectl_json("west", &["get", "endpoints", "-n", NS, EGRESS])?;
+        let ips = ready_ips(&ep);
+        if ips.is_empty() {
+            return Err("west's egress has no ready Pod".into());
+        }
+        Ok(ips)
     }
 
     fn gateway_alive(&self) -> DemoResult<Option<bool>> {
@@ -684,13 +701,6 @@ impl Demo {
                 eprintln!("--- {c} events:\n{out}");
             }
         }
-    }
-
-    fn read_key(&self, stem: &str) -> DemoResult<CertifiedKey> {
-        Ok(CertifiedKey {
-            cert_pem: std::fs::read_to_string(self.work.join(format!("{stem}.crt")))?,
-            key_pem: std::fs::read_to_string(self.work.join(format!("{stem}.key")))?,
-        })
     }
 
     fn kubectl(&self, context: &str, args: &[&str]) -> Result<String, Failed> {
