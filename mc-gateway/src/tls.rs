@@ -229,11 +229,78 @@ impl ResolvesServerCert for ReloadingCert {
 /// It holds the admin port's configuration too ([`Self::current_admin`]), built from the same
 /// certificate and anchors and reloaded with them.
 #[derive(Debug)]
-pub struct ReloadingServerConfig {
+pub struct ReloadingServerConfig(Reloading<Configs>);
+
+/// TLS configurations built from a [`ReloadingCert`] and a trust-anchor bundle file, rebuilt
+/// when the bundle's content changes (the certificate is swapped inside them).
+#[derive(Debug)]
+struct Reloading<C> {
     cert: Arc<ReloadingCert>,
     anchors_path: PathBuf,
     anchors_pem: RwLock<Vec<u8>>,
-    current: RwLock<Configs>,
+    current: RwLock<C>,
+    build: fn(&Arc<ReloadingCert>, RootCertStore) -> Result<C>,
+}
+
+impl<C: Clone> Reloading<C> {
+    /// Reads the bundle at `anchors` and builds the configuration around `cert`.
+    fn load(
+        cert: Arc<ReloadingCert>,
+        anchors: &Path,
+        build: fn(&Arc<ReloadingCert>, RootCertStore) -> Result<C>,
+    ) -> Result<Self> {
+        let pem = read(anchors, "trust anchors", "--trust-anchors")?;
+        let config = build(&cert, roots_from_pem(anchors, &pem)?)?;
+        Ok(Self {
+            cert,
+            anchors_path: anchors.to_owned(),
+            anchors_pem: RwLock::new(pem),
+            current: RwLock::new(config),
+            build,
+        })
+    }
+
+    fn current(&self) -> C {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Rebuilds the configuration when the bundle's content changed. Returns `Ok(true)` when
+    /// it was rebuilt; on error the previous one stays.
+    fn reload_anchors_if_changed(&self) -> Result<bool> {
+        let pem = read(&self.anchors_path, "trust anchors", "--trust-anchors")?;
+        let same = match self.anchors_pem.read() {
+            Ok(old) => *old == pem,
+            Err(poisoned) => *poisoned.into_inner() == pem,
+        };
+        if same {
+            return Ok(false);
+        }
+        let config = (self.build)(&self.cert, roots_from_pem(&self.anchors_path, &pem)?)?;
+        if let Ok(mut cur) = self.current.write() {
+            *cur = config;
+        }
+        if let Ok(mut old) = self.anchors_pem.write() {
+            *old = pem;
+        }
+        Ok(true)
+    }
+
+    /// One poll: the certificate and key, then the anchors, each logged.
+    fn poll(&self) {
+        self.cert.reload_logged();
+        match self.reload_anchors_if_changed() {
+            Ok(true) => {
+                tracing::info!(anchors = %self.anchors_path.display(), "trust anchors reloaded")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "trust-anchor reload failed; keeping the previous bundle")
+            }
+        }
+    }
 }
 
 /// The data port's and the admin port's configurations, built together.
@@ -264,71 +331,68 @@ fn admin_config(data: &ServerConfig) -> ServerConfig {
 impl ReloadingServerConfig {
     /// Loads the trust-anchor bundle at `anchors` and builds the configuration around `cert`.
     pub fn load(cert: Arc<ReloadingCert>, anchors: &Path) -> Result<Arc<Self>> {
-        let pem = read(anchors, "trust anchors", "--trust-anchors")?;
-        let config = server_config(cert.clone(), roots_from_pem(anchors, &pem)?)?;
-        Ok(Arc::new(Self {
-            cert,
-            anchors_path: anchors.to_owned(),
-            anchors_pem: RwLock::new(pem),
-            current: RwLock::new(Configs::new(config)),
-        }))
-    }
-
-    fn configs(&self) -> Configs {
-        match self.current.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        let build = |cert: &Arc<ReloadingCert>, roots| {
+            Ok(Configs::new(server_config(cert.clone(), roots)?))
+        };
+        Ok(Arc::new(Self(Reloading::load(cert, anchors, build)?)))
     }
 
     /// The configuration for a new handshake.
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.configs().data
+        self.0.current().data
     }
 
     /// The configuration for a new handshake on the admin port: the same certificate and
     /// client verification, ALPN `h2` and `http/1.1`.
     pub fn current_admin(&self) -> Arc<ServerConfig> {
-        self.configs().admin
+        self.0.current().admin
     }
 
     /// Rebuilds the configuration when the bundle's content changed. Returns `Ok(true)` when
     /// new handshakes now verify against the new bundle; on error the previous one stays.
     pub fn reload_anchors_if_changed(&self) -> Result<bool> {
-        let pem = read(&self.anchors_path, "trust anchors", "--trust-anchors")?;
-        let same = match self.anchors_pem.read() {
-            Ok(old) => *old == pem,
-            Err(poisoned) => *poisoned.into_inner() == pem,
-        };
-        if same {
-            return Ok(false);
-        }
-        let config = server_config(self.cert.clone(), roots_from_pem(&self.anchors_path, &pem)?)?;
-        if let Ok(mut cur) = self.current.write() {
-            *cur = Configs::new(config);
-        }
-        if let Ok(mut old) = self.anchors_pem.write() {
-            *old = pem;
-        }
-        Ok(true)
+        self.0.reload_anchors_if_changed()
     }
 
     /// Polls the certificate, key and anchor files every `every` until the returned task is
     /// aborted.
     pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
-        spawn_poll(every, move || {
-            this.cert.reload_logged();
-            match this.reload_anchors_if_changed() {
-                Ok(true) => {
-                    tracing::info!(anchors = %this.anchors_path.display(), "trust anchors reloaded")
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "trust-anchor reload failed; keeping the previous bundle")
-                }
-            }
-        })
+        spawn_poll(every, move || this.0.poll())
+    }
+}
+
+/// The client configuration of the egress, whose certificate and trust anchors renew on disk.
+///
+/// The certificate is a [`ReloadingCert`] (swapped inside the configuration); a changed, valid
+/// anchor bundle yields a new configuration. New connections use the configuration current
+/// when they start; an invalid file keeps the previous one.
+#[derive(Debug)]
+pub struct ReloadingClientConfig(Reloading<Arc<ClientConfig>>);
+
+impl ReloadingClientConfig {
+    /// Loads the certificate, key and trust-anchor files once; fails when they are invalid.
+    pub fn load(cert: &Path, key: &Path, anchors: &Path) -> Result<Arc<Self>> {
+        let build = |cert: &Arc<ReloadingCert>, roots| {
+            Ok(Arc::new(client_config_with(
+                ClientCert::Reloading(cert.clone()),
+                roots,
+            )?))
+        };
+        let cert = ReloadingCert::load(cert, key)?;
+        Ok(Arc::new(Self(Reloading::load(cert, anchors, build)?)))
+    }
+
+    /// The configuration for a new connection.
+    pub fn current(&self) -> Arc<ClientConfig> {
+        self.0.current()
+    }
+
+    /// Polls the certificate, key and anchor files every `every` until the returned task is
+    /// aborted.
+    pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        spawn_poll(every, move || this.0.poll())
     }
 }
 
@@ -423,13 +487,18 @@ pub fn server_config(
 /// certificate, the gateway verified against `roots` under the server name passed at connect
 /// time (the expected gateway identity), ALPN `transport.l5d.io/v1`.
 pub fn client_config(cert: &CertifiedKey, roots: RootCertStore) -> Result<ClientConfig> {
+    client_config_with(ClientCert::Fixed(Arc::new(cert.clone())), roots)
+}
+
+/// [`client_config`] with the client certificate chosen by `resolver` at each handshake.
+fn client_config_with(cert: ClientCert, roots: RootCertStore) -> Result<ClientConfig> {
+    let resolver = Arc::new(cert);
     let provider = provider();
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
     )
     .build()?;
-    let resolver = Arc::new(FixedClientCert(Arc::new(cert.clone())));
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -449,16 +518,25 @@ pub fn server_name(identity: &str) -> Result<ServerName<'static>> {
     })
 }
 
+/// The client certificate offered at each handshake.
 #[derive(Debug)]
-struct FixedClientCert(Arc<CertifiedKey>);
+enum ClientCert {
+    /// Always the same one.
+    Fixed(Arc<CertifiedKey>),
+    /// The current one of certificate files that renew on disk.
+    Reloading(Arc<ReloadingCert>),
+}
 
-impl rustls::client::ResolvesClientCert for FixedClientCert {
+impl rustls::client::ResolvesClientCert for ClientCert {
     fn resolve(
         &self,
         _root_hint_subjects: &[&[u8]],
         _sigschemes: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+        Some(match self {
+            ClientCert::Fixed(key) => key.clone(),
+            ClientCert::Reloading(cert) => cert.current(),
+        })
     }
 
     fn has_certs(&self) -> bool {
