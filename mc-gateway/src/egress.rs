@@ -184,8 +184,10 @@ impl Listeners {
                 if let Some(l) = self.ports.get(&port)
                     && let Ok(mut cur) = l.current.write()
                 {
-                    tracing::info!(port, target = %active.route.target, gateways = ?active.route.gateways, "egress route changed");
+                    let route = active.route.clone();
                     *cur = active;
+                    drop(cur);
+                    tracing::info!(port, target = %route.target, gateways = ?route.gateways, identity = %route.identity, "egress route changed");
                 }
             } else if plan.open.contains(&port) {
                 complete &= self.open(port, active).await;
