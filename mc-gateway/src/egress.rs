@@ -529,6 +529,76 @@ mod tests {
         assert_eq!(plan(&by_port(&[a]), &by_port(&[a3])).changed, vec![20000]);
     }
 
+    /// Two ports of the route range that are free on loopback now.
+    fn free_ports() -> (u16, u16) {
+        let mut free = mc_core::egress::PORT_RANGE
+            .rev()
+            .step_by(13)
+            .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
+        (free.next().unwrap(), free.next().unwrap())
+    }
+
+    async fn accepts(port: u16) -> bool {
+        TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn listeners_bind_new_routes_close_removed_ones_and_retry_a_busy_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k, a) = (
+            dir.path().join("c.pem"),
+            dir.path().join("k.pem"),
+            dir.path().join("a.pem"),
+        );
+        let (cert, key) = crate::tls::tests::self_signed_as("egress.example", false);
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        std::fs::write(&a, crate::tls::tests::self_signed_as("ca.example", true).0).unwrap();
+        let tls = ReloadingClientConfig::load(&c, &k, &a).unwrap();
+        let metrics = Arc::new(EgressMetrics::new());
+        let mut listeners = Listeners::new(
+            "127.0.0.1".parse().unwrap(),
+            tls,
+            metrics.clone(),
+            Duration::from_secs(1),
+        );
+        let (p1, p2) = free_ports();
+        let json = |r: &Route| serde_json::to_string(r).unwrap();
+        let r1 = route(p1, "a.ns.svc.cluster.local:80", &["127.0.0.1:9"]);
+        let r2 = route(p2, "b.ns.svc.cluster.local:80", &["127.0.0.1:9"]);
+        let both = RouteTable::from_data(&BTreeMap::from([
+            ("a".to_owned(), json(&r1)),
+            ("b".to_owned(), json(&r2)),
+        ]))
+        .0;
+
+        // A busy port: the others listen, and the table is not complete until it is free.
+        let busy = std::net::TcpListener::bind(("127.0.0.1", p1)).unwrap();
+        assert!(!listeners.apply(&both).await);
+        assert!(accepts(p2).await);
+        assert_eq!(metrics.routes.get(), 1);
+        drop(busy);
+        assert!(listeners.apply(&both).await);
+        assert!(accepts(p1).await);
+        assert_eq!(metrics.routes.get(), 2);
+
+        // A route whose target is not name:port is left out, not fatal.
+        let bad = route(p1, "no-port", &["127.0.0.1:9"]);
+        let table = RouteTable::from_data(&BTreeMap::from([
+            ("a".to_owned(), json(&bad)),
+            ("b".to_owned(), json(&r2)),
+        ]))
+        .0;
+        assert!(listeners.apply(&table).await);
+        assert!(!accepts(p1).await);
+        assert!(accepts(p2).await);
+
+        // An empty table closes every port.
+        assert!(listeners.apply(&RouteTable::default()).await);
+        assert!(!accepts(p2).await);
+        assert_eq!(metrics.routes.get(), 0);
+    }
+
     fn config_map(data: &[(&str, &str)]) -> ConfigMap {
         ConfigMap {
             data: Some(

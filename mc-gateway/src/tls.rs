@@ -632,7 +632,7 @@ pub fn handshake_error_reason(e: &std::io::Error) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
@@ -689,7 +689,7 @@ mod tests {
     }
 
     /// A self-signed certificate for `name` and its key, both PEM; a CA's when `ca`.
-    fn self_signed_as(name: &str, ca: bool) -> (String, String) {
+    pub(crate) fn self_signed_as(name: &str, ca: bool) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec![name.into()]).unwrap();
         if ca {
@@ -697,6 +697,17 @@ mod tests {
         }
         let cert = params.self_signed(&key).unwrap();
         (cert.pem(), key.serialize_pem())
+    }
+
+    /// Sets the modification time of `path` to `at` (a different mtime even on coarse file
+    /// systems).
+    fn touch(path: &Path, at: SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
     }
 
     fn self_signed(name: &str) -> (String, String) {
@@ -720,22 +731,12 @@ mod tests {
         write("two.example");
         // Force a different mtime even on coarse file systems.
         let later = SystemTime::now() + Duration::from_secs(5);
-        std::fs::File::options()
-            .write(true)
-            .open(&c)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
+        touch(&c, later);
         assert!(r.reload_if_changed().unwrap());
         assert_eq!(identity_of(&r.current().cert[0]).unwrap(), "two.example");
         // A broken file keeps the old certificate.
         std::fs::write(&c, "garbage").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&c)
-            .unwrap()
-            .set_modified(later + Duration::from_secs(5))
-            .unwrap();
+        touch(&c, later + Duration::from_secs(5));
         assert!(r.reload_if_changed().is_err());
         assert_eq!(identity_of(&r.current().cert[0]).unwrap(), "two.example");
     }
@@ -792,6 +793,60 @@ mod tests {
         assert!(config.reload_anchors_if_changed().unwrap());
         assert!(!Arc::ptr_eq(&before, &config.current_admin()));
         assert_eq!(config.current_admin().alpn_protocols.len(), 2);
+    }
+
+    /// The egress's client configuration offers the renewed certificate at the next handshake
+    /// and is rebuilt when the anchors change (not when they are only rewritten the same).
+    #[test]
+    fn the_client_configuration_follows_renewed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k, a) = (
+            dir.path().join("c.pem"),
+            dir.path().join("k.pem"),
+            dir.path().join("a.pem"),
+        );
+        let write_leaf = |name: &str| {
+            let (cert, key) = self_signed(name);
+            std::fs::write(&c, cert).unwrap();
+            std::fs::write(&k, key).unwrap();
+        };
+        write_leaf("one.example");
+        let anchor = self_signed_as("ca.example", true).0;
+        std::fs::write(&a, &anchor).unwrap();
+        let config = ReloadingClientConfig::load(&c, &k, &a).unwrap();
+        let offered = |config: &ReloadingClientConfig| {
+            let key = config
+                .current()
+                .client_auth_cert_resolver
+                .resolve(&[], &[SignatureScheme::ECDSA_NISTP256_SHA256])
+                .unwrap();
+            identity_of(&key.cert[0]).unwrap()
+        };
+        assert_eq!(offered(&config), "one.example");
+        let before = config.current();
+        assert_eq!(config.current().alpn_protocols, [mc_core::transport::ALPN]);
+
+        write_leaf("two.example");
+        let later = SystemTime::now() + Duration::from_secs(5);
+        touch(&c, later);
+        std::fs::write(&a, &anchor).unwrap();
+        config.0.poll();
+        assert_eq!(offered(&config), "two.example");
+        assert!(Arc::ptr_eq(&before, &config.current()), "same anchors");
+
+        std::fs::write(
+            &a,
+            [anchor, self_signed_as("other.example", true).0].concat(),
+        )
+        .unwrap();
+        config.0.poll();
+        assert!(!Arc::ptr_eq(&before, &config.current()));
+        assert_eq!(offered(&config), "two.example");
+        // A broken bundle keeps the last configuration.
+        let current = config.current();
+        std::fs::write(&a, "garbage").unwrap();
+        assert!(config.0.reload_anchors_if_changed().is_err());
+        assert!(Arc::ptr_eq(&current, &config.current()));
     }
 
     #[test]
