@@ -379,6 +379,14 @@ async fn egress(args: EgressArgs) -> Result<()> {
             ))
         }
         None => {
+            if args.namespace.is_empty() {
+                return Err(Error::InvalidArg {
+                    flag: "--namespace",
+                    value: String::new(),
+                    why: "empty (POD_NAMESPACE is set but empty?)".into(),
+                    fix: "the multicluster namespace, e.g. linkerd-multicluster",
+                });
+            }
             let client = kube::Client::try_default().await.map_err(|e| Error::Kube {
                 what: "no client configuration",
                 source: Box::new(e),
