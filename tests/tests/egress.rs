@@ -19,7 +19,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use mc_core::egress::{EGRESS_NAME, PORT_RANGE, ROUTES_CONFIG_MAP, Route};
 use mc_core::pki::{
-    AnchorOptions, IssuerOptions, LeafOptions, create_issuer, create_trust_anchor, issue_leaf,
+    AnchorOptions, CertifiedKey, IssuerOptions, LeafOptions, create_issuer, create_trust_anchor,
+    issue_leaf,
 };
 use mirror_common::{ensure_namespace, eventually, meta, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,17 +34,23 @@ fn egress_id() -> String {
     format!("{EGRESS_NAME}.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local")
 }
 
-/// Writes a trust anchor, and leaves for the gateway and the egress, into `dir`.
-fn pki(dir: &Path) {
+/// Writes a trust anchor, and leaves for the gateway and the egress, into `dir`; returns the
+/// issuer.
+fn pki(dir: &Path) -> CertifiedKey {
     let now = SystemTime::now();
     let root = create_trust_anchor(&AnchorOptions::new(now)).unwrap();
     let issuer = create_issuer(&root, &IssuerOptions::new(now)).unwrap();
     std::fs::write(dir.join("ca.crt"), &root.cert_pem).unwrap();
-    for (stem, id) in [("gw", GATEWAY_ID.to_owned()), ("egress", egress_id())] {
-        let leaf = issue_leaf(&issuer, &id, &LeafOptions::new(now)).unwrap();
-        std::fs::write(dir.join(format!("{stem}.crt")), leaf.chain_pem(&issuer)).unwrap();
-        std::fs::write(dir.join(format!("{stem}.key")), &leaf.key_pem).unwrap();
-    }
+    write_leaf(dir, &issuer, "gw", GATEWAY_ID);
+    write_leaf(dir, &issuer, "egress", &egress_id());
+    issuer
+}
+
+/// Issues a leaf for `id` and writes `<stem>.crt` (chain) and `<stem>.key` into `dir`.
+fn write_leaf(dir: &Path, issuer: &CertifiedKey, stem: &str, id: &str) {
+    let leaf = issue_leaf(issuer, id, &LeafOptions::new(SystemTime::now())).unwrap();
+    std::fs::write(dir.join(format!("{stem}.crt")), leaf.chain_pem(issuer)).unwrap();
+    std::fs::write(dir.join(format!("{stem}.key")), &leaf.key_pem).unwrap();
 }
 
 /// `--cert`, `--key` and `--trust-anchors` of the identity `stem` written by [`pki`].
@@ -226,7 +233,7 @@ async fn egress_serves_routes_from_the_config_map_and_follows_changes() {
     ensure_namespace(&client, &ns).await;
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
-    pki(dir.path());
+    let issuer = pki(dir.path());
 
     // The gateway, in front of an HTTP and an echo backend.
     let (http, echo_addr) = (http_backend().await, echo_backend().await);
@@ -330,6 +337,18 @@ async fn egress_serves_routes_from_the_config_map_and_follows_changes() {
     assert!(metric(&m, &echo_series) >= 1.0, "{m}");
     eventually("no open connection left", T, || async {
         (metric(&egress.metrics().await, "egress_open_connections ") == 0.0).then_some(())
+    })
+    .await;
+
+    // The egress certificate renewed on disk: new connections present the new one.
+    let renewed = egress_id().replace(EGRESS_NAME, "renewed-egress");
+    write_leaf(dir.path(), &issuer, "egress", &renewed);
+    eventually("the gateway names the renewed identity", T, || async {
+        http_get(p_http).await?;
+        read(&p("gateway.log"))
+            .lines()
+            .any(|l| l.contains("opaque splice") && l.contains(&renewed))
+            .then_some(())
     })
     .await;
 
