@@ -205,6 +205,48 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// A real `mc-gateway serve` on loopback in front of an HTTP and an echo backend, logging to
+/// `gateway.log` in its directory.
+struct Gateway {
+    _proc: KillOnDrop,
+    /// Its `ip:port`.
+    addr: String,
+    /// `http.<ns>.svc.cluster.local:80`.
+    http_target: String,
+    /// `echo.<ns>.svc.cluster.local:7`.
+    echo_target: String,
+}
+
+impl Gateway {
+    /// Starts it with the identity files [`pki`] wrote into `dir`.
+    async fn start(dir: &Path, ns: &str) -> Gateway {
+        let (http, echo_addr) = (http_backend().await, echo_backend().await);
+        let http_target = format!("http.{ns}.svc.cluster.local:80");
+        let echo_target = format!("echo.{ns}.svc.cluster.local:7");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let proc = KillOnDrop(
+            Command::new(gateway_bin())
+                .env("RUST_LOG", "mc_gateway=debug")
+                .args(["serve", "--listen", &addr, "--no-dns"])
+                .args(["--admin", &format!("127.0.0.1:{}", free_port())])
+                .args(identity_flags(dir, "gw"))
+                .args(["--identity", GATEWAY_ID])
+                .args(["--static", &format!("{http_target}={http}")])
+                .args(["--static", &format!("{echo_target}={echo_addr}")])
+                .stderr(std::fs::File::create(dir.join("gateway.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        Gateway {
+            _proc: proc,
+            addr,
+            http_target,
+            echo_target,
+        }
+    }
+}
+
+/// A real `mc-gateway egress` on loopback, logging to `egress.log` in its directory.
 struct Egress {
     _proc: KillOnDrop,
     admin: SocketAddr,
@@ -212,6 +254,29 @@ struct Egress {
 }
 
 impl Egress {
+    /// Starts it with the identity files [`pki`] wrote into `dir`; `source` adds the flags and
+    /// environment of its route source.
+    async fn start(dir: &Path, source: impl FnOnce(&mut Command) -> &mut Command) -> Egress {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut cmd = Command::new(gateway_bin());
+        cmd.env("RUST_LOG", "mc_gateway=info")
+            .env_remove("POD_NAMESPACE")
+            .args(["egress", "--listen-ip", "127.0.0.1"])
+            .args(["--admin", &admin.to_string(), "--reload-interval", "1"])
+            .args(identity_flags(dir, "egress"))
+            .stderr(std::fs::File::create(dir.join("egress.log")).unwrap());
+        let egress = Egress {
+            _proc: KillOnDrop(source(&mut cmd).spawn().unwrap()),
+            admin,
+            log: dir.join("egress.log"),
+        };
+        eventually("egress /ready 200 with no route", T, || async {
+            admin_get(admin, "/ready").await.filter(|(s, _)| *s == 200)
+        })
+        .await;
+        egress
+    }
+
     async fn metrics(&self) -> String {
         admin_get(self.admin, "/metrics").await.unwrap().1
     }
@@ -234,52 +299,19 @@ async fn egress_serves_routes_from_the_config_map_and_follows_changes() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
     let issuer = pki(dir.path());
+    let gw = Gateway::start(dir.path(), &ns).await;
+    let (http_target, echo_target) = (gw.http_target.clone(), gw.echo_target.clone());
 
-    // The gateway, in front of an HTTP and an echo backend.
-    let (http, echo_addr) = (http_backend().await, echo_backend().await);
-    let http_target = format!("http.{ns}.svc.cluster.local:80");
-    let echo_target = format!("echo.{ns}.svc.cluster.local:7");
-    let (gw_port, gw_admin) = (free_port(), free_port());
-    let _gateway = KillOnDrop(
-        Command::new(gateway_bin())
-            .env("RUST_LOG", "mc_gateway=debug")
-            .args(["serve", "--listen", &format!("127.0.0.1:{gw_port}")])
-            .args(["--admin", &format!("127.0.0.1:{gw_admin}"), "--no-dns"])
-            .args(identity_flags(dir.path(), "gw"))
-            .args(["--identity", GATEWAY_ID])
-            .args(["--static", &format!("{http_target}={http}")])
-            .args(["--static", &format!("{echo_target}={echo_addr}")])
-            .stderr(std::fs::File::create(p("gateway.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-
-    // The egress, as the cluster admin of west, on loopback.
+    // The egress, as the cluster admin of west, following the namespace of this test. No
+    // ConfigMap yet: an empty table, served, so ready.
     let kubeconfig = bed
         .user_kubeconfig("west", &format!("{ns}-egress"), &["system:masters"])
         .unwrap();
-    let egress_admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let egress = Egress {
-        _proc: KillOnDrop(
-            Command::new(gateway_bin())
-                .env("KUBECONFIG", &kubeconfig)
-                .env("RUST_LOG", "mc_gateway=info")
-                .env_remove("POD_NAMESPACE")
-                .args(["egress", "--namespace", &ns, "--listen-ip", "127.0.0.1"])
-                .args([
-                    "--admin",
-                    &egress_admin.to_string(),
-                    "--reload-interval",
-                    "1",
-                ])
-                .args(identity_flags(dir.path(), "egress"))
-                .stderr(std::fs::File::create(p("egress.log")).unwrap())
-                .spawn()
-                .unwrap(),
-        ),
-        admin: egress_admin,
-        log: p("egress.log"),
-    };
+    let egress = Egress::start(dir.path(), |c| {
+        c.env("KUBECONFIG", &kubeconfig).args(["--namespace", &ns])
+    })
+    .await;
+    let egress_admin = egress.admin;
     let logs = || {
         format!(
             "egress log:\n{}\ngateway log:\n{}",
@@ -288,20 +320,13 @@ async fn egress_serves_routes_from_the_config_map_and_follows_changes() {
         )
     };
 
-    // No ConfigMap yet: an empty table, served, so ready.
-    eventually("egress /ready 200 with no ConfigMap", T, || async {
-        admin_get(egress_admin, "/ready")
-            .await
-            .filter(|(s, _)| *s == 200)
-    })
-    .await;
     assert_eq!(admin_get(egress_admin, "/live").await.unwrap().0, 200);
     assert_eq!(metric(&egress.metrics().await, "egress_routes "), 0.0);
 
     // One route: a plain TCP client speaks HTTP/1.1 to the backend through the egress.
     let ports = free_route_ports(2);
     let (p_http, p_echo) = (ports[0], ports[1]);
-    let gateway = vec![format!("127.0.0.1:{gw_port}")];
+    let gateway = vec![gw.addr.clone()];
     let http_route = route(p_http, &http_target, &gateway);
     let http_key = format!("{ns}.http-east.80");
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -406,6 +431,39 @@ async fn egress_serves_routes_from_the_config_map_and_follows_changes() {
 
     let namespaces: Api<Namespace> = Api::all(client);
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
+}
+
+/// The alternative route source: a file holding the ConfigMap's data, polled.
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_serves_routes_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    pki(dir.path());
+    let gw = Gateway::start(dir.path(), "file").await;
+    let routes = dir.path().join("routes.json");
+    let egress = Egress::start(dir.path(), |c| c.arg("--routes-file").arg(&routes)).await;
+    let port = free_route_ports(1)[0];
+    let r = route(port, &gw.http_target, std::slice::from_ref(&gw.addr));
+    let write = |data: &BTreeMap<String, String>| {
+        let tmp = dir.path().join("routes.tmp");
+        std::fs::write(&tmp, serde_json::to_string(data).unwrap()).unwrap();
+        std::fs::rename(&tmp, &routes).unwrap();
+    };
+    write(&data(&[("file.http-east.80", &r)]));
+    let resp = eventually("HTTP through a route of the file", T, || async {
+        http_get(port)
+            .await
+            .filter(|r| r.contains("hello from http"))
+    })
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+    assert_eq!(metric(&egress.metrics().await, "egress_routes "), 1.0);
+    write(&BTreeMap::new());
+    eventually(
+        "the port of a route gone from the file refuses",
+        T,
+        || async { TcpStream::connect(("127.0.0.1", port)).await.err() },
+    )
+    .await;
 }
 
 /// Bad flags fail at once with a message naming the flag and the fix.
