@@ -10,8 +10,8 @@
 //!
 //! Routes come and go while it runs: a new route binds its port, a removed one stops
 //! accepting (open connections finish), a changed one serves new connections with its new
-//! gateways, identity and target. The decision of what to open, close and change is the pure
-//! [`plan`]; [`Listeners::apply`] carries it out.
+//! gateways, identity and target. The decision of what to open, close and change is pure
+//! (`plan`, unit-tested); the listeners carry it out.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -41,18 +41,18 @@ pub type RouteData = Option<BTreeMap<String, String>>;
 
 /// What the listeners must do to serve a new table, by port.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Plan {
+struct Plan {
     /// Ports of new routes: bind them.
-    pub open: Vec<u16>,
+    open: Vec<u16>,
     /// Ports whose route is gone: stop accepting.
-    pub close: Vec<u16>,
+    close: Vec<u16>,
     /// Ports whose route changed (Link, target, gateways or identity): new connections use
     /// the new route.
-    pub changed: Vec<u16>,
+    changed: Vec<u16>,
 }
 
 /// What to do to go from the routes served now (`current`) to `next`, both by port.
-pub fn plan(current: &BTreeMap<u16, Route>, next: &BTreeMap<u16, Route>) -> Plan {
+fn plan(current: &BTreeMap<u16, Route>, next: &BTreeMap<u16, Route>) -> Plan {
     let mut p = Plan::default();
     for (port, route) in next {
         match current.get(port) {
@@ -70,7 +70,7 @@ pub fn plan(current: &BTreeMap<u16, Route>, next: &BTreeMap<u16, Route>) -> Plan
 }
 
 /// The route table of ConfigMap `data`; entries that are not routes are logged and left out.
-pub fn table_of(data: &BTreeMap<String, String>) -> RouteTable {
+fn table_of(data: &BTreeMap<String, String>) -> RouteTable {
     let (table, bad) = RouteTable::from_data(data);
     for b in bad {
         tracing::warn!(key = %b.key, error = %b.error, "egress route left out");
@@ -122,7 +122,7 @@ fn read(current: &RwLock<Arc<Active>>) -> Arc<Active> {
 
 /// The egress's listeners, one per route.
 #[derive(Debug)]
-pub struct Listeners {
+struct Listeners {
     listen_ip: IpAddr,
     tls: Arc<ReloadingClientConfig>,
     metrics: Arc<EgressMetrics>,
@@ -133,7 +133,7 @@ pub struct Listeners {
 impl Listeners {
     /// No listener yet; routes will listen on `listen_ip`, connect with `tls`, count into
     /// `metrics`, and close connections idle for `idle_timeout`.
-    pub fn new(
+    fn new(
         listen_ip: IpAddr,
         tls: Arc<ReloadingClientConfig>,
         metrics: Arc<EgressMetrics>,
@@ -152,7 +152,7 @@ impl Listeners {
     /// Routes that cannot be served (a target that is not `name:port`, an identity that is
     /// not a DNS name) are logged and left out. Returns whether every other route is now
     /// listening (`false` when a port could not be bound; apply the table again later).
-    pub async fn apply(&mut self, table: &RouteTable) -> bool {
+    async fn apply(&mut self, table: &RouteTable) -> bool {
         let mut wanted = BTreeMap::new();
         for (key, route) in table.routes() {
             match Active::new(route, &self.tls) {
@@ -227,7 +227,7 @@ impl Listeners {
     }
 
     /// Stops every listener (open connections finish on their own).
-    pub fn close_all(&mut self) {
+    fn close_all(&mut self) {
         for (_, l) in std::mem::take(&mut self.ports) {
             l.task.abort();
         }
@@ -283,13 +283,13 @@ async fn connection(
 
 /// Follows the watch events of the route ConfigMap: the table's data after each change.
 #[derive(Debug, Default)]
-pub struct ConfigMapEvents {
+struct ConfigMapEvents {
     relist: Option<BTreeMap<String, String>>,
 }
 
 impl ConfigMapEvents {
     /// The data to serve after `event`, when it settles one (a missing ConfigMap is empty).
-    pub fn on(&mut self, event: watcher::Event<ConfigMap>) -> Option<BTreeMap<String, String>> {
+    fn on(&mut self, event: watcher::Event<ConfigMap>) -> Option<BTreeMap<String, String>> {
         match event {
             watcher::Event::Init => {
                 self.relist = None;
@@ -331,7 +331,7 @@ pub async fn watch_config_map(client: kube::Client, namespace: &str, tx: watch::
 }
 
 /// The ConfigMap `data` map held by the YAML or JSON file `path` (a missing file is empty).
-pub fn read_routes_file(path: &Path) -> Result<BTreeMap<String, String>> {
+fn read_routes_file(path: &Path) -> Result<BTreeMap<String, String>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
