@@ -125,9 +125,17 @@ fn read(current: &RwLock<Arc<Active>>) -> Arc<Active> {
 struct Listeners {
     listen_ip: IpAddr,
     tls: Arc<ReloadingClientConfig>,
-    metrics: Arc<EgressMetrics>,
-    idle_timeout: Duration,
+    shared: Arc<Shared>,
     ports: BTreeMap<u16, Listener>,
+}
+
+/// What every connection of every route shares.
+#[derive(Debug)]
+struct Shared {
+    metrics: Arc<EgressMetrics>,
+    /// How many client connections are open (what a drain waits on).
+    open: watch::Sender<usize>,
+    idle_timeout: Duration,
 }
 
 impl Listeners {
@@ -142,8 +150,11 @@ impl Listeners {
         Self {
             listen_ip,
             tls,
-            metrics,
-            idle_timeout,
+            shared: Arc::new(Shared {
+                metrics,
+                open: watch::Sender::new(0),
+                idle_timeout,
+            }),
             ports: BTreeMap::new(),
         }
     }
@@ -193,7 +204,8 @@ impl Listeners {
                 complete &= self.open(port, active).await;
             }
         }
-        self.metrics
+        self.shared
+            .metrics
             .routes
             .set(i64::try_from(self.ports.len()).unwrap_or(i64::MAX));
         complete
@@ -216,12 +228,7 @@ impl Listeners {
         };
         tracing::info!(port, target = %active.route.target, link = %active.route.link, "egress route added");
         let current = Arc::new(RwLock::new(active));
-        let task = tokio::spawn(accept_loop(
-            listener,
-            current.clone(),
-            self.metrics.clone(),
-            self.idle_timeout,
-        ));
+        let task = tokio::spawn(accept_loop(listener, current.clone(), self.shared.clone()));
         self.ports.insert(port, Listener { current, task });
         true
     }
@@ -231,15 +238,21 @@ impl Listeners {
         for (_, l) in std::mem::take(&mut self.ports) {
             l.task.abort();
         }
-        self.metrics.routes.set(0);
+        self.shared.metrics.routes.set(0);
+    }
+
+    /// Waits up to `within` until no client connection is open; returns how many still are.
+    async fn drain(&self, within: Duration) -> usize {
+        let mut open = self.shared.open.subscribe();
+        let _ = tokio::time::timeout(within, open.wait_for(|n| *n == 0)).await;
+        *self.shared.open.borrow()
     }
 }
 
 async fn accept_loop(
     listener: TcpListener,
     current: Arc<RwLock<Arc<Active>>>,
-    metrics: Arc<EgressMetrics>,
-    idle: Duration,
+    shared: Arc<Shared>,
 ) {
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -251,25 +264,21 @@ async fn accept_loop(
             }
         };
         let active = read(&current);
-        tokio::spawn(connection(tcp, peer, active, metrics.clone(), idle));
+        tokio::spawn(connection(tcp, peer, active, shared.clone()));
     }
 }
 
 /// Serves one client connection of `active`'s route.
-async fn connection(
-    tcp: TcpStream,
-    peer: SocketAddr,
-    active: Arc<Active>,
-    metrics: Arc<EgressMetrics>,
-    idle: Duration,
-) {
+async fn connection(tcp: TcpStream, peer: SocketAddr, active: Arc<Active>, shared: Arc<Shared>) {
+    let metrics = &shared.metrics;
     let labels = EgressMetrics::labels(&active.route.link, &active.route.target);
     metrics.connections.get_or_create(&labels).inc();
     metrics.open.inc();
+    shared.open.send_modify(|n| *n += 1);
     let _ = tcp.set_nodelay(true);
     match active.connector.connect(&active.target, None).await {
         Ok(up) => {
-            if let Err(e) = splice(tcp, up, idle, Activity::new()).await {
+            if let Err(e) = splice(tcp, up, shared.idle_timeout, Activity::new()).await {
                 tracing::debug!(%peer, target = %active.route.target, error = %e, "connection ended");
             }
         }
@@ -279,6 +288,7 @@ async fn connection(
         }
     }
     metrics.open.dec();
+    shared.open.send_modify(|n| *n = n.saturating_sub(1));
 }
 
 /// Follows the watch events of the route ConfigMap: the table's data after each change.
@@ -397,10 +407,14 @@ pub struct EgressConfig {
     pub reload_interval: Duration,
     /// Idle connection timeout.
     pub idle_timeout: Duration,
+    /// On shutdown, how long open connections may take to finish after the ports close.
+    pub drain_timeout: Duration,
 }
 
 /// Runs the egress: serves the route tables published into `routes` until `shutdown`
-/// resolves. `/ready` answers 200 once the first table is served with every port bound.
+/// resolves, then closes every port and waits up to the drain timeout for open connections
+/// to finish. `/ready` answers 200 once the first table is served with every port bound, and
+/// 503 from shutdown on.
 pub async fn run(
     config: EgressConfig,
     mut routes: watch::Receiver<RouteData>,
@@ -467,6 +481,14 @@ pub async fn run(
     };
     ready.store(false, Ordering::SeqCst);
     listeners.close_all();
+    let open = *listeners.shared.open.borrow();
+    if open > 0 {
+        tracing::info!(open, drain = ?config.drain_timeout, "ports closed; draining open connections");
+        let left = listeners.drain(config.drain_timeout).await;
+        if left > 0 {
+            tracing::warn!(left, "drain timeout; closing the connections still open");
+        }
+    }
     reloader.abort();
     if let Some(t) = admin {
         t.abort();

@@ -68,6 +68,9 @@ struct EgressArgs {
     /// Idle connection timeout, seconds.
     #[arg(long, default_value_t = 300.0)]
     idle_timeout: f64,
+    /// On SIGTERM the ports close at once; open connections get this long to finish, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    drain_timeout: f64,
     /// Read the routes from this YAML or JSON file (the ConfigMap's data map; polled every
     /// --reload-interval) instead of the Kubernetes API.
     #[arg(long)]
@@ -367,6 +370,7 @@ async fn egress(args: EgressArgs) -> Result<()> {
         trust_anchors: args.files.trust_anchors,
         reload_interval,
         idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
+        drain_timeout: seconds("--drain-timeout", args.drain_timeout)?,
     };
     let (tx, rx) = tokio::sync::watch::channel(None);
     let source = match args.routes_file {
