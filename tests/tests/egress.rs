@@ -433,15 +433,21 @@ async fn egress_serves_routes_from_the_config_map_and_follows_changes() {
     let _ = namespaces.delete(&ns, &DeleteParams::default()).await;
 }
 
+/// A directory with a PKI, a gateway for targets in `ns`, the path of a routes file there
+/// (not written yet), and a free route port.
+async fn file_setup(ns: &str) -> (tempfile::TempDir, Gateway, PathBuf, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    pki(dir.path());
+    let gw = Gateway::start(dir.path(), ns).await;
+    let routes = dir.path().join("routes.json");
+    (dir, gw, routes, free_route_ports(1)[0])
+}
+
 /// The alternative route source: a file holding the ConfigMap's data, polled.
 #[tokio::test(flavor = "multi_thread")]
 async fn egress_serves_routes_from_a_file() {
-    let dir = tempfile::tempdir().unwrap();
-    pki(dir.path());
-    let gw = Gateway::start(dir.path(), "file").await;
-    let routes = dir.path().join("routes.json");
+    let (dir, gw, routes, port) = file_setup("file").await;
     let egress = Egress::start(dir.path(), |c| c.arg("--routes-file").arg(&routes)).await;
-    let port = free_route_ports(1)[0];
     let r = route(port, &gw.http_target, std::slice::from_ref(&gw.addr));
     let write = |data: &BTreeMap<String, String>| {
         let tmp = dir.path().join("routes.tmp");
@@ -464,6 +470,63 @@ async fn egress_serves_routes_from_a_file() {
         || async { TcpStream::connect(("127.0.0.1", port)).await.err() },
     )
     .await;
+}
+
+/// SIGTERM: the ports close and /ready turns 503 at once, an open connection keeps working
+/// until it closes, then the process exits cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_drains_open_connections_on_sigterm() {
+    let (dir, gw, routes, port) = file_setup("drain").await;
+    let r = route(port, &gw.echo_target, std::slice::from_ref(&gw.addr));
+    std::fs::write(
+        &routes,
+        serde_json::to_string(&data(&[("drain.echo-east.7", &r)])).unwrap(),
+    )
+    .unwrap();
+    let mut egress = Egress::start(dir.path(), |c| c.arg("--routes-file").arg(&routes)).await;
+    eventually("echo through the route", T, || echo(port, b"up")).await;
+    let mut open = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    assert_eq!(roundtrip(&mut open, b"before").await, b"before");
+
+    let pid = egress._proc.0.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(sent.success());
+    eventually("the port closes on SIGTERM", T, || async {
+        TcpStream::connect(("127.0.0.1", port)).await.err()
+    })
+    .await;
+    let admin = egress.admin;
+    eventually("/ready 503 while draining", T, || async {
+        admin_get(admin, "/ready").await.filter(|(s, _)| *s == 503)
+    })
+    .await;
+    let msg = b"during the drain";
+    assert_eq!(roundtrip(&mut open, msg).await, msg);
+    assert!(
+        egress._proc.0.try_wait().unwrap().is_none(),
+        "still draining"
+    );
+
+    drop(open);
+    let proc = &mut egress._proc.0;
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = proc.try_wait().unwrap() {
+            break status;
+        }
+        assert!(start.elapsed() < T, "the egress did not exit once drained");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}\n{}", read(&egress.log));
+    assert!(read(&egress.log).contains("draining open connections"));
+}
+
+/// Writes `msg` on `s` and reads as many bytes back.
+async fn roundtrip(s: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+    s.write_all(msg).await.unwrap();
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).await.unwrap();
+    back
 }
 
 /// Bad flags fail at once with a message naming the flag and the fix.
