@@ -28,7 +28,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
-use crate::metrics::Metrics;
+use crate::metrics::Exposition;
 use crate::tls::ReloadingServerConfig;
 
 /// The TLS record type of a handshake message (RFC 8446 §5.1): the first byte a TLS client
@@ -57,7 +57,7 @@ pub(crate) fn channel_of(first: u8) -> Channel {
 pub(crate) fn respond_on(
     channel: Channel,
     path: &str,
-    metrics: &Metrics,
+    metrics: &dyn Exposition,
     ready: bool,
 ) -> Response<Full<Bytes>> {
     match (channel, path) {
@@ -74,7 +74,7 @@ pub(crate) fn respond_on(
 }
 
 /// Answers one admin request (plaintext).
-pub fn respond(path: &str, metrics: &Metrics, ready: bool) -> Response<Full<Bytes>> {
+pub fn respond(path: &str, metrics: &dyn Exposition, ready: bool) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
         "/live" => (StatusCode::OK, "text/plain", "live\n".to_owned()),
         "/ready" if ready => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
@@ -109,12 +109,13 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<B
 /// What the admin server serves from.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    /// The gateway's metrics.
-    pub metrics: Arc<Metrics>,
-    /// Whether the gateway is ready.
+    /// The metrics served at `/metrics`.
+    pub metrics: Arc<dyn Exposition>,
+    /// Whether the process is ready.
     pub ready: Arc<AtomicBool>,
-    /// The gateway's TLS configurations (the admin one is used).
-    pub tls: Arc<ReloadingServerConfig>,
+    /// The gateway's TLS configurations (the admin one is used); without them (the egress)
+    /// a TLS handshake is not answered.
+    pub tls: Option<Arc<ReloadingServerConfig>>,
     /// Time allowed for the first byte and for the TLS handshake.
     pub handshake_timeout: Duration,
 }
@@ -151,7 +152,7 @@ async fn connection(tcp: TcpStream, admin: &Arc<Admin>) -> Result<(), String> {
     let state = admin.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let ready = state.ready.load(Ordering::SeqCst);
-        let resp = respond_on(channel, req.uri().path(), &state.metrics, ready);
+        let resp = respond_on(channel, req.uri().path(), &*state.metrics, ready);
         async move { Ok::<_, Infallible>(resp) }
     });
     match channel {
@@ -160,7 +161,10 @@ async fn connection(tcp: TcpStream, admin: &Arc<Admin>) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string()),
         Channel::Mtls => {
-            let accept = TlsAcceptor::from(admin.tls.current_admin()).accept(tcp);
+            let Some(tls) = &admin.tls else {
+                return Err("a TLS handshake, but this admin server serves plaintext only".into());
+            };
+            let accept = TlsAcceptor::from(tls.current_admin()).accept(tcp);
             let tls = tokio::time::timeout(limit, accept)
                 .await
                 .map_err(|_| "TLS handshake timed out".to_owned())?
@@ -178,6 +182,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::metrics::Metrics;
 
     #[test]
     fn routes() {

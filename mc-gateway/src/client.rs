@@ -17,22 +17,42 @@ use tokio_rustls::client::TlsStream;
 
 use crate::io::{Activity, splice};
 use crate::route::Target;
-use crate::tls::{client_config, load_certified_key, load_roots, server_name};
+use crate::tls::{
+    ReloadingClientConfig, client_config, load_certified_key, load_roots, server_name,
+};
 use crate::{Error, Result};
 
-/// Opens authenticated connections to one gateway.
+/// Opens authenticated connections to a gateway, trying its addresses in order.
 #[derive(Clone)]
 pub struct GatewayConnector {
-    tls: TlsConnector,
-    gateway: String,
+    tls: ClientTls,
+    gateways: Vec<String>,
     identity: ServerName<'static>,
     handshake_timeout: Duration,
+}
+
+/// Where a connector takes its TLS client configuration from.
+#[derive(Clone)]
+enum ClientTls {
+    /// Loaded once.
+    Fixed(TlsConnector),
+    /// The current configuration of files that renew on disk.
+    Reloading(Arc<ReloadingClientConfig>),
+}
+
+impl ClientTls {
+    fn connector(&self) -> TlsConnector {
+        match self {
+            ClientTls::Fixed(c) => c.clone(),
+            ClientTls::Reloading(r) => TlsConnector::from(r.current()),
+        }
+    }
 }
 
 impl std::fmt::Debug for GatewayConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewayConnector")
-            .field("gateway", &self.gateway)
+            .field("gateways", &self.gateways)
             .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
@@ -52,34 +72,80 @@ impl GatewayConnector {
         let roots = load_roots(trust_anchors)?;
         let config = client_config(&certified, roots)?;
         Ok(Self {
-            tls: TlsConnector::from(Arc::new(config)),
-            gateway: gateway.into(),
+            tls: ClientTls::Fixed(TlsConnector::from(Arc::new(config))),
+            gateways: vec![gateway.into()],
             identity: server_name(gateway_identity)?,
             handshake_timeout: Duration::from_secs(10),
         })
     }
 
-    /// The gateway address.
-    pub fn gateway(&self) -> &str {
-        &self.gateway
+    /// A connector using the current configuration of `tls` for each connection, to the
+    /// gateway at `gateways` (`ip:port`, tried in order), which must present
+    /// `gateway_identity`.
+    pub fn reloading(
+        tls: Arc<ReloadingClientConfig>,
+        gateways: Vec<String>,
+        gateway_identity: &str,
+    ) -> Result<Self> {
+        Ok(Self {
+            tls: ClientTls::Reloading(tls),
+            gateways,
+            identity: server_name(gateway_identity)?,
+            handshake_timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// The gateway addresses, in the order they are tried.
+    pub fn gateways(&self) -> &[String] {
+        &self.gateways
     }
 
     /// Connects, completes the handshake (verifying the gateway identity), and sends the
     /// transport header for `target`. The returned stream carries the application bytes.
+    ///
+    /// Each gateway address is tried in order until one succeeds; every failure is logged
+    /// with its address. With one address its error is returned, with more
+    /// [`Error::GatewaysUnreachable`].
     pub async fn connect(
         &self,
         target: &Target,
         protocol: Option<SessionProtocol>,
     ) -> Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(&self.gateway)
+        let mut failures = Vec::new();
+        for gateway in &self.gateways {
+            match self.connect_to(gateway, target, protocol).await {
+                Ok(tls) => return Ok(tls),
+                Err(e) => {
+                    tracing::warn!(%gateway, %target, error = %e, "cannot reach the gateway");
+                    failures.push((gateway.clone(), e));
+                }
+            }
+        }
+        match failures.len() {
+            1 => Err(failures.remove(0).1),
+            _ => Err(Error::GatewaysUnreachable {
+                target: target.to_string(),
+                errors: failures.iter().map(|(g, e)| format!("{g}: {e}")).collect(),
+            }),
+        }
+    }
+
+    /// [`Self::connect`] through the gateway address `gateway`.
+    async fn connect_to(
+        &self,
+        gateway: &str,
+        target: &Target,
+        protocol: Option<SessionProtocol>,
+    ) -> Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(gateway)
             .await
             .map_err(|source| Error::Connect {
-                addr: self.gateway.clone(),
+                addr: gateway.to_owned(),
                 what: "gateway",
                 source,
             })?;
         let _ = tcp.set_nodelay(true);
-        let handshake = self.tls.connect(self.identity.clone(), tcp);
+        let handshake = self.tls.connector().connect(self.identity.clone(), tcp);
         let mut tls = tokio::time::timeout(self.handshake_timeout, handshake)
             .await
             .map_err(|_| Error::Timeout {

@@ -94,6 +94,15 @@ pub enum Error {
         #[source]
         source: serde_yaml::Error,
     },
+    /// The egress routes file is not a ConfigMap `data` map.
+    #[error("routes file {}: {source}; fix: write the ConfigMap's data as a YAML or JSON map of string keys to route JSON strings", path.display())]
+    RoutesFile {
+        /// The path.
+        path: PathBuf,
+        /// The YAML error.
+        #[source]
+        source: serde_yaml::Error,
+    },
     /// The target name is not under an allowed suffix.
     #[error(
         "target {name:?} is not under an allowed suffix {allowed:?}; fix: address a service as <svc>.<ns>.svc.<cluster-domain>, or add the suffix with --allow-suffix"
@@ -189,6 +198,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// No address of a gateway could be connected to (egress and client side).
+    #[error(
+        "cannot reach {target} through any gateway address ({}); fix: check that the remote gateway is up and reachable, and that the Link lists its current addresses",
+        if errors.is_empty() { "none given".to_owned() } else { errors.join("; ") }
+    )]
+    GatewaysUnreachable {
+        /// The target authority.
+        target: String,
+        /// Each address tried, with its error.
+        errors: Vec<String>,
+    },
+    /// The Kubernetes API could not be used.
+    #[error("Kubernetes API: {what}: {source}; fix: {fix}")]
+    Kube {
+        /// What was being done.
+        what: &'static str,
+        /// The kube-rs error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+        /// How to fix it.
+        fix: &'static str,
+    },
     /// An HTTP/1 message could not be framed by the lean HTTP/1 forwarder.
     #[error(
         "malformed HTTP/1 {what} from the {peer}: {why}; fix: the {peer} must send HTTP/1.1 as RFC 9112 frames it"
@@ -230,7 +261,7 @@ impl Error {
             Error::Header(_) => "bad_header",
             Error::Timeout { .. } => "timeout",
             Error::NoPeerIdentity => "no_identity",
-            Error::Connect { .. } => "connect",
+            Error::Connect { .. } | Error::GatewaysUnreachable { .. } => "connect",
             Error::Record { .. } => "tls_record",
             Error::Io {
                 what: "reading the transport header",

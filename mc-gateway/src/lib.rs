@@ -21,9 +21,18 @@
 //! to the target as HTTP/1.x. The admin server ([`admin`]) answers plain HTTP/1, and mTLS
 //! probes (HTTP/1.1 or HTTP/2) from meshed controllers. [`client::GatewayConnector`] and
 //! [`client::Forwarder`] are the source-cluster side.
+//!
+//! The egress (`mc-gateway egress`, [`egress`]) is the source-cluster side for unmeshed Pods:
+//! one plain TCP port per route of the route table the mirror controllers write (ConfigMap
+//! `mc-egress-routes`, watched through the Kubernetes API), each connection carried opaquely
+//! over mTLS, as the egress identity, to the route's remote gateway (its addresses tried in
+//! order). Routes are added, removed and changed without restart; certificates and trust
+//! anchors are reloaded from disk.
 
 pub mod admin;
 pub mod client;
+#[cfg(feature = "kubernetes")]
+pub mod egress;
 mod error;
 pub mod h1;
 mod hop;

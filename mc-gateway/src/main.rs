@@ -1,6 +1,7 @@
-//! The `mc-gateway` binary: `serve` (the gateway) and `connect` (the client side).
+//! The `mc-gateway` binary: `serve` (the gateway), `connect` (the client side) and `egress`
+//! (the source-side egress for unmeshed Pods).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,6 +41,55 @@ enum Command {
     Serve(Serve),
     /// Listen locally and forward to a gateway (and optionally a local backend, weighted).
     Connect(Connect),
+    /// Run the source-side egress: one port per route of ConfigMap mc-egress-routes, each
+    /// leading over mTLS to a remote gateway.
+    Egress(EgressArgs),
+}
+
+/// Flags of `mc-gateway egress`.
+#[derive(Debug, Parser)]
+struct EgressArgs {
+    /// The egress identity (its client certificate) and the anchors gateways must chain to.
+    #[command(flatten)]
+    files: IdentityFiles,
+    /// Namespace of the route ConfigMap mc-egress-routes.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "linkerd-multicluster")]
+    namespace: String,
+    /// Address the route ports listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    listen_ip: IpAddr,
+    /// Admin server address (/ready, /live, /metrics); "off" disables it.
+    #[arg(long, default_value = "0.0.0.0:4191")]
+    admin: String,
+    /// Certificate, key and trust-anchor file poll interval (and the retry interval of ports
+    /// that could not be bound), seconds.
+    #[arg(long, default_value_t = 5.0)]
+    reload_interval: f64,
+    /// Idle connection timeout, seconds.
+    #[arg(long, default_value_t = 300.0)]
+    idle_timeout: f64,
+    /// On SIGTERM the ports close at once; open connections get this long to finish, seconds.
+    #[arg(long, default_value_t = 30.0)]
+    drain_timeout: f64,
+    /// Read the routes from this YAML or JSON file (the ConfigMap's data map; polled every
+    /// --reload-interval) instead of the Kubernetes API.
+    #[arg(long)]
+    routes_file: Option<PathBuf>,
+}
+
+/// The identity files of `serve` and `egress`.
+#[derive(Debug, clap::Args)]
+struct IdentityFiles {
+    /// PEM certificate chain, leaf first (the identity as SAN DNS name), reloaded on change.
+    #[arg(long)]
+    cert: PathBuf,
+    /// PEM ECDSA P-256 private key, reloaded on change.
+    #[arg(long)]
+    key: PathBuf,
+    /// PEM bundle of trust anchors that peer certificates must chain to, reloaded on change
+    /// (new handshakes use the new bundle; open connections stay).
+    #[arg(long)]
+    trust_anchors: PathBuf,
 }
 
 /// Flags of `mc-gateway serve`.
@@ -51,16 +101,9 @@ struct Serve {
     /// Admin server address (/ready, /live, /metrics); "off" disables it.
     #[arg(long, default_value = "0.0.0.0:4191")]
     admin: String,
-    /// PEM certificate chain of the gateway (its identity as SAN DNS name), reloaded on change.
-    #[arg(long)]
-    cert: PathBuf,
-    /// PEM ECDSA P-256 private key, reloaded on change.
-    #[arg(long)]
-    key: PathBuf,
-    /// PEM bundle of trust anchors that client certificates must chain to, reloaded on change
-    /// (new handshakes use the new bundle; open connections stay).
-    #[arg(long)]
-    trust_anchors: PathBuf,
+    /// The gateway's identity and the anchors client certificates must chain to.
+    #[command(flatten)]
+    files: IdentityFiles,
     /// The gateway's own identity, e.g.
     /// linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local.
     #[arg(long)]
@@ -255,24 +298,13 @@ async fn serve(args: Serve) -> Result<()> {
         Some(p) => Policy::load(p)?,
         None => Policy::default(),
     };
-    let admin = match args.admin.as_str() {
-        "off" | "" => None,
-        a => Some(
-            a.parse()
-                .map_err(|e: std::net::AddrParseError| Error::InvalidArg {
-                    flag: "--admin",
-                    value: a.to_owned(),
-                    why: e.to_string(),
-                    fix: "ip:port, e.g. 0.0.0.0:4191, or off",
-                })?,
-        ),
-    };
+    let admin = admin_addr(&args.admin)?;
     let config = ServerConfig {
         listen: args.listen,
         admin,
-        cert: args.cert,
-        key: args.key,
-        trust_anchors: args.trust_anchors,
+        cert: args.files.cert,
+        key: args.files.key,
+        trust_anchors: args.files.trust_anchors,
         identity: args.identity,
         suffixes,
         policy,
@@ -302,6 +334,77 @@ async fn serve(args: Serve) -> Result<()> {
         "listening"
     );
     gateway.run(shutdown_signal()).await
+}
+
+/// The `--admin` address; `None` for "off".
+fn admin_addr(value: &str) -> Result<Option<SocketAddr>> {
+    match value {
+        "off" | "" => Ok(None),
+        a => a
+            .parse()
+            .map(Some)
+            .map_err(|e: std::net::AddrParseError| Error::InvalidArg {
+                flag: "--admin",
+                value: a.to_owned(),
+                why: e.to_string(),
+                fix: "ip:port, e.g. 0.0.0.0:4191, or off",
+            }),
+    }
+}
+
+async fn egress(args: EgressArgs) -> Result<()> {
+    let reload_interval = seconds("--reload-interval", args.reload_interval)?;
+    if reload_interval.is_zero() {
+        return Err(Error::InvalidArg {
+            flag: "--reload-interval",
+            value: args.reload_interval.to_string(),
+            why: "must be more than zero".into(),
+            fix: "a positive number of seconds, e.g. 5",
+        });
+    }
+    let config = mc_gateway::egress::EgressConfig {
+        listen_ip: args.listen_ip,
+        admin: admin_addr(&args.admin)?,
+        cert: args.files.cert,
+        key: args.files.key,
+        trust_anchors: args.files.trust_anchors,
+        reload_interval,
+        idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
+        drain_timeout: seconds("--drain-timeout", args.drain_timeout)?,
+    };
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let source = match args.routes_file {
+        Some(path) => {
+            tracing::info!(file = %path.display(), "egress routes from a file");
+            tokio::spawn(mc_gateway::egress::poll_routes_file(
+                path,
+                reload_interval,
+                tx,
+            ))
+        }
+        None => {
+            if args.namespace.is_empty() {
+                return Err(Error::InvalidArg {
+                    flag: "--namespace",
+                    value: String::new(),
+                    why: "empty (POD_NAMESPACE is set but empty?)".into(),
+                    fix: "the multicluster namespace, e.g. linkerd-multicluster",
+                });
+            }
+            let client = kube::Client::try_default().await.map_err(|e| Error::Kube {
+                what: "no client configuration",
+                source: Box::new(e),
+                fix: "run in a Pod with a ServiceAccount, set KUBECONFIG, or pass --routes-file",
+            })?;
+            tracing::info!(namespace = %args.namespace, configmap = mc_core::egress::ROUTES_CONFIG_MAP, "egress routes from the Kubernetes API");
+            tokio::spawn(async move {
+                mc_gateway::egress::watch_config_map(client, &args.namespace, tx).await;
+            })
+        }
+    };
+    let result = mc_gateway::egress::run(config, rx, shutdown_signal()).await;
+    source.abort();
+    result
 }
 
 fn required<'a, T>(v: &'a Option<T>, flag: &'static str) -> Result<&'a T> {
@@ -352,7 +455,7 @@ fn main() -> ExitCode {
     // runtime; the client side uses the work-stealing one.
     let mut builder = match cli.command {
         Command::Serve(_) => tokio::runtime::Builder::new_current_thread(),
-        Command::Connect(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Connect(_) | Command::Egress(_) => tokio::runtime::Builder::new_multi_thread(),
     };
     let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
@@ -365,6 +468,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Connect(args) => connect(args).await,
+            Command::Egress(args) => egress(args).await,
         }
     });
     match result {

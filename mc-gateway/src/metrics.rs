@@ -1,4 +1,4 @@
-//! The gateway's Prometheus metrics.
+//! The Prometheus metrics of the gateway and of the egress.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -13,6 +13,18 @@ type Labels = Vec<(&'static str, String)>;
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~26 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// A set of metrics the admin server serves at `/metrics`.
+pub trait Exposition: Send + Sync + std::fmt::Debug {
+    /// The Prometheus text exposition of every metric.
+    fn encode(&self) -> String;
+}
+
+impl Exposition for Metrics {
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
 }
 
 /// Every metric the gateway exports. Cheap to clone handles live inside.
@@ -200,10 +212,83 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
-        out
+        exposition(&self.registry)
+    }
+}
+
+/// The Prometheus text exposition of `registry`.
+fn exposition(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, registry);
+    out
+}
+
+/// The metrics of `mc-gateway egress`.
+#[derive(Debug)]
+pub struct EgressMetrics {
+    registry: Registry,
+    /// Routes with a bound listener.
+    pub routes: Gauge,
+    /// Client connections accepted, by Link and target.
+    pub connections: Family<Labels, Counter>,
+    /// Client connections closed because no gateway address could be reached, by Link and
+    /// target.
+    pub connect_failures: Family<Labels, Counter>,
+    /// Client connections currently open.
+    pub open: Gauge,
+}
+
+impl Default for EgressMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EgressMetrics {
+    /// Creates and registers the metrics: `egress_routes`, `egress_connections_total`,
+    /// `egress_connect_failures_total` and `egress_open_connections`.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Self {
+            routes: Gauge::default(),
+            connections: Family::default(),
+            connect_failures: Family::default(),
+            open: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "egress_routes",
+            "Routes with a bound listener",
+            m.routes.clone(),
+        );
+        registry.register(
+            "egress_connections",
+            "Client connections accepted, by Link and target",
+            m.connections.clone(),
+        );
+        registry.register(
+            "egress_connect_failures",
+            "Client connections closed because no gateway address could be reached",
+            m.connect_failures.clone(),
+        );
+        registry.register(
+            "egress_open_connections",
+            "Client connections currently open",
+            m.open.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The labels of a route's series.
+    pub fn labels(link: &str, target: &str) -> Labels {
+        vec![("link", link.to_owned()), ("target", target.to_owned())]
+    }
+}
+
+impl Exposition for EgressMetrics {
+    fn encode(&self) -> String {
+        exposition(&self.registry)
     }
 }
 

@@ -218,7 +218,7 @@ impl Gateway {
                 crate::admin::Admin {
                     metrics: shared.metrics.clone(),
                     ready: ready.clone(),
-                    tls: shared.tls.clone(),
+                    tls: Some(shared.tls.clone()),
                     handshake_timeout: shared.limits.handshake_timeout,
                 },
             ))

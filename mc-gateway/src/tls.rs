@@ -229,11 +229,78 @@ impl ResolvesServerCert for ReloadingCert {
 /// It holds the admin port's configuration too ([`Self::current_admin`]), built from the same
 /// certificate and anchors and reloaded with them.
 #[derive(Debug)]
-pub struct ReloadingServerConfig {
+pub struct ReloadingServerConfig(Reloading<Configs>);
+
+/// TLS configurations built from a [`ReloadingCert`] and a trust-anchor bundle file, rebuilt
+/// when the bundle's content changes (the certificate is swapped inside them).
+#[derive(Debug)]
+struct Reloading<C> {
     cert: Arc<ReloadingCert>,
     anchors_path: PathBuf,
     anchors_pem: RwLock<Vec<u8>>,
-    current: RwLock<Configs>,
+    current: RwLock<C>,
+    build: fn(&Arc<ReloadingCert>, RootCertStore) -> Result<C>,
+}
+
+impl<C: Clone> Reloading<C> {
+    /// Reads the bundle at `anchors` and builds the configuration around `cert`.
+    fn load(
+        cert: Arc<ReloadingCert>,
+        anchors: &Path,
+        build: fn(&Arc<ReloadingCert>, RootCertStore) -> Result<C>,
+    ) -> Result<Self> {
+        let pem = read(anchors, "trust anchors", "--trust-anchors")?;
+        let config = build(&cert, roots_from_pem(anchors, &pem)?)?;
+        Ok(Self {
+            cert,
+            anchors_path: anchors.to_owned(),
+            anchors_pem: RwLock::new(pem),
+            current: RwLock::new(config),
+            build,
+        })
+    }
+
+    fn current(&self) -> C {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Rebuilds the configuration when the bundle's content changed. Returns `Ok(true)` when
+    /// it was rebuilt; on error the previous one stays.
+    fn reload_anchors_if_changed(&self) -> Result<bool> {
+        let pem = read(&self.anchors_path, "trust anchors", "--trust-anchors")?;
+        let same = match self.anchors_pem.read() {
+            Ok(old) => *old == pem,
+            Err(poisoned) => *poisoned.into_inner() == pem,
+        };
+        if same {
+            return Ok(false);
+        }
+        let config = (self.build)(&self.cert, roots_from_pem(&self.anchors_path, &pem)?)?;
+        if let Ok(mut cur) = self.current.write() {
+            *cur = config;
+        }
+        if let Ok(mut old) = self.anchors_pem.write() {
+            *old = pem;
+        }
+        Ok(true)
+    }
+
+    /// One poll: the certificate and key, then the anchors, each logged.
+    fn poll(&self) {
+        self.cert.reload_logged();
+        match self.reload_anchors_if_changed() {
+            Ok(true) => {
+                tracing::info!(anchors = %self.anchors_path.display(), "trust anchors reloaded")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "trust-anchor reload failed; keeping the previous bundle")
+            }
+        }
+    }
 }
 
 /// The data port's and the admin port's configurations, built together.
@@ -264,71 +331,68 @@ fn admin_config(data: &ServerConfig) -> ServerConfig {
 impl ReloadingServerConfig {
     /// Loads the trust-anchor bundle at `anchors` and builds the configuration around `cert`.
     pub fn load(cert: Arc<ReloadingCert>, anchors: &Path) -> Result<Arc<Self>> {
-        let pem = read(anchors, "trust anchors", "--trust-anchors")?;
-        let config = server_config(cert.clone(), roots_from_pem(anchors, &pem)?)?;
-        Ok(Arc::new(Self {
-            cert,
-            anchors_path: anchors.to_owned(),
-            anchors_pem: RwLock::new(pem),
-            current: RwLock::new(Configs::new(config)),
-        }))
-    }
-
-    fn configs(&self) -> Configs {
-        match self.current.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        let build = |cert: &Arc<ReloadingCert>, roots| {
+            Ok(Configs::new(server_config(cert.clone(), roots)?))
+        };
+        Ok(Arc::new(Self(Reloading::load(cert, anchors, build)?)))
     }
 
     /// The configuration for a new handshake.
     pub fn current(&self) -> Arc<ServerConfig> {
-        self.configs().data
+        self.0.current().data
     }
 
     /// The configuration for a new handshake on the admin port: the same certificate and
     /// client verification, ALPN `h2` and `http/1.1`.
     pub fn current_admin(&self) -> Arc<ServerConfig> {
-        self.configs().admin
+        self.0.current().admin
     }
 
     /// Rebuilds the configuration when the bundle's content changed. Returns `Ok(true)` when
     /// new handshakes now verify against the new bundle; on error the previous one stays.
     pub fn reload_anchors_if_changed(&self) -> Result<bool> {
-        let pem = read(&self.anchors_path, "trust anchors", "--trust-anchors")?;
-        let same = match self.anchors_pem.read() {
-            Ok(old) => *old == pem,
-            Err(poisoned) => *poisoned.into_inner() == pem,
-        };
-        if same {
-            return Ok(false);
-        }
-        let config = server_config(self.cert.clone(), roots_from_pem(&self.anchors_path, &pem)?)?;
-        if let Ok(mut cur) = self.current.write() {
-            *cur = Configs::new(config);
-        }
-        if let Ok(mut old) = self.anchors_pem.write() {
-            *old = pem;
-        }
-        Ok(true)
+        self.0.reload_anchors_if_changed()
     }
 
     /// Polls the certificate, key and anchor files every `every` until the returned task is
     /// aborted.
     pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
-        spawn_poll(every, move || {
-            this.cert.reload_logged();
-            match this.reload_anchors_if_changed() {
-                Ok(true) => {
-                    tracing::info!(anchors = %this.anchors_path.display(), "trust anchors reloaded")
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "trust-anchor reload failed; keeping the previous bundle")
-                }
-            }
-        })
+        spawn_poll(every, move || this.0.poll())
+    }
+}
+
+/// The client configuration of the egress, whose certificate and trust anchors renew on disk.
+///
+/// The certificate is a [`ReloadingCert`] (swapped inside the configuration); a changed, valid
+/// anchor bundle yields a new configuration. New connections use the configuration current
+/// when they start; an invalid file keeps the previous one.
+#[derive(Debug)]
+pub struct ReloadingClientConfig(Reloading<Arc<ClientConfig>>);
+
+impl ReloadingClientConfig {
+    /// Loads the certificate, key and trust-anchor files once; fails when they are invalid.
+    pub fn load(cert: &Path, key: &Path, anchors: &Path) -> Result<Arc<Self>> {
+        let build = |cert: &Arc<ReloadingCert>, roots| {
+            Ok(Arc::new(client_config_with(
+                ClientCert::Reloading(cert.clone()),
+                roots,
+            )?))
+        };
+        let cert = ReloadingCert::load(cert, key)?;
+        Ok(Arc::new(Self(Reloading::load(cert, anchors, build)?)))
+    }
+
+    /// The configuration for a new connection.
+    pub fn current(&self) -> Arc<ClientConfig> {
+        self.0.current()
+    }
+
+    /// Polls the certificate, key and anchor files every `every` until the returned task is
+    /// aborted.
+    pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        spawn_poll(every, move || this.0.poll())
     }
 }
 
@@ -423,13 +487,18 @@ pub fn server_config(
 /// certificate, the gateway verified against `roots` under the server name passed at connect
 /// time (the expected gateway identity), ALPN `transport.l5d.io/v1`.
 pub fn client_config(cert: &CertifiedKey, roots: RootCertStore) -> Result<ClientConfig> {
+    client_config_with(ClientCert::Fixed(Arc::new(cert.clone())), roots)
+}
+
+/// [`client_config`] with the client certificate chosen by `resolver` at each handshake.
+fn client_config_with(cert: ClientCert, roots: RootCertStore) -> Result<ClientConfig> {
+    let resolver = Arc::new(cert);
     let provider = provider();
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
     )
     .build()?;
-    let resolver = Arc::new(FixedClientCert(Arc::new(cert.clone())));
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -449,16 +518,25 @@ pub fn server_name(identity: &str) -> Result<ServerName<'static>> {
     })
 }
 
+/// The client certificate offered at each handshake.
 #[derive(Debug)]
-struct FixedClientCert(Arc<CertifiedKey>);
+enum ClientCert {
+    /// Always the same one.
+    Fixed(Arc<CertifiedKey>),
+    /// The current one of certificate files that renew on disk.
+    Reloading(Arc<ReloadingCert>),
+}
 
-impl rustls::client::ResolvesClientCert for FixedClientCert {
+impl rustls::client::ResolvesClientCert for ClientCert {
     fn resolve(
         &self,
         _root_hint_subjects: &[&[u8]],
         _sigschemes: &[SignatureScheme],
     ) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.clone())
+        Some(match self {
+            ClientCert::Fixed(key) => key.clone(),
+            ClientCert::Reloading(cert) => cert.current(),
+        })
     }
 
     fn has_certs(&self) -> bool {
@@ -554,7 +632,7 @@ pub fn handshake_error_reason(e: &std::io::Error) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
@@ -611,7 +689,7 @@ mod tests {
     }
 
     /// A self-signed certificate for `name` and its key, both PEM; a CA's when `ca`.
-    fn self_signed_as(name: &str, ca: bool) -> (String, String) {
+    pub(crate) fn self_signed_as(name: &str, ca: bool) -> (String, String) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(vec![name.into()]).unwrap();
         if ca {
@@ -619,6 +697,17 @@ mod tests {
         }
         let cert = params.self_signed(&key).unwrap();
         (cert.pem(), key.serialize_pem())
+    }
+
+    /// Sets the modification time of `path` to `at` (a different mtime even on coarse file
+    /// systems).
+    fn touch(path: &Path, at: SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(at)
+            .unwrap();
     }
 
     fn self_signed(name: &str) -> (String, String) {
@@ -642,22 +731,12 @@ mod tests {
         write("two.example");
         // Force a different mtime even on coarse file systems.
         let later = SystemTime::now() + Duration::from_secs(5);
-        std::fs::File::options()
-            .write(true)
-            .open(&c)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
+        touch(&c, later);
         assert!(r.reload_if_changed().unwrap());
         assert_eq!(identity_of(&r.current().cert[0]).unwrap(), "two.example");
         // A broken file keeps the old certificate.
         std::fs::write(&c, "garbage").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&c)
-            .unwrap()
-            .set_modified(later + Duration::from_secs(5))
-            .unwrap();
+        touch(&c, later + Duration::from_secs(5));
         assert!(r.reload_if_changed().is_err());
         assert_eq!(identity_of(&r.current().cert[0]).unwrap(), "two.example");
     }
@@ -714,6 +793,60 @@ mod tests {
         assert!(config.reload_anchors_if_changed().unwrap());
         assert!(!Arc::ptr_eq(&before, &config.current_admin()));
         assert_eq!(config.current_admin().alpn_protocols.len(), 2);
+    }
+
+    /// The egress's client configuration offers the renewed certificate at the next handshake
+    /// and is rebuilt when the anchors change (not when they are only rewritten the same).
+    #[test]
+    fn the_client_configuration_follows_renewed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k, a) = (
+            dir.path().join("c.pem"),
+            dir.path().join("k.pem"),
+            dir.path().join("a.pem"),
+        );
+        let write_leaf = |name: &str| {
+            let (cert, key) = self_signed(name);
+            std::fs::write(&c, cert).unwrap();
+            std::fs::write(&k, key).unwrap();
+        };
+        write_leaf("one.example");
+        let anchor = self_signed_as("ca.example", true).0;
+        std::fs::write(&a, &anchor).unwrap();
+        let config = ReloadingClientConfig::load(&c, &k, &a).unwrap();
+        let offered = |config: &ReloadingClientConfig| {
+            let key = config
+                .current()
+                .client_auth_cert_resolver
+                .resolve(&[], &[SignatureScheme::ECDSA_NISTP256_SHA256])
+                .unwrap();
+            identity_of(&key.cert[0]).unwrap()
+        };
+        assert_eq!(offered(&config), "one.example");
+        let before = config.current();
+        assert_eq!(config.current().alpn_protocols, [mc_core::transport::ALPN]);
+
+        write_leaf("two.example");
+        let later = SystemTime::now() + Duration::from_secs(5);
+        touch(&c, later);
+        std::fs::write(&a, &anchor).unwrap();
+        config.0.poll();
+        assert_eq!(offered(&config), "two.example");
+        assert!(Arc::ptr_eq(&before, &config.current()), "same anchors");
+
+        std::fs::write(
+            &a,
+            [anchor, self_signed_as("other.example", true).0].concat(),
+        )
+        .unwrap();
+        config.0.poll();
+        assert!(!Arc::ptr_eq(&before, &config.current()));
+        assert_eq!(offered(&config), "two.example");
+        // A broken bundle keeps the last configuration.
+        let current = config.current();
+        std::fs::write(&a, "garbage").unwrap();
+        assert!(config.0.reload_anchors_if_changed().is_err());
+        assert!(Arc::ptr_eq(&current, &config.current()));
     }
 
     #[test]
