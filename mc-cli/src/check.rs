@@ -352,6 +352,12 @@ async fn run_checks(
         return Ok(checks);
     }
     checks.push(c);
+    let namespaces: Vec<String> = found
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    checks.push(identity_certificates(client, &namespaces, SystemTime::now()).await);
 
     // 1. CRD.
     let mut c = Check::new("Link CRD exists", "l5d-multicluster-link-crd-exists");
@@ -710,6 +716,88 @@ async fn run_checks(
 
 /// The warning for a mirror whose Endpoints (`endpoints`, `None` when absent) have no ready
 /// address, with a hint; `None` when one is ready.
+/// How long before its end a certificate is reported as expiring soon.
+const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The gateway's and the egress's identity certificates (the extension's `kubernetes.io/tls`
+/// Secrets) in `namespaces`: an expired one fails, one ending within [`EXPIRY_WARNING`] warns.
+async fn identity_certificates(
+    client: &kube::Client,
+    namespaces: &[String],
+    now: SystemTime,
+) -> Check {
+    let mut c = Check::new(
+        "identity certificates are valid and not expiring soon",
+        "l5d-multicluster-identity-certs",
+    );
+    let selector = format!("{}={}", labels::EXTENSION, labels::EXTENSION_VALUE);
+    for ns in namespaces {
+        let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), ns);
+        let secrets = match api.list(&ListParams::default().labels(&selector)).await {
+            Ok(l) => l.items,
+            Err(e) => {
+                c.warn(format!(
+                    "cannot list Secrets in {ns}: {}",
+                    describe_api_error(&e)
+                ));
+                continue;
+            }
+        };
+        for secret in secrets
+            .iter()
+            .filter(|s| s.type_.as_deref() == Some("kubernetes.io/tls"))
+        {
+            let name = format!(
+                "{ns}/{}",
+                secret.metadata.name.as_deref().unwrap_or_default()
+            );
+            let pem = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get("tls.crt"))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .unwrap_or_default();
+            let cert = mc_core::pki::CertifiedKey {
+                cert_pem: pem,
+                key_pem: String::new(),
+            };
+            match mc_core::pki::not_after_of(&cert) {
+                Ok(end) => match expiry_problem(&name, end, now) {
+                    Some((true, text)) => c.fail(text),
+                    Some((false, text)) => c.warn(text),
+                    None => c.info(format!(
+                        "* {name} valid until {}",
+                        mc_core::trust::format_time(end)
+                    )),
+                },
+                Err(e) => c.fail(format!("{name}: tls.crt: {e}")),
+            }
+        }
+    }
+    c
+}
+
+/// Whether a certificate of Secret `name` ending at `end` is a problem at `now`: `(true, _)`
+/// when it has expired, `(false, _)` when it ends within [`EXPIRY_WARNING`].
+fn expiry_problem(name: &str, end: SystemTime, now: SystemTime) -> Option<(bool, String)> {
+    let when = mc_core::trust::format_time(end);
+    let fix = "renew it: `mc multicluster gateway-identity` (or `egress-identity`) … | kubectl apply -f -";
+    match end.duration_since(now) {
+        Err(_) => Some((
+            true,
+            format!("{name}: the certificate expired at {when}; {fix}"),
+        )),
+        Ok(left) if left < EXPIRY_WARNING => Some((
+            false,
+            format!(
+                "{name}: the certificate expires at {when}, in {}h; {fix}",
+                left.as_secs() / 3600
+            ),
+        )),
+        Ok(_) => None,
+    }
+}
+
 fn mirror_endpoints_problem(ns: &str, name: &str, endpoints: Option<&Endpoints>) -> Option<String> {
     let subsets = endpoints
         .and_then(|e| e.subsets.as_deref())
@@ -945,6 +1033,23 @@ mod tests {
             }]),
             ..Endpoints::default()
         }
+    }
+
+    #[test]
+    fn expired_certificates_fail_and_those_ending_within_a_week_warn() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let hour = Duration::from_secs(3600);
+        let (fatal, text) = expiry_problem("ns/gw", now - hour, now).unwrap();
+        assert!(
+            fatal && text.contains("ns/gw") && text.contains("expired"),
+            "{text}"
+        );
+        let (fatal, text) = expiry_problem("ns/gw", now + 30 * hour, now).unwrap();
+        assert!(
+            !fatal && text.contains("in 30h") && text.contains("renew"),
+            "{text}"
+        );
+        assert!(expiry_problem("ns/gw", now + 8 * 24 * hour, now).is_none());
     }
 
     #[test]

@@ -77,6 +77,10 @@ pub enum Multicluster {
     /// (`linkerd-multicluster-egress.<ns>.serviceaccount.identity.<linkerd ns>.<domain>`),
     /// issued by the source cluster's issuer, plus the trust anchors.
     EgressIdentity(trust::GatewayIdentityArgs),
+    /// Render the issuer Secret of issuer mode (`install --issuer-secret`): the issuer's
+    /// certificate and key, from which the gateway and the egress mint and renew their own
+    /// leaves, plus the trust anchors.
+    IssuerSecret(trust::IssuerSecretArgs),
 }
 
 /// Manifest output format.
@@ -142,6 +146,7 @@ pub(crate) async fn dispatch(cli: Cli, out: &mut dyn Write, err: &mut dyn Write)
             Multicluster::GatewayIdentity(a) => {
                 trust::identity_secret(a, trust::Component::Gateway, &linkerd_namespace, out, err)
             }
+            Multicluster::IssuerSecret(a) => trust::issuer_secret(a, out),
             Multicluster::EgressIdentity(a) => {
                 trust::identity_secret(a, trust::Component::Egress, &linkerd_namespace, out, err)
             }

@@ -58,6 +58,11 @@ pub struct InstallArgs {
     /// (`--egress=false` to skip; Links then serve their mirrors in gateway mode).
     #[arg(long, action = bool_flag(), num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub egress: Option<bool>,
+    /// Issuer mode: the gateway and the egress mount this Secret (from
+    /// `mc multicluster issuer-secret`) and mint their own short-lived leaves, renewed
+    /// automatically (`identity.issuerSecret`; see also `identity.leafLifetime`).
+    #[arg(long, value_name = "SECRET")]
+    pub issuer_secret: Option<String>,
     /// High availability: 3 gateway and egress replicas, anti-affinity and
     /// PodDisruptionBudgets.
     #[arg(long)]
@@ -123,6 +128,9 @@ impl InstallArgs {
         }
         if let Some(v) = self.egress {
             put(&["egress", "enabled"], json!(v));
+        }
+        if let Some(v) = &self.issuer_secret {
+            put(&["identity", "issuerSecret"], json!(v));
         }
         if let Some(v) = self.gateway_port {
             put(&["gateway", "port"], json!(v));

@@ -381,6 +381,71 @@ pub struct GatewayIdentityArgs {
     pub output: crate::cli::ManifestFormat,
 }
 
+/// Flags of `mc multicluster issuer-secret`.
+#[derive(Debug, clap::Args)]
+pub struct IssuerSecretArgs {
+    /// The issuer's certificate (from `mc issuer create`): an intermediate CA of the trust
+    /// anchors, used only by mc (not Linkerd's identity issuer).
+    #[arg(long, required = true)]
+    pub issuer_cert: PathBuf,
+    /// The issuer's private key.
+    #[arg(long, required = true)]
+    pub issuer_key: PathBuf,
+    /// The trust-anchor bundle peers must chain to.
+    #[arg(long, required = true)]
+    pub trust_anchors: PathBuf,
+    /// Namespace of the extension.
+    #[arg(long, default_value = mc_core::render::DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Name of the Secret (what `install --issuer-secret` names).
+    #[arg(long, default_value = "linkerd-multicluster-issuer")]
+    pub name: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "yaml")]
+    pub output: crate::cli::ManifestFormat,
+}
+
+/// `mc multicluster issuer-secret`: checks that the issuer's pair signs and is valid now, then
+/// renders its Secret.
+pub(crate) fn issuer_secret(args: IssuerSecretArgs, out: &mut dyn Write) -> Result<()> {
+    let now = SystemTime::now();
+    let anchors_pem = read_text(&args.trust_anchors)?;
+    let anchors = TrustBundle::from_pem(&anchors_pem, now).map_err(|e| {
+        Error::input(
+            args.trust_anchors.display().to_string(),
+            e.to_string(),
+            "pass the trust-anchor bundle (PEM) of the clusters",
+        )
+    })?;
+    let issuer = CertifiedKey {
+        cert_pem: read_text(&args.issuer_cert)?,
+        key_pem: read_text(&args.issuer_key)?,
+    };
+    // Issuing a throw-away leaf proves the pair parses, signs, and is valid now.
+    pki::issue_leaf(&issuer, "probe.mc.invalid", &pki::LeafOptions::new(now)).map_err(|e| {
+        Error::input(
+            args.issuer_cert.display().to_string(),
+            e.to_string(),
+            "pass an issuer certificate and its key from `mc issuer create`",
+        )
+    })?;
+    let mut values = mc_core::render::InstallValues {
+        namespace: args.namespace.clone(),
+        ..Default::default()
+    };
+    values.identity.issuer_secret = args.name.clone();
+    let secret = mc_core::render::issuer_secret(
+        &values,
+        &issuer.cert_pem,
+        &issuer.key_pem,
+        &anchors.to_pem(),
+    )?;
+    emit(
+        out,
+        &mc_core::render::Format::from(args.output).serialize(&[secret])?,
+    )
+}
+
 /// Whose identity Secret to render.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Component {

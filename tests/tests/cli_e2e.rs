@@ -587,6 +587,39 @@ fn trust_anchor_create_issuer_bundle_and_diff() {
         ),
         "{san}"
     );
+
+    // Issuer mode's Secret: the issuer itself, checked before it is rendered.
+    let yaml = ok(&run(&s(&[
+        "multicluster",
+        "issuer-secret",
+        "--issuer-cert",
+        &p("i.crt"),
+        "--issuer-key",
+        &p("i.key"),
+        "--trust-anchors",
+        &p("a.crt"),
+    ])));
+    let secret: serde_json::Value = serde_yaml::from_str(yaml.trim_start_matches("---\n")).unwrap();
+    assert_eq!(secret["metadata"]["name"], "linkerd-multicluster-issuer");
+    let issuer = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["tls.crt"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(issuer).unwrap(),
+        std::fs::read_to_string(p("i.crt")).unwrap()
+    );
+    let out = run(&s(&[
+        "multicluster",
+        "issuer-secret",
+        "--issuer-cert",
+        &p("i.key"),
+        "--issuer-key",
+        &p("i.key"),
+        "--trust-anchors",
+        &p("a.crt"),
+    ]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("i.key"), "{}", stderr(&out));
 }
 
 #[test]

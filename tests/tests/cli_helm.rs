@@ -147,6 +147,15 @@ fn chart_renders_the_same_objects_as_install_with_values() {
         "remoteMirrorServiceAccount=false",
         "installNamespace=false",
         "namespace=mc-system",
+        "egress.enabled=false",
+    ]);
+    // Issuer mode: both Pods mount the issuer Secret and mint their own leaves.
+    compare(&[
+        "identity.issuerSecret=mc-issuer",
+        "identity.leafLifetime=2m",
+        "egress.replicas=3",
+        "egress.adminPort=4192",
+        "enablePodAntiAffinity=true",
     ]);
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::install::IDENTITY_DIR;
+use super::install::{IDENTITY_DIR, identity_args, identity_volume};
 use super::values::InstallValues;
 use super::{anti_affinity, container_security, meta, pod_security, pull_secrets, with};
 use crate::egress::{EGRESS_NAME, ROUTES_CONFIG_MAP};
@@ -28,7 +28,7 @@ pub fn egress_identity_of(values: &InstallValues) -> Result<String> {
 /// The egress: ServiceAccount, a Role to read its route ConfigMap, Deployment, headless
 /// Service (whose Endpoints tell the mirror controllers the ready egress Pods), and a
 /// PodDisruptionBudget under HA.
-pub(super) fn egress(values: &InstallValues, labels: &Map<String, Value>) -> Vec<Value> {
+pub(super) fn egress(values: &InstallValues, labels: &Map<String, Value>) -> Result<Vec<Value>> {
     let ns = values.namespace.as_str();
     let own = with(labels, &[("component", "egress")]);
     let pod_labels = with(
@@ -60,7 +60,7 @@ pub(super) fn egress(values: &InstallValues, labels: &Map<String, Value>) -> Vec
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": EGRESS_NAME},
             "subjects": [{"kind": "ServiceAccount", "name": EGRESS_NAME, "namespace": ns}],
         }),
-        deployment(values, &pod_labels),
+        deployment(values, &pod_labels)?,
         json!({
             "apiVersion": "v1",
             "kind": "Service",
@@ -80,22 +80,24 @@ pub(super) fn egress(values: &InstallValues, labels: &Map<String, Value>) -> Vec
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": EGRESS_NAME}}},
         }));
     }
-    out
+    Ok(out)
 }
 
 /// The arguments of `mc-gateway egress` in the egress Pod.
-pub fn egress_args(values: &InstallValues) -> Vec<String> {
-    vec![
+pub fn egress_args(values: &InstallValues) -> Result<Vec<String>> {
+    let mut args = vec![
         "egress".to_owned(),
         format!("--admin=0.0.0.0:{}", values.egress.admin_port),
-        format!("--cert={IDENTITY_DIR}/tls.crt"),
-        format!("--key={IDENTITY_DIR}/tls.key"),
-        format!("--trust-anchors={IDENTITY_DIR}/ca.crt"),
-        format!("--namespace={}", values.namespace),
-    ]
+    ];
+    args.extend(identity_args(values));
+    if !values.identity.issuer_secret.is_empty() {
+        args.push(format!("--identity={}", egress_identity_of(values)?));
+    }
+    args.push(format!("--namespace={}", values.namespace));
+    Ok(args)
 }
 
-fn deployment(values: &InstallValues, pod_labels: &Value) -> Value {
+fn deployment(values: &InstallValues, pod_labels: &Value) -> Result<Value> {
     let eg = &values.egress;
     let mut pod_spec = json!({
         "serviceAccountName": EGRESS_NAME,
@@ -105,7 +107,7 @@ fn deployment(values: &InstallValues, pod_labels: &Value) -> Value {
             "image": values.image.reference(),
             "imagePullPolicy": values.image.pull_policy,
             "command": ["mc-gateway"],
-            "args": egress_args(values),
+            "args": egress_args(values)?,
             "ports": [
                 {"name": ADMIN_PORT_NAME, "containerPort": eg.admin_port, "protocol": "TCP"},
             ],
@@ -114,7 +116,7 @@ fn deployment(values: &InstallValues, pod_labels: &Value) -> Value {
             "securityContext": container_security(),
             "volumeMounts": [{"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": true}],
         }],
-        "volumes": [{"name": "identity", "secret": {"secretName": eg.identity_secret}}],
+        "volumes": [{"name": "identity", "secret": {"secretName": identity_volume(values, &eg.identity_secret)}}],
     });
     if !values.image_pull_secrets.is_empty() {
         pod_spec["imagePullSecrets"] = pull_secrets(&values.image_pull_secrets);
@@ -122,7 +124,7 @@ fn deployment(values: &InstallValues, pod_labels: &Value) -> Value {
     if values.enable_pod_anti_affinity {
         pod_spec["affinity"] = anti_affinity("app", EGRESS_NAME);
     }
-    json!({
+    Ok(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta(EGRESS_NAME, Some(&values.namespace), pod_labels.clone()),
@@ -134,5 +136,5 @@ fn deployment(values: &InstallValues, pod_labels: &Value) -> Value {
                 "spec": pod_spec,
             },
         },
-    })
+    }))
 }

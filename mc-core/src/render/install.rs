@@ -36,7 +36,7 @@ pub fn install(values: &InstallValues) -> Result<Vec<Value>> {
         out.extend(gateway(values, &labels)?);
     }
     if values.egress.enabled {
-        out.extend(super::egress::egress(values, &labels));
+        out.extend(super::egress::egress(values, &labels)?);
     }
     if values.remote_mirror_service_account {
         for name in &values.remote_mirror_service_account_name {
@@ -140,16 +140,45 @@ fn gateway(values: &InstallValues, labels: &Map<String, Value>) -> Result<Vec<Va
 /// The arguments of `mc-gateway serve` in the gateway pod.
 pub fn gateway_args(values: &InstallValues, identity: &str) -> Vec<String> {
     let gw = &values.gateway;
-    vec![
+    let mut args = vec![
         "serve".to_owned(),
         format!("--listen=0.0.0.0:{}", gw.port),
         format!("--admin=0.0.0.0:{}", gw.probe.port),
-        format!("--cert={IDENTITY_DIR}/tls.crt"),
-        format!("--key={IDENTITY_DIR}/tls.key"),
-        format!("--trust-anchors={IDENTITY_DIR}/ca.crt"),
-        format!("--identity={identity}"),
-        format!("--cluster-domain={}", gw.cluster_domain),
-    ]
+    ];
+    args.extend(identity_args(values));
+    args.push(format!("--identity={identity}"));
+    args.push(format!("--cluster-domain={}", gw.cluster_domain));
+    args
+}
+
+/// The certificate flags of `mc-gateway serve` and `egress`: the leaf from the mounted Secret,
+/// or, with `identity.issuerSecret`, the issuer from which the process mints and renews its own
+/// leaf.
+pub(super) fn identity_args(values: &InstallValues) -> Vec<String> {
+    if values.identity.issuer_secret.is_empty() {
+        vec![
+            format!("--cert={IDENTITY_DIR}/tls.crt"),
+            format!("--key={IDENTITY_DIR}/tls.key"),
+            format!("--trust-anchors={IDENTITY_DIR}/ca.crt"),
+        ]
+    } else {
+        vec![
+            format!("--issuer-cert={IDENTITY_DIR}/tls.crt"),
+            format!("--issuer-key={IDENTITY_DIR}/tls.key"),
+            format!("--trust-anchors={IDENTITY_DIR}/ca.crt"),
+            format!("--leaf-lifetime={}", values.identity.leaf_lifetime),
+        ]
+    }
+}
+
+/// The Secret mounted at [`IDENTITY_DIR`]: the component's own `leaf_secret`, or the issuer
+/// Secret in issuer mode.
+pub(super) fn identity_volume<'a>(values: &'a InstallValues, leaf_secret: &'a str) -> &'a str {
+    if values.identity.issuer_secret.is_empty() {
+        leaf_secret
+    } else {
+        &values.identity.issuer_secret
+    }
 }
 
 fn gateway_deployment(values: &InstallValues, identity: &str, gw_labels: &Value) -> Value {
@@ -173,7 +202,7 @@ fn gateway_deployment(values: &InstallValues, identity: &str, gw_labels: &Value)
             "securityContext": container_security(),
             "volumeMounts": [{"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": true}],
         }],
-        "volumes": [{"name": "identity", "secret": {"secretName": gw.identity_secret}}],
+        "volumes": [{"name": "identity", "secret": {"secretName": identity_volume(values, &gw.identity_secret)}}],
     });
     if !values.image_pull_secrets.is_empty() {
         pod_spec["imagePullSecrets"] = pull_secrets(&values.image_pull_secrets);
@@ -337,6 +366,26 @@ pub fn gateway_identity_secret(
 ) -> Result<Value> {
     let pems = [cert_chain_pem, key_pem, trust_anchors_pem];
     identity_secret(values, &values.gateway.identity_secret, "gateway", pems)
+}
+
+/// The issuer Secret of issuer mode (`identity.issuerSecret`), mounted at [`IDENTITY_DIR`] by
+/// the gateway and the egress: `tls.crt` (the issuer, an intermediate CA), `tls.key` (its key)
+/// and `ca.crt` (the trust anchors).
+pub fn issuer_secret(
+    values: &InstallValues,
+    issuer_cert_pem: &str,
+    issuer_key_pem: &str,
+    trust_anchors_pem: &str,
+) -> Result<Value> {
+    let pems = [issuer_cert_pem, issuer_key_pem, trust_anchors_pem];
+    if values.identity.issuer_secret.is_empty() {
+        return Err(crate::Error::RenderValue {
+            path: "identity.issuerSecret".to_owned(),
+            problem: "is empty: there is no issuer Secret to render".to_owned(),
+            fix: "name it, e.g. --set identity.issuerSecret=linkerd-multicluster-issuer".to_owned(),
+        });
+    }
+    identity_secret(values, &values.identity.issuer_secret, "identity", pems)
 }
 
 /// The egress's identity Secret (`egress.identitySecret`), laid out as

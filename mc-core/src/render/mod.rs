@@ -29,7 +29,7 @@ pub use delete::{ObjectRef, delete_list, unlink_refs};
 pub use egress::{ADMIN_PORT_NAME, egress_args, egress_identity_of};
 pub use install::{
     IDENTITY_DIR, allow, controller_cluster_role_name, egress_identity_secret, gateway_args,
-    gateway_identity_of, gateway_identity_secret, install, remote_access_objects,
+    gateway_identity_of, gateway_identity_secret, install, issuer_secret, remote_access_objects,
 };
 pub use link::{
     ControllerValues, LinkGateway, LinkValues, controller_args, controller_binding_name,
@@ -38,8 +38,8 @@ pub use link::{
 };
 pub use values::{
     DEFAULT_LINKERD_NAMESPACE, DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_REMOTE_ACCESS_SA,
-    EgressValues, GatewayValues, IMAGE_NAME, ImageValues, InstallValues, ProbeValues, VERSION,
-    merge, parse_values_yaml, set, split_names,
+    EgressValues, GatewayValues, IMAGE_NAME, IdentityValues, ImageValues, InstallValues,
+    ProbeValues, VERSION, merge, parse_values_yaml, set, split_names,
 };
 
 use std::collections::BTreeMap;

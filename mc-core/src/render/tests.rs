@@ -181,6 +181,54 @@ fn gateway_false_renders_no_gateway_objects() {
 }
 
 #[test]
+fn issuer_mode_mounts_the_issuer_and_mints_leaves_in_both_pods() {
+    let values = values_with("identity.issuerSecret=mc-issuer,identity.leafLifetime=2m");
+    let objects = install(&values).unwrap();
+    for (name, identity) in [
+        (
+            "linkerd-gateway",
+            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
+        ),
+        (
+            "linkerd-multicluster-egress",
+            "linkerd-multicluster-egress.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
+        ),
+    ] {
+        let pod = &find(&objects, "Deployment", name)["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][0]["secret"]["secretName"], "mc-issuer",
+            "{name}"
+        );
+        let args: Vec<&str> = pod["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        for want in [
+            "--issuer-cert=/var/run/mc/identity/tls.crt",
+            "--issuer-key=/var/run/mc/identity/tls.key",
+            "--trust-anchors=/var/run/mc/identity/ca.crt",
+            "--leaf-lifetime=2m",
+            &format!("--identity={identity}"),
+        ] {
+            assert!(args.contains(&want), "{name}: {want} not in {args:?}");
+        }
+        assert!(!args.iter().any(|a| a.starts_with("--cert=")), "{args:?}");
+    }
+    let secret = issuer_secret(&values, "CERT", "KEY", "ANCHORS").unwrap();
+    assert_eq!(secret["metadata"]["name"], "mc-issuer");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    // Without an issuer Secret there is nothing to render, and a bad lifetime is refused.
+    let err = issuer_secret(&InstallValues::default(), "C", "K", "A").unwrap_err();
+    assert!(err.to_string().contains("identity.issuerSecret"), "{err}");
+    let mut tree = InstallValues::default_tree();
+    set(&mut tree, "identity.leafLifetime=soon", false).unwrap();
+    let err = InstallValues::from_tree(&tree).unwrap_err().to_string();
+    assert!(err.contains("identity.leafLifetime"), "{err}");
+}
+
+#[test]
 fn remote_access_is_least_privilege() {
     let objects = allow(&InstallValues::default(), &["west".to_owned()]).unwrap();
     assert_eq!(

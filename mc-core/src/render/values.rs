@@ -193,6 +193,28 @@ impl Default for EgressValues {
     }
 }
 
+/// Where the gateway's and the egress's certificates come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct IdentityValues {
+    /// Empty (the default): each Pod mounts its own leaf Secret (`gateway.identitySecret`,
+    /// `egress.identitySecret`), renewed by whoever writes it. A Secret name: the Pods mount
+    /// this issuer Secret (`tls.crt`, `tls.key`: an intermediate CA; `ca.crt`: the trust
+    /// anchors) and mint their own leaves, renewed automatically (see docs/security.md).
+    pub issuer_secret: String,
+    /// Lifetime of a self-minted leaf (Go duration, e.g. `24h`); renewed at two thirds of it.
+    pub leaf_lifetime: String,
+}
+
+impl Default for IdentityValues {
+    fn default() -> IdentityValues {
+        IdentityValues {
+            issuer_secret: String::new(),
+            leaf_lifetime: "24h".to_owned(),
+        }
+    }
+}
+
 /// Everything `mc multicluster install` (and the Helm chart) renders from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -215,6 +237,8 @@ pub struct InstallValues {
     pub gateway: GatewayValues,
     /// The egress.
     pub egress: EgressValues,
+    /// Where the gateway's and the egress's certificates come from.
+    pub identity: IdentityValues,
     /// Render the remote-access ServiceAccounts and their RBAC.
     pub remote_mirror_service_account: bool,
     /// Names of the remote-access ServiceAccounts: a list, or one string of comma-separated names.
@@ -240,6 +264,7 @@ impl Default for InstallValues {
             image_pull_secrets: Vec::new(),
             gateway: GatewayValues::default(),
             egress: EgressValues::default(),
+            identity: IdentityValues::default(),
             remote_mirror_service_account: true,
             remote_mirror_service_account_name: vec![DEFAULT_REMOTE_ACCESS_SA.to_owned()],
             enable_namespace_creation: false,
@@ -369,6 +394,20 @@ impl InstallValues {
                 ));
             }
             check_subdomain("egress.identitySecret", &self.egress.identity_secret)?;
+        }
+        if !self.identity.issuer_secret.is_empty() {
+            check_subdomain("identity.issuerSecret", &self.identity.issuer_secret)?;
+        }
+        match crate::link::parse_duration(&self.identity.leaf_lifetime) {
+            Ok(d) if !d.is_zero() => {}
+            _ => {
+                return Err(bad(
+                    "identity.leafLifetime",
+                    &self.identity.leaf_lifetime,
+                    "is not a positive duration",
+                    "use a Go duration such as 24h or 90m",
+                ));
+            }
         }
         if self.image.name.is_empty() || self.image.tag.is_empty() {
             return Err(bad(
