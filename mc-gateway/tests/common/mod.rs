@@ -216,8 +216,10 @@ pub fn config(pki: &Pki, statics: &[(&str, u16, SocketAddr)]) -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin: Some("127.0.0.1:0".parse().unwrap()),
-        cert: gw.cert,
-        key: gw.key,
+        certificate: mc_gateway::tls::CertSource::Files {
+            cert: gw.cert,
+            key: gw.key,
+        },
         trust_anchors: pki.anchors(),
         identity: GATEWAY_ID.into(),
         suffixes: Suffixes::for_cluster_domain("cluster.local"),
