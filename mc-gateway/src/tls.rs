@@ -1,7 +1,21 @@
-//! TLS for both ends: TLS 1.3 only, ECDSA P-256, ring; certificates from PEM files with hot
-//! reload; client certificates required and verified against the trust-anchor bundle; the peer
-//! identity is the first SAN DNS name of its certificate or, without one, its SPIFFE ID (URI
-//! SAN).
+//! TLS for both ends: TLS 1.3 only, ECDSA P-256, ring; client certificates required and
+//! verified against the trust-anchor bundle (reloaded on change); the peer identity is the first
+//! SAN DNS name of its certificate or, without one, its SPIFFE ID (URI SAN).
+//!
+//! The process's own leaf certificate ([`ReloadingCert`], used on both the server and the
+//! client side) comes from a [`CertSource`]:
+//!
+//! - file mode: a chain and key from PEM files, re-read when their modification time changes;
+//! - issuer mode: a leaf minted in memory for the process's identity, signed by an issuer
+//!   (intermediate CA) read from PEM files, valid for the leaf lifetime (never beyond the
+//!   issuer's own end), and renewed when [`renewal`] says so: after 2/3 of its lifetime, or at
+//!   once when the issuer files change to another issuer.
+//!
+//! One poll loop per process ([`ReloadingServerConfig::spawn_watch`],
+//! [`ReloadingClientConfig::spawn_watch`]) checks the leaf and the anchors, every reload
+//! interval or, for short leaves, every sixth of their lifetime ([`poll_interval`]). New
+//! handshakes use the new leaf or anchors; open connections keep theirs. The leaf's notAfter
+//! and every replacement are recorded in [`crate::metrics::CertMetrics`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
