@@ -308,3 +308,48 @@ async fn a_leaf_never_outlives_its_issuer() {
         "{warning}"
     );
 }
+
+/// The binary refuses bad certificate flags at once, naming the flags and the fix.
+#[test]
+fn bad_certificate_flags_are_refused_clearly() {
+    let pki = Pki::new();
+    let issuer = pki.issuer_files();
+    let leaf = pki.leaf("egress", EGRESS_ID);
+    let run = |args: &[String]| {
+        let out = std::process::Command::new(BIN)
+            .args(command_line(&pki, "egress"))
+            .args(["--routes-file", "/nonexistent/routes.yaml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let leaf_flags = strings(&[
+        "--cert",
+        &leaf.cert.display().to_string(),
+        "--key",
+        &leaf.key.display().to_string(),
+    ]);
+    let both = [leaf_flags.clone(), issuer_flags(&issuer, "1h")].concat();
+    let err = run(&both);
+    assert!(
+        err.contains("--issuer-cert") && err.contains("tip: pass either --cert and --key"),
+        "{err}"
+    );
+    let err = run(&issuer_flags(&issuer, "1h"));
+    assert!(err.contains("--identity") && err.contains("fix"), "{err}");
+    let mut missing = issuer_flags(&issuer, "1h");
+    missing[1] = "/nonexistent/issuer.crt".into();
+    missing.extend(strings(&["--identity", EGRESS_ID]));
+    let err = run(&missing);
+    assert!(
+        err.contains("--issuer-cert") && err.contains("fix"),
+        "{err}"
+    );
+    let err = run(&[leaf_flags, strings(&["--identity", GATEWAY_ID])].concat());
+    assert!(
+        err.contains("--identity") && err.contains(EGRESS_ID),
+        "{err}"
+    );
+}
