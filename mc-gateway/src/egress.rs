@@ -33,7 +33,7 @@ use crate::client::GatewayConnector;
 use crate::io::{Activity, splice};
 use crate::metrics::EgressMetrics;
 use crate::route::Target;
-use crate::tls::ReloadingClientConfig;
+use crate::tls::{CertSource, ReloadingCert, ReloadingClientConfig};
 use crate::{Error, Result};
 
 /// The ConfigMap `data` of the route table; `None` until the source first read it.
@@ -397,10 +397,8 @@ pub struct EgressConfig {
     pub listen_ip: IpAddr,
     /// The admin server (/live, /ready, /metrics), if any.
     pub admin: Option<SocketAddr>,
-    /// The egress identity's certificate chain (PEM).
-    pub cert: PathBuf,
-    /// Its ECDSA P-256 key (PEM).
-    pub key: PathBuf,
+    /// The egress identity's leaf certificate: files, or minted from an issuer and renewed.
+    pub certificate: CertSource,
     /// The trust anchors the gateways must chain to (PEM).
     pub trust_anchors: PathBuf,
     /// How often the certificate, key and anchor files are checked for changes.
@@ -420,8 +418,9 @@ pub async fn run(
     mut routes: watch::Receiver<RouteData>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let tls = ReloadingClientConfig::load(&config.cert, &config.key, &config.trust_anchors)?;
     let metrics = Arc::new(EgressMetrics::new());
+    let cert = ReloadingCert::new(config.certificate, metrics.certificate.clone())?;
+    let tls = ReloadingClientConfig::with_cert(cert, &config.trust_anchors)?;
     let ready = Arc::new(AtomicBool::new(false));
     let admin = match config.admin {
         Some(addr) => {

@@ -32,6 +32,18 @@ pub enum Error {
         /// How to fix it.
         fix: &'static str,
     },
+    /// The issuer (intermediate CA) of issuer mode could not be read, or could not sign a leaf
+    /// certificate (e.g. it has expired, or its key does not belong to it).
+    #[error("issuer {} (key {}): {source}", cert.display(), key.display())]
+    Issuer {
+        /// The issuer certificate file (`--issuer-cert`).
+        cert: PathBuf,
+        /// The issuer key file (`--issuer-key`).
+        key: PathBuf,
+        /// The mc-core error, which says what is wrong and how to fix it.
+        #[source]
+        source: Box<mc_core::Error>,
+    },
     /// The trust-anchor bundle is invalid.
     #[error("trust anchors file {}: {source}", path.display())]
     TrustBundle {

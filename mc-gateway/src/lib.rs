@@ -28,6 +28,12 @@
 //! over mTLS, as the egress identity, to the route's remote gateway (its addresses tried in
 //! order). Routes are added, removed and changed without restart; certificates and trust
 //! anchors are reloaded from disk.
+//!
+//! Both the gateway and the egress take their own leaf certificate from files (file mode,
+//! renewed on disk by someone else) or mint it in memory from an issuer (issuer mode: short
+//! leaves, 24 h by default, renewed after 2/3 of their lifetime or when the issuer changes,
+//! never outliving the issuer); see [`tls`]. Both export the leaf's expiry and renewals
+//! ([`metrics::CertMetrics`]).
 
 pub mod admin;
 pub mod client;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use mc_core::transport::SessionProtocol;
 use mc_gateway::client::{Backend, BackendKind, BackendSpec, Forwarder, GatewayConnector};
 use mc_gateway::kubernetes::KubeResolver;
@@ -16,6 +16,7 @@ use mc_gateway::resolve::{
 };
 use mc_gateway::route::{Policy, Suffixes, Target};
 use mc_gateway::server::{Gateway, Limits, ServerConfig};
+use mc_gateway::tls::{CertSource, IssuerSource};
 use mc_gateway::{Error, Result};
 
 /// The mc gateway: the mTLS door into a target cluster, and the client side that reaches it.
@@ -52,6 +53,11 @@ struct EgressArgs {
     /// The egress identity (its client certificate) and the anchors gateways must chain to.
     #[command(flatten)]
     files: IdentityFiles,
+    /// The egress's own identity, e.g.
+    /// mc-egress.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local: required
+    /// in issuer mode (the leaf is minted for it); in file mode, checked against --cert.
+    #[arg(long)]
+    identity: Option<String>,
     /// Namespace of the route ConfigMap mc-egress-routes.
     #[arg(long, env = "POD_NAMESPACE", default_value = "linkerd-multicluster")]
     namespace: String,
@@ -61,8 +67,9 @@ struct EgressArgs {
     /// Admin server address (/ready, /live, /metrics); "off" disables it.
     #[arg(long, default_value = "0.0.0.0:4191")]
     admin: String,
-    /// Certificate, key and trust-anchor file poll interval (and the retry interval of ports
-    /// that could not be bound), seconds.
+    /// Certificate, key (or issuer) and trust-anchor file poll interval (and the retry
+    /// interval of ports that could not be bound), seconds. In issuer mode the leaf is checked
+    /// for renewal as often, or every sixth of --leaf-lifetime when a third of it is shorter.
     #[arg(long, default_value_t = 5.0)]
     reload_interval: f64,
     /// Idle connection timeout, seconds.
@@ -77,19 +84,149 @@ struct EgressArgs {
     routes_file: Option<PathBuf>,
 }
 
-/// The identity files of `serve` and `egress`.
+/// The identity of `serve` and `egress`: a leaf certificate from files (file mode), or an
+/// issuer to mint short-lived leaves from (issuer mode); and the trust anchors.
 #[derive(Debug, clap::Args)]
+#[command(group(
+    ArgGroup::new("leaf_files")
+        .args(["cert", "key"])
+        .multiple(true)
+        .conflicts_with("issuer_files")
+))]
+#[command(group(ArgGroup::new("issuer_files").args(["issuer_cert", "issuer_key"]).multiple(true)))]
+#[command(group(
+    ArgGroup::new("certificate")
+        .args(["cert", "key", "issuer_cert", "issuer_key"])
+        .multiple(true)
+        .required(true)
+))]
 struct IdentityFiles {
-    /// PEM certificate chain, leaf first (the identity as SAN DNS name), reloaded on change.
-    #[arg(long)]
-    cert: PathBuf,
-    /// PEM ECDSA P-256 private key, reloaded on change.
-    #[arg(long)]
-    key: PathBuf,
+    /// File mode: PEM certificate chain, leaf first (the identity as SAN DNS name), reloaded
+    /// on change. With --key; not with --issuer-cert/--issuer-key.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// File mode: PEM ECDSA P-256 private key of --cert, reloaded on change.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Issuer mode: PEM certificate of the issuer (an intermediate CA, e.g. from `mc issuer
+    /// create`; use one dedicated to mc, not Linkerd's identity issuer). The process mints its
+    /// own leaf for --identity in memory and renews it after 2/3 of its lifetime, and at once
+    /// when the issuer files change. With --issuer-key; not with --cert/--key.
+    #[arg(long, requires = "issuer_key")]
+    issuer_cert: Option<PathBuf>,
+    /// Issuer mode: PEM private key of --issuer-cert, re-read on change.
+    #[arg(long, requires = "issuer_cert")]
+    issuer_key: Option<PathBuf>,
+    /// Issuer mode: validity of each minted leaf, a Go-style duration (e.g. 24h, 90m, 30s; at
+    /// least 5s) [default: 24h]. A leaf never outlives its issuer: it is shortened to the
+    /// issuer's end, with a warning.
+    #[arg(long, value_parser = parse_leaf_lifetime)]
+    leaf_lifetime: Option<Duration>,
     /// PEM bundle of trust anchors that peer certificates must chain to, reloaded on change
     /// (new handshakes use the new bundle; open connections stay).
     #[arg(long)]
     trust_anchors: PathBuf,
+}
+
+/// The default `--leaf-lifetime`.
+const DEFAULT_LEAF_LIFETIME: Duration = mc_core::pki::DEFAULT_LEAF_VALIDITY;
+/// The shortest `--leaf-lifetime`: certificate times have a resolution of one second.
+const MIN_LEAF_LIFETIME: Duration = Duration::from_secs(5);
+
+fn parse_leaf_lifetime(s: &str) -> std::result::Result<Duration, String> {
+    let fix = "fix: a Go-style duration of at least 5s, e.g. 24h, 90m or 30s";
+    match mc_core::link::parse_duration(s) {
+        Ok(d) if d >= MIN_LEAF_LIFETIME => Ok(d),
+        Ok(_) => Err(format!("{s:?} is shorter than 5s; {fix}")),
+        Err(e) => Err(format!("{e}; {fix}")),
+    }
+}
+
+impl IdentityFiles {
+    /// The certificate source these flags name, for `identity` (`--identity`, required in
+    /// issuer mode). clap has checked that exactly one pair of files is given.
+    fn source(&self, identity: Option<&str>) -> Result<CertSource> {
+        let lifetime_only_with_issuer = |_| Error::InvalidArg {
+            flag: "--leaf-lifetime",
+            value: self
+                .leaf_lifetime
+                .map(|d| format!("{d:?}"))
+                .unwrap_or_default(),
+            why: "applies to issuer mode only; with --cert/--key the leaf's own validity holds"
+                .into(),
+            fix: "drop --leaf-lifetime, or pass --issuer-cert/--issuer-key instead of --cert/--key",
+        };
+        match (&self.cert, &self.key, &self.issuer_cert, &self.issuer_key) {
+            (Some(cert), Some(key), None, None) => match self.leaf_lifetime {
+                Some(d) => Err(lifetime_only_with_issuer(d)),
+                None => Ok(CertSource::Files {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+            },
+            (None, None, Some(cert), Some(key)) => {
+                let identity = identity.ok_or_else(|| Error::InvalidArg {
+                    flag: "--identity",
+                    value: String::new(),
+                    why: "required with --issuer-cert/--issuer-key: it names the leaf to mint"
+                        .into(),
+                    fix: "pass the identity, e.g. --identity mc-egress.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
+                })?;
+                validate_identity(identity)?;
+                Ok(CertSource::Issuer(IssuerSource {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    identity: identity.to_owned(),
+                    lifetime: self.leaf_lifetime.unwrap_or(DEFAULT_LEAF_LIFETIME),
+                }))
+            }
+            _ => Err(Error::InvalidArg {
+                flag: "--cert/--key/--issuer-cert/--issuer-key",
+                value: String::new(),
+                why: "exactly one pair is required".into(),
+                fix: CERTIFICATE_FLAGS_FIX,
+            }),
+        }
+    }
+}
+
+/// How to give the certificate flags, for errors.
+const CERTIFICATE_FLAGS_FIX: &str = "pass either --cert and --key (a leaf from files) or --issuer-cert and --issuer-key (an issuer to mint renewed leaves from), not both";
+
+/// Checks an `--identity`: a DNS name, as the leaf's SAN requires.
+fn validate_identity(identity: &str) -> Result<()> {
+    mc_core::identity::validate_dns_name(identity).map_err(|e| Error::InvalidArg {
+        flag: "--identity",
+        value: identity.to_owned(),
+        why: e.to_string(),
+        fix: "a DNS-like identity, e.g. linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local",
+    })
+}
+
+/// Adds the certificate flags' fix to a clap error about them.
+fn with_certificate_tip(mut e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let names = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(v)) => v.join(" "),
+        _ => String::new(),
+    };
+    let args = [names(ContextKind::InvalidArg), names(ContextKind::PriorArg)].join(" ");
+    let about_certificate = ["--cert", "--key", "--issuer-"]
+        .iter()
+        .any(|flag| args.contains(flag));
+    if about_certificate
+        && matches!(
+            e.kind(),
+            ErrorKind::MissingRequiredArgument | ErrorKind::ArgumentConflict
+        )
+    {
+        e.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![CERTIFICATE_FLAGS_FIX.into()]),
+        );
+    }
+    e
 }
 
 /// Flags of `mc-gateway serve`.
@@ -105,7 +242,8 @@ struct Serve {
     #[command(flatten)]
     files: IdentityFiles,
     /// The gateway's own identity, e.g.
-    /// linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local.
+    /// linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local; in
+    /// issuer mode the leaf is minted for it.
     #[arg(long)]
     identity: String,
     /// Cluster domain; the default allowed suffix is svc.<cluster-domain>.
@@ -159,7 +297,9 @@ struct Serve {
     /// connection stays on the thread that accepted it); 0 means one per CPU.
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Certificate, key and trust-anchor file poll interval, seconds.
+    /// Certificate, key (or issuer) and trust-anchor file poll interval, seconds. In issuer
+    /// mode the leaf is checked for renewal as often, or every sixth of --leaf-lifetime when a
+    /// third of it is shorter.
     #[arg(long, default_value_t = 5.0)]
     reload_interval: f64,
     /// Scheduler time slice asked for each serving thread, microseconds (Linux 6.12 or later;
@@ -302,8 +442,7 @@ async fn serve(args: Serve) -> Result<()> {
     let config = ServerConfig {
         listen: args.listen,
         admin,
-        cert: args.files.cert,
-        key: args.files.key,
+        certificate: args.files.source(Some(&args.identity))?,
         trust_anchors: args.files.trust_anchors,
         identity: args.identity,
         suffixes,
@@ -365,9 +504,8 @@ async fn egress(args: EgressArgs) -> Result<()> {
     let config = mc_gateway::egress::EgressConfig {
         listen_ip: args.listen_ip,
         admin: admin_addr(&args.admin)?,
-        cert: args.files.cert,
-        key: args.files.key,
-        trust_anchors: args.files.trust_anchors,
+        certificate: egress_certificate(&args)?,
+        trust_anchors: args.files.trust_anchors.clone(),
         reload_interval,
         idle_timeout: seconds("--idle-timeout", args.idle_timeout)?,
         drain_timeout: seconds("--drain-timeout", args.drain_timeout)?,
@@ -405,6 +543,30 @@ async fn egress(args: EgressArgs) -> Result<()> {
     let result = mc_gateway::egress::run(config, rx, shutdown_signal()).await;
     source.abort();
     result
+}
+
+/// The egress's certificate source; in file mode with --identity, a certificate for another
+/// identity is refused.
+fn egress_certificate(args: &EgressArgs) -> Result<CertSource> {
+    let source = args.files.source(args.identity.as_deref())?;
+    if let (CertSource::Files { cert, key }, Some(identity)) = (&source, &args.identity) {
+        validate_identity(identity)?;
+        let loaded = mc_gateway::tls::load_certified_key(cert, key)?;
+        let found = loaded.cert.first().and_then(mc_gateway::tls::identity_of);
+        if found.as_deref() != Some(identity.as_str()) {
+            return Err(Error::InvalidArg {
+                flag: "--identity",
+                value: identity.clone(),
+                why: format!(
+                    "the certificate {} is for {}",
+                    cert.display(),
+                    found.as_deref().unwrap_or("no identity")
+                ),
+                fix: "pass the identity the certificate was issued for, or the certificate of this identity",
+            });
+        }
+    }
+    Ok(source)
 }
 
 fn required<'a, T>(v: &'a Option<T>, flag: &'static str) -> Result<&'a T> {
@@ -449,7 +611,7 @@ async fn connect(args: Connect) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| with_certificate_tip(e).exit());
     init_logs(cli.log_format);
     // The gateway runs its own serving threads (see --threads) around a single-threaded
     // runtime; the client side uses the work-stealing one.
@@ -478,5 +640,165 @@ fn main() -> ExitCode {
             eprintln!("mc-gateway: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    const ID: &str = "mc-egress.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+
+    fn parse(args: &[&str]) -> std::result::Result<Cli, clap::Error> {
+        let argv = ["mc-gateway"].iter().chain(args).copied();
+        Cli::try_parse_from(argv).map_err(with_certificate_tip)
+    }
+
+    fn egress_args(args: &[&str]) -> EgressArgs {
+        let mut all = vec!["egress", "--trust-anchors", "ca.crt"];
+        all.extend_from_slice(args);
+        match parse(&all).unwrap().command {
+            Command::Egress(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn refused(args: &[&str]) -> String {
+        let mut all = vec!["egress", "--trust-anchors", "ca.crt"];
+        all.extend_from_slice(args);
+        parse(&all).unwrap_err().render().to_string()
+    }
+
+    #[test]
+    fn issuer_mode_takes_the_issuer_the_identity_and_a_lifetime() {
+        let a = egress_args(&[
+            "--issuer-cert",
+            "i.crt",
+            "--issuer-key",
+            "i.key",
+            "--identity",
+            ID,
+            "--leaf-lifetime",
+            "2m",
+        ]);
+        let CertSource::Issuer(issuer) = a.files.source(a.identity.as_deref()).unwrap() else {
+            panic!("not issuer mode");
+        };
+        assert_eq!(issuer.cert, PathBuf::from("i.crt"));
+        assert_eq!(issuer.key, PathBuf::from("i.key"));
+        assert_eq!(issuer.identity, ID);
+        assert_eq!(issuer.lifetime, Duration::from_secs(120));
+        // The default lifetime is 24 h.
+        let a = egress_args(&["--issuer-cert", "i", "--issuer-key", "k", "--identity", ID]);
+        let CertSource::Issuer(issuer) = a.files.source(Some(ID)).unwrap() else {
+            panic!("not issuer mode");
+        };
+        assert_eq!(issuer.lifetime, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn file_mode_takes_the_cert_and_key() {
+        let a = egress_args(&["--cert", "c", "--key", "k"]);
+        assert_eq!(
+            a.files.source(None).unwrap(),
+            CertSource::Files {
+                cert: "c".into(),
+                key: "k".into()
+            }
+        );
+        let err = egress_args(&["--cert", "c", "--key", "k", "--leaf-lifetime", "1h"])
+            .files
+            .source(None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--leaf-lifetime") && err.contains("issuer mode only"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_two_pairs_are_exclusive_and_one_is_required() {
+        const BOTH: [&str; 8] = [
+            "--cert",
+            "c",
+            "--key",
+            "k",
+            "--issuer-cert",
+            "i",
+            "--issuer-key",
+            "j",
+        ];
+        for args in [&BOTH[..], &BOTH[..6], &[][..], &BOTH[..2], &BOTH[6..]] {
+            let err = refused(args);
+            assert!(
+                err.contains("tip: pass either --cert and --key") && err.contains("--"),
+                "{args:?}: {err}"
+            );
+        }
+        assert!(refused(&BOTH[..2]).contains("--key"));
+        assert!(refused(&BOTH[6..]).contains("--issuer-cert"));
+        let both = refused(&BOTH);
+        assert!(both.contains("cannot be used with"), "{both}");
+    }
+
+    #[test]
+    fn issuer_mode_needs_a_valid_identity_and_lifetime() {
+        let issuer = ["--issuer-cert", "i", "--issuer-key", "k"];
+        let err = egress_args(&issuer)
+            .files
+            .source(None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--identity") && err.contains("fix"), "{err}");
+        let a = egress_args(&[&issuer[..], &["--identity", "not a name"]].concat());
+        let err = a
+            .files
+            .source(a.identity.as_deref())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--identity") && err.contains("not a name"),
+            "{err}"
+        );
+        for bad in ["1s", "soon", "0s"] {
+            let err = refused(&[&issuer[..], &["--identity", ID, "--leaf-lifetime", bad]].concat());
+            assert!(
+                err.contains("--leaf-lifetime") && err.contains("fix"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn serve_takes_the_same_flags() {
+        let cli = parse(&[
+            "serve",
+            "--trust-anchors",
+            "ca",
+            "--identity",
+            ID,
+            "--issuer-cert",
+            "i",
+            "--issuer-key",
+            "k",
+            "--leaf-lifetime",
+            "6s",
+        ])
+        .unwrap();
+        let Command::Serve(a) = cli.command else {
+            panic!("not serve");
+        };
+        assert!(matches!(
+            a.files.source(Some(&a.identity)).unwrap(),
+            CertSource::Issuer(IssuerSource { lifetime, .. }) if lifetime == Duration::from_secs(6)
+        ));
+        let err = parse(&["serve", "--trust-anchors", "ca", "--identity", ID])
+            .unwrap_err()
+            .render()
+            .to_string();
+        assert!(err.contains("tip: pass either"), "{err}");
     }
 }

@@ -27,6 +27,34 @@ impl Exposition for Metrics {
     }
 }
 
+/// The leaf certificate's metrics, the same in the gateway and the egress (each under its own
+/// prefix): when the leaf in service expires, and how often a new one was put in service.
+#[derive(Debug, Clone, Default)]
+pub struct CertMetrics {
+    /// The notAfter of the leaf certificate in service, Unix seconds.
+    pub expiry: Gauge,
+    /// Leaf certificates put in service after the first: renewals in issuer mode, reloads of
+    /// changed files in file mode.
+    pub renewals: Counter,
+}
+
+impl CertMetrics {
+    /// Registers `identity_certificate_expiry_timestamp_seconds` and
+    /// `identity_certificate_renewals` (exposed as `_total`) into `registry`.
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "identity_certificate_expiry_timestamp_seconds",
+            "The notAfter of the leaf certificate in service, Unix seconds",
+            self.expiry.clone(),
+        );
+        registry.register(
+            "identity_certificate_renewals",
+            "Leaf certificates put in service after the first (renewals or reloads)",
+            self.renewals.clone(),
+        );
+    }
+}
+
 /// Every metric the gateway exports. Cheap to clone handles live inside.
 #[derive(Debug)]
 pub struct Metrics {
@@ -58,6 +86,8 @@ pub struct Metrics {
     /// Authenticated connections, by client identity (one series per source cluster's egress
     /// and per meshed workload identity: bounded by the identities the trust anchor issues).
     pub client_connections: Family<Labels, Counter>,
+    /// The gateway's leaf certificate: expiry and renewals.
+    pub certificate: CertMetrics,
 }
 
 impl Default for Metrics {
@@ -84,6 +114,7 @@ impl Metrics {
             opaque_splices: Counter::default(),
             http_streams: Counter::default(),
             client_connections: Family::default(),
+            certificate: CertMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -143,6 +174,7 @@ impl Metrics {
             "Authenticated connections, by client identity",
             m.client_connections.clone(),
         );
+        m.certificate.register(&mut registry);
         Self { registry, ..m }
     }
 
@@ -237,6 +269,8 @@ pub struct EgressMetrics {
     pub connect_failures: Family<Labels, Counter>,
     /// Client connections currently open.
     pub open: Gauge,
+    /// The egress's leaf certificate: expiry and renewals.
+    pub certificate: CertMetrics,
 }
 
 impl Default for EgressMetrics {
@@ -247,7 +281,9 @@ impl Default for EgressMetrics {
 
 impl EgressMetrics {
     /// Creates and registers the metrics: `egress_routes`, `egress_connections_total`,
-    /// `egress_connect_failures_total` and `egress_open_connections`.
+    /// `egress_connect_failures_total`, `egress_open_connections`,
+    /// `identity_certificate_expiry_timestamp_seconds` and
+    /// `identity_certificate_renewals_total`.
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let m = Self {
@@ -255,6 +291,7 @@ impl EgressMetrics {
             connections: Family::default(),
             connect_failures: Family::default(),
             open: Gauge::default(),
+            certificate: CertMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -277,6 +314,7 @@ impl EgressMetrics {
             "Client connections currently open",
             m.open.clone(),
         );
+        m.certificate.register(&mut registry);
         Self { registry, ..m }
     }
 
@@ -357,6 +395,36 @@ mod tests {
             "mc_gateway_http_request_seconds_count{target=\"web.ns.svc.cluster.local:80\"} 1"
         ));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn certificate_metrics_follow_each_prefix() {
+        let gateway = Metrics::new();
+        gateway.certificate.expiry.set(1_800_000_000);
+        gateway.certificate.renewals.inc();
+        let egress = EgressMetrics::new();
+        egress.certificate.renewals.inc();
+        let expected = [
+            (
+                gateway.encode(),
+                "\nmc_gateway_identity_certificate_expiry_timestamp_seconds 1800000000\n",
+            ),
+            (
+                gateway.encode(),
+                "\nmc_gateway_identity_certificate_renewals_total 1\n",
+            ),
+            (
+                Exposition::encode(&egress),
+                "\nidentity_certificate_expiry_timestamp_seconds 0\n",
+            ),
+            (
+                Exposition::encode(&egress),
+                "\nidentity_certificate_renewals_total 1\n",
+            ),
+        ];
+        for (text, series) in expected {
+            assert!(text.contains(series), "{series:?} in {text}");
+        }
     }
 
     #[test]

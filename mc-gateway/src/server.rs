@@ -22,7 +22,9 @@ use crate::io::{Activity, Tracked, read_header, splice_tcp};
 use crate::metrics::Metrics;
 use crate::resolve::SharedResolver;
 use crate::route::{Policy, Suffixes, Target};
-use crate::tls::{ReloadingCert, ReloadingServerConfig, handshake_error_reason, identity_of};
+use crate::tls::{
+    CertSource, ReloadingCert, ReloadingServerConfig, handshake_error_reason, identity_of,
+};
 use crate::{Error, Result};
 
 /// Timeouts and limits of the gateway.
@@ -70,10 +72,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The admin server address (default `0.0.0.0:4191`); `None` disables it.
     pub admin: Option<SocketAddr>,
-    /// PEM certificate chain carrying the gateway identity.
-    pub cert: PathBuf,
-    /// PEM ECDSA P-256 private key.
-    pub key: PathBuf,
+    /// The gateway's leaf certificate: files, or minted from an issuer and renewed.
+    pub certificate: CertSource,
     /// PEM trust-anchor bundle that client certificates must chain to.
     pub trust_anchors: PathBuf,
     /// The gateway's own identity (refused as a client identity: loop protection).
@@ -133,7 +133,8 @@ impl std::fmt::Debug for Gateway {
 impl Gateway {
     /// Loads the certificates and binds the sockets.
     pub async fn bind(config: ServerConfig) -> Result<Self> {
-        let cert = ReloadingCert::load(&config.cert, &config.key)?;
+        let metrics = Arc::new(Metrics::new());
+        let cert = ReloadingCert::new(config.certificate, metrics.certificate.clone())?;
         let tls = ReloadingServerConfig::load(cert, &config.trust_anchors)?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -154,7 +155,6 @@ impl Gateway {
             ),
             None => None,
         };
-        let metrics = Arc::new(Metrics::new());
         let shared = Arc::new(Shared {
             tls,
             identity: config.identity.into(),

@@ -1,10 +1,24 @@
-//! TLS for both ends: TLS 1.3 only, ECDSA P-256, ring; certificates from PEM files with hot
-//! reload; client certificates required and verified against the trust-anchor bundle; the peer
-//! identity is the first SAN DNS name of its certificate or, without one, its SPIFFE ID (URI
-//! SAN).
+//! TLS for both ends: TLS 1.3 only, ECDSA P-256, ring; client certificates required and
+//! verified against the trust-anchor bundle (reloaded on change); the peer identity is the first
+//! SAN DNS name of its certificate or, without one, its SPIFFE ID (URI SAN).
+//!
+//! The process's own leaf certificate ([`ReloadingCert`], used on both the server and the
+//! client side) comes from a [`CertSource`]:
+//!
+//! - file mode: a chain and key from PEM files, re-read when their modification time changes;
+//! - issuer mode: a leaf minted in memory for the process's identity, signed by an issuer
+//!   (intermediate CA) read from PEM files, valid for the leaf lifetime (never beyond the
+//!   issuer's own end), and renewed when [`renewal`] says so: after 2/3 of its lifetime, or at
+//!   once when the issuer files change to another issuer.
+//!
+//! One poll loop per process ([`ReloadingServerConfig::spawn_watch`],
+//! [`ReloadingClientConfig::spawn_watch`]) checks the leaf and the anchors, every reload
+//! interval or, for short leaves, every sixth of their lifetime ([`poll_interval`]). New
+//! handshakes use the new leaf or anchors; open connections keep theirs. The leaf's notAfter
+//! and every replacement are recorded in [`crate::metrics::CertMetrics`].
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -19,6 +33,7 @@ use rustls::{
     SignatureScheme,
 };
 
+use crate::metrics::CertMetrics;
 use crate::{Error, Result};
 
 /// ALPN protocol for HTTP/2.
@@ -141,15 +156,221 @@ fn spawn_poll(every: Duration, poll: impl Fn() + Send + 'static) -> tokio::task:
     })
 }
 
-/// A server certificate resolver that reloads its files when they change.
+/// Where the leaf certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// File mode: a certificate chain (leaf first) and its key, renewed on disk by someone
+    /// else (`mc` once a year, cert-manager, ...) and re-read when they change.
+    Files {
+        /// The PEM certificate chain (`--cert`).
+        cert: PathBuf,
+        /// The PEM ECDSA P-256 key (`--key`).
+        key: PathBuf,
+    },
+    /// Issuer mode: the process mints its own short-lived leaf in memory, signed by an issuer
+    /// (intermediate CA) read from files, and renews it before it expires.
+    Issuer(IssuerSource),
+}
+
+/// The issuer and the leaf to mint in issuer mode ([`CertSource::Issuer`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerSource {
+    /// The PEM issuer certificate (`--issuer-cert`), re-read when it changes.
+    pub cert: PathBuf,
+    /// The PEM issuer private key (`--issuer-key`), re-read when it changes.
+    pub key: PathBuf,
+    /// The identity the leaf is minted for (its SAN DNS name).
+    pub identity: String,
+    /// How long a leaf is valid from its issuance (`--leaf-lifetime`); shortened to the
+    /// issuer's own end when the issuer expires sooner.
+    pub lifetime: Duration,
+}
+
+/// How far back a minted leaf's notBefore is set, at most, so that a peer whose clock is a
+/// little behind already accepts it: a quarter of the lifetime, capped at this.
+pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(10);
+
+/// What to do with the leaf in service, from [`renewal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// Mint a new leaf now.
+    Now,
+    /// Keep the leaf; renew it at this time (or earlier, when the issuer changes).
+    At(SystemTime),
+    /// Keep the leaf: it already ends when its issuer does, so a new one from the same issuer
+    /// would end at the same time. Renew when the issuer files change.
+    AwaitIssuer,
+}
+
+/// When to renew a leaf valid from `not_before` to `not_after`, signed by an issuer valid
+/// until `issuer_not_after`: at once when the issuer changed; otherwise once 2/3 of the
+/// leaf's lifetime (notBefore to notAfter) has passed, unless the leaf already ends with its
+/// issuer; at once, too, when its validity is empty.
+pub fn renewal(
+    now: SystemTime,
+    not_before: SystemTime,
+    not_after: SystemTime,
+    issuer_not_after: SystemTime,
+    issuer_changed: bool,
+) -> Renewal {
+    if issuer_changed {
+        return Renewal::Now;
+    }
+    if not_after <= not_before {
+        return Renewal::Now;
+    }
+    if not_after >= issuer_not_after {
+        return Renewal::AwaitIssuer;
+    }
+    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
+    let at = not_before + lifetime * 2 / 3;
+    if now >= at {
+        Renewal::Now
+    } else {
+        Renewal::At(at)
+    }
+}
+
+/// How often to poll the files and the leaf: every `reload_interval`, or every sixth of
+/// `leaf_lifetime` when a third of it (the renewal margin) is shorter than that, so that a
+/// renewal is never missed by more than half the margin.
+pub fn poll_interval(reload_interval: Duration, leaf_lifetime: Option<Duration>) -> Duration {
+    match leaf_lifetime {
+        Some(lifetime) if lifetime / 3 < reload_interval => {
+            (lifetime / 6).max(Duration::from_millis(10))
+        }
+        _ => reload_interval,
+    }
+}
+
+/// The validity of a DER certificate: (notBefore, notAfter).
+fn validity_of(der: &[u8]) -> Option<(SystemTime, SystemTime)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        let secs = t.timestamp();
+        let unsigned = Duration::from_secs(secs.unsigned_abs());
+        if secs >= 0 {
+            SystemTime::UNIX_EPOCH.checked_add(unsigned)
+        } else {
+            SystemTime::UNIX_EPOCH.checked_sub(unsigned)
+        }
+    };
+    Some((
+        at(cert.validity().not_before)?,
+        at(cert.validity().not_after)?,
+    ))
+}
+
+/// The serial number of a DER certificate, hex with colons.
+fn serial_of(der: &[u8]) -> String {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| c.raw_serial_as_string())
+        .unwrap_or_default()
+}
+
+/// Unix seconds of `t` (0 before the epoch), for the expiry gauge.
+fn unix_seconds(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// An issuer read from its files.
+#[derive(Debug, Clone)]
+struct Issuer {
+    key: mc_core::pki::CertifiedKey,
+    not_after: SystemTime,
+}
+
+impl Issuer {
+    fn read(source: &IssuerSource) -> Result<Self> {
+        let text = |path: &Path, what, flag| {
+            read(path, what, flag).map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        let key = mc_core::pki::CertifiedKey {
+            cert_pem: text(&source.cert, "issuer certificate", "--issuer-cert")?,
+            key_pem: text(&source.key, "issuer private key", "--issuer-key")?,
+        };
+        let not_after = mc_core::pki::not_after_of(&key).map_err(|e| issuer_error(source, e))?;
+        Ok(Self { key, not_after })
+    }
+}
+
+fn issuer_error(source: &IssuerSource, e: mc_core::Error) -> Error {
+    Error::Issuer {
+        cert: source.cert.clone(),
+        key: source.key.clone(),
+        source: Box::new(e),
+    }
+}
+
+/// A leaf in service and what it was made from.
+#[derive(Debug, Clone)]
+struct Leaf {
+    not_before: SystemTime,
+    not_after: SystemTime,
+    /// Issuer mode: the issuer that signed it.
+    issuer: Option<Issuer>,
+}
+
+/// A leaf minted from `issuer` for `source.identity`, valid from a little before `now` (see
+/// [`CLOCK_SKEW_ALLOWANCE`]) for `source.lifetime`, or until the issuer ends if sooner (logged
+/// as a warning). The chain is the leaf, then the issuer.
+fn mint(source: &IssuerSource, issuer: &Issuer, now: SystemTime) -> Result<(CertifiedKey, Leaf)> {
+    let mut opts = mc_core::pki::LeafOptions::new(now);
+    opts.not_after = now.checked_add(source.lifetime).unwrap_or(now);
+    let fail = |e| issuer_error(source, e);
+    // Checked from `now`, not from the backdated start: an expired issuer signs nothing.
+    let not_after = mc_core::pki::leaf_not_after(&issuer.key, &opts).map_err(fail)?;
+    let backdate = (source.lifetime / 4).min(CLOCK_SKEW_ALLOWANCE);
+    opts.not_before = now.checked_sub(backdate).unwrap_or(now);
+    if not_after < opts.not_after {
+        tracing::warn!(
+            identity = %source.identity,
+            requested_not_after = %mc_core::trust::format_time(opts.not_after),
+            issuer_not_after = %mc_core::trust::format_time(not_after),
+            "the issuer expires before the leaf would: the leaf ends with it; renew the issuer"
+        );
+    }
+    let leaf = mc_core::pki::issue_leaf(&issuer.key, &source.identity, &opts).map_err(fail)?;
+    let chain_pem = leaf.chain_pem(&issuer.key);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Pem {
+            what: "issuer certificate",
+            path: source.cert.clone(),
+            why: e.to_string(),
+            fix: "provide the issuer as PEM CERTIFICATE blocks, e.g. from `mc issuer create`",
+        })?;
+    let key_der = leaf.key_der().map_err(fail)?;
+    let signing = rustls::crypto::ring::sign::any_ecdsa_type(&key_der)?;
+    let validity = Leaf {
+        not_before: opts.not_before,
+        not_after,
+        issuer: Some(issuer.clone()),
+    };
+    Ok((CertifiedKey::new(chain, signing), validity))
+}
+
+/// The mutable part of a [`ReloadingCert`].
+#[derive(Debug)]
+struct State {
+    /// Modification times of the source's two files when last read.
+    stamp: (Option<SystemTime>, Option<SystemTime>),
+    leaf: Leaf,
+}
+
+/// A certificate resolver (server and client side) whose leaf is replaced when it must be:
+/// in file mode when the files change, in issuer mode when the leaf is due for renewal
+/// ([`renewal`]) or the issuer files change.
 ///
-/// New handshakes use the new certificate; established connections are not touched.
+/// New handshakes use the new certificate; established connections are not touched. The
+/// leaf's notAfter and each replacement are recorded in [`CertMetrics`].
 #[derive(Debug)]
 pub struct ReloadingCert {
-    cert_path: PathBuf,
-    key_path: PathBuf,
+    source: CertSource,
     current: RwLock<Arc<CertifiedKey>>,
-    stamp: RwLock<(Option<SystemTime>, Option<SystemTime>)>,
+    state: Mutex<State>,
+    metrics: CertMetrics,
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -157,16 +378,71 @@ fn mtime(path: &Path) -> Option<SystemTime> {
 }
 
 impl ReloadingCert {
-    /// Loads the certificate and key once; fails when they are invalid.
+    /// File mode: loads the certificate and key once; fails when they are invalid. Its
+    /// metrics are not registered anywhere (see [`Self::new`]).
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>> {
-        let stamp = (mtime(cert_path), mtime(key_path));
-        let key = load_certified_key(cert_path, key_path)?;
+        let source = CertSource::Files {
+            cert: cert_path.to_owned(),
+            key: key_path.to_owned(),
+        };
+        Self::new(source, CertMetrics::default())
+    }
+
+    /// Loads the leaf from `source` (file mode) or mints the first one (issuer mode); fails
+    /// when the files are invalid or the issuer cannot sign. `metrics` get the leaf's expiry
+    /// and count its replacements.
+    pub fn new(source: CertSource, metrics: CertMetrics) -> Result<Arc<Self>> {
+        let (paths, now) = (Self::paths(&source), SystemTime::now());
+        let stamp = (mtime(paths.0), mtime(paths.1));
+        let (key, leaf) = match &source {
+            CertSource::Files { cert, key } => Self::read_files(cert, key)?,
+            CertSource::Issuer(issuer) => {
+                let (key, leaf) = mint(issuer, &Issuer::read(issuer)?, now)?;
+                Self::log_minted("leaf certificate issued", issuer, &key, &leaf);
+                (key, leaf)
+            }
+        };
+        metrics.expiry.set(unix_seconds(leaf.not_after));
         Ok(Arc::new(Self {
-            cert_path: cert_path.to_owned(),
-            key_path: key_path.to_owned(),
+            source,
             current: RwLock::new(Arc::new(key)),
-            stamp: RwLock::new(stamp),
+            state: Mutex::new(State { stamp, leaf }),
+            metrics,
         }))
+    }
+
+    /// The two files the source is read from.
+    fn paths(source: &CertSource) -> (&Path, &Path) {
+        match source {
+            CertSource::Files { cert, key } => (cert, key),
+            CertSource::Issuer(issuer) => (&issuer.cert, &issuer.key),
+        }
+    }
+
+    fn read_files(cert: &Path, key: &Path) -> Result<(CertifiedKey, Leaf)> {
+        let certified = load_certified_key(cert, key)?;
+        let (not_before, not_after) =
+            validity_of(&certified.cert[0]).ok_or_else(|| Error::Pem {
+                what: "certificate",
+                path: cert.to_owned(),
+                why: "the leaf certificate cannot be parsed for its validity".into(),
+                fix: "provide a valid X.509 leaf certificate first",
+            })?;
+        let leaf = Leaf {
+            not_before,
+            not_after,
+            issuer: None,
+        };
+        Ok((certified, leaf))
+    }
+
+    fn log_minted(message: &str, source: &IssuerSource, key: &CertifiedKey, leaf: &Leaf) {
+        tracing::info!(
+            identity = %source.identity,
+            serial = %key.cert.first().map(|c| serial_of(c)).unwrap_or_default(),
+            not_after = %mc_core::trust::format_time(leaf.not_after),
+            "{message}"
+        );
     }
 
     /// The certificate served now.
@@ -177,37 +453,105 @@ impl ReloadingCert {
         }
     }
 
-    /// Reloads when either file's modification time changed. Returns `Ok(true)` when a new
-    /// certificate is now served; on error the previous certificate stays in place.
+    /// The notAfter of the leaf in service.
+    pub fn not_after(&self) -> SystemTime {
+        self.lock().leaf.not_after
+    }
+
+    /// The poll interval for `reload_interval`: shorter in issuer mode when the leaves are
+    /// short-lived (see [`poll_interval`]).
+    pub fn poll_interval(&self, reload_interval: Duration) -> Duration {
+        let lifetime = match &self.source {
+            CertSource::Files { .. } => None,
+            CertSource::Issuer(issuer) => Some(issuer.lifetime),
+        };
+        poll_interval(reload_interval, lifetime)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the leaf when it must be (see the type's documentation), as of now. Returns
+    /// `Ok(true)` when a new certificate is now served; on error the previous one stays.
     pub fn reload_if_changed(&self) -> Result<bool> {
-        let now = (mtime(&self.cert_path), mtime(&self.key_path));
-        let before = self.stamp.read().map(|s| *s).unwrap_or((None, None));
-        if now == before {
-            return Ok(false);
-        }
-        let key = load_certified_key(&self.cert_path, &self.key_path)?;
+        self.poll_at(SystemTime::now())
+    }
+
+    /// [`Self::reload_if_changed`] as of `now`.
+    pub fn poll_at(&self, now: SystemTime) -> Result<bool> {
+        let mut state = self.lock();
+        let (a, b) = Self::paths(&self.source);
+        let stamp = (mtime(a), mtime(b));
+        let touched = stamp != state.stamp;
+        let (key, leaf) = match &self.source {
+            CertSource::Files { cert, key } => {
+                if !touched {
+                    return Ok(false);
+                }
+                Self::read_files(cert, key)?
+            }
+            CertSource::Issuer(source) => {
+                let mut issuer = state.leaf.issuer.clone();
+                let mut changed = false;
+                if touched || issuer.is_none() {
+                    let read = Issuer::read(source)?;
+                    changed = issuer.as_ref().is_none_or(|old| old.key != read.key);
+                    issuer = Some(read);
+                }
+                let Some(issuer) = issuer else {
+                    return Ok(false);
+                };
+                let leaf = &state.leaf;
+                match renewal(
+                    now,
+                    leaf.not_before,
+                    leaf.not_after,
+                    issuer.not_after,
+                    changed,
+                ) {
+                    Renewal::Now => {}
+                    Renewal::At(_) | Renewal::AwaitIssuer => {
+                        state.stamp = stamp;
+                        return Ok(false);
+                    }
+                }
+                let (key, leaf) = mint(source, &issuer, now)?;
+                let why = if changed {
+                    "leaf certificate renewed: new issuer"
+                } else {
+                    "leaf certificate renewed"
+                };
+                Self::log_minted(why, source, &key, &leaf);
+                (key, leaf)
+            }
+        };
         if let Ok(mut cur) = self.current.write() {
             *cur = Arc::new(key);
         }
-        if let Ok(mut stamp) = self.stamp.write() {
-            *stamp = now;
-        }
+        self.metrics.expiry.set(unix_seconds(leaf.not_after));
+        self.metrics.renewals.inc();
+        *state = State { stamp, leaf };
         Ok(true)
     }
 
-    /// Polls the files every `every` until the returned task is aborted.
+    /// Polls every `every` (see [`Self::poll_interval`]) until the returned task is aborted.
     pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
-        spawn_poll(every, move || this.reload_logged())
+        spawn_poll(self.poll_interval(every), move || this.reload_logged())
     }
 
     /// [`Self::reload_if_changed`], logging the outcome.
     fn reload_logged(&self) {
         match self.reload_if_changed() {
-            Ok(true) => tracing::info!(cert = %self.cert_path.display(), "certificate reloaded"),
+            Ok(true) => {
+                if let CertSource::Files { cert, .. } = &self.source {
+                    tracing::info!(cert = %cert.display(), "certificate reloaded")
+                }
+            }
             Ok(false) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "certificate reload failed; keeping the previous one")
+                tracing::warn!(error = %e, "certificate renewal failed; keeping the previous one")
             }
         }
     }
@@ -354,11 +698,11 @@ impl ReloadingServerConfig {
         self.0.reload_anchors_if_changed()
     }
 
-    /// Polls the certificate, key and anchor files every `every` until the returned task is
-    /// aborted.
+    /// Polls the certificate (see [`ReloadingCert::poll_interval`]) and the anchor file every
+    /// `every` until the returned task is aborted.
     pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
-        spawn_poll(every, move || this.0.poll())
+        spawn_poll(self.0.cert.poll_interval(every), move || this.0.poll())
     }
 }
 
@@ -373,14 +717,24 @@ pub struct ReloadingClientConfig(Reloading<Arc<ClientConfig>>);
 impl ReloadingClientConfig {
     /// Loads the certificate, key and trust-anchor files once; fails when they are invalid.
     pub fn load(cert: &Path, key: &Path, anchors: &Path) -> Result<Arc<Self>> {
+        Self::with_cert(ReloadingCert::load(cert, key)?, anchors)
+    }
+
+    /// Loads the trust-anchor file and builds the configuration around `cert`, which it
+    /// offers as client certificate (file or issuer mode).
+    pub fn with_cert(cert: Arc<ReloadingCert>, anchors: &Path) -> Result<Arc<Self>> {
         let build = |cert: &Arc<ReloadingCert>, roots| {
             Ok(Arc::new(client_config_with(
                 ClientCert::Reloading(cert.clone()),
                 roots,
             )?))
         };
-        let cert = ReloadingCert::load(cert, key)?;
         Ok(Arc::new(Self(Reloading::load(cert, anchors, build)?)))
+    }
+
+    /// The client certificate offered.
+    pub fn cert(&self) -> &Arc<ReloadingCert> {
+        &self.0.cert
     }
 
     /// The configuration for a new connection.
@@ -388,11 +742,11 @@ impl ReloadingClientConfig {
         self.0.current()
     }
 
-    /// Polls the certificate, key and anchor files every `every` until the returned task is
-    /// aborted.
+    /// Polls the certificate (see [`ReloadingCert::poll_interval`]) and the anchor file every
+    /// `every` until the returned task is aborted.
     pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
-        spawn_poll(every, move || this.0.poll())
+        spawn_poll(self.0.cert.poll_interval(every), move || this.0.poll())
     }
 }
 
@@ -847,6 +1201,211 @@ pub(crate) mod tests {
         std::fs::write(&a, "garbage").unwrap();
         assert!(config.0.reload_anchors_if_changed().is_err());
         assert!(Arc::ptr_eq(&current, &config.current()));
+    }
+
+    const T0: u64 = 1_800_000_000;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(T0 + secs)
+    }
+
+    #[test]
+    fn a_leaf_is_renewed_after_two_thirds_of_its_lifetime() {
+        // A 24 h leaf from an issuer valid for a year.
+        let (nb, na, issuer_end) = (at(0), at(24 * 3600), at(365 * 86400));
+        assert_eq!(
+            renewal(at(0), nb, na, issuer_end, false),
+            Renewal::At(at(16 * 3600))
+        );
+        assert_eq!(
+            renewal(at(16 * 3600 - 1), nb, na, issuer_end, false),
+            Renewal::At(at(16 * 3600))
+        );
+        assert_eq!(
+            renewal(at(16 * 3600), nb, na, issuer_end, false),
+            Renewal::Now
+        );
+        // Expired already (the process was suspended): at once.
+        assert_eq!(
+            renewal(at(30 * 3600), nb, na, issuer_end, false),
+            Renewal::Now
+        );
+        // A 6 s leaf: after 4 s.
+        assert_eq!(
+            renewal(at(1), at(0), at(6), issuer_end, false),
+            Renewal::At(at(4))
+        );
+    }
+
+    #[test]
+    fn a_new_issuer_renews_at_once_and_a_leaf_ending_with_its_issuer_waits_for_one() {
+        let (nb, na) = (at(0), at(24 * 3600));
+        assert_eq!(renewal(at(1), nb, na, at(365 * 86400), true), Renewal::Now);
+        // Shortened to the issuer's end: renewing from the same issuer gains nothing.
+        assert_eq!(
+            renewal(at(23 * 3600), nb, na, na, false),
+            Renewal::AwaitIssuer
+        );
+        assert_eq!(renewal(at(23 * 3600), nb, na, na, true), Renewal::Now);
+        // A degenerate validity (notAfter before notBefore) is renewed.
+        assert_eq!(renewal(at(5), at(10), at(0), at(100), false), Renewal::Now);
+    }
+
+    #[test]
+    fn short_leaves_are_polled_at_a_sixth_of_their_lifetime() {
+        let five = Duration::from_secs(5);
+        assert_eq!(poll_interval(five, None), five);
+        assert_eq!(poll_interval(five, Some(Duration::from_secs(86_400))), five);
+        assert_eq!(poll_interval(five, Some(Duration::from_secs(15))), five);
+        assert_eq!(
+            poll_interval(five, Some(Duration::from_secs(120))),
+            five,
+            "a third of 2 minutes is above 5 s"
+        );
+        assert_eq!(
+            poll_interval(Duration::from_secs(60), Some(Duration::from_secs(120))),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            poll_interval(five, Some(Duration::from_secs(6))),
+            Duration::from_secs(1)
+        );
+    }
+
+    /// An issuer written as `issuer.crt` / `issuer.key` into `dir`, valid until `not_after`.
+    fn write_issuer(dir: &Path, not_after: SystemTime) -> mc_core::pki::CertifiedKey {
+        let now = SystemTime::now() - Duration::from_secs(60);
+        let root =
+            mc_core::pki::create_trust_anchor(&mc_core::pki::AnchorOptions::new(now)).unwrap();
+        let opts = mc_core::pki::IssuerOptions {
+            not_after,
+            ..mc_core::pki::IssuerOptions::new(now)
+        };
+        let issuer = mc_core::pki::create_issuer(&root, &opts).unwrap();
+        std::fs::write(dir.join("issuer.crt"), &issuer.cert_pem).unwrap();
+        std::fs::write(dir.join("issuer.key"), &issuer.key_pem).unwrap();
+        issuer
+    }
+
+    fn issuer_source(dir: &Path, lifetime: Duration) -> CertSource {
+        CertSource::Issuer(IssuerSource {
+            cert: dir.join("issuer.crt"),
+            key: dir.join("issuer.key"),
+            identity: "gw.example".into(),
+            lifetime,
+        })
+    }
+
+    #[test]
+    fn issuer_mode_mints_renews_and_follows_a_new_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let issuer = write_issuer(dir.path(), now + Duration::from_secs(86_400));
+        let metrics = CertMetrics::default();
+        let lifetime = Duration::from_secs(600);
+        let r = ReloadingCert::new(issuer_source(dir.path(), lifetime), metrics.clone()).unwrap();
+        let first = r.current();
+        assert_eq!(identity_of(&first.cert[0]).unwrap(), "gw.example");
+        assert_eq!(first.cert.len(), 2, "leaf, then issuer");
+        assert_eq!(first.cert[1].as_ref(), issuer.cert_der().unwrap().as_ref());
+        let (nb, na) = validity_of(&first.cert[0]).unwrap();
+        assert!(nb < now && na > now + lifetime - Duration::from_secs(2));
+        assert_eq!(metrics.expiry.get(), unix_seconds(na));
+        assert_eq!(
+            r.poll_interval(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+
+        // Before 2/3 of the lifetime: kept.
+        assert!(!r.poll_at(now + Duration::from_secs(60)).unwrap());
+        assert!(Arc::ptr_eq(&first, &r.current()));
+        // After: a new leaf, a later expiry, one renewal.
+        let later = now + Duration::from_secs(500);
+        assert!(r.poll_at(later).unwrap());
+        let second = r.current();
+        assert_ne!(second.cert[0], first.cert[0]);
+        assert_eq!(metrics.renewals.get(), 1);
+        assert!(metrics.expiry.get() > unix_seconds(na));
+        assert!(!r.poll_at(later).unwrap());
+
+        // The issuer files are rewritten with the same content: nothing to do.
+        touch(&dir.path().join("issuer.crt"), now + Duration::from_secs(5));
+        assert!(!r.poll_at(later).unwrap());
+        // A new issuer: a new leaf at once, chained to it.
+        let new_issuer = write_issuer(dir.path(), now + Duration::from_secs(86_400));
+        touch(
+            &dir.path().join("issuer.crt"),
+            now + Duration::from_secs(10),
+        );
+        assert!(r.poll_at(later).unwrap());
+        assert_eq!(
+            r.current().cert[1].as_ref(),
+            new_issuer.cert_der().unwrap().as_ref()
+        );
+        assert_eq!(metrics.renewals.get(), 2);
+        // A broken issuer keeps the leaf, and is retried.
+        std::fs::write(dir.path().join("issuer.key"), "garbage").unwrap();
+        touch(
+            &dir.path().join("issuer.key"),
+            now + Duration::from_secs(15),
+        );
+        let kept = r.current();
+        assert!(r.poll_at(later).is_err());
+        assert!(Arc::ptr_eq(&kept, &r.current()));
+        assert!(r.poll_at(later).is_err());
+    }
+
+    #[test]
+    fn a_minted_leaf_ends_with_its_issuer_and_is_not_renewed_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let issuer = write_issuer(dir.path(), now + Duration::from_secs(30));
+        let r = ReloadingCert::new(
+            issuer_source(dir.path(), Duration::from_secs(86_400)),
+            CertMetrics::default(),
+        )
+        .unwrap();
+        let (_, na) = validity_of(&r.current().cert[0]).unwrap();
+        assert_eq!(na, mc_core::pki::not_after_of(&issuer).unwrap());
+        assert_eq!(r.not_after(), na);
+        assert!(!r.poll_at(now + Duration::from_secs(25)).unwrap());
+        // An expired issuer signs nothing: the error says so.
+        let dir = tempfile::tempdir().unwrap();
+        write_issuer(dir.path(), now - Duration::from_secs(1));
+        let err = ReloadingCert::new(
+            issuer_source(dir.path(), Duration::from_secs(60)),
+            CertMetrics::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("expired") && err.contains("fix"), "{err}");
+    }
+
+    #[test]
+    fn file_mode_reports_the_expiry_and_counts_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let (cert, key) = self_signed("one.example");
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        let metrics = CertMetrics::default();
+        let source = CertSource::Files {
+            cert: c.clone(),
+            key: k.clone(),
+        };
+        let r = ReloadingCert::new(source, metrics.clone()).unwrap();
+        let (_, na) = validity_of(&r.current().cert[0]).unwrap();
+        assert_eq!(metrics.expiry.get(), unix_seconds(na));
+        assert_eq!(
+            r.poll_interval(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+        let (cert, key) = self_signed("two.example");
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
+        touch(&c, SystemTime::now() + Duration::from_secs(5));
+        assert!(r.reload_if_changed().unwrap());
+        assert_eq!(metrics.renewals.get(), 1);
     }
 
     #[test]

@@ -316,7 +316,13 @@ async fn certificate_reload_keeps_open_connections() {
     let pki = Pki::new();
     let echo = echo_backend().await;
     let cfg = config(&pki, &[(SVC, 7000, echo)]);
-    let (cert_path, key_path) = (cfg.cert.clone(), cfg.key.clone());
+    let mc_gateway::tls::CertSource::Files {
+        cert: cert_path,
+        key: key_path,
+    } = cfg.certificate.clone()
+    else {
+        panic!("the test configuration reads its certificate from files");
+    };
     let gw = start(cfg).await;
     let client = pki.leaf("client", CLIENT_ID);
     let served_cert = |s: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {

@@ -6,87 +6,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use mc_gateway::client::GatewayConnector;
 use mc_gateway::route::Target;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_mc-gateway");
-
-struct Proc {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    /// Spawns the binary and waits for the log line carrying `message`; returns the value of
-    /// each requested JSON field of that line.
-    async fn spawn(args: &[String], message: &str, fields: &[&str]) -> (Self, Vec<String>) {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let log = Arc::new(Mutex::new(String::new()));
-        let needle = format!("\"message\":\"{message}\"");
-        let found = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                log.lock().unwrap().push_str(&line);
-                log.lock().unwrap().push('\n');
-                if line.contains(&needle) {
-                    return line;
-                }
-            }
-            panic!(
-                "binary exited before logging {message:?}: {}",
-                log.lock().unwrap()
-            );
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {message:?} log line: {}", log.lock().unwrap()));
-        let values = fields
-            .iter()
-            .map(|f| {
-                let key = format!("\"{f}\":\"");
-                let start =
-                    found.find(&key).unwrap_or_else(|| panic!("{f} in {found}")) + key.len();
-                let rest = &found[start..];
-                rest[..rest.find('"').unwrap()].to_owned()
-            })
-            .collect();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        (Self { child, log }, values)
-    }
-
-    fn sigterm(&self) {
-        let pid = self.child.id().unwrap().to_string();
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn serve(pki: &Pki, statics: &[String], drain_secs: f64) -> (Proc, SocketAddr, SocketAddr) {
     serve_with(pki, statics, drain_secs, &[]).await
@@ -100,45 +26,19 @@ async fn serve_with(
     extra: &[&str],
 ) -> (Proc, SocketAddr, SocketAddr) {
     let gw = pki.leaf("gateway", GATEWAY_ID);
-    let mut args: Vec<String> = [
-        "--log-format",
-        "json",
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--no-dns",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend([
+    let mut flags: Vec<String> = vec![
         "--cert".into(),
         gw.cert.display().to_string(),
         "--key".into(),
         gw.key.display().to_string(),
-        "--trust-anchors".into(),
-        pki.anchors().display().to_string(),
-        "--identity".into(),
-        GATEWAY_ID.into(),
         "--drain-timeout".into(),
         drain_secs.to_string(),
         // Several accept threads, whatever the CPU count: drain must cover all of them.
         "--threads".into(),
         "3".into(),
-    ]);
-    for s in statics {
-        args.extend(["--static".into(), s.clone()]);
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let (p, v) = Proc::spawn(&args, "listening", &["listen", "admin"]).await;
-    let admin = v[1]
-        .trim_start_matches("Some(")
-        .trim_end_matches(')')
-        .parse()
-        .unwrap();
-    (p, v[0].parse().unwrap(), admin)
+    ];
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    spawn_gateway(pki, flags, statics).await
 }
 
 /// The scheduler slice (`se.slice`) of each serving thread of process `pid`.

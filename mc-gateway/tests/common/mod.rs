@@ -12,7 +12,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -27,8 +28,9 @@ use mc_core::pki::{
 use mc_gateway::resolve::StaticResolver;
 use mc_gateway::route::{Policy, Suffixes, Target};
 use mc_gateway::server::{Gateway, Limits, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
 
 pub const GATEWAY_ID: &str =
     "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
@@ -72,6 +74,23 @@ impl Pki {
         };
         std::fs::write(&files.cert, leaf.chain_pem(&self.issuer)).unwrap();
         std::fs::write(&files.key, &leaf.key_pem).unwrap();
+        files
+    }
+
+    /// Writes the issuer's certificate and key as `issuer.crt` and `issuer.key`, for issuer
+    /// mode (`--issuer-cert`, `--issuer-key`).
+    pub fn issuer_files(&self) -> Files {
+        self.write_issuer("issuer", &self.issuer)
+    }
+
+    /// Writes `issuer` (signed by this root) as `<file>.crt` and `<file>.key`.
+    pub fn write_issuer(&self, file: &str, issuer: &CertifiedKey) -> Files {
+        let files = Files {
+            cert: self.dir.path().join(format!("{file}.crt")),
+            key: self.dir.path().join(format!("{file}.key")),
+        };
+        std::fs::write(&files.cert, &issuer.cert_pem).unwrap();
+        std::fs::write(&files.key, &issuer.key_pem).unwrap();
         files
     }
 
@@ -216,8 +235,10 @@ pub fn config(pki: &Pki, statics: &[(&str, u16, SocketAddr)]) -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin: Some("127.0.0.1:0".parse().unwrap()),
-        cert: gw.cert,
-        key: gw.key,
+        certificate: mc_gateway::tls::CertSource::Files {
+            cert: gw.cert,
+            key: gw.key,
+        },
         trust_anchors: pki.anchors(),
         identity: GATEWAY_ID.into(),
         suffixes: Suffixes::for_cluster_domain("cluster.local"),
@@ -366,4 +387,127 @@ pub async fn finish_one_handshake(gw: &Running, tls: Arc<rustls::ClientConfig>) 
         .await
         .unwrap();
     assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
+}
+
+/// The `mc-gateway` binary of this build.
+pub const BIN: &str = env!("CARGO_BIN_EXE_mc-gateway");
+
+/// A running `mc-gateway` process and its log (JSON lines), read as it is written.
+pub struct Proc {
+    pub child: Child,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Spawns the binary and waits for the log line carrying `message`; returns the value of
+    /// each requested JSON field of that line.
+    pub async fn spawn(args: &[String], message: &str, fields: &[&str]) -> (Self, Vec<String>) {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let log = Arc::new(Mutex::new(String::new()));
+        let needle = format!("\"message\":\"{message}\"");
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+                if line.contains(&needle) {
+                    return line;
+                }
+            }
+            panic!(
+                "binary exited before logging {message:?}: {}",
+                log.lock().unwrap()
+            );
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {message:?} log line: {}", log.lock().unwrap()));
+        let values = fields
+            .iter()
+            .map(|f| {
+                let key = format!("\"{f}\":\"");
+                let start =
+                    found.find(&key).unwrap_or_else(|| panic!("{f} in {found}")) + key.len();
+                let rest = &found[start..];
+                rest[..rest.find('"').unwrap()].to_owned()
+            })
+            .collect();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        (Self { child, log }, values)
+    }
+
+    pub fn sigterm(&self) {
+        let pid = self.child.id().unwrap().to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// Starts `mc-gateway serve` (JSON logs, listen and admin on free loopback ports, no DNS,
+/// identity `GATEWAY_ID`, the PKI's anchors) with `flags` (the certificate's and any other)
+/// and `--static` targets; returns it, its data and its admin address.
+pub async fn spawn_gateway(
+    pki: &Pki,
+    flags: Vec<String>,
+    statics: &[String],
+) -> (Proc, SocketAddr, SocketAddr) {
+    let mut args = command_line(pki, "serve");
+    args.extend(strings(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--no-dns",
+        "--identity",
+        GATEWAY_ID,
+    ]));
+    args.extend(flags);
+    for s in statics {
+        args.extend(["--static".into(), s.clone()]);
+    }
+    let (p, v) = Proc::spawn(&args, "listening", &["listen", "admin"]).await;
+    let admin = v[1]
+        .trim_start_matches("Some(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    (p, v[0].parse().unwrap(), admin)
+}
+
+/// Owned copies of `items`, for a command line.
+pub fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The start of an `mc-gateway` command line: JSON logs, `subcommand`, the admin server on a
+/// free loopback port, the trust anchors of `pki`.
+pub fn command_line(pki: &Pki, subcommand: &str) -> Vec<String> {
+    let anchors = pki.anchors().display().to_string();
+    strings(&[
+        "--log-format",
+        "json",
+        subcommand,
+        "--admin",
+        "127.0.0.1:0",
+        "--trust-anchors",
+        &anchors,
+    ])
 }
