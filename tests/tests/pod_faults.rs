@@ -23,7 +23,8 @@ use serde_json::Value;
 const NS: &str = "linkerd-multicluster";
 const EGRESS: &str = mc_core::egress::EGRESS_NAME;
 
-/// mc installed in east (with its gateway) and west (a source), west linked to east.
+/// mc installed in east (with its gateway) and west (a source), west linked to east. West's
+/// egress runs in issuer mode with 2-minute leaves: it mints and renews its own certificate.
 struct Installed {
     bed: &'static Testbed,
     work: PathBuf,
@@ -282,10 +283,10 @@ fn install() -> Installed {
     }
     sh("mc --context east multicluster install --egress=false | kubectl --context east apply -f -");
     sh(
-        "mc --context west multicluster install --gateway=false | kubectl --context west apply -f -",
+        "mc --context west multicluster install --gateway=false --issuer-secret linkerd-multicluster-issuer --set identity.leafLifetime=2m | kubectl --context west apply -f -",
     );
     sh(
-        "mc --context west multicluster egress-identity --issuer-cert west-issuer.crt --issuer-key west-issuer.key --trust-anchors root.crt | kubectl --context west apply -f -",
+        "mc multicluster issuer-secret --issuer-cert west-issuer.crt --issuer-key west-issuer.key --trust-anchors root.crt | kubectl --context west apply -f -",
     );
     sh(
         "mc --context east multicluster gateway-identity --issuer-cert east-issuer.crt --issuer-key east-issuer.key --trust-anchors root.crt | kubectl --context east apply -f -",
@@ -657,4 +658,66 @@ fn a_plain_pod_reaches_east_through_the_egress_and_the_mode_switches_in_place() 
         before,
         "switching back must not recreate the mirror"
     );
+}
+
+impl Installed {
+    /// `egress_identity_certificate_renewals_total`-style counter `name` summed over west's
+    /// ready egress Pods, read from their admin ports by the plain client in `ns`.
+    fn egress_metric(&self, ns: &str, name: &str) -> Result<f64, String> {
+        let mut sum = 0.0;
+        for ip in self.egress_ips() {
+            let text = self.curl_from_plain_pod(ns, &format!("http://{ip}:4191/metrics"))?;
+            sum += text
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .ok_or_else(|| format!("{ip}: no {name} in\n{text}"))?;
+        }
+        Ok(sum)
+    }
+}
+
+/// Issue #18: west's egress mints 2-minute leaves from west's issuer and renews them; while a
+/// plain Pod keeps calling east through it, every egress Pod renews at least twice and not one
+/// request fails.
+#[test]
+fn the_egress_renews_its_leaf_while_a_plain_pod_keeps_calling() {
+    let _one = one_at_a_time();
+    let mc = installed();
+    let ns = "egress-renew";
+    mc.export(ns, 1);
+    nodes_common::client_deployment(mc.bed, "west", ns, 1);
+    let _restore = GatewayModeAfter(mc);
+    mc.set_mode("egress").unwrap();
+    let url = format!("http://svc-0-east.{ns}.svc.cluster.local:9898/");
+    eventually(90, "the first answer through the egress", || {
+        let body = mc.curl_from_plain_pod(ns, &url)?;
+        body.contains("greetings from").then_some(()).ok_or(body)
+    });
+    let renewals = "identity_certificate_renewals_total";
+    let pods = mc.egress_ips().len() as f64;
+    let start = mc.egress_metric(ns, renewals).unwrap();
+    let began = std::time::Instant::now();
+    let (mut ok, mut failed) = (0, Vec::new());
+    loop {
+        match mc.curl_from_plain_pod(ns, &url) {
+            Ok(body) if body.contains("greetings from") => ok += 1,
+            Ok(body) => failed.push(body),
+            Err(e) => failed.push(e),
+        }
+        let now = mc.egress_metric(ns, renewals).unwrap_or(start);
+        if now >= start + 2.0 * pods {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(300),
+            "fewer than two renewals per egress Pod in 300 s ({start} -> {now})"
+        );
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok + failed.len()
+    );
+    assert!(ok > 20, "only {ok} requests");
 }
