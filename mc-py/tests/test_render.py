@@ -44,7 +44,11 @@ def test_install_defaults_render_in_apply_order():
 
 def test_install_values_kwargs_snake_case_yaml_and_set():
     no_gateway = mc.render.install(gateway={"enabled": False})
-    assert not any(o["kind"] == "Deployment" for o in no_gateway)
+    assert [o["metadata"]["name"] for o in no_gateway if o["kind"] == "Deployment"] == [
+        "linkerd-multicluster-egress"
+    ]
+    no_egress = mc.render.install(egress={"enabled": False})
+    assert [o["metadata"]["name"] for o in no_egress if o["kind"] == "Deployment"] == ["linkerd-gateway"]
     ns = mc.render.install(namespace="mc-system", identity_trust_domain="example.org")
     assert ns[0]["metadata"]["name"] == "mc-system"
     assert mc.render.install({"namespace": "mc-system"}) == mc.render.install(namespace="mc-system")
