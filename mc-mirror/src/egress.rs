@@ -7,6 +7,7 @@
 //! remove each other's routes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
@@ -106,19 +107,25 @@ async fn service_exists(client: &Client, namespace: &str, name: &str) -> bool {
 }
 
 impl EgressState {
-    /// The state of a worker serving `mode`; in egress mode the ready egress Pods of
-    /// `namespace` are watched from then on (the task ends with the returned state's users).
-    pub(crate) fn start(client: &Client, namespace: &str, mode: LinkMode) -> EgressState {
+    /// The state of a worker serving `mode`, and in egress mode the task that follows the
+    /// ready egress Pods of `namespace` (the worker runs it with its other tasks, so it stops
+    /// with the worker).
+    pub(crate) fn start(
+        client: &Client,
+        namespace: &str,
+        mode: LinkMode,
+    ) -> (EgressState, Option<impl Future<Output = ()> + Send + 'static>) {
         let (tx, rx) = watch::channel(Vec::new());
-        if mode == LinkMode::Egress {
+        let task = (mode == LinkMode::Egress).then(|| {
             let api: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
-            tokio::spawn(watch_pods(api, tx));
-        }
-        EgressState {
+            watch_pods(api, tx)
+        });
+        let state = EgressState {
             mode,
             pods: rx,
             last: Mutex::new(None),
-        }
+        };
+        (state, task)
     }
 
     /// The routes for every port of mirror `m`: set in the table, with stale ports of the

@@ -501,7 +501,7 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
     )
     .await;
     tracing::info!(link = %name, mode = mode.as_str(), "serving mirrors");
-    let egress = EgressState::start(&env.client, &env.options.namespace, mode);
+    let (egress, egress_pods) = EgressState::start(&env.client, &env.options.namespace, mode);
 
     let ctx = Arc::new(Ctx {
         egress,
@@ -550,6 +550,9 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
     tasks.spawn(gauges(ctx.clone()));
     tasks.spawn(gateway_changes(ctx.clone()));
     tasks.spawn(egress_changes(ctx.clone()));
+    if let Some(task) = egress_pods {
+        tasks.spawn(task);
+    }
     if let Some(summary) = gateway_summary {
         tasks.spawn(gateway_summaries(ctx.clone(), summary));
     }
