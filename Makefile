@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: setup test demo lint test-rust test-python fuzz bench testbed-up testbed-down
+.PHONY: setup test demo lint test-rust test-python fuzz bench bench-egress testbed-up testbed-down
 
 ## setup: install and build everything a fresh machine lacks (idempotent)
 setup:
@@ -43,6 +43,14 @@ demo:
 ## fuzz: run every cargo-fuzz target for FUZZ_SECONDS seconds each
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz
+
+## bench-egress: one mc-gateway egress serving ROUTES routes (default 1000) from the testbed's
+## API: its RSS, setup time, and time for an added route to become reachable (release build)
+ROUTES ?= 1000
+ADDS ?= 20
+bench-egress:
+	$(CARGO) build --release --locked -q -p mc-gateway --bin mc-gateway -p mc-tests --bin mc-bench-egress
+	scripts/in-netns $${CARGO_TARGET_DIR:-target}/release/mc-bench-egress --routes $(ROUTES) --adds $(ADDS)
 
 testbed-up:
 	$(CARGO) run -q -p mc-tests --bin mc-testbed -- up --dir .testbed

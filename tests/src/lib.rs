@@ -23,6 +23,7 @@ mod bins;
 mod certs;
 mod cgroup;
 pub mod demo;
+pub mod egress;
 mod error;
 mod kubeconfig;
 pub mod lb;

@@ -12,58 +12,22 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use cli_common::{KillOnDrop, free_port, gateway_bin};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use mc_core::egress::{EGRESS_NAME, PORT_RANGE, ROUTES_CONFIG_MAP, Route};
-use mc_core::pki::{
-    AnchorOptions, CertifiedKey, IssuerOptions, LeafOptions, create_issuer, create_trust_anchor,
-    issue_leaf,
-};
+use mc_core::pki::CertifiedKey;
+use mc_tests::egress::{GATEWAY_ID, egress_id, identity_flags, write_leaf, write_pki};
 use mirror_common::{ensure_namespace, eventually, meta, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const T: Duration = Duration::from_secs(30);
-const GATEWAY_ID: &str =
-    "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
 
-fn egress_id() -> String {
-    format!("{EGRESS_NAME}.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local")
-}
-
-/// Writes a trust anchor, and leaves for the gateway and the egress, into `dir`; returns the
-/// issuer.
 fn pki(dir: &Path) -> CertifiedKey {
-    let now = SystemTime::now();
-    let root = create_trust_anchor(&AnchorOptions::new(now)).unwrap();
-    let issuer = create_issuer(&root, &IssuerOptions::new(now)).unwrap();
-    std::fs::write(dir.join("ca.crt"), &root.cert_pem).unwrap();
-    write_leaf(dir, &issuer, "gw", GATEWAY_ID);
-    write_leaf(dir, &issuer, "egress", &egress_id());
-    issuer
-}
-
-/// Issues a leaf for `id` and writes `<stem>.crt` (chain) and `<stem>.key` into `dir`.
-fn write_leaf(dir: &Path, issuer: &CertifiedKey, stem: &str, id: &str) {
-    let leaf = issue_leaf(issuer, id, &LeafOptions::new(SystemTime::now())).unwrap();
-    std::fs::write(dir.join(format!("{stem}.crt")), leaf.chain_pem(issuer)).unwrap();
-    std::fs::write(dir.join(format!("{stem}.key")), &leaf.key_pem).unwrap();
-}
-
-/// `--cert`, `--key` and `--trust-anchors` of the identity `stem` written by [`pki`].
-fn identity_flags(dir: &Path, stem: &str) -> Vec<std::ffi::OsString> {
-    let file = |name: String| dir.join(name).into_os_string();
-    vec![
-        "--cert".into(),
-        file(format!("{stem}.crt")),
-        "--key".into(),
-        file(format!("{stem}.key")),
-        "--trust-anchors".into(),
-        file("ca.crt".to_owned()),
-    ]
+    write_pki(dir).unwrap()
 }
 
 /// An HTTP/1.1 backend answering every request with `hello from http` and closing.
@@ -367,7 +331,7 @@ async fn egress_serves_routes_from_the_config_map_and_follows_changes() {
 
     // The egress certificate renewed on disk: new connections present the new one.
     let renewed = egress_id().replace(EGRESS_NAME, "renewed-egress");
-    write_leaf(dir.path(), &issuer, "egress", &renewed);
+    write_leaf(dir.path(), &issuer, "egress", &renewed).unwrap();
     eventually("the gateway names the renewed identity", T, || async {
         http_get(p_http).await?;
         read(&p("gateway.log"))
