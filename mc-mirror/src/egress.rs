@@ -114,7 +114,10 @@ impl EgressState {
         client: &Client,
         namespace: &str,
         mode: LinkMode,
-    ) -> (EgressState, Option<impl Future<Output = ()> + Send + 'static>) {
+    ) -> (
+        EgressState,
+        Option<impl Future<Output = ()> + Send + 'static>,
+    ) {
         let (tx, rx) = watch::channel(Vec::new());
         let task = (mode == LinkMode::Egress).then(|| {
             let api: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
