@@ -103,9 +103,15 @@ fn dockerfile() -> Image {
     image
 }
 
-/// Every Deployment the renderer writes: install (the gateway) and link (the controller).
+/// Every Deployment the renderer writes: install (the gateway and the egress, with their leaf
+/// Secrets and in issuer mode) and link (the controller).
 fn deployments() -> Vec<Value> {
-    let installed = render::install(&InstallValues::default()).unwrap();
+    let mut issuer_mode = InstallValues::default();
+    issuer_mode.identity.issuer_secret = "linkerd-multicluster-issuer".to_owned();
+    let installed = [InstallValues::default(), issuer_mode]
+        .iter()
+        .flat_map(|v| render::install(v).unwrap())
+        .collect::<Vec<_>>();
     let linked = render::link(&LinkValues {
         cluster_name: "east".to_owned(),
         kubeconfig: "apiVersion: v1\nkind: Config\n".to_owned(),
@@ -128,7 +134,11 @@ fn deployments() -> Vec<Value> {
         .chain(linked)
         .filter(|o| o["kind"] == "Deployment")
         .collect();
-    assert_eq!(all.len(), 2, "the gateway and the controller");
+    assert_eq!(
+        all.len(),
+        5,
+        "the gateway and the egress in both modes, and the controller"
+    );
     all
 }
 
