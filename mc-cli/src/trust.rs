@@ -352,9 +352,10 @@ pub(crate) fn issuer(cmd: IssuerCommand, _out: &mut dyn Write, err: &mut dyn Wri
     }
 }
 
-/// Flags of `mc multicluster gateway-identity` and `mc multicluster egress-identity`.
+/// The issuer, trust anchors and namespace flags shared by `gateway-identity`,
+/// `egress-identity` and `issuer-secret`.
 #[derive(Debug, clap::Args)]
-pub struct GatewayIdentityArgs {
+pub struct IssuerArgs {
     /// The issuer's certificate (from `mc issuer create`).
     #[arg(long, required = true)]
     pub issuer_cert: PathBuf,
@@ -367,6 +368,34 @@ pub struct GatewayIdentityArgs {
     /// Namespace of the extension.
     #[arg(long, default_value = mc_core::render::DEFAULT_NAMESPACE)]
     pub namespace: String,
+}
+
+impl IssuerArgs {
+    /// The trust anchors (valid at `now`) and the issuer, read from their files; errors name
+    /// the file.
+    fn load(&self, now: SystemTime) -> Result<(TrustBundle, CertifiedKey)> {
+        let anchors_pem = read_text(&self.trust_anchors)?;
+        let anchors = TrustBundle::from_pem(&anchors_pem, now).map_err(|e| {
+            Error::input(
+                self.trust_anchors.display().to_string(),
+                e.to_string(),
+                "pass the trust-anchor bundle (PEM) of the clusters",
+            )
+        })?;
+        let issuer = CertifiedKey {
+            cert_pem: read_text(&self.issuer_cert)?,
+            key_pem: read_text(&self.issuer_key)?,
+        };
+        Ok((anchors, issuer))
+    }
+}
+
+/// Flags of `mc multicluster gateway-identity` and `mc multicluster egress-identity`.
+#[derive(Debug, clap::Args)]
+pub struct GatewayIdentityArgs {
+    /// The issuer, the anchors and the namespace.
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
     /// Name of the gateway (its ServiceAccount, part of the identity); not used by the egress.
     #[arg(long, default_value = "linkerd-gateway")]
     pub gateway_name: String,
@@ -384,19 +413,10 @@ pub struct GatewayIdentityArgs {
 /// Flags of `mc multicluster issuer-secret`.
 #[derive(Debug, clap::Args)]
 pub struct IssuerSecretArgs {
-    /// The issuer's certificate (from `mc issuer create`): an intermediate CA of the trust
-    /// anchors, used only by mc (not Linkerd's identity issuer).
-    #[arg(long, required = true)]
-    pub issuer_cert: PathBuf,
-    /// The issuer's private key.
-    #[arg(long, required = true)]
-    pub issuer_key: PathBuf,
-    /// The trust-anchor bundle peers must chain to.
-    #[arg(long, required = true)]
-    pub trust_anchors: PathBuf,
-    /// Namespace of the extension.
-    #[arg(long, default_value = mc_core::render::DEFAULT_NAMESPACE)]
-    pub namespace: String,
+    /// The issuer (an intermediate CA of the trust anchors, used only by mc, not Linkerd's
+    /// identity issuer), the anchors and the namespace.
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
     /// Name of the Secret (what `install --issuer-secret` names).
     #[arg(long, default_value = "linkerd-multicluster-issuer")]
     pub name: String,
@@ -409,28 +429,17 @@ pub struct IssuerSecretArgs {
 /// renders its Secret.
 pub(crate) fn issuer_secret(args: IssuerSecretArgs, out: &mut dyn Write) -> Result<()> {
     let now = SystemTime::now();
-    let anchors_pem = read_text(&args.trust_anchors)?;
-    let anchors = TrustBundle::from_pem(&anchors_pem, now).map_err(|e| {
-        Error::input(
-            args.trust_anchors.display().to_string(),
-            e.to_string(),
-            "pass the trust-anchor bundle (PEM) of the clusters",
-        )
-    })?;
-    let issuer = CertifiedKey {
-        cert_pem: read_text(&args.issuer_cert)?,
-        key_pem: read_text(&args.issuer_key)?,
-    };
+    let (anchors, issuer) = args.issuer.load(now)?;
     // Issuing a throw-away leaf proves the pair parses, signs, and is valid now.
     pki::issue_leaf(&issuer, "probe.mc.invalid", &pki::LeafOptions::new(now)).map_err(|e| {
         Error::input(
-            args.issuer_cert.display().to_string(),
+            args.issuer.issuer_cert.display().to_string(),
             e.to_string(),
             "pass an issuer certificate and its key from `mc issuer create`",
         )
     })?;
     let mut values = mc_core::render::InstallValues {
-        namespace: args.namespace.clone(),
+        namespace: args.issuer.namespace.clone(),
         ..Default::default()
     };
     values.identity.issuer_secret = args.name.clone();
@@ -462,7 +471,7 @@ pub(crate) fn identity_secret(
 ) -> Result<()> {
     let now = SystemTime::now();
     let mut values = mc_core::render::InstallValues {
-        namespace: args.namespace.clone(),
+        namespace: args.issuer.namespace.clone(),
         linkerd_namespace: linkerd_namespace.to_owned(),
         identity_trust_domain: args.identity_trust_domain.clone(),
         ..Default::default()
@@ -472,18 +481,7 @@ pub(crate) fn identity_secret(
         Component::Gateway => mc_core::render::gateway_identity_of(&values)?,
         Component::Egress => mc_core::render::egress_identity_of(&values)?,
     };
-    let anchors_pem = read_text(&args.trust_anchors)?;
-    let anchors = TrustBundle::from_pem(&anchors_pem, now).map_err(|e| {
-        Error::input(
-            args.trust_anchors.display().to_string(),
-            e.to_string(),
-            "pass the trust-anchor bundle (PEM) of the clusters",
-        )
-    })?;
-    let issuer = CertifiedKey {
-        cert_pem: read_text(&args.issuer_cert)?,
-        key_pem: read_text(&args.issuer_key)?,
-    };
+    let (anchors, issuer) = args.issuer.load(now)?;
     let validity = mc_core::link::parse_duration(&args.validity)?;
     let opts = pki::LeafOptions {
         not_after: now + validity,
@@ -497,7 +495,7 @@ pub(crate) fn identity_secret(
                 "warning: --validity {} would outlive the issuer {}: the certificate for {identity} \
                  ends with the issuer, at {}; renew the issuer before then\n",
                 args.validity,
-                args.issuer_cert.display(),
+                args.issuer.issuer_cert.display(),
                 mc_core::trust::format_time(end),
             ),
         )?;
