@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 use crate::labels;
 use crate::{Error, Result};
 
+mod federated;
+
+pub use federated::{FEDERATED_OWNER, LOCAL_MEMBER, Member, federated_endpoints};
+
 /// Name of the egress's ServiceAccount, Deployment and Service (in the multicluster namespace).
 /// Its identity is `<this>.<namespace>.serviceaccount.identity.<linkerd ns>.<trust domain>`.
 pub const EGRESS_NAME: &str = "linkerd-multicluster-egress";
@@ -44,6 +48,19 @@ pub struct Route {
     pub gateways: Vec<String>,
     /// The identity the remote gateway must present.
     pub identity: String,
+    /// Federated routes only ([`Route::is_federated`]): the members the egress balances new
+    /// connections over, by cluster name ([`LOCAL_MEMBER`] for this cluster). `target`,
+    /// `gateways` and `identity` above then only name the route in logs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub members: BTreeMap<String, Member>,
+}
+
+impl Route {
+    /// Whether this is the route of a federated Service (`<svc>-federated`), written member by
+    /// member by every Link's controller (its `link` is [`FEDERATED_OWNER`]).
+    pub fn is_federated(&self) -> bool {
+        self.link == FEDERATED_OWNER
+    }
 }
 
 /// What a controller wants for one mirrored service port; the table adds the port.
@@ -174,20 +191,13 @@ impl RouteTable {
                 target: spec.target,
                 gateways: spec.gateways,
                 identity: spec.identity,
+                members: BTreeMap::new(),
             };
             let changed = *existing != updated;
             *existing = updated;
             return Ok((existing.listen, changed));
         }
-        let taken: BTreeSet<u16> = self.routes.values().map(|r| r.listen).collect();
-        let listen =
-            PORT_RANGE
-                .clone()
-                .find(|p| !taken.contains(p))
-                .ok_or(Error::EgressPortsExhausted {
-                    key: key.to_owned(),
-                    count: self.routes.len(),
-                })?;
+        let listen = self.free_port(key)?;
         self.routes.insert(
             key.to_owned(),
             Route {
@@ -196,9 +206,22 @@ impl RouteTable {
                 target: spec.target,
                 gateways: spec.gateways,
                 identity: spec.identity,
+                members: BTreeMap::new(),
             },
         );
         Ok((listen, true))
+    }
+
+    /// The lowest port of [`PORT_RANGE`] no route takes.
+    fn free_port(&self, key: &str) -> Result<u16> {
+        let taken: BTreeSet<u16> = self.routes.values().map(|r| r.listen).collect();
+        PORT_RANGE
+            .clone()
+            .find(|p| !taken.contains(p))
+            .ok_or(Error::EgressPortsExhausted {
+                key: key.to_owned(),
+                count: self.routes.len(),
+            })
     }
 
     /// Removes the routes of Link `link` whose keys start with `prefix` (e.g.
@@ -236,7 +259,25 @@ pub fn egress_endpoints(
             .any(|s| f(s).as_ref().is_some_and(|a| !a.is_empty()))
     };
     let (ready, not_ready) = (has(|s| &s.addresses), has(|s| &s.not_ready_addresses));
-    let ports: Vec<EndpointPort> = service_ports(mirror)
+    out.subsets = if ready || not_ready {
+        egress_subsets(mirror, egress, listen, ready)
+    } else {
+        None
+    };
+    out
+}
+
+/// The one subset of Endpoints that lead Service `svc` to the egress Pods `egress`: each
+/// service port becomes its egress port `listen[service port]` (name and protocol kept; ports
+/// without one are left out), the addresses ready or not as `ready` says. `None` when there is
+/// no port or no address.
+fn egress_subsets(
+    svc: &Service,
+    egress: &[IpAddr],
+    listen: &BTreeMap<u16, u16>,
+    ready: bool,
+) -> Option<Vec<EndpointSubset>> {
+    let ports: Vec<EndpointPort> = service_ports(svc)
         .iter()
         .filter_map(|p| {
             let l = listen.get(&u16::try_from(p.port).ok()?)?;
@@ -258,16 +299,13 @@ pub fn egress_endpoints(
             ..Default::default()
         })
         .collect();
-    out.subsets = if ports.is_empty() || addresses.is_empty() || !(ready || not_ready) {
-        None
-    } else {
-        Some(vec![EndpointSubset {
+    (!ports.is_empty() && !addresses.is_empty()).then(|| {
+        vec![EndpointSubset {
             addresses: ready.then(|| addresses.clone()),
             not_ready_addresses: (!ready).then_some(addresses),
             ports: Some(ports),
-        }])
-    };
-    out
+        }]
+    })
 }
 
 /// The ports of Service `svc` (none when it has no spec).

@@ -6,6 +6,7 @@
 
 pub mod egress;
 mod error;
+pub mod httproute;
 pub mod identity;
 pub mod labels;
 pub mod link;

@@ -29,6 +29,7 @@ use mc_core::egress::{ROUTES_CONFIG_MAP, Route, RouteTable};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::balance::{Federated, PROBE_INTERVAL, Upstream};
 use crate::client::GatewayConnector;
 use crate::io::{Activity, splice};
 use crate::metrics::EgressMetrics;
@@ -78,25 +79,57 @@ fn table_of(data: &BTreeMap<String, String>) -> RouteTable {
     table
 }
 
-/// A route as served: its connector and parsed target.
+/// A route as served: a mirror's (one target through its gateway) or a federated Service's
+/// (balanced over its members).
 #[derive(Debug)]
 struct Active {
     route: Route,
-    target: Target,
-    connector: GatewayConnector,
+    serve: Serve,
+}
+
+/// How an [`Active`] route connects.
+#[derive(Debug)]
+enum Serve {
+    /// A mirror: the target, through the remote gateway.
+    Mirror {
+        target: Target,
+        connector: GatewayConnector,
+    },
+    /// A federated Service: one of its members.
+    Federated(Federated),
 }
 
 impl Active {
     fn new(route: &Route, tls: &Arc<ReloadingClientConfig>) -> Result<Self> {
+        let serve = if route.is_federated() {
+            Serve::Federated(Federated::new(route, tls))
+        } else {
+            Serve::Mirror {
+                target: Target::parse_authority(&route.target, None)?,
+                connector: GatewayConnector::reloading(
+                    tls.clone(),
+                    route.gateways.clone(),
+                    &route.identity,
+                )?,
+            }
+        };
         Ok(Self {
             route: route.clone(),
-            target: Target::parse_authority(&route.target, None)?,
-            connector: GatewayConnector::reloading(
-                tls.clone(),
-                route.gateways.clone(),
-                &route.identity,
-            )?,
+            serve,
         })
+    }
+
+    /// A connection to where the route leads, and the member it went to (federated routes).
+    async fn connect(&self) -> Result<(Option<String>, Box<dyn Upstream>)> {
+        match &self.serve {
+            Serve::Mirror { target, connector } => {
+                Ok((None, Box::new(connector.connect(target, None).await?)))
+            }
+            Serve::Federated(f) => {
+                let (member, up) = f.connect().await?;
+                Ok((Some(member), up))
+            }
+        }
     }
 }
 
@@ -105,6 +138,8 @@ impl Active {
 struct Listener {
     current: Arc<RwLock<Arc<Active>>>,
     task: tokio::task::JoinHandle<()>,
+    /// Probes the members of a federated route (idles for a mirror's).
+    probe: tokio::task::JoinHandle<()>,
 }
 
 impl Listener {
@@ -183,6 +218,7 @@ impl Listeners {
         for port in plan.close {
             if let Some(l) = self.ports.remove(&port) {
                 let target = l.active().route.target.clone();
+                l.probe.abort();
                 l.task.abort();
                 // Wait until the listening socket is closed.
                 let _ = l.task.await;
@@ -229,13 +265,22 @@ impl Listeners {
         tracing::info!(port, target = %active.route.target, link = %active.route.link, "egress route added");
         let current = Arc::new(RwLock::new(active));
         let task = tokio::spawn(accept_loop(listener, current.clone(), self.shared.clone()));
-        self.ports.insert(port, Listener { current, task });
+        let probe = tokio::spawn(probe_loop(current.clone(), self.shared.clone()));
+        self.ports.insert(
+            port,
+            Listener {
+                current,
+                task,
+                probe,
+            },
+        );
         true
     }
 
     /// Stops every listener (open connections finish on their own).
     fn close_all(&mut self) {
         for (_, l) in std::mem::take(&mut self.ports) {
+            l.probe.abort();
             l.task.abort();
         }
         self.shared.metrics.routes.set(0);
@@ -268,6 +313,27 @@ async fn accept_loop(
     }
 }
 
+/// Probes the members of the route in `current` every [`PROBE_INTERVAL`] while it is a
+/// federated one, and exports their health.
+async fn probe_loop(current: Arc<RwLock<Arc<Active>>>, shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let active = read(&current);
+        if let Serve::Federated(f) = &active.serve {
+            f.probe().await;
+            for (member, healthy) in f.health() {
+                shared
+                    .metrics
+                    .member_healthy
+                    .get_or_create(&EgressMetrics::member_labels(&active.route.target, &member))
+                    .set(i64::from(healthy));
+            }
+        }
+    }
+}
+
 /// Serves one client connection of `active`'s route.
 async fn connection(tcp: TcpStream, peer: SocketAddr, active: Arc<Active>, shared: Arc<Shared>) {
     let metrics = &shared.metrics;
@@ -276,8 +342,14 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, active: Arc<Active>, share
     metrics.open.inc();
     shared.open.send_modify(|n| *n += 1);
     let _ = tcp.set_nodelay(true);
-    match active.connector.connect(&active.target, None).await {
-        Ok(up) => {
+    match active.connect().await {
+        Ok((member, up)) => {
+            if let Some(member) = member {
+                metrics
+                    .member_connections
+                    .get_or_create(&EgressMetrics::member_labels(&active.route.target, &member))
+                    .inc();
+            }
             if let Err(e) = splice(tcp, up, shared.idle_timeout, Activity::new()).await {
                 tracing::debug!(%peer, target = %active.route.target, error = %e, "connection ended");
             }
@@ -509,6 +581,7 @@ mod tests {
             target: target.into(),
             gateways: gateways.iter().map(|g| (*g).to_owned()).collect(),
             identity: "gw.id".into(),
+            members: BTreeMap::new(),
         }
     }
 

@@ -36,6 +36,7 @@
 //! ([`metrics::CertMetrics`]).
 
 pub mod admin;
+mod balance;
 pub mod client;
 #[cfg(feature = "kubernetes")]
 pub mod egress;

@@ -269,6 +269,10 @@ pub struct EgressMetrics {
     pub connect_failures: Family<Labels, Counter>,
     /// Client connections currently open.
     pub open: Gauge,
+    /// Connections of federated routes, by route target and member (cluster, or `@local`).
+    pub member_connections: Family<Labels, Counter>,
+    /// 1 while a federated route's member is healthy (its last connect or probe succeeded).
+    pub member_healthy: Family<Labels, Gauge>,
     /// The egress's leaf certificate: expiry and renewals.
     pub certificate: CertMetrics,
 }
@@ -282,6 +286,7 @@ impl Default for EgressMetrics {
 impl EgressMetrics {
     /// Creates and registers the metrics: `egress_routes`, `egress_connections_total`,
     /// `egress_connect_failures_total`, `egress_open_connections`,
+    /// `egress_member_connections_total`, `egress_member_healthy`,
     /// `identity_certificate_expiry_timestamp_seconds` and
     /// `identity_certificate_renewals_total`.
     pub fn new() -> Self {
@@ -291,6 +296,8 @@ impl EgressMetrics {
             connections: Family::default(),
             connect_failures: Family::default(),
             open: Gauge::default(),
+            member_connections: Family::default(),
+            member_healthy: Family::default(),
             certificate: CertMetrics::default(),
             registry: Registry::default(),
         };
@@ -314,6 +321,16 @@ impl EgressMetrics {
             "Client connections currently open",
             m.open.clone(),
         );
+        registry.register(
+            "egress_member_connections",
+            "Connections of federated routes, by route target and member",
+            m.member_connections.clone(),
+        );
+        registry.register(
+            "egress_member_healthy",
+            "1 while a federated route's member is healthy (last connect or probe succeeded)",
+            m.member_healthy.clone(),
+        );
         m.certificate.register(&mut registry);
         Self { registry, ..m }
     }
@@ -321,6 +338,11 @@ impl EgressMetrics {
     /// The labels of a route's series.
     pub fn labels(link: &str, target: &str) -> Labels {
         vec![("link", link.to_owned()), ("target", target.to_owned())]
+    }
+
+    /// The labels of a federated route member's series.
+    pub fn member_labels(target: &str, member: &str) -> Labels {
+        vec![("target", target.to_owned()), ("member", member.to_owned())]
     }
 }
 

@@ -173,6 +173,7 @@ async fn gateway_and_egress_renew_their_leaves_without_failing_a_request() {
         target: format!("{SVC}:7000"),
         gateways: vec![gw_addr.to_string()],
         identity: GATEWAY_ID.into(),
+        members: Default::default(),
     };
     let routes: BTreeMap<&str, String> =
         BTreeMap::from([("shop.echo.7000", serde_json::to_string(&route).unwrap())]);

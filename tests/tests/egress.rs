@@ -17,7 +17,9 @@ use std::time::Duration;
 use cli_common::{KillOnDrop, free_port, gateway_bin};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use mc_core::egress::{EGRESS_NAME, PORT_RANGE, ROUTES_CONFIG_MAP, Route};
+use mc_core::egress::{
+    EGRESS_NAME, FEDERATED_OWNER, LOCAL_MEMBER, Member, PORT_RANGE, ROUTES_CONFIG_MAP, Route,
+};
 use mc_core::pki::CertifiedKey;
 use mc_tests::egress::{GATEWAY_ID, egress_id, identity_flags, write_leaf, write_pki};
 use mirror_common::{ensure_namespace, eventually, meta, unique};
@@ -32,6 +34,11 @@ fn pki(dir: &Path) -> CertifiedKey {
 
 /// An HTTP/1.1 backend answering every request with `hello from http` and closing.
 async fn http_backend() -> SocketAddr {
+    body_backend("hello from http").await
+}
+
+/// An HTTP/1.1 backend answering every request with `body` and closing.
+async fn body_backend(body: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -45,7 +52,6 @@ async fn http_backend() -> SocketAddr {
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let body = "hello from http";
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -139,6 +145,7 @@ fn route(listen: u16, target: &str, gateways: &[String]) -> Route {
         target: target.into(),
         gateways: gateways.to_vec(),
         identity: GATEWAY_ID.into(),
+        members: Default::default(),
     }
 }
 
@@ -184,10 +191,14 @@ struct Gateway {
 impl Gateway {
     /// Starts it with the identity files [`pki`] wrote into `dir`.
     async fn start(dir: &Path, ns: &str) -> Gateway {
+        Gateway::start_at(dir, ns, format!("127.0.0.1:{}", free_port())).await
+    }
+
+    /// [`Gateway::start`] listening on `addr`.
+    async fn start_at(dir: &Path, ns: &str, addr: String) -> Gateway {
         let (http, echo_addr) = (http_backend().await, echo_backend().await);
         let http_target = format!("http.{ns}.svc.cluster.local:80");
         let echo_target = format!("echo.{ns}.svc.cluster.local:7");
-        let addr = format!("127.0.0.1:{}", free_port());
         let proc = KillOnDrop(
             Command::new(gateway_bin())
                 .env("RUST_LOG", "mc_gateway=debug")
@@ -405,6 +416,143 @@ async fn file_setup(ns: &str) -> (tempfile::TempDir, Gateway, PathBuf, u16) {
     let gw = Gateway::start(dir.path(), ns).await;
     let routes = dir.path().join("routes.json");
     (dir, gw, routes, free_route_ports(1)[0])
+}
+
+/// A federated route's member.
+fn member(target: &str, gateways: &[String], weight: u32) -> Member {
+    Member {
+        target: target.into(),
+        gateways: gateways.to_vec(),
+        identity: if gateways.is_empty() {
+            String::new()
+        } else {
+            GATEWAY_ID.into()
+        },
+        weight,
+        ready: true,
+    }
+}
+
+/// Sends `n` HTTP requests through `port`, one connection each: how many `local` answered and
+/// how many the remote (through the gateway); panics on a failed request.
+async fn shares(port: u16, n: usize) -> (usize, usize) {
+    let (mut local, mut remote) = (0, 0);
+    for i in 0..n {
+        let resp = http_get(port).await.unwrap_or_default();
+        if resp.contains("hello from local") {
+            local += 1;
+        } else if resp.contains("hello from http") {
+            remote += 1;
+        } else {
+            unreachable!("request {i} through the federated route failed: {resp:?}");
+        }
+    }
+    (local, remote)
+}
+
+/// A federated route: connections split by weight between the local member (plain TCP) and a
+/// remote one (mTLS through a real gateway); weights 0/100 move everything; with the gateway
+/// killed every request is served locally (failover without a failed request) and the member
+/// is marked unhealthy; with the gateway back the shares return.
+#[tokio::test(flavor = "multi_thread")]
+async fn egress_balances_a_federated_route_and_fails_over() {
+    let (dir, gw, routes, port) = file_setup("fed").await;
+    let local = body_backend("hello from local").await.to_string();
+    let egress = Egress::start(dir.path(), |c| c.arg("--routes-file").arg(&routes)).await;
+    let write = |local_weight: u32, remote_weight: u32| {
+        let r = Route {
+            listen: port,
+            link: FEDERATED_OWNER.into(),
+            target: "http-federated.fed.svc.cluster.local:80".into(),
+            gateways: vec![],
+            identity: String::new(),
+            members: BTreeMap::from([
+                (LOCAL_MEMBER.to_owned(), member(&local, &[], local_weight)),
+                (
+                    "east".to_owned(),
+                    member(
+                        &gw.http_target,
+                        std::slice::from_ref(&gw.addr),
+                        remote_weight,
+                    ),
+                ),
+            ]),
+        };
+        let tmp = dir.path().join("routes.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_string(&data(&[("fed.http-federated.80", &r)])).unwrap(),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &routes).unwrap();
+    };
+    write(1, 1);
+    eventually("the federated port answers", T, || async {
+        http_get(port).await.filter(|r| r.contains("hello"))
+    })
+    .await;
+
+    // 200 connections: within binomial bounds of 50/50 (p = 0.5: mean 100, 3 sigma ~ 21).
+    let (l, r) = shares(port, 200).await;
+    assert!(
+        (79..=121).contains(&l) && l + r == 200,
+        "local {l}, remote {r}"
+    );
+    let m = egress.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "egress_member_connections_total{target=\"http-federated.fed.svc.cluster.local:80\",member=\"east\"}"
+        ) >= 79.0,
+        "{m}"
+    );
+
+    // Weights 0/100 and 100/0 move all traffic.
+    write(0, 100);
+    eventually("weights 0/100", T, || async {
+        (shares(port, 5).await.0 == 0).then_some(())
+    })
+    .await;
+    assert_eq!(shares(port, 50).await, (0, 50));
+    write(100, 0);
+    eventually("weights 100/0", T, || async {
+        (shares(port, 5).await.1 == 0).then_some(())
+    })
+    .await;
+    assert_eq!(shares(port, 50).await, (50, 0));
+
+    // The gateway dies: not one request fails, all are served locally, and the member turns
+    // unhealthy by probe within two probe intervals.
+    write(1, 1);
+    eventually("weights 1/1 again", T, || async {
+        (shares(port, 4).await.1 > 0).then_some(())
+    })
+    .await;
+    let addr = gw.addr.clone();
+    drop(gw);
+    let down = std::time::Instant::now();
+    assert_eq!(shares(port, 40).await, (40, 0));
+    let healthy = "egress_member_healthy{target=\"http-federated.fed.svc.cluster.local:80\",member=\"east\"} ";
+    eventually("east marked unhealthy", T, || async {
+        (metric(&egress.metrics().await, healthy) == 0.0
+            && egress.metrics().await.contains(healthy))
+        .then_some(())
+    })
+    .await;
+    assert!(
+        down.elapsed() < Duration::from_secs(10),
+        "detected after {:?}",
+        down.elapsed()
+    );
+
+    // Back up: the probe brings it back and the shares return.
+    let _gw = Gateway::start_at(dir.path(), "fed", addr).await;
+    eventually("east healthy again", T, || async {
+        (metric(&egress.metrics().await, healthy) == 1.0).then_some(())
+    })
+    .await;
+    let (l, r) = shares(port, 40).await;
+    assert!(l >= 10 && r >= 10, "local {l}, remote {r}");
 }
 
 /// The alternative route source: a file holding the ConfigMap's data, polled.

@@ -213,6 +213,7 @@ fn table(
                 target: target.into(),
                 gateways: vec![gateway.to_owned()],
                 identity: GATEWAY_ID.into(),
+                members: Default::default(),
             };
             let json = serde_json::to_string(&route).map_err(|e| format!("route to JSON: {e}"))?;
             Ok((route_key(ns, &format!("svc{i}-east"), 7), json))
