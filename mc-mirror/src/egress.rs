@@ -148,14 +148,7 @@ impl EgressState {
             gateway,
             identity,
         } = m;
-        let gateways: Vec<String> = gateway
-            .map(|g| {
-                g.ips
-                    .iter()
-                    .map(|ip| SocketAddr::new(*ip, g.port).to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let gateways = gateway_addresses(gateway);
         let wanted: Vec<(String, u16, RouteSpec)> = service_ports(svc)
             .iter()
             .filter_map(|p| u16::try_from(p.port).ok())
@@ -211,7 +204,8 @@ impl EgressState {
         self.update(client, namespace, apply).await
     }
 
-    /// Removes every route of `link` (a Link served in gateway mode keeps none).
+    /// Removes every route of `link` and its members of federated routes (a Link served in
+    /// gateway mode keeps none).
     pub(crate) async fn remove_link(
         &self,
         client: &Client,
@@ -219,7 +213,11 @@ impl EgressState {
         link: &str,
     ) -> Result<()> {
         self.update(client, namespace, |t| {
-            Ok(((), t.remove_stale(link, "", &BTreeSet::new())))
+            let none = BTreeSet::new();
+            Ok((
+                (),
+                t.remove_stale(link, "", &none) | t.remove_member(link, "", &none),
+            ))
         })
         .await
     }
@@ -232,7 +230,8 @@ impl EgressState {
         }
     }
 
-    fn cached(&self) -> Option<RouteTable> {
+    /// The table as last read or written, if any.
+    pub(crate) fn cached(&self) -> Option<RouteTable> {
         self.last.lock().ok().and_then(|g| g.clone())
     }
 
@@ -244,7 +243,7 @@ impl EgressState {
 
     /// Reads the ConfigMap, applies `f`, and writes it back if `f` changed the table, retrying
     /// from a fresh read on conflict.
-    async fn update<T>(
+    pub(crate) async fn update<T>(
         &self,
         client: &Client,
         namespace: &str,
@@ -310,6 +309,18 @@ impl EgressState {
             }
         }
     }
+}
+
+/// The addresses (`ip:port`) of `gateway`, none when it is not resolved.
+pub(crate) fn gateway_addresses(gateway: Option<&Gateway>) -> Vec<String> {
+    gateway
+        .map(|g| {
+            g.ips
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, g.port).to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Follows the egress Service's Endpoints: the ready Pod IPs, sorted.

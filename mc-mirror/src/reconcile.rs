@@ -101,7 +101,17 @@ pub(crate) async fn reconcile(ctx: &Arc<Ctx>, key: &Key) -> Result<()> {
     }
 }
 
-fn gateway(ctx: &Ctx) -> (Option<Gateway>, bool) {
+/// The identity the Link's gateway presents (empty when the Link names none).
+pub(crate) fn gateway_identity(ctx: &Ctx) -> String {
+    ctx.link
+        .gateway
+        .as_ref()
+        .and_then(|g| g.identity.clone())
+        .unwrap_or_default()
+}
+
+/// The Link's gateway, once resolved, and whether the probe says it is alive.
+pub(crate) fn gateway(ctx: &Ctx) -> (Option<Gateway>, bool) {
     let view = ctx.gateway.borrow().clone();
     let gw = ctx.link.gateway.as_ref().and_then(|spec| {
         (view.resolved && !view.addresses.is_empty())
@@ -183,12 +193,7 @@ async fn through_egress(
         .and_then(|a| a.get(mc_core::labels::REMOTE_SVC_FQ_NAME))
         .cloned()
         .unwrap_or_default();
-    let identity = ctx
-        .link
-        .gateway
-        .as_ref()
-        .and_then(|g| g.identity.clone())
-        .unwrap_or_default();
+    let identity = gateway_identity(ctx);
     let listen = ctx
         .egress
         .ensure(

@@ -552,6 +552,7 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
     tasks.spawn(egress_changes(ctx.clone()));
     if let Some(task) = egress_pods {
         tasks.spawn(task);
+        tasks.spawn(crate::federated_egress::run(ctx.clone()));
     }
     if let Some(summary) = gateway_summary {
         tasks.spawn(gateway_summaries(ctx.clone(), summary));

@@ -110,6 +110,31 @@ pub fn mc_image_archive() -> PathBuf {
         .join("mc.tar")
 }
 
+/// Gateway API's HTTPRoute CRD (standard channel, pinned by `GATEWAY_API_VERSION`), as
+/// `scripts/build-kube-bins` caches it: `$MC_CACHE/crds/gateway-api-<version>/httproutes.yaml`,
+/// unless `MC_HTTPROUTE_CRD` names another file.
+pub fn httproute_crd() -> Result<PathBuf> {
+    let path = match std::env::var_os("MC_HTTPROUTE_CRD").filter(|p| !p.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => cache_dir()
+            .join("crds")
+            .join(format!(
+                "gateway-api-{}",
+                pinned("GATEWAY_API_VERSION").unwrap_or("unknown")
+            ))
+            .join("httproutes.yaml"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(Error::MissingBinary {
+            name: "the Gateway API HTTPRoute CRD",
+            path,
+            env: "MC_HTTPROUTE_CRD",
+        })
+    }
+}
+
 fn pinned(key: &str) -> Option<&'static str> {
     VERSIONS.lines().find_map(|line| {
         let (k, v) = line.trim().split_once('=')?;

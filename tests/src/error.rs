@@ -6,9 +6,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A Kubernetes binary the testbed runs is not where setup puts it.
+    /// A Kubernetes binary the testbed runs (or a file setup fetches) is not where setup puts it.
     #[error(
-        "{name} not found at {path}: run `make setup` (scripts/setup builds it into $MC_CACHE), or set {env} to a {name} binary"
+        "{name} not found at {path}: run `make setup` (scripts/setup builds it into $MC_CACHE), or set {env} to its path"
     )]
     MissingBinary {
         /// The binary, e.g. `kube-apiserver`.

@@ -35,7 +35,7 @@ mod process;
 mod testbed;
 
 pub use addons::{CLIENT_IMAGE, COREDNS_IMAGE, PODINFO_IMAGE};
-pub use bins::{Binaries, NodeBinaries, cache_dir, mc_image_archive};
+pub use bins::{Binaries, NodeBinaries, cache_dir, httproute_crd, mc_image_archive};
 pub use error::Error;
 pub use net::{TEST_HOSTS, test_host};
 pub use node::{Node, PAUSE_IMAGE};

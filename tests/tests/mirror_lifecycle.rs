@@ -1303,3 +1303,188 @@ async fn egress_mode_allocates_ports_and_points_mirrors_at_the_egress() {
     );
     f.stop().await;
 }
+
+/// Issue #18: a federated Service listing this Link's cluster and the local cluster, served in
+/// egress mode: one route per port with both members (the remote target through the Link's
+/// gateway, the local Service's ClusterIP), the federated Service's Endpoints at the egress,
+/// weights from a real Gateway API HTTPRoute, readiness from the members' Endpoints, and the
+/// member gone when the cluster leaves the federated Service.
+#[tokio::test(flavor = "multi_thread")]
+async fn federated_services_in_egress_mode_route_to_every_member() {
+    use k8s_openapi::api::core::v1::{
+        EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service, ServicePort, ServiceSpec,
+    };
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    use mc_core::egress::LOCAL_MEMBER;
+    let bed = mc_tests::shared_api_only().unwrap();
+    let (mut f, ns) = Fixture::with_namespace(bed, "fed", true, false).await;
+    mirror_common::install_httproute_crd(&f.west).await;
+    fake_egress(&f, &["198.18.7.3"]).await;
+    f.start().await;
+    let member = [("mirror.linkerd.io/federated", "member")];
+    f.remote_service(&ns, "web", &member, &[("http", 80)], &["10.1.0.9"])
+        .await;
+
+    // The local member and its ready Endpoints (no endpoints controller on this testbed).
+    let pp = PatchParams::apply("mc-test").force();
+    let local = Service {
+        metadata: mirror_common::meta(Some(&ns), "web"),
+        spec: Some(ServiceSpec {
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let local = f
+        .services(&f.west, &ns)
+        .patch("web", &pp, &Patch::Apply(&local))
+        .await
+        .unwrap();
+    let cluster_ip = local.spec.unwrap().cluster_ip.unwrap();
+    let ready_endpoints = |ip: Option<&str>| Endpoints {
+        metadata: mirror_common::meta(Some(&ns), "web"),
+        subsets: ip.map(|ip| {
+            vec![EndpointSubset {
+                addresses: Some(vec![EndpointAddress {
+                    ip: ip.into(),
+                    ..EndpointAddress::default()
+                }]),
+                ports: Some(vec![EndpointPort {
+                    name: Some("http".into()),
+                    port: 80,
+                    ..EndpointPort::default()
+                }]),
+                ..EndpointSubset::default()
+            }]
+        }),
+    };
+    f.endpoints(&f.west, &ns)
+        .patch(
+            "web",
+            &pp,
+            &Patch::Apply(&ready_endpoints(Some("198.18.8.1"))),
+        )
+        .await
+        .unwrap();
+
+    // The federated Service, as the federated-service controller writes it.
+    let federated = |remote: &str| Service {
+        metadata: kube::api::ObjectMeta {
+            labels: Some(BTreeMap::from([(
+                "mirror.linkerd.io/mirrored-service".to_owned(),
+                "true".to_owned(),
+            )])),
+            annotations: Some(BTreeMap::from([
+                (
+                    "multicluster.linkerd.io/remote-discovery".to_owned(),
+                    remote.to_owned(),
+                ),
+                (
+                    "multicluster.linkerd.io/local-discovery".to_owned(),
+                    "web".to_owned(),
+                ),
+            ])),
+            ..mirror_common::meta(Some(&ns), "web-federated")
+        },
+        spec: Some(ServiceSpec {
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    f.services(&f.west, &ns)
+        .patch(
+            "web-federated",
+            &pp,
+            &Patch::Apply(&federated(&format!("web@{}", f.cluster))),
+        )
+        .await
+        .unwrap();
+
+    let key = mc_core::egress::route_key(&ns, "web-federated", 80);
+    let route_with = |want: fn(&mc_core::egress::Route, &str) -> bool| {
+        let (f, key) = (&f, key.clone());
+        async move {
+            eventually(&format!("route {key}"), T, || async {
+                let t = routes(f).await?;
+                let r = t.get(&key)?.clone();
+                want(&r, &f.cluster).then_some(r)
+            })
+            .await
+        }
+    };
+    let r = route_with(|r, c| r.members.len() == 2 && r.members.contains_key(c)).await;
+    let remote = &r.members[&f.cluster];
+    assert_eq!(remote.target, format!("web.{ns}.svc.cluster.local:80"));
+    assert_eq!(
+        remote.gateways,
+        vec![format!("{}:{GATEWAY_PORT}", f.gateway.ip)]
+    );
+    assert_eq!((remote.weight, remote.ready), (1, true));
+    let l = &r.members[LOCAL_MEMBER];
+    assert_eq!(l.target, format!("{cluster_ip}:80"));
+    assert!(l.gateways.is_empty());
+    assert_eq!((l.weight, l.ready), (1, true));
+
+    // The federated Service's Endpoints: the egress Pod, on the route's port.
+    let ep = eventually("web-federated's Endpoints at the egress", T, || async {
+        let ep = f
+            .endpoints(&f.west, &ns)
+            .get_opt("web-federated")
+            .await
+            .ok()??;
+        let s = ep.subsets.clone()?.first()?.clone();
+        let ip = s.addresses?.first()?.ip.clone();
+        (ip == "198.18.7.3").then_some(s.ports?)
+    })
+    .await;
+    assert_eq!(ep[0].port, i32::from(r.listen));
+
+    // A real HTTPRoute (GAMMA) sets the weights: all to the remote member.
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let routes_api: kube::Api<DynamicObject> =
+        kube::Api::namespaced_with(f.west.clone(), &ns, &ApiResource::from_gvk(&gvk));
+    let mirror = f.mirror_name("web");
+    let split: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "web-split", "namespace": ns},
+        "spec": {
+            "parentRefs": [{"group": "", "kind": "Service", "name": "web-federated", "port": 80}],
+            "rules": [{"backendRefs": [
+                {"name": "web", "port": 80, "weight": 0},
+                {"name": mirror, "port": 80, "weight": 100}
+            ]}]
+        }
+    }))
+    .unwrap();
+    routes_api
+        .patch("web-split", &pp, &Patch::Apply(&split))
+        .await
+        .unwrap();
+    route_with(|r, c| {
+        r.members[LOCAL_MEMBER].weight == 0 && r.members.get(c).is_some_and(|m| m.weight == 100)
+    })
+    .await;
+
+    // The local Service loses its ready endpoints: its member turns not ready (next resync).
+    f.endpoints(&f.west, &ns)
+        .patch("web", &pp, &Patch::Apply(&ready_endpoints(None)))
+        .await
+        .unwrap();
+    route_with(|r, _| !r.members[LOCAL_MEMBER].ready).await;
+
+    // The cluster leaves the federated Service: its member goes, the local one stays.
+    f.services(&f.west, &ns)
+        .patch("web-federated", &pp, &Patch::Apply(&federated("")))
+        .await
+        .unwrap();
+    route_with(|r, c| !r.members.contains_key(c) && r.members.contains_key(LOCAL_MEMBER)).await;
+}

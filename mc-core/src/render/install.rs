@@ -349,6 +349,7 @@ fn controller_cluster_role(values: &InstallValues, labels: &Map<String, Value>) 
         "rules": [
             {"apiGroups": [""], "resources": ["services", "endpoints"], "verbs": ["list", "get", "watch", "create", "delete", "update", "patch"]},
             {"apiGroups": [""], "resources": ["namespaces"], "verbs": namespace_verbs},
+            {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["list", "get", "watch"]},
             {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         ],

@@ -216,6 +216,9 @@ rules:
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: {ns_verbs}
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch"]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -735,4 +738,34 @@ impl Drop for Fixture {
             r.task.abort();
         }
     }
+}
+
+/// Installs Gateway API's real HTTPRoute CRD (fetched by `make setup`) into the cluster of
+/// `client` with server-side apply (idempotent across tests) and waits until it is served.
+pub async fn install_httproute_crd(client: &Client) {
+    let path = mc_tests::httproute_crd().unwrap();
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let name = crd.metadata.name.clone().unwrap();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.patch(
+        &name,
+        &PatchParams::apply("mc-test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the HTTPRoute CRD is established",
+        Duration::from_secs(60),
+        || async {
+            let c = api.get_opt(&name).await.ok()??;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        },
+    )
+    .await;
 }
