@@ -721,3 +721,216 @@ fn the_egress_renews_its_leaf_while_a_plain_pod_keeps_calling() {
     );
     assert!(ok > 20, "only {ok} requests");
 }
+
+/// Scales east's gateway back to one replica when dropped.
+struct GatewayBackAfter<'a>(&'a Installed);
+
+impl Drop for GatewayBackAfter<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.scale_gateway(1);
+    }
+}
+
+impl Installed {
+    fn scale_gateway(&self, replicas: u32) -> Result<String, String> {
+        self.kubectl(
+            "east",
+            &[
+                "scale",
+                "-n",
+                NS,
+                "deployment/linkerd-gateway",
+                &format!("--replicas={replicas}"),
+            ],
+        )
+    }
+
+    /// `n` requests from the plain Pod in `ns` of west to `url`, one connection each: how many
+    /// east answered, how many west, and the failures.
+    fn shares(&self, ns: &str, url: &str, n: usize) -> (usize, usize, Vec<String>) {
+        let script = format!(
+            "for i in $(seq {n}); do curl -sS -m 5 -H 'Connection: close' {url} | tr -d '\\n' || echo -n failed; echo; done"
+        );
+        let out = self
+            .bed
+            .kubectl("west")
+            .args(["exec", "-n", ns, "deploy/client", "--", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (mut east, mut west, mut failed) = (0, 0, Vec::new());
+        for line in text.lines().take(n) {
+            if line.contains("greetings from east") {
+                east += 1;
+            } else if line.contains("greetings from west") {
+                west += 1;
+            } else {
+                failed.push(line.to_owned());
+            }
+        }
+        let missing = n.saturating_sub(east + west + failed.len());
+        failed.extend((0..missing).map(|_| String::from_utf8_lossy(&out.stderr).into_owned()));
+        (east, west, failed)
+    }
+
+    /// podinfo answering `greetings from <ctx>`, its Service a federated member (the shipped
+    /// `examples/federated/podinfo-member.yaml`, in namespace `ns`).
+    fn federated_podinfo(&self, ctx: &str, ns: &str) {
+        let deployment = serde_json::json!({"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"v1","kind":"Namespace","metadata":{"name": ns}},
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"podinfo","namespace": ns},
+             "spec":{"replicas":1,"selector":{"matchLabels":{"app":"podinfo"}},
+              "template":{"metadata":{"labels":{"app":"podinfo"}},
+               "spec":{"containers":[{"name":"podinfo","image": mc_tests::PODINFO_IMAGE,
+                 "command":["./podinfo","--port=9898",&format!("--ui-message=greetings from {ctx}")],
+                 "ports":[{"name":"http","containerPort":9898}],
+                 "readinessProbe":{"httpGet":{"path":"/readyz","port":9898},"periodSeconds":2}}]}}}}]});
+        check(
+            self.bed.apply(ctx, &deployment.to_string()).unwrap(),
+            "apply podinfo",
+        );
+        let member = include_str!("../../examples/federated/podinfo-member.yaml")
+            .replace("namespace: test", &format!("namespace: {ns}"));
+        check(
+            self.bed.apply(ctx, &member).unwrap(),
+            "apply podinfo-member.yaml",
+        );
+        self.bed
+            .wait_rollout(ctx, ns, "deployment/podinfo")
+            .unwrap();
+    }
+}
+
+/// Binomial bounds for `n` fair coin flips: mean ± 3.5 standard deviations.
+fn binomial_bounds(n: usize) -> std::ops::RangeInclusive<usize> {
+    let sd = (n as f64 * 0.25).sqrt();
+    let lo = (n as f64 / 2.0 - 3.5 * sd).floor() as usize;
+    let hi = (n as f64 / 2.0 + 3.5 * sd).ceil() as usize;
+    lo..=hi
+}
+
+/// Issue #18: podinfo is a federated member in east and west; a plain Pod in west calls
+/// `podinfo-federated` through west's egress. Split 50/50 by default and by the shipped
+/// HTTPRoute (the guide's podinfo 50 / podinfo-east 50), weights 0/100 move everything, east's
+/// gateway scaled to 0 sends every request to west without one failing (detection time
+/// measured), and scaled back the shares return.
+#[test]
+fn a_plain_pod_splits_over_a_federated_service_and_fails_over() {
+    let _one = one_at_a_time();
+    let mc = installed();
+    let ns = "egress-fed";
+    mc.federated_podinfo("east", ns);
+    mc.federated_podinfo("west", ns);
+    nodes_common::client_deployment(mc.bed, "west", ns, 1);
+    let crd = mc_tests::httproute_crd().unwrap();
+    mc.sh(&format!(
+        "kubectl --context west apply --server-side --force-conflicts -f {}",
+        crd.display()
+    ));
+    let _restore = GatewayModeAfter(mc);
+    mc.set_mode("egress").unwrap();
+    let egress = mc.egress_ips();
+    eventually(
+        120,
+        "podinfo-federated's Endpoints are the egress Pods",
+        || {
+            let ep = mc.json("west", &["get", "endpoints", "-n", ns, "podinfo-federated"])?;
+            let ready = ips(&ep, "addresses");
+            (ready == egress).then_some(()).ok_or(format!("{ready:?}"))
+        },
+    );
+    let url = format!("http://podinfo-federated.{ns}.svc.cluster.local:9898/");
+    eventually(90, "both clusters answer through podinfo-federated", || {
+        let (e, w, failed) = mc.shares(ns, &url, 10);
+        (e > 0 && w > 0)
+            .then_some(())
+            .ok_or(format!("east {e} west {w} failed {failed:?}"))
+    });
+
+    // Every member weighs 1: 200 connections split within binomial bounds.
+    let (e, w, failed) = mc.shares(ns, &url, 200);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(binomial_bounds(200).contains(&e), "east {e} west {w}");
+
+    // Weights 0/100 (the shipped split with its weights changed) move all traffic to east.
+    let split = include_str!("../../examples/federated/podinfo-split.yaml")
+        .replace("namespace: test", &format!("namespace: {ns}"));
+    let all_east =
+        split
+            .replacen("weight: 50", "weight: 0", 1)
+            .replacen("weight: 50", "weight: 100", 1);
+    check(
+        mc.bed.apply("west", &all_east).unwrap(),
+        "apply the 0/100 split",
+    );
+    eventually(60, "weights 0/100 take effect", || {
+        let (e, w, f) = mc.shares(ns, &url, 10);
+        (w == 0 && e == 10)
+            .then_some(())
+            .ok_or(format!("east {e} west {w} failed {f:?}"))
+    });
+    assert_eq!(mc.shares(ns, &url, 50), (50, 0, vec![]));
+
+    // The guide's split as shipped: 50/50.
+    check(
+        mc.bed.apply("west", &split).unwrap(),
+        "apply podinfo-split.yaml",
+    );
+    eventually(60, "the 50/50 split takes effect", || {
+        let (e, w, f) = mc.shares(ns, &url, 20);
+        (e > 0 && w > 0)
+            .then_some(())
+            .ok_or(format!("east {e} west {w} failed {f:?}"))
+    });
+    let (e, w, failed) = mc.shares(ns, &url, 200);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(binomial_bounds(200).contains(&e), "east {e} west {w}");
+
+    // East's gateway scaled to 0: not one request fails, and once the egress has detected it
+    // (by probe; until then a connection to east fails over to west) every request is west's.
+    let _back = GatewayBackAfter(mc);
+    mc.scale_gateway(0).unwrap();
+    mc.sh(&format!(
+        "kubectl --context east -n {NS} wait --for=delete pod -l app=linkerd-gateway --timeout=120s"
+    ));
+    let gone = std::time::Instant::now();
+    let healthy = format!(
+        "egress_member_healthy{{target=\"podinfo-federated.{ns}.svc:9898\",member=\"east\"}}"
+    );
+    let mut all_failed = Vec::new();
+    let detected = loop {
+        let (e, _, failed) = mc.shares(ns, &url, 5);
+        all_failed.extend(failed);
+        assert_eq!(e, 0, "no answer from east once its gateway is gone");
+        if mc.egress_metric(ns, &healthy) == Ok(0.0) {
+            break gone.elapsed();
+        }
+        assert!(
+            gone.elapsed() < Duration::from_secs(60),
+            "east never marked unhealthy"
+        );
+    };
+    let (e, w, failed) = mc.shares(ns, &url, 50);
+    all_failed.extend(failed);
+    assert!(all_failed.is_empty(), "{all_failed:?}");
+    assert_eq!((e, w), (0, 50));
+    eprintln!(
+        "federated failover: east marked unhealthy by every egress Pod {detected:?} after its gateway Pods were gone"
+    );
+    assert!(
+        detected <= Duration::from_secs(10),
+        "detection took {detected:?}"
+    );
+
+    // Back up: the shares return.
+    mc.scale_gateway(1).unwrap();
+    mc.bed
+        .wait_rollout("east", NS, "deployment/linkerd-gateway")
+        .unwrap();
+    eventually(90, "east answers again", || {
+        let (e, w, f) = mc.shares(ns, &url, 20);
+        (e > 0 && w > 0 && f.is_empty())
+            .then_some(())
+            .ok_or(format!("east {e} west {w} failed {f:?}"))
+    });
+}
