@@ -114,23 +114,26 @@ async fn watch_federated(client: Client, seen: Arc<Seen>) {
 }
 
 /// Follows Gateway API HTTPRoutes (`gateway.networking.k8s.io/v1`). Without the CRD there are
-/// none: every member weighs 1, and the CRD is looked for again every minute.
+/// none: every member weighs 1, and the CRD is looked for again every 10 seconds.
 async fn watch_routes(client: Client, seen: Arc<Seen>) {
     let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
     let api: Api<DynamicObject> = Api::all_with(client, &ApiResource::from_gvk(&gvk));
+    let mut told = false;
     loop {
         match api.list(&ListParams::default().limit(1)).await {
             Ok(_) => break,
             Err(kube::Error::Api(s)) if s.code == 404 => {
-                tracing::info!(
-                    "the HTTPRoute CRD (gateway.networking.k8s.io/v1) is not installed: federated members weigh 1 each"
-                );
+                if !std::mem::replace(&mut told, true) {
+                    tracing::info!(
+                        "the HTTPRoute CRD (gateway.networking.k8s.io/v1) is not installed: federated members weigh 1 each"
+                    );
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list HTTPRoutes; federated members weigh 1 each until it can")
             }
         }
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
     }
     let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
     let mut store: BTreeMap<(String, String), HttpRoute> = BTreeMap::new();

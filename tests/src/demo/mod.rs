@@ -6,8 +6,9 @@
 //! controller run as Pods from mc's image, started by the manifests `install` and `link` render;
 //! podinfo runs as Deployments; the call across is `kubectl exec` into a plain west Pod (no
 //! sidecar, no certificate), through west's egress. The one stand-in is Linkerd itself: its
-//! `linkerd-config` ConfigMap, which mc reads. The 50/50 split is a weighted TCP splitter next to
-//! curl (`mc-gateway connect` with two plain backends) until HTTPRoute-driven splits exist. See docs/walkthrough.md.
+//! `linkerd-config` ConfigMap, which mc reads. The 50/50 split is podinfo federated in both
+//! clusters, weighted by a Gateway API HTTPRoute (the real CRD) and called from the same plain
+//! Pod. See docs/walkthrough.md.
 
 mod shell;
 
@@ -24,8 +25,10 @@ pub type DemoResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 const NS: &str = "linkerd-multicluster";
 const SPLIT_REQUESTS: usize = 200;
-/// Where the client sidecar listens in the web-split Pods.
-const SIDECAR: &str = "http://127.0.0.1:4140/";
+/// podinfo-federated, by the name any west Pod uses.
+const FEDERATED_URL: &str = "http://podinfo-federated.test.svc.cluster.local:9898/";
+/// The Gateway API HTTPRoute CRD, as the demo writes it into its directory.
+const HTTPROUTE_CRD: &str = "gateway-api-httproutes.yaml";
 /// podinfo-east, by the name any west Pod uses.
 const MIRROR_URL: &str = "http://podinfo-east.test.svc.cluster.local:9898/";
 /// The egress's Deployment and Service.
@@ -42,8 +45,8 @@ const EXAMPLES: [(&str, &str); 3] = [
         include_str!("../../../examples/demo/client.yaml"),
     ),
     (
-        "web-split.yaml",
-        include_str!("../../../examples/demo/web-split.yaml"),
+        "podinfo-split.yaml",
+        include_str!("../../../examples/federated/podinfo-split.yaml"),
     ),
 ];
 
@@ -60,6 +63,7 @@ pub fn run(bin_dir: &Path, work: &Path) -> DemoResult {
     for (name, text) in EXAMPLES {
         std::fs::write(work.join(name), text)?;
     }
+    std::fs::copy(crate::httproute_crd()?, work.join(HTTPROUTE_CRD))?;
     let mut demo = Demo::start(bin_dir, work)?;
     let result = demo.walk();
     if result.is_err() {
@@ -459,27 +463,45 @@ impl Demo {
         Ok(())
     }
 
-    /// Step: 50/50 between west's podinfo and podinfo-east.
+    /// Step: podinfo federated in both clusters, split 50/50 by an HTTPRoute, called from the
+    /// plain Pod.
     fn split(&mut self) -> DemoResult {
         self.step(
-            "Traffic split: 50/50 between podinfo (west) and podinfo-east (examples/demo/web-split.yaml)",
+            "Federate podinfo: a member in east and in west; west serves podinfo-federated through its egress",
             &[
-                "kubectl --context west apply -f web-split.yaml",
-                "kubectl --context west -n test rollout status deploy/web-split --timeout=180s",
+                "kubectl --context east -n test label svc podinfo mirror.linkerd.io/federated=member",
+                "kubectl --context west -n test label svc podinfo mirror.linkerd.io/federated=member",
             ],
         )?;
-        let urls = vec![SIDECAR; SPLIT_REQUESTS].join(" ");
-        let command = format!(
-            "kubectl --context west -n test exec deploy/web-split -c client -- curl -sS --max-time 60 -H 'Connection: close' {urls}"
-        );
-        println!(
-            "    $ kubectl --context west -n test exec deploy/web-split -c client -- curl -sS --max-time 60 -H 'Connection: close' {SIDECAR} … ({SPLIT_REQUESTS} times)"
-        );
-        let out = self.sh.run(&command)?;
-        let (east, west) = (
-            out.matches("greetings from east").count(),
-            out.matches("greetings from west").count(),
-        );
+        let egress = self.egress_ips()?;
+        self.wait(
+            "podinfo-federated in west with west's egress Pods as its endpoints",
+            Duration::from_secs(90),
+            |d| {
+                let ep = d.kubectl_json_opt(
+                    "west",
+                    &["get", "endpoints", "-n", "test", "podinfo-federated"],
+                )?;
+                Ok(ep.is_some_and(|ep| ready_ips(&ep) == egress))
+            },
+        )?;
+        ok("podinfo-federated exists in west, its endpoints are west's egress Pods");
+        self.step(
+            "Traffic split: podinfo 50 / podinfo-east 50 as a Gateway API HTTPRoute (examples/federated/podinfo-split.yaml)",
+            &[
+                &format!("kubectl --context west apply --server-side -f {HTTPROUTE_CRD}"),
+                "kubectl --context west apply -f podinfo-split.yaml",
+            ],
+        )?;
+        self.wait(
+            "the split to serve both clusters",
+            Duration::from_secs(60),
+            |d| {
+                let (e, w) = d.federated_shares(10, false)?;
+                Ok(e > 0 && w > 0)
+            },
+        )?;
+        let (east, west) = self.federated_shares(SPLIT_REQUESTS, true)?;
         // Binomial(200, 0.5): mean 100, sd 7.07; 4 sd either side is a 1-in-15,000 false alarm.
         let (low, high) = binomial_bounds(SPLIT_REQUESTS, 0.5, 4.0);
         expect(
@@ -491,6 +513,25 @@ impl Demo {
             "{SPLIT_REQUESTS} requests: {east} from east, {west} from west (bounds [{low}, {high}])"
         ));
         Ok(())
+    }
+
+    /// `n` requests from the plain client Pod to podinfo-federated, one connection each: how
+    /// many east answered and how many west. Prints the command if `print`.
+    fn federated_shares(&self, n: usize, print: bool) -> DemoResult<(usize, usize)> {
+        let urls = vec![FEDERATED_URL; n].join(" ");
+        let command = format!(
+            "kubectl --context west -n test exec deploy/client -- curl -sS --max-time 60 -H 'Connection: close' {urls}"
+        );
+        if print {
+            println!(
+                "    $ kubectl --context west -n test exec deploy/client -- curl -sS --max-time 60 -H 'Connection: close' {FEDERATED_URL} … ({n} times)"
+            );
+        }
+        let out = self.sh.run(&command)?;
+        Ok((
+            out.matches("greetings from east").count(),
+            out.matches("greetings from west").count(),
+        ))
     }
 
     /// Step: the gateway scaled to 0, the mirror notices; back to 1, everything recovers.
@@ -514,6 +555,13 @@ impl Demo {
         )?;
         print_indented(&self.sh.run("mc --context west multicluster gateways")?);
         ok("east is not alive; podinfo-east's egress addresses moved to notReadyAddresses");
+        let (east, west) = self.federated_shares(20, true)?;
+        expect(
+            (east, west) == (0, 20),
+            "podinfo-federated: all 20 requests answered by west",
+            &format!("east {east}, west {west}"),
+        )?;
+        ok("podinfo-federated fails over: 20 of 20 requests answered by west's podinfo");
 
         self.step(
             "Gateway back: scale it to 1",
