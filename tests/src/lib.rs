@@ -20,6 +20,7 @@
 
 mod addons;
 mod bins;
+pub mod capture;
 mod certs;
 mod cgroup;
 pub mod demo;

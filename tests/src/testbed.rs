@@ -184,6 +184,17 @@ impl Testbed {
         self.bridge.as_ref().map(Bridge::plan)
     }
 
+    /// The host-side interface of the link between `cluster`'s node and the bridge: everything
+    /// between that node and the other clusters crosses it (capture it there).
+    pub fn node_link_interface(&self, cluster: &str) -> Result<String> {
+        let c = self.cluster(cluster)?;
+        let plan = self.plan().ok_or_else(|| Error::Network {
+            what: "find a node's link".into(),
+            detail: "this testbed runs API servers only".into(),
+        })?;
+        Ok(plan.veth(c.index))
+    }
+
     /// Cuts (`up = false`) or restores the link between `cluster`'s node and the bridge, which
     /// carries everything between the node and the other clusters and their API servers.
     pub fn set_node_link(&self, cluster: &str, up: bool) -> Result<()> {

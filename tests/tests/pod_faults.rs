@@ -934,3 +934,68 @@ fn a_plain_pod_splits_over_a_federated_service_and_fails_over() {
             .ok_or(format!("east {e} west {w} failed {f:?}"))
     });
 }
+
+/// Issue #18: a capture of the link between west's node and the other clusters while a plain
+/// Pod calls east through the egress: every connection opened to east's gateway carries only
+/// TLS records, both ways; podinfo's answer never crosses in plaintext; and the only plaintext
+/// flows are the controller's probes of the gateway's admin port (`GET /ready`).
+#[test]
+fn the_link_between_the_clusters_carries_only_tls() {
+    let _one = one_at_a_time();
+    let mc = installed();
+    let ns = "egress-wire";
+    mc.export(ns, 1);
+    nodes_common::client_deployment(mc.bed, "west", ns, 1);
+    let _restore = GatewayModeAfter(mc);
+    mc.set_mode("egress").unwrap();
+    let url = format!("http://svc-0-east.{ns}.svc.cluster.local:9898/");
+    eventually(90, "the first answer through the egress", || {
+        let body = mc.curl_from_plain_pod(ns, &url)?;
+        body.contains("greetings from").then_some(()).ok_or(body)
+    });
+    let iface = mc.bed.node_link_interface("west").unwrap();
+    let capture = mc_tests::capture::Capture::start(&iface, &mc.work).unwrap();
+    for _ in 0..10 {
+        let body = mc.curl_from_plain_pod(ns, &url).unwrap();
+        assert!(body.contains("greetings from"), "{body}");
+    }
+    // Long enough for a few probe rounds of the gateway (3 s period).
+    std::thread::sleep(Duration::from_secs(7));
+    let flows = capture.stop().unwrap();
+    let gateway: std::net::Ipv4Addr = mc.gateway_ip.parse().unwrap();
+    let mut data = 0;
+    let mut probes = 0;
+    for (key, flow) in &flows {
+        assert!(
+            !flow.bytes.windows(14).any(|w| w == b"greetings from"),
+            "podinfo's answer in plaintext on {key}"
+        );
+        let ports = [key.src.1, key.dst.1];
+        let to_gateway = key.src.0 == gateway || key.dst.0 == gateway;
+        if to_gateway && ports.contains(&4191) {
+            // The controller's probe: plaintext GET /ready and its answer, nothing else.
+            let text = String::from_utf8_lossy(&flow.bytes);
+            assert!(
+                text.starts_with("GET /ready ") || text.starts_with("HTTP/1.1 "),
+                "{key}: {text}"
+            );
+            probes += 1;
+            continue;
+        }
+        if !flow.opened {
+            continue; // opened before the capture: its first bytes are not in it
+        }
+        if let Err(e) = mc_tests::capture::tls_records(&flow.bytes) {
+            panic!("{key} is not TLS: {e}");
+        }
+        if to_gateway && ports.contains(&4143) {
+            data += 1;
+        }
+    }
+    assert!(
+        data >= 20,
+        "both directions of the 10 calls' connections to the gateway: {data} flows in {:?}",
+        flows.keys().map(ToString::to_string).collect::<Vec<_>>()
+    );
+    assert!(probes > 0, "the probe flows were captured too");
+}
