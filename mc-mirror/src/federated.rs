@@ -1,8 +1,8 @@
 //! Federated Services (`<svc>-federated`) for one Link's worker.
 //!
 //! Every [`RESYNC`] the worker lists the target cluster's Services matching the Link's
-//! `federatedServiceSelector`, the local Services matching the same selector (the local
-//! members), the federated Services of the local cluster and the Links (for their age), and for
+//! `federatedServiceSelector`, the local Services labelled `mirror.linkerd.io/federated=member`
+//! (the local members: upstream's local mirror uses that selector, not a Link's), the federated Services of the local cluster and the Links (for their age), and for
 //! each federated name it is concerned with decides, with the pure functions of
 //! [`mc_core::mirror`], what `<svc>-federated` should be:
 //! - its cluster's member joins (`svc@<cluster>` in the remote-discovery annotation) or leaves;
@@ -25,6 +25,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt as _};
+use mc_core::labels;
 use mc_core::link::Link;
 use mc_core::mirror::{
     FederatedSource, Members, Ownership, federated_join, federated_leave, federated_ownership,
@@ -152,7 +153,10 @@ async fn snapshot(ctx: &Ctx) -> Result<Option<Snapshot>> {
     let selector = ctx.link.federated_selector.to_query();
     let by_selector = ListParams::default().labels(&selector);
     let remote = list(Api::all(view.client.clone()), &by_selector, "target").await?;
-    let local = list(Api::all(ctx.env.client.clone()), &by_selector, "source").await?;
+    // Local members: upstream's local mirror has its own selector (the chart's default), not
+    // a Link's; every worker uses it, so they all agree on the local member.
+    let by_default = ListParams::default().labels(labels::DEFAULT_FEDERATED_SELECTOR);
+    let local = list(Api::all(ctx.env.client.clone()), &by_default, "source").await?;
     let federated = list(
         Api::all(ctx.env.client.clone()),
         &ListParams::default().labels(FEDERATED_SELECTOR),
