@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt as _};
 use mc_core::labels;
-use mc_core::link::Link;
+use mc_core::link::{FailureReason, Link, ObjectRef};
 use mc_core::mirror::{
     FederatedSource, Members, Ownership, federated_join, federated_leave, federated_ownership,
     federated_update, is_metadata_source,
@@ -34,6 +34,7 @@ use mc_core::mirror::{
 use mc_core::naming::federated_name;
 
 use crate::error::is_status;
+use crate::status::Outcome;
 use crate::worker::Ctx;
 use crate::{Error, Result};
 
@@ -137,13 +138,36 @@ async fn reconcile_all(ctx: &Ctx, reported: &Mutex<HashSet<String>>) -> Result<(
         }
     }
     let mut first_error = None;
+    let mut outcomes = BTreeMap::new();
     for key in keys {
-        if let Err(e) = reconcile_one(ctx, &snap, &key, reported).await {
+        let result = reconcile_one(ctx, &snap, &key, reported).await;
+        if let Some(remote) = snap.remote.get(&key) {
+            outcomes.insert(key.clone(), outcome(remote, &key, &result));
+        }
+        if let Err(e) = result {
             tracing::warn!(link = %ctx.link_name, service = %format!("{}/{}", key.0, key.1), error = %e, "federated Service");
             first_error.get_or_insert(e);
         }
     }
+    ctx.book.set_federated(outcomes);
     first_error.map_or(Ok(()), Err)
+}
+
+/// The status entry of the remote member `key` after its federated Service was reconciled
+/// (`Ok(Some(note))`: a foreign Service holds the name).
+fn outcome(remote: &Service, key: &Key, result: &Result<Option<String>>) -> Outcome {
+    match result {
+        _ if headless(remote) => Outcome::failed(
+            FailureReason::InvalidService,
+            "Headless service cannot join federated service",
+        ),
+        Ok(None) => Outcome::Mirrored(ObjectRef::service(&key.0, &federated_name(&key.1).name)),
+        Ok(Some(note)) => Outcome::failed(FailureReason::Conflict, note.clone()),
+        Err(e) => Outcome::failed(
+            FailureReason::Error,
+            format!("Failed to update federated service: {e}"),
+        ),
+    }
 }
 
 async fn snapshot(ctx: &Ctx) -> Result<Option<Snapshot>> {
@@ -201,12 +225,13 @@ async fn list(api: Api<Service>, lp: &ListParams, cluster: &str) -> Result<BTree
 }
 
 /// Brings `<svc>-federated` of `key` up to date, reading it again after each conflict.
+/// `Some(note)`: a Service mc does not own holds the name (reported, left untouched).
 async fn reconcile_one(
     ctx: &Ctx,
     snap: &Snapshot,
     key: &Key,
     reported: &Mutex<HashSet<String>>,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let (ns, svc) = key;
     let name = federated_name(svc).name;
     let api: Api<Service> = Api::namespaced(ctx.env.client.clone(), ns);
@@ -225,12 +250,12 @@ async fn reconcile_one(
                      cluster-name label); it is left untouched; fix: delete or rename it, and the \
                      federated Service is created"
             );
-            report(ctx, reported, "FederatedServiceConflict", note).await;
-            return Ok(());
+            report(ctx, reported, "FederatedServiceConflict", note.clone()).await;
+            return Ok(Some(note));
         }
         let desired = desired(ctx, snap, key, existing.as_ref(), reported).await?;
         match write(ctx, &api, existing.as_ref(), desired).await {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(None),
             Err(e) if conflict(&e) && attempt < CONFLICT_RETRIES => {
                 attempt += 1;
                 existing = get(&api, ns, &name).await?;

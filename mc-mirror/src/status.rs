@@ -130,6 +130,8 @@ struct Book {
     gateway: Option<ProbeSummary>,
     /// The Link-level `TargetReachable` state: `None` until known, `Some(None)` when reachable.
     target: Option<Option<(TargetFailure, String)>>,
+    /// The outcome of each federated member of this Link (`None` until the first pass).
+    federated: Option<BTreeMap<(String, String), Outcome>>,
 }
 
 /// Outcomes of the reconciles of one Link, written to its status by [`StatusBook::writer`].
@@ -193,6 +195,18 @@ impl StatusBook {
         }
         let before = previous.map(|p| p.reason().to_string()).or(seeded_reason);
         before.as_deref() != Some(outcome.reason())
+    }
+
+    /// Records the outcome of every remote Service of this Link that joins (or cannot join) a
+    /// federated Service, keyed by its `(namespace, name)`: `status.federatedServices`.
+    pub fn set_federated(&self, outcomes: BTreeMap<(String, String), Outcome>) {
+        let Ok(mut b) = self.book.lock() else {
+            return;
+        };
+        if b.federated.as_ref() != Some(&outcomes) {
+            b.federated = Some(outcomes);
+            self.dirty.notify_one();
+        }
     }
 
     /// Forgets `namespace/name` (unexported or deleted). Returns `true` if it was known.
@@ -281,6 +295,9 @@ impl StatusBook {
             gateway: base.gateway.clone(),
             conditions: base.conditions.clone(),
         };
+        if let Some(fed) = &b.federated {
+            out.federated_services = federated_entries(fed, &base.federated_services, now);
+        }
         if let Some(target) = &b.target {
             let failure = target.as_ref().map(|(f, m)| (*f, m.as_str()));
             if let Ok(c) = target_condition(failure, now) {
@@ -448,6 +465,32 @@ impl StatusBook {
 
 /// The merge patch that sets the gateway annotation to `wanted`, or `None` when the Link
 /// already carries it (`current`) or there is nothing to record yet.
+/// `status.federatedServices` from `outcomes`, keeping the conditions (and their transition
+/// times) of `old` entries that did not change.
+fn federated_entries(
+    outcomes: &BTreeMap<(String, String), Outcome>,
+    old: &[ServiceStatus],
+    now: SystemTime,
+) -> Vec<ServiceStatus> {
+    outcomes
+        .iter()
+        .filter_map(|((ns, name), outcome)| {
+            let old = old
+                .iter()
+                .find(|o| &o.remote_ref.namespace == ns && &o.remote_ref.name == name);
+            let mut conditions = old.map(|o| o.conditions.clone()).unwrap_or_default();
+            merge_condition(&mut conditions, outcome.condition(now)?);
+            conditions.retain(|c| c.type_ == "Mirrored");
+            Some(ServiceStatus {
+                controller_name: mc_core::labels::CONTROLLER_NAME.to_string(),
+                remote_ref: old
+                    .map_or_else(|| ObjectRef::service(ns, name), |o| o.remote_ref.clone()),
+                conditions,
+            })
+        })
+        .collect()
+}
+
 fn annotation_patch(wanted: Option<&str>, current: Option<&str>) -> Option<serde_json::Value> {
     let wanted = wanted?;
     (current != Some(wanted)).then(|| {
@@ -517,7 +560,7 @@ fn json_size(e: &ServiceStatus) -> usize {
     }
 }
 
-/// The body of a status merge patch: `mirrorServices`, `gateway` (`null` removes it) and
+/// The body of a status merge patch: `mirrorServices`, `federatedServices`, `gateway` (`null` removes it) and
 /// `conditions`, serialised straight from the built status (no intermediate JSON tree).
 #[derive(Debug, Serialize)]
 struct StatusPatch<'a> {
@@ -528,6 +571,7 @@ struct StatusPatch<'a> {
 #[serde(rename_all = "camelCase")]
 struct StatusFields<'a> {
     mirror_services: &'a [ServiceStatus],
+    federated_services: &'a [ServiceStatus],
     gateway: Option<&'a GatewayStatus>,
     conditions: &'a [Condition],
 }
@@ -537,6 +581,7 @@ impl<'a> StatusPatch<'a> {
         StatusPatch {
             status: StatusFields {
                 mirror_services: &status.mirror_services,
+                federated_services: &status.federated_services,
                 gateway: status.gateway.as_ref(),
                 conditions: &status.conditions,
             },
@@ -581,12 +626,24 @@ mod tests {
             Outcome::Mirrored(ObjectRef::service("shop", "web-east")),
         );
         book.set_target(None);
+        book.set_federated(BTreeMap::from([(
+            ("shop".to_string(), "db".to_string()),
+            Outcome::Mirrored(ObjectRef::service("shop", "db-federated")),
+        )]));
         let status = book.build(&LinkStatus::default(), t(0), true);
+        assert_eq!(status.federated_services.len(), 1);
+        assert_eq!(status.federated_services[0].remote_ref.name, "db");
+        // Rebuilt later from the written status: unchanged, transition times kept.
+        assert_eq!(
+            book.build(&status, t(60), false).federated_services,
+            status.federated_services
+        );
         assert_eq!(
             serde_json::to_value(StatusPatch::of(&status)).unwrap(),
             serde_json::json!({
                 "status": {
                     "mirrorServices": status.mirror_services,
+                    "federatedServices": status.federated_services,
                     "gateway": null,
                     "conditions": status.conditions,
                 }

@@ -136,6 +136,27 @@ async fn wait_gone(f: &Fixture, ns: &str, svc: &str) {
     .await;
 }
 
+/// Waits until the Link's `status.federatedServices` has `ns/name` with condition `reason`.
+async fn wait_fed_status(f: &Fixture, ns: &str, name: &str, reason: &str) {
+    eventually(
+        &format!("federatedServices {ns}/{name} {reason}"),
+        T,
+        || async {
+            let status = f.link().await.status?;
+            status
+                .federated_services
+                .iter()
+                .any(|s| {
+                    s.remote_ref.namespace == ns
+                        && s.remote_ref.name == name
+                        && s.conditions.iter().any(|c| c.reason == reason)
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 async fn event_reasons(f: &Fixture) -> Vec<(String, String)> {
     let events: Api<Event> = Api::namespaced(f.west.clone(), &f.links_ns);
     events
@@ -173,6 +194,7 @@ async fn remote_and_local_members_join_and_leave() {
     assert!(!l.contains_key("mirror.linkerd.io/cluster-name"));
     assert_eq!(l.get("app").map(String::as_str), Some("remote"));
     assert_eq!(ann(&s, LOCAL_DISCOVERY), None);
+    wait_fed_status(&f, &ns, "web", "Mirrored").await;
     let ports = s.spec.unwrap().ports.unwrap();
     assert_eq!(
         (ports[0].name.as_deref(), ports[0].port),
@@ -227,6 +249,11 @@ async fn remote_and_local_members_join_and_leave() {
         .await
         .unwrap();
     wait_gone(&f, &ns, "api").await;
+    eventually("federatedServices empty", T, || async {
+        let status = f.link().await.status.unwrap_or_default();
+        status.federated_services.is_empty().then_some(())
+    })
+    .await;
     f.stop().await;
 }
 
@@ -315,6 +342,8 @@ async fn headless_refused_and_foreign_untouched() {
         },
     )
     .await;
+    wait_fed_status(&f, &ns, "hl", "InvalidService").await;
+    wait_fed_status(&f, &ns, "db", "Conflict").await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(federated(&f, &ns, "hl").await.is_none(), "headless joined");
     let now = federated(&f, &ns, "db").await.unwrap();
@@ -347,12 +376,21 @@ async fn restart_makes_no_writes() {
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let before = federated(&f, &ns, "web").await.map_or(before, |s| s);
-    f.stop().await;
 
     // Every controller of this binary keeps the local members of every test: the write count
     // can only be compared while the other tests are quiet, so this asserts the object itself.
-    f.start().await;
+    wait_fed_status(&f, &ns, "web", "Mirrored").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status_before = f.link().await.status;
+    f.stop().await;
+    let metrics = f.start().await;
     tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        metrics.writes(&f.cluster, Some("links/status")),
+        0,
+        "a restart wrote the status"
+    );
+    assert_eq!(f.link().await.status, status_before);
     let after = federated(&f, &ns, "web").await.unwrap();
     assert_eq!(
         after.metadata.resource_version,
