@@ -9,7 +9,8 @@
 //! - the local member joins (local-discovery annotation) or leaves;
 //! - labels, annotations and ports come from the local member, else from the member whose Link
 //!   is oldest (that Link's worker writes them);
-//! - with no member left the Service is deleted.
+//! - with no remote member left the Service is deleted (mc keeps no local-only federated
+//!   Service: the local member is handled by the workers of the member clusters).
 //!
 //! Writes are replaces carrying the resourceVersion read; on a conflict the Service is read
 //! again and the decision made again, so the members another worker added are kept. A
@@ -119,12 +120,9 @@ async fn reconcile_all(ctx: &Ctx, reported: &Mutex<HashSet<String>>) -> Result<(
     let Some(snap) = snapshot(ctx).await? else {
         return Ok(());
     };
-    let mut keys: BTreeSet<Key> = snap
-        .remote
-        .keys()
-        .chain(snap.local.keys())
-        .cloned()
-        .collect();
+    // The worker handles the federated Services its cluster joins or is listed in (the local
+    // member included): workers of other Links, or other controllers, leave the rest alone.
+    let mut keys: BTreeSet<Key> = snap.remote.keys().cloned().collect();
     for fed in snap.federated.values() {
         let members = Members::from_meta(&fed.metadata);
         let ns = fed.namespace().unwrap_or_default();
@@ -132,9 +130,6 @@ async fn reconcile_all(ctx: &Ctx, reported: &Mutex<HashSet<String>>) -> Result<(
             if c == ctx.cluster() {
                 keys.insert((ns.clone(), svc.clone()));
             }
-        }
-        if let Some(svc) = members.local {
-            keys.insert((ns.clone(), svc));
         }
     }
     let mut first_error = None;
@@ -320,10 +315,12 @@ async fn desired(
         );
         report(ctx, reported, "InvalidService", note).await;
     }
-    Ok(match local {
+    let out = match local {
         Some(l) => Some(federated_join(l, &FederatedSource::local(), out.as_ref())?),
         None => out.and_then(|e| federated_leave(&e, svc, None)),
-    })
+    };
+    // Without a remote member the Service is deleted: the local member alone is not kept.
+    Ok(out.filter(|s| !Members::from_meta(&s.metadata).remote.is_empty()))
 }
 
 fn headless(s: &Service) -> bool {

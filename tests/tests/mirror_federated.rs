@@ -4,7 +4,7 @@
 //! Every Link here selects remote federated members with `mirror.linkerd.io/federated=member`
 //! plus the test's scope label, so concurrent tests never see each other's remote Services.
 //! Local members are selected by `mirror.linkerd.io/federated=member` alone (as upstream's local
-//! mirror): every controller agrees on them, but may write those of another test.
+//! mirror), but only the workers of member clusters write them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod mirror_common;
@@ -224,15 +224,29 @@ async fn remote_and_local_members_join_and_leave() {
         (Some("web"), 9090)
     );
 
-    // The remote member no longer matches: it leaves, the local member stays.
+    // The remote member no longer matches: it leaves; the local member alone is not kept.
     f.remote_service_only(&ns, "web", &[("app", "remote")], &[("http", 8080)])
         .await;
-    wait_federated(&f, &ns, "web", "remote member leaves", |s| {
-        ann(s, REMOTE_DISCOVERY).is_none() && ann(s, LOCAL_DISCOVERY).as_deref() == Some("web")
+    wait_gone(&f, &ns, "web").await;
+    // Labelled again: back, with the local member (the metadata source).
+    remote_member(&f, &ns, "web", &[("app", "remote")]).await;
+    wait_federated(&f, &ns, "web", "remote member joins again", |s| {
+        ann(s, REMOTE_DISCOVERY).as_deref() == Some(member.as_str())
+            && ann(s, LOCAL_DISCOVERY).as_deref() == Some("web")
     })
     .await;
-    // The local member leaves too: no member left, the Service is deleted.
+    // The local member leaves: the remote one stays and becomes the metadata source.
     f.services(&f.west, &ns)
+        .delete("web", &Default::default())
+        .await
+        .unwrap();
+    wait_federated(&f, &ns, "web", "local member leaves", |s| {
+        ann(s, LOCAL_DISCOVERY).is_none()
+            && labels(s).get("app").map(String::as_str) == Some("remote")
+    })
+    .await;
+    // The last member leaves: deleted.
+    f.services(&f.east, &ns)
         .delete("web", &Default::default())
         .await
         .unwrap();
@@ -377,8 +391,6 @@ async fn restart_makes_no_writes() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let before = federated(&f, &ns, "web").await.map_or(before, |s| s);
 
-    // Every controller of this binary keeps the local members of every test: the write count
-    // can only be compared while the other tests are quiet, so this asserts the object itself.
     wait_fed_status(&f, &ns, "web", "Mirrored").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status_before = f.link().await.status;
@@ -389,6 +401,11 @@ async fn restart_makes_no_writes() {
         metrics.writes(&f.cluster, Some("links/status")),
         0,
         "a restart wrote the status"
+    );
+    assert_eq!(
+        metrics.writes(&f.cluster, Some("services")),
+        0,
+        "a restart wrote Services"
     );
     assert_eq!(f.link().await.status, status_before);
     let after = federated(&f, &ns, "web").await.unwrap();
