@@ -1308,7 +1308,7 @@ async fn egress_mode_allocates_ports_and_points_mirrors_at_the_egress() {
 /// egress mode: one route per port with both members (the remote target through the Link's
 /// gateway, the local Service's ClusterIP), the federated Service's Endpoints at the egress,
 /// weights from a real Gateway API HTTPRoute, readiness from the members' Endpoints, and the
-/// member gone when the cluster leaves the federated Service (its Service loses the label).
+/// federated Service and its route gone when the cluster leaves (its Service loses the label).
 #[tokio::test(flavor = "multi_thread")]
 async fn federated_services_in_egress_mode_route_to_every_member() {
     use k8s_openapi::api::core::v1::{
@@ -1475,8 +1475,19 @@ async fn federated_services_in_egress_mode_route_to_every_member() {
         .unwrap();
     route_with(|r, _| !r.members[LOCAL_MEMBER].ready).await;
 
-    // The cluster leaves the federated Service: its member goes, the local one stays.
+    // The cluster leaves the federated Service (its Service loses the label): with no remote
+    // member left web-federated is deleted, and its route with it.
     f.remote_service(&ns, "web", &[], &[("http", 80)], &["10.1.0.9"])
         .await;
-    route_with(|r, c| !r.members.contains_key(c) && r.members.contains_key(LOCAL_MEMBER)).await;
+    eventually("web-federated and its route gone", T, || async {
+        let gone = f
+            .services(&f.west, &ns)
+            .get_opt("web-federated")
+            .await
+            .ok()?
+            .is_none();
+        let t = routes(&f).await?;
+        (gone && t.get(&key).is_none()).then_some(())
+    })
+    .await;
 }
