@@ -9,8 +9,9 @@
 //! - the local member joins (local-discovery annotation) or leaves;
 //! - labels, annotations and ports come from the local member, else from the member whose Link
 //!   is oldest (that Link's worker writes them);
-//! - with no remote member left the Service is deleted (mc keeps no local-only federated
-//!   Service: the local member is handled by the workers of the member clusters).
+//! - with no member left the Service is deleted. A worker handles the federated Services its
+//!   cluster joins or is listed in, and those with the local member alone; it does not create a
+//!   Service for a local member alone (upstream's local mirror does).
 //!
 //! Writes are replaces carrying the resourceVersion read; on a conflict the Service is read
 //! again and the decision made again, so the members another worker added are kept. A
@@ -121,7 +122,7 @@ async fn reconcile_all(ctx: &Ctx, reported: &Mutex<HashSet<String>>) -> Result<(
         return Ok(());
     };
     // The worker handles the federated Services its cluster joins or is listed in (the local
-    // member included): workers of other Links, or other controllers, leave the rest alone.
+    // member included) and the local-only ones; it leaves the rest to the other workers.
     let mut keys: BTreeSet<Key> = snap.remote.keys().cloned().collect();
     for fed in snap.federated.values() {
         let members = Members::from_meta(&fed.metadata);
@@ -130,6 +131,10 @@ async fn reconcile_all(ctx: &Ctx, reported: &Mutex<HashSet<String>>) -> Result<(
             if c == ctx.cluster() {
                 keys.insert((ns.clone(), svc.clone()));
             }
+        }
+        // Local-only federated Services: every worker agrees on the local member.
+        if let (true, Some(svc)) = (members.remote.is_empty(), members.local) {
+            keys.insert((ns.clone(), svc));
         }
     }
     let mut first_error = None;
@@ -319,8 +324,8 @@ async fn desired(
         Some(l) => Some(federated_join(l, &FederatedSource::local(), out.as_ref())?),
         None => out.and_then(|e| federated_leave(&e, svc, None)),
     };
-    // Without a remote member the Service is deleted: the local member alone is not kept.
-    Ok(out.filter(|s| !Members::from_meta(&s.metadata).remote.is_empty()))
+    // A Service with the local member alone is kept (as upstream), but not created here.
+    Ok(out.filter(|s| existing.is_some() || !Members::from_meta(&s.metadata).remote.is_empty()))
 }
 
 fn headless(s: &Service) -> bool {

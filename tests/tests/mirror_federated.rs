@@ -224,29 +224,15 @@ async fn remote_and_local_members_join_and_leave() {
         (Some("web"), 9090)
     );
 
-    // The remote member no longer matches: it leaves; the local member alone is not kept.
+    // The remote member no longer matches: it leaves, the local member stays.
     f.remote_service_only(&ns, "web", &[("app", "remote")], &[("http", 8080)])
         .await;
-    wait_gone(&f, &ns, "web").await;
-    // Labelled again: back, with the local member (the metadata source).
-    remote_member(&f, &ns, "web", &[("app", "remote")]).await;
-    wait_federated(&f, &ns, "web", "remote member joins again", |s| {
-        ann(s, REMOTE_DISCOVERY).as_deref() == Some(member.as_str())
-            && ann(s, LOCAL_DISCOVERY).as_deref() == Some("web")
+    wait_federated(&f, &ns, "web", "remote member leaves", |s| {
+        ann(s, REMOTE_DISCOVERY).is_none() && ann(s, LOCAL_DISCOVERY).as_deref() == Some("web")
     })
     .await;
-    // The local member leaves: the remote one stays and becomes the metadata source.
+    // The local member leaves too: no member left, the Service is deleted.
     f.services(&f.west, &ns)
-        .delete("web", &Default::default())
-        .await
-        .unwrap();
-    wait_federated(&f, &ns, "web", "local member leaves", |s| {
-        ann(s, LOCAL_DISCOVERY).is_none()
-            && labels(s).get("app").map(String::as_str) == Some("remote")
-    })
-    .await;
-    // The last member leaves: deleted.
-    f.services(&f.east, &ns)
         .delete("web", &Default::default())
         .await
         .unwrap();
