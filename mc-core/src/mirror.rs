@@ -59,7 +59,8 @@ use crate::naming::MirrorName;
 pub use build::{desired_mirror, headless_endpoints, probe_endpoints, probe_service};
 pub use compare::{endpoints_needs_update, service_needs_recreate, service_needs_update};
 pub use federated::{
-    FederatedSource, Members, federated_join, federated_leave, format_members, parse_members,
+    FederatedSource, Members, federated_join, federated_leave, federated_ownership,
+    federated_update, format_members, is_metadata_source, parse_members,
 };
 pub use meta::{copy_annotations, copy_labels, is_excluded};
 pub(crate) use remote::type_meta;

@@ -24,6 +24,7 @@ pub mod config;
 mod controller;
 mod egress;
 mod error;
+mod federated;
 mod federated_egress;
 pub mod lease;
 pub mod logging;

@@ -382,7 +382,7 @@ where
 }
 
 /// Deletes exactly this version of an object we own (uid + resourceVersion preconditions).
-async fn delete_exact<K>(ctx: &Ctx, api: &Api<K>, resource: &str, obj: &K) -> Result<()>
+pub(crate) async fn delete_exact<K>(ctx: &Ctx, api: &Api<K>, resource: &str, obj: &K) -> Result<()>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {

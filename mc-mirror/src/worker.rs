@@ -550,6 +550,7 @@ async fn work(env: Env, link: Link, valid: ValidLink) {
     tasks.spawn(gauges(ctx.clone()));
     tasks.spawn(gateway_changes(ctx.clone()));
     tasks.spawn(egress_changes(ctx.clone()));
+    tasks.spawn(crate::federated::run(ctx.clone()));
     if let Some(task) = egress_pods {
         tasks.spawn(task);
         tasks.spawn(crate::federated_egress::run(ctx.clone()));

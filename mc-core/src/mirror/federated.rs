@@ -182,6 +182,56 @@ pub fn federated_leave(existing: &Service, svc: &str, cluster: Option<&str>) -> 
     Some(out)
 }
 
+/// Whether a local `<svc>-federated` is mc's: it carries `mirrored-service: "true"` and no
+/// cluster-name label (a mirror of one cluster, or anything else, is never touched).
+pub fn federated_ownership(meta: &ObjectMeta) -> super::Ownership {
+    let label = |k: &str| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .map(String::as_str)
+    };
+    match (label(labels::MIRRORED_SERVICE), label(labels::CLUSTER_NAME)) {
+        (Some("true"), None) => super::Ownership::Ours,
+        (Some("true"), Some(c)) => super::Ownership::OtherCluster(c.to_string()),
+        _ => super::Ownership::Foreign,
+    }
+}
+
+/// Whether the member of `cluster` is the metadata source of a federated Service with
+/// `members`: no local member, and its Link is the oldest among the remote members' Links.
+/// `created` gives a cluster's Link creation time (RFC 3339 or any totally ordered key); a
+/// member without a known Link counts as newest. Ties go to the smaller cluster name.
+pub fn is_metadata_source<K: Ord>(
+    members: &Members,
+    cluster: &str,
+    created: impl Fn(&str) -> Option<K>,
+) -> bool {
+    if members.local.is_some() {
+        return false;
+    }
+    let oldest = members
+        .remote
+        .iter()
+        .map(|(_, c)| (created(c).map_or(1, |_| 0), created(c), c.as_str()))
+        .min();
+    oldest.is_some_and(|(_, _, c)| c == cluster)
+}
+
+/// `actual` with the labels, annotations and ports of `desired`, when they differ (the update
+/// to write with `actual`'s resourceVersion), or `None` when nothing is to be written.
+pub fn federated_update(desired: &Service, actual: &Service) -> Option<Service> {
+    if !super::service_needs_update(desired, actual) {
+        return None;
+    }
+    let mut out = actual.clone();
+    out.metadata.labels = desired.metadata.labels.clone();
+    out.metadata.annotations = desired.metadata.annotations.clone();
+    let ports = desired.spec.as_ref().and_then(|s| s.ports.clone());
+    out.spec.get_or_insert_with(ServiceSpec::default).ports = ports;
+    Some(out)
+}
+
 fn fresh(remote: &Service, svc: &RemoteService<'_>, source: &FederatedSource<'_>) -> Service {
     let mut labels_out = copy_labels(remote.metadata.labels.as_ref(), source.excluded_labels);
     labels_out.insert(labels::MIRRORED_SERVICE.to_string(), "true".to_string());
@@ -325,5 +375,61 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(msg.contains("headless service cannot join"), "{msg}");
+    }
+
+    #[test]
+    fn ownership_of_federated_services() {
+        let mut m = ObjectMeta::default();
+        assert_eq!(federated_ownership(&m), crate::mirror::Ownership::Foreign);
+        m.labels = Some(BTreeMap::from([(
+            labels::MIRRORED_SERVICE.into(),
+            "true".into(),
+        )]));
+        assert_eq!(federated_ownership(&m), crate::mirror::Ownership::Ours);
+        m.labels.iter_mut().for_each(|l| {
+            l.insert(labels::CLUSTER_NAME.into(), "east".into());
+        });
+        assert_eq!(
+            federated_ownership(&m),
+            crate::mirror::Ownership::OtherCluster("east".into())
+        );
+    }
+
+    #[test]
+    fn metadata_source_is_local_else_oldest_link() {
+        let mut members = Members {
+            remote: vec![("web".into(), "east".into()), ("web".into(), "west".into())],
+            local: None,
+        };
+        let created = |c: &str| match c {
+            "east" => Some("2026-01-02T00:00:00Z"),
+            "west" => Some("2026-01-01T00:00:00Z"),
+            _ => None,
+        };
+        assert!(is_metadata_source(&members, "west", created));
+        assert!(!is_metadata_source(&members, "east", created));
+        // A member without a known Link counts as newest.
+        let only_east = |c: &str| (c == "east").then_some(1);
+        assert!(is_metadata_source(&members, "east", only_east));
+        members.local = Some("web".into());
+        assert!(!is_metadata_source(&members, "west", created));
+    }
+
+    #[test]
+    fn update_only_when_owned_parts_differ() -> Result<()> {
+        let link = link();
+        let desired = federated_join(
+            &remote("web", "true"),
+            &FederatedSource::link(&link, true),
+            None,
+        )?;
+        let mut actual = desired.clone();
+        actual.metadata.resource_version = Some("7".into());
+        assert_eq!(federated_update(&desired, &actual), None);
+        actual.metadata.labels = None;
+        let up = federated_update(&desired, &actual).expect("an update");
+        assert_eq!(up.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(up.metadata.labels, desired.metadata.labels);
+        Ok(())
     }
 }
