@@ -48,6 +48,7 @@ pub mod io;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod metrics;
+pub mod policy;
 pub mod resolve;
 pub mod route;
 pub mod server;

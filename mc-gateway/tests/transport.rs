@@ -451,7 +451,8 @@ async fn gateway_refuses_its_own_identity_and_applies_policy() {
         &format!("rules:\n  - services: ['{SVC}']\n    clients: ['*.shop.serviceaccount.identity.linkerd.cluster.local']\n"),
         std::path::Path::new("test"),
     )
-    .unwrap();
+    .unwrap()
+    .into();
     let gw = start(cfg).await;
 
     // Loop: the client presents the gateway's own identity.
@@ -684,7 +685,8 @@ async fn a_spiffe_client_identity_is_admitted_forwarded_and_matched_by_policy() 
         ),
         std::path::Path::new("test"),
     )
-    .unwrap();
+    .unwrap()
+    .into();
     let gw = start(cfg).await;
     let shop = uri_leaf(&pki, "spiffe-shop", SHOP);
     let c = connector(&pki, &shop, gw.addr, GATEWAY_ID);

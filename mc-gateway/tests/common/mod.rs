@@ -26,7 +26,7 @@ use mc_core::pki::{
     issue_leaf,
 };
 use mc_gateway::resolve::StaticResolver;
-use mc_gateway::route::{Policy, Suffixes, Target};
+use mc_gateway::route::{Suffixes, Target};
 use mc_gateway::server::{Gateway, Limits, ServerConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -242,7 +242,7 @@ pub fn config(pki: &Pki, statics: &[(&str, u16, SocketAddr)]) -> ServerConfig {
         trust_anchors: pki.anchors(),
         identity: GATEWAY_ID.into(),
         suffixes: Suffixes::for_cluster_domain("cluster.local"),
-        policy: Policy::default(),
+        policy: Default::default(),
         default_http_port: 80,
         resolver: Arc::new(resolver),
         threads: 1,
