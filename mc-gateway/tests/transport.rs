@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
 use mc_core::transport::SessionProtocol;
 use mc_gateway::client::{Backend, BackendKind, Forwarder, GatewayConnector};
 use mc_gateway::route::{Policy, Target};
@@ -43,23 +43,7 @@ async fn http_get(
         req = req.header(k, v);
     }
     let req = req.body(Full::new(Bytes::from_static(b"payload"))).unwrap();
-    let resp = if h2 {
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        send.send_request(req).await.unwrap()
-    } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        send.send_request(req).await.unwrap()
-    };
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    send_once(stream, h2, req).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
