@@ -113,7 +113,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// A policy rule cannot mean what its author wanted.
-    #[error("policy file {}: rule {rule} (counting from 0): {why}; fix: give every rule at least one service pattern and no empty pattern (`*` matches everything)", path.display())]
+    #[error("policy file {}: rule {rule} (counting from 0): {why}; fix: give every rule at least one service pattern, and write every pattern as a host name or identity glob (`*` matches everything)", path.display())]
     PolicyRule {
         /// The path.
         path: PathBuf,

@@ -13,40 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+pub use mc_core::policy::{PolicyRule, glob_match};
 use serde::Deserialize;
 
 use crate::metrics::PolicyMetrics;
 use crate::route::Target;
 use crate::{Error, Result};
-
-/// Matches `text` against a glob where `*` is any run of characters (dots included) and `?`
-/// any one character.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == b'?' || c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|c| *c == b'*')
-}
 
 /// Per-service authorization: which client identities may reach which target services.
 ///
@@ -67,16 +39,6 @@ pub struct Policy {
     /// The rules, in any order.
     #[serde(default)]
     pub rules: Vec<PolicyRule>,
-}
-
-/// One policy rule.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyRule {
-    /// Glob patterns of target service host names.
-    pub services: Vec<String>,
-    /// Glob patterns of client identities allowed to reach them.
-    pub clients: Vec<String>,
 }
 
 impl Policy {
@@ -102,29 +64,17 @@ impl Policy {
         Self::from_yaml(&read(path)?, path)
     }
 
-    /// Refuses rules that cannot mean what their author wanted: no services, or an empty
-    /// pattern.
+    /// Refuses rules that cannot mean what their author wanted (see
+    /// [`mc_core::policy::problem`]).
     fn validate(&self, path: &Path) -> Result<()> {
-        let invalid = |rule: usize, why: &'static str| Error::PolicyRule {
-            path: path.to_owned(),
-            rule,
-            why,
-        };
-        for (n, rule) in self.rules.iter().enumerate() {
-            if rule.services.is_empty() {
-                return Err(invalid(
-                    n,
-                    "`services` is empty, so the rule governs nothing",
-                ));
-            }
-            if rule.services.iter().any(|s| s.trim().is_empty()) {
-                return Err(invalid(n, "a `services` pattern is empty"));
-            }
-            if rule.clients.iter().any(|c| c.trim().is_empty()) {
-                return Err(invalid(n, "a `clients` pattern is empty"));
-            }
+        match mc_core::policy::problem(&self.rules) {
+            None => Ok(()),
+            Some((rule, why)) => Err(Error::PolicyRule {
+                path: path.to_owned(),
+                rule,
+                why,
+            }),
         }
-        Ok(())
     }
 
     /// Decides whether `client` may reach `target`. A denial names the first `services`
@@ -290,19 +240,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*", ""));
-        assert!(glob_match("*.shop.svc", "a.b.shop.svc"));
-        assert!(!glob_match("*.shop.svc", "shop.svc"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(!glob_match("a?c", "ac"));
-        assert!(glob_match("a*b*c", "axxbyyc"));
-        assert!(!glob_match("a*b*c", "axxbyy"));
-        assert!(glob_match("exact", "exact"));
-        assert!(!glob_match("exact", "exactly"));
-    }
 
     #[test]
     fn policy_governs_only_matching_services() {
