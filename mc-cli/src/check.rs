@@ -13,7 +13,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, Endpoints, Namespace, Secret, Service, ServiceAccount,
+    ConfigMap, EndpointAddress, Endpoints, Namespace, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -358,6 +358,7 @@ async fn run_checks(
         .filter_map(|n| n.metadata.name.clone())
         .collect();
     checks.push(identity_certificates(client, &namespaces, SystemTime::now()).await);
+    checks.push(gateway_policies(client, &namespaces).await);
 
     // 1. CRD.
     let mut c = Check::new("Link CRD exists", "l5d-multicluster-link-crd-exists");
@@ -777,6 +778,73 @@ async fn identity_certificates(
     c
 }
 
+/// The gateways' allow-lists: every policy ConfigMap of the extension (`<gateway>-policy`,
+/// key `policy.yaml`) in `namespaces` parses; each is reported with its number of rules. A
+/// gateway keeps its last good policy when the ConfigMap turns invalid, so a failure here
+/// means the policy in force is not the one in the ConfigMap.
+async fn gateway_policies(client: &kube::Client, namespaces: &[String]) -> Check {
+    let mut c = Check::new(
+        "gateway policy ConfigMaps parse",
+        "l5d-multicluster-gateway-policy",
+    );
+    let selector = format!(
+        "{}={},component=gateway",
+        labels::EXTENSION,
+        labels::EXTENSION_VALUE
+    );
+    let mut found = 0;
+    for ns in namespaces {
+        let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), ns);
+        let maps = match api.list(&ListParams::default().labels(&selector)).await {
+            Ok(l) => l.items,
+            Err(e) => {
+                c.warn(format!(
+                    "cannot list ConfigMaps in {ns}: {}",
+                    describe_api_error(&e)
+                ));
+                continue;
+            }
+        };
+        for map in &maps {
+            let name = format!("{ns}/{}", map.metadata.name.as_deref().unwrap_or_default());
+            let text = map
+                .data
+                .as_ref()
+                .and_then(|d| d.get(mc_core::policy::POLICY_KEY));
+            found += 1;
+            match policy_report(&name, text.map(String::as_str)) {
+                Ok(line) => c.info(line),
+                Err(line) => c.fail(line),
+            }
+        }
+    }
+    if found == 0 {
+        c.info("no gateway policy ConfigMap: no gateway installed, or installed by an older mc (re-apply `mc multicluster install`)".to_owned());
+    }
+    c
+}
+
+/// The report line of policy ConfigMap `name` whose `policy.yaml` is `text`: the rules it
+/// holds, or what is wrong and the fix.
+fn policy_report(name: &str, text: Option<&str>) -> std::result::Result<String, String> {
+    let key = mc_core::policy::POLICY_KEY;
+    let Some(text) = text else {
+        return Err(format!(
+            "{name}: no {key} key; re-apply `mc multicluster install` (values gateway.policy.rules)"
+        ));
+    };
+    match mc_core::policy::parse(text) {
+        Ok(rules) if rules.is_empty() => Ok(format!(
+            "* {name}: no rules (every Service open to every identity the trust anchors vouch for)"
+        )),
+        Ok(rules) => Ok(format!("* {name}: {} rule(s)", rules.len())),
+        Err(problem) => Err(format!(
+            "{name}: {key} {problem}; the gateway keeps its last good policy until this is fixed; fix: {}",
+            mc_core::policy::FORMAT_FIX
+        )),
+    }
+}
+
 /// Whether a certificate of Secret `name` ending at `end` is a problem at `now`: `(true, _)`
 /// when it has expired, `(false, _)` when it ends within [`EXPIRY_WARNING`].
 fn expiry_problem(name: &str, end: SystemTime, now: SystemTime) -> Option<(bool, String)> {
@@ -1032,6 +1100,30 @@ mod tests {
                 ..Default::default()
             }]),
             ..Endpoints::default()
+        }
+    }
+
+    #[test]
+    fn a_policy_config_map_reports_its_rules_or_what_is_wrong() {
+        let name = "linkerd-multicluster/linkerd-gateway-policy";
+        assert!(
+            policy_report(name, Some(r#"{"rules":[]}"#))
+                .unwrap()
+                .contains("no rules")
+        );
+        let two = "rules:\n- {services: [a], clients: [b]}\n- {services: [c], clients: []}\n";
+        assert_eq!(
+            policy_report(name, Some(two)).unwrap(),
+            format!("* {name}: 2 rule(s)")
+        );
+        for (text, want) in [
+            (Some("rules: ["), "not a valid policy"),
+            (Some("rules:\n- {services: [''], clients: [a]}\n"), "rule 0"),
+            (None, "no policy.yaml key"),
+        ] {
+            let line = policy_report(name, text).unwrap_err();
+            assert!(line.contains(name) && line.contains(want), "{line}");
+            assert!(line.contains("fix:") || line.contains("re-apply"), "{line}");
         }
     }
 
