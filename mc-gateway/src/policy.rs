@@ -156,6 +156,9 @@ impl ReloadingPolicy {
             }
         };
         metrics.loaded(policy.rules.len(), SystemTime::now());
+        if let Some((path, _)) = &file {
+            tracing::info!(rules = policy.rules.len(), policy = %path.display(), "policy loaded");
+        }
         Ok(Arc::new(Self {
             current: RwLock::new(Arc::new(policy)),
             generation: AtomicU64::new(0),
