@@ -118,19 +118,14 @@ fn a_bad_policy_file_at_start_is_refused_naming_the_file_and_the_fix() {
     ] {
         let policy = pki.dir.path().join("policy.yaml");
         std::fs::write(&policy, text).unwrap();
-        let mut args = command_line(&pki, "serve");
-        args.extend(strings(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--no-dns",
-            "--identity",
-            GATEWAY_ID,
-        ]));
-        args.extend([
-            format!("--cert={}", gw.cert.display()),
-            format!("--key={}", gw.key.display()),
-            format!("--policy={}", policy.display()),
-        ]);
+        let args = serve_command_line(
+            &pki,
+            vec![
+                format!("--cert={}", gw.cert.display()),
+                format!("--key={}", gw.key.display()),
+                format!("--policy={}", policy.display()),
+            ],
+        );
         let out = std::process::Command::new(BIN)
             .args(&args)
             .output()

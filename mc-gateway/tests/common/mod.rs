@@ -487,14 +487,9 @@ impl Proc {
     }
 }
 
-/// Starts `mc-gateway serve` (JSON logs, listen and admin on free loopback ports, no DNS,
-/// identity `GATEWAY_ID`, the PKI's anchors) with `flags` (the certificate's and any other)
-/// and `--static` targets; returns it, its data and its admin address.
-pub async fn spawn_gateway(
-    pki: &Pki,
-    flags: Vec<String>,
-    statics: &[String],
-) -> (Proc, SocketAddr, SocketAddr) {
+/// The command line of `mc-gateway serve` (JSON logs, listen and admin on free loopback ports,
+/// no DNS, identity `GATEWAY_ID`, the PKI's anchors) with `flags`.
+pub fn serve_command_line(pki: &Pki, flags: Vec<String>) -> Vec<String> {
     let mut args = command_line(pki, "serve");
     args.extend(strings(&[
         "--listen",
@@ -504,6 +499,17 @@ pub async fn spawn_gateway(
         GATEWAY_ID,
     ]));
     args.extend(flags);
+    args
+}
+
+/// Starts `mc-gateway serve` ([`serve_command_line`]) with `flags` (the certificate's and any
+/// other) and `--static` targets; returns it, its data and its admin address.
+pub async fn spawn_gateway(
+    pki: &Pki,
+    flags: Vec<String>,
+    statics: &[String],
+) -> (Proc, SocketAddr, SocketAddr) {
+    let mut args = serve_command_line(pki, flags);
     for s in statics {
         args.extend(["--static".into(), s.clone()]);
     }
