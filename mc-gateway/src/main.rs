@@ -300,8 +300,8 @@ struct Serve {
     /// connection stays on the thread that accepted it); 0 means one per CPU.
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Certificate, key (or issuer) and trust-anchor file poll interval, seconds. In issuer
-    /// mode the leaf is checked for renewal as often, or every sixth of --leaf-lifetime when a
+    /// Certificate, key (or issuer), trust-anchor and --policy file poll interval, seconds. In
+    /// issuer mode the leaf is checked for renewal as often, or every sixth of --leaf-lifetime when a
     /// third of it is shorter.
     #[arg(long, default_value_t = 5.0)]
     reload_interval: f64,

@@ -48,7 +48,7 @@ pub struct Limits {
     pub max_connections: usize,
     /// On shutdown, in-flight connections get this long to finish.
     pub drain_timeout: Duration,
-    /// How often the certificate, key and trust-anchor files are checked for changes.
+    /// How often the certificate, key, trust-anchor and policy files are checked for changes.
     pub reload_interval: Duration,
 }
 
