@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -794,6 +795,7 @@ async fn gateway_policies(client: &kube::Client, namespaces: &[String]) -> Check
     );
     let mut found = 0;
     for ns in namespaces {
+        gateway_deployments_load_a_policy(client, ns, &selector, &mut c).await;
         let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), ns);
         let maps = match api.list(&ListParams::default().labels(&selector)).await {
             Ok(l) => l.items,
@@ -822,6 +824,62 @@ async fn gateway_policies(client: &kube::Client, namespaces: &[String]) -> Check
         c.info("no gateway policy ConfigMap: no gateway installed, or installed by an older mc (re-apply `mc multicluster install`)".to_owned());
     }
     c
+}
+
+/// Reports, for each gateway Deployment of the extension in `ns` (`selector`), which policy
+/// ConfigMap it loads; one that runs without `--policy` (installed by an older mc) has no
+/// allow-list in force, a warning.
+async fn gateway_deployments_load_a_policy(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+    c: &mut Check,
+) {
+    let api: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), ns);
+    let deployments = match api.list(&ListParams::default().labels(selector)).await {
+        Ok(l) => l.items,
+        Err(e) => {
+            c.warn(format!(
+                "cannot list Deployments in {ns}: {}",
+                describe_api_error(&e)
+            ));
+            return;
+        }
+    };
+    for d in &deployments {
+        let name = format!("{ns}/{}", d.metadata.name.as_deref().unwrap_or_default());
+        match policy_config_map_of(d) {
+            Some(map) => c.info(format!("* gateway {name} loads ConfigMap {map}")),
+            None => c.warn(format!(
+                "gateway {name} runs without --policy or without its policy ConfigMap mounted, so no allow-list is in force; re-apply `mc multicluster install` (values gateway.policy.rules)"
+            )),
+        }
+    }
+}
+
+/// The policy ConfigMap a gateway Deployment loads: its `gateway` container passes `--policy`
+/// and its Pod mounts a ConfigMap at [`mc_core::policy::POLICY_DIR`]; `None` otherwise.
+fn policy_config_map_of(deployment: &Deployment) -> Option<String> {
+    let pod = deployment.spec.as_ref()?.template.spec.as_ref()?;
+    let container = pod.containers.iter().find(|c| c.name == "gateway")?;
+    let flag = format!("--policy={}/", mc_core::policy::POLICY_DIR);
+    container
+        .args
+        .as_ref()?
+        .iter()
+        .find(|a| a.starts_with(&flag))?;
+    let mount = container
+        .volume_mounts
+        .as_ref()?
+        .iter()
+        .find(|m| m.mount_path == mc_core::policy::POLICY_DIR)?;
+    pod.volumes
+        .as_ref()?
+        .iter()
+        .find(|v| v.name == mount.name)?
+        .config_map
+        .as_ref()
+        .map(|m| m.name.clone())
 }
 
 /// The report line of policy ConfigMap `name` whose `policy.yaml` is `text`: the rules it
@@ -1101,6 +1159,28 @@ mod tests {
             }]),
             ..Endpoints::default()
         }
+    }
+
+    #[test]
+    fn a_gateway_deployment_loads_the_config_map_it_mounts_and_passes() {
+        let objects = render::install(&render::InstallValues::default()).unwrap();
+        let rendered = objects
+            .into_iter()
+            .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "linkerd-gateway")
+            .unwrap();
+        let mut d: Deployment = serde_json::from_value(rendered).unwrap();
+        assert_eq!(
+            policy_config_map_of(&d).as_deref(),
+            Some("linkerd-gateway-policy")
+        );
+        // An older install: no --policy.
+        let spec = d.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        spec.containers[0]
+            .args
+            .as_mut()
+            .unwrap()
+            .retain(|a| !a.starts_with("--policy="));
+        assert_eq!(policy_config_map_of(&d), None);
     }
 
     #[test]

@@ -224,7 +224,13 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
 
     // The gateway's policy ConfigMap: reported while it parses, a failure naming it and the
     // fix when it does not (the gateway keeps its last good policy meanwhile).
-    assert!(text.contains("✓ gateway policy ConfigMaps parse"), "{text}");
+    for line in [
+        "✓ gateway policy ConfigMaps parse",
+        "* gateway linkerd-multicluster/linkerd-gateway loads ConfigMap linkerd-gateway-policy",
+        "* linkerd-multicluster/linkerd-gateway-policy: no rules",
+    ] {
+        assert!(text.contains(line), "missing {line:?}:\n{text}");
+    }
     let set_policy = |text: &str| {
         let patch = serde_json::json!({"data": {"policy.yaml": text}}).to_string();
         ok(&env.kubectl(
