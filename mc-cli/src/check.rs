@@ -734,16 +734,9 @@ async fn identity_certificates(
     );
     let selector = format!("{}={}", labels::EXTENSION, labels::EXTENSION_VALUE);
     for ns in namespaces {
-        let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), ns);
-        let secrets = match api.list(&ListParams::default().labels(&selector)).await {
-            Ok(l) => l.items,
-            Err(e) => {
-                c.warn(format!(
-                    "cannot list Secrets in {ns}: {}",
-                    describe_api_error(&e)
-                ));
-                continue;
-            }
+        let Some(secrets) = list_labelled::<Secret>(client, ns, &selector, "Secrets", &mut c).await
+        else {
+            continue;
         };
         for secret in secrets
             .iter()
@@ -796,16 +789,10 @@ async fn gateway_policies(client: &kube::Client, namespaces: &[String]) -> Check
     let mut found = 0;
     for ns in namespaces {
         gateway_deployments_load_a_policy(client, ns, &selector, &mut c).await;
-        let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), ns);
-        let maps = match api.list(&ListParams::default().labels(&selector)).await {
-            Ok(l) => l.items,
-            Err(e) => {
-                c.warn(format!(
-                    "cannot list ConfigMaps in {ns}: {}",
-                    describe_api_error(&e)
-                ));
-                continue;
-            }
+        let Some(maps) =
+            list_labelled::<ConfigMap>(client, ns, &selector, "ConfigMaps", &mut c).await
+        else {
+            continue;
         };
         for map in &maps {
             let name = format!("{ns}/{}", map.metadata.name.as_deref().unwrap_or_default());
@@ -835,16 +822,10 @@ async fn gateway_deployments_load_a_policy(
     selector: &str,
     c: &mut Check,
 ) {
-    let api: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), ns);
-    let deployments = match api.list(&ListParams::default().labels(selector)).await {
-        Ok(l) => l.items,
-        Err(e) => {
-            c.warn(format!(
-                "cannot list Deployments in {ns}: {}",
-                describe_api_error(&e)
-            ));
-            return;
-        }
+    let Some(deployments) =
+        list_labelled::<Deployment>(client, ns, selector, "Deployments", c).await
+    else {
+        return;
     };
     for d in &deployments {
         let name = format!("{ns}/{}", d.metadata.name.as_deref().unwrap_or_default());
@@ -900,6 +881,35 @@ fn policy_report(name: &str, text: Option<&str>) -> std::result::Result<String, 
             "{name}: {key} {problem}; the gateway keeps its last good policy until this is fixed; fix: {}",
             mc_core::policy::FORMAT_FIX
         )),
+    }
+}
+
+/// The objects of kind `K` (`kinds`, for the warning) in `ns` matching `selector`; `None`, with
+/// a warning on `c`, when they cannot be listed.
+async fn list_labelled<K>(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+    kinds: &str,
+    c: &mut Check,
+) -> Option<Vec<K>>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), ns);
+    match api.list(&ListParams::default().labels(selector)).await {
+        Ok(l) => Some(l.items),
+        Err(e) => {
+            c.warn(format!(
+                "cannot list {kinds} in {ns}: {}",
+                describe_api_error(&e)
+            ));
+            None
+        }
     }
 }
 
