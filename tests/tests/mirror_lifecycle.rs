@@ -1304,8 +1304,8 @@ async fn egress_mode_allocates_ports_and_points_mirrors_at_the_egress() {
     f.stop().await;
 }
 
-/// Issue #18: a federated Service listing this Link's cluster and the local cluster, served in
-/// egress mode: one route per port with both members (the remote target through the Link's
+/// Issue #18: a Service federated in the target and in the local cluster, served in egress
+/// mode: one route per port with both members (the remote target through the Link's
 /// gateway, the local Service's ClusterIP), the federated Service's Endpoints at the egress,
 /// weights from a real Gateway API HTTPRoute, readiness from the members' Endpoints, and the
 /// member gone when the cluster leaves the federated Service.
@@ -1320,6 +1320,24 @@ async fn federated_services_in_egress_mode_route_to_every_member() {
     let (mut f, ns) = Fixture::with_namespace(bed, "fed", true, false).await;
     mirror_common::install_httproute_crd(&f.west).await;
     fake_egress(&f, &["198.18.7.3"]).await;
+    // The Link federates this test's remote members only (the scope label).
+    let mut link = f.link().await;
+    link.spec.federated_service_selector = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+            match_labels: Some(BTreeMap::from([
+                (
+                    "mirror.linkerd.io/federated".to_owned(),
+                    "member".to_owned(),
+                ),
+                (mirror_common::SCOPE.to_owned(), f.cluster.clone()),
+            ])),
+            ..Default::default()
+        },
+    );
+    f.links()
+        .replace(&f.cluster, &Default::default(), &link)
+        .await
+        .unwrap();
     f.start().await;
     let member = [("mirror.linkerd.io/federated", "member")];
     f.remote_service(&ns, "web", &member, &[("http", 80)], &["10.1.0.9"])
@@ -1328,7 +1346,13 @@ async fn federated_services_in_egress_mode_route_to_every_member() {
     // The local member and its ready Endpoints (no endpoints controller on this testbed).
     let pp = PatchParams::apply("mc-test").force();
     let local = Service {
-        metadata: mirror_common::meta(Some(&ns), "web"),
+        metadata: kube::api::ObjectMeta {
+            labels: Some(BTreeMap::from([(
+                member[0].0.to_owned(),
+                member[0].1.to_owned(),
+            )])),
+            ..mirror_common::meta(Some(&ns), "web")
+        },
         spec: Some(ServiceSpec {
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
@@ -1371,43 +1395,22 @@ async fn federated_services_in_egress_mode_route_to_every_member() {
         .await
         .unwrap();
 
-    // The federated Service, as the federated-service controller writes it.
-    let federated = |remote: &str| Service {
-        metadata: kube::api::ObjectMeta {
-            labels: Some(BTreeMap::from([(
-                "mirror.linkerd.io/mirrored-service".to_owned(),
-                "true".to_owned(),
-            )])),
-            annotations: Some(BTreeMap::from([
-                (
-                    "multicluster.linkerd.io/remote-discovery".to_owned(),
-                    remote.to_owned(),
-                ),
-                (
-                    "multicluster.linkerd.io/local-discovery".to_owned(),
-                    "web".to_owned(),
-                ),
-            ])),
-            ..mirror_common::meta(Some(&ns), "web-federated")
-        },
-        spec: Some(ServiceSpec {
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                ..ServicePort::default()
-            }]),
-            ..ServiceSpec::default()
-        }),
-        ..Service::default()
-    };
-    f.services(&f.west, &ns)
-        .patch(
-            "web-federated",
-            &pp,
-            &Patch::Apply(&federated(&format!("web@{}", f.cluster))),
-        )
-        .await
-        .unwrap();
+    // The controller federates both members into web-federated.
+    eventually("web-federated with both members", T, || async {
+        let s = f
+            .services(&f.west, &ns)
+            .get_opt("web-federated")
+            .await
+            .ok()??;
+        let a = s.metadata.annotations.unwrap_or_default();
+        let remote = a.get("multicluster.linkerd.io/remote-discovery")?;
+        (remote.contains(&format!("web@{}", f.cluster))
+            && a.get("multicluster.linkerd.io/local-discovery")
+                .map(String::as_str)
+                == Some("web"))
+        .then_some(())
+    })
+    .await;
 
     let key = mc_core::egress::route_key(&ns, "web-federated", 80);
     let route_with = |want: fn(&mc_core::egress::Route, &str) -> bool| {
@@ -1481,10 +1484,8 @@ async fn federated_services_in_egress_mode_route_to_every_member() {
         .unwrap();
     route_with(|r, _| !r.members[LOCAL_MEMBER].ready).await;
 
-    // The cluster leaves the federated Service: its member goes, the local one stays.
-    f.services(&f.west, &ns)
-        .patch("web-federated", &pp, &Patch::Apply(&federated("")))
-        .await
-        .unwrap();
+    // The remote Service leaves the federation: its member goes, the local one stays.
+    f.remote_service(&ns, "web", &[], &[("http", 80)], &["10.1.0.9"])
+        .await;
     route_with(|r, c| !r.members.contains_key(c) && r.members.contains_key(LOCAL_MEMBER)).await;
 }
