@@ -8,12 +8,13 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, Endpoints, Namespace, Secret, Service, ServiceAccount,
+    ConfigMap, EndpointAddress, Endpoints, Namespace, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -358,6 +359,7 @@ async fn run_checks(
         .filter_map(|n| n.metadata.name.clone())
         .collect();
     checks.push(identity_certificates(client, &namespaces, SystemTime::now()).await);
+    checks.push(gateway_policies(client, &namespaces).await);
 
     // 1. CRD.
     let mut c = Check::new("Link CRD exists", "l5d-multicluster-link-crd-exists");
@@ -732,16 +734,9 @@ async fn identity_certificates(
     );
     let selector = format!("{}={}", labels::EXTENSION, labels::EXTENSION_VALUE);
     for ns in namespaces {
-        let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), ns);
-        let secrets = match api.list(&ListParams::default().labels(&selector)).await {
-            Ok(l) => l.items,
-            Err(e) => {
-                c.warn(format!(
-                    "cannot list Secrets in {ns}: {}",
-                    describe_api_error(&e)
-                ));
-                continue;
-            }
+        let Some(secrets) = list_labelled::<Secret>(client, ns, &selector, "Secrets", &mut c).await
+        else {
+            continue;
         };
         for secret in secrets
             .iter()
@@ -775,6 +770,147 @@ async fn identity_certificates(
         }
     }
     c
+}
+
+/// The gateways' allow-lists: every policy ConfigMap of the extension (`<gateway>-policy`,
+/// key `policy.yaml`) in `namespaces` parses; each is reported with its number of rules. A
+/// gateway keeps its last good policy when the ConfigMap turns invalid, so a failure here
+/// means the policy in force is not the one in the ConfigMap.
+async fn gateway_policies(client: &kube::Client, namespaces: &[String]) -> Check {
+    let mut c = Check::new(
+        "gateway policy ConfigMaps parse",
+        "l5d-multicluster-gateway-policy",
+    );
+    let selector = format!(
+        "{}={},component=gateway",
+        labels::EXTENSION,
+        labels::EXTENSION_VALUE
+    );
+    let mut found = 0;
+    for ns in namespaces {
+        gateway_deployments_load_a_policy(client, ns, &selector, &mut c).await;
+        let Some(maps) =
+            list_labelled::<ConfigMap>(client, ns, &selector, "ConfigMaps", &mut c).await
+        else {
+            continue;
+        };
+        for map in &maps {
+            let name = format!("{ns}/{}", map.metadata.name.as_deref().unwrap_or_default());
+            let text = map
+                .data
+                .as_ref()
+                .and_then(|d| d.get(mc_core::policy::POLICY_KEY));
+            found += 1;
+            match policy_report(&name, text.map(String::as_str)) {
+                Ok(line) => c.info(line),
+                Err(line) => c.fail(line),
+            }
+        }
+    }
+    if found == 0 {
+        c.info("no gateway policy ConfigMap: no gateway installed, or installed by an older mc (re-apply `mc multicluster install`)".to_owned());
+    }
+    c
+}
+
+/// Reports, for each gateway Deployment of the extension in `ns` (`selector`), which policy
+/// ConfigMap it loads; one that runs without `--policy` (installed by an older mc) has no
+/// allow-list in force, a warning.
+async fn gateway_deployments_load_a_policy(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+    c: &mut Check,
+) {
+    let Some(deployments) =
+        list_labelled::<Deployment>(client, ns, selector, "Deployments", c).await
+    else {
+        return;
+    };
+    for d in &deployments {
+        let name = format!("{ns}/{}", d.metadata.name.as_deref().unwrap_or_default());
+        match policy_config_map_of(d) {
+            Some(map) => c.info(format!("* gateway {name} loads ConfigMap {map}")),
+            None => c.warn(format!(
+                "gateway {name} runs without --policy or without its policy ConfigMap mounted, so no allow-list is in force; re-apply `mc multicluster install` (values gateway.policy.rules)"
+            )),
+        }
+    }
+}
+
+/// The policy ConfigMap a gateway Deployment loads: its `gateway` container passes `--policy`
+/// and its Pod mounts a ConfigMap at [`mc_core::policy::POLICY_DIR`]; `None` otherwise.
+fn policy_config_map_of(deployment: &Deployment) -> Option<String> {
+    let pod = deployment.spec.as_ref()?.template.spec.as_ref()?;
+    let container = pod.containers.iter().find(|c| c.name == "gateway")?;
+    let flag = format!("--policy={}/", mc_core::policy::POLICY_DIR);
+    container
+        .args
+        .as_ref()?
+        .iter()
+        .find(|a| a.starts_with(&flag))?;
+    let mount = container
+        .volume_mounts
+        .as_ref()?
+        .iter()
+        .find(|m| m.mount_path == mc_core::policy::POLICY_DIR)?;
+    pod.volumes
+        .as_ref()?
+        .iter()
+        .find(|v| v.name == mount.name)?
+        .config_map
+        .as_ref()
+        .map(|m| m.name.clone())
+}
+
+/// The report line of policy ConfigMap `name` whose `policy.yaml` is `text`: the rules it
+/// holds, or what is wrong and the fix.
+fn policy_report(name: &str, text: Option<&str>) -> std::result::Result<String, String> {
+    let key = mc_core::policy::POLICY_KEY;
+    let Some(text) = text else {
+        return Err(format!(
+            "{name}: no {key} key; re-apply `mc multicluster install` (values gateway.policy.rules)"
+        ));
+    };
+    match mc_core::policy::parse(text) {
+        Ok(rules) if rules.is_empty() => Ok(format!(
+            "* {name}: no rules (every Service open to every identity the trust anchors vouch for)"
+        )),
+        Ok(rules) => Ok(format!("* {name}: {} rule(s)", rules.len())),
+        Err(problem) => Err(format!(
+            "{name}: {key} {problem}; the gateway keeps its last good policy until this is fixed; fix: {}",
+            mc_core::policy::FORMAT_FIX
+        )),
+    }
+}
+
+/// The objects of kind `K` (`kinds`, for the warning) in `ns` matching `selector`; `None`, with
+/// a warning on `c`, when they cannot be listed.
+async fn list_labelled<K>(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+    kinds: &str,
+    c: &mut Check,
+) -> Option<Vec<K>>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), ns);
+    match api.list(&ListParams::default().labels(selector)).await {
+        Ok(l) => Some(l.items),
+        Err(e) => {
+            c.warn(format!(
+                "cannot list {kinds} in {ns}: {}",
+                describe_api_error(&e)
+            ));
+            None
+        }
+    }
 }
 
 /// Whether a certificate of Secret `name` ending at `end` is a problem at `now`: `(true, _)`
@@ -1032,6 +1168,52 @@ mod tests {
                 ..Default::default()
             }]),
             ..Endpoints::default()
+        }
+    }
+
+    #[test]
+    fn a_gateway_deployment_loads_the_config_map_it_mounts_and_passes() {
+        let objects = render::install(&render::InstallValues::default()).unwrap();
+        let rendered = objects
+            .into_iter()
+            .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "linkerd-gateway")
+            .unwrap();
+        let mut d: Deployment = serde_json::from_value(rendered).unwrap();
+        assert_eq!(
+            policy_config_map_of(&d).as_deref(),
+            Some("linkerd-gateway-policy")
+        );
+        // An older install: no --policy.
+        let spec = d.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+        spec.containers[0]
+            .args
+            .as_mut()
+            .unwrap()
+            .retain(|a| !a.starts_with("--policy="));
+        assert_eq!(policy_config_map_of(&d), None);
+    }
+
+    #[test]
+    fn a_policy_config_map_reports_its_rules_or_what_is_wrong() {
+        let name = "linkerd-multicluster/linkerd-gateway-policy";
+        assert!(
+            policy_report(name, Some(r#"{"rules":[]}"#))
+                .unwrap()
+                .contains("no rules")
+        );
+        let two = "rules:\n- {services: [a], clients: [b]}\n- {services: [c], clients: []}\n";
+        assert_eq!(
+            policy_report(name, Some(two)).unwrap(),
+            format!("* {name}: 2 rule(s)")
+        );
+        for (text, want) in [
+            (Some("rules: ["), "not a valid policy"),
+            (Some("rules:\n- {services: [''], clients: [a]}\n"), "rule 0"),
+            (None, "no policy.yaml key"),
+        ] {
+            let line = policy_report(name, text).unwrap_err();
+            assert!(line.contains(name) && line.contains(want), "{line}");
+            assert!(line.contains("fix:") || line.contains("re-apply"), "{line}");
         }
     }
 

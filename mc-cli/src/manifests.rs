@@ -54,6 +54,12 @@ pub struct InstallArgs {
     /// Service type of the gateway.
     #[arg(long, value_enum, value_name = "TYPE")]
     pub gateway_service_type: Option<ServiceType>,
+    /// The gateway's allow-list: a YAML file `rules: [{services: [glob], clients: [glob]}]`
+    /// (`gateway.policy.rules`), rendered into the ConfigMap `<gateway>-policy` that the
+    /// gateway re-reads when it changes. Without it every Service is open to every identity
+    /// the trust anchors vouch for.
+    #[arg(long, value_name = "FILE")]
+    pub gateway_policy: Option<PathBuf>,
     /// Render the egress, through which unmeshed Pods reach mirrored Services
     /// (`--egress=false` to skip; Links then serve their mirrors in gateway mode).
     #[arg(long, action = bool_flag(), num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
@@ -143,6 +149,9 @@ impl InstallArgs {
         }
         if let Some(v) = self.gateway_service_type {
             put(&["gateway", "serviceType"], json!(v.as_str()));
+        }
+        if let Some(path) = &self.gateway_policy {
+            put(&["gateway", "policy", "rules"], json!(policy_rules(path)?));
         }
         if let Some(v) = self.service_mirror_credentials {
             put(&["remoteMirrorServiceAccount"], json!(v));
@@ -426,6 +435,15 @@ fn plural(kind: &str) -> String {
     }
 }
 
+/// The rules of the policy file at `path` (`--gateway-policy`).
+fn policy_rules(path: &PathBuf) -> Result<Vec<mc_core::policy::PolicyRule>> {
+    mc_core::policy::parse(&read_text(path)?).map_err(|problem| Error::Input {
+        what: format!("--gateway-policy {}", path.display()),
+        problem,
+        fix: mc_core::policy::FORMAT_FIX.to_owned(),
+    })
+}
+
 /// Flags of `mc multicluster uninstall`.
 #[derive(Debug, clap::Args)]
 pub struct UninstallArgs {
@@ -440,6 +458,7 @@ const EXTENSION_KINDS: &[(&str, &str, &str, &str, bool)] = &[
     ("apps", "v1", "Deployment", "deployments", true),
     ("", "v1", "Service", "services", true),
     ("", "v1", "Secret", "secrets", true),
+    ("", "v1", "ConfigMap", "configmaps", true),
     ("", "v1", "ServiceAccount", "serviceaccounts", true),
     (
         "policy",

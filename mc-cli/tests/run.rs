@@ -226,3 +226,61 @@ fn install_with_the_trust_domain_in_values_does_not_read_the_cluster() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--ignore-cluster"), "{err}");
 }
+
+#[test]
+fn gateway_policy_file_becomes_the_policy_config_map_and_bad_files_name_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("policy.yaml");
+    std::fs::write(
+        &good,
+        "rules:\n- services: ['*.billing.svc.cluster.local']\n  clients: ['*.shop.serviceaccount.identity.linkerd.cluster.local']\n",
+    )
+    .unwrap();
+    let items = install_json(&["--gateway-policy", good.to_str().unwrap()]);
+    let cm = find(&items, "ConfigMap", "linkerd-gateway-policy").unwrap();
+    assert_eq!(
+        cm["data"]["policy.yaml"],
+        r#"{"rules":[{"clients":["*.shop.serviceaccount.identity.linkerd.cluster.local"],"services":["*.billing.svc.cluster.local"]}]}"#
+    );
+    // The same as the value, as Helm would take it.
+    let by_value = install_json(&[
+        "--set",
+        "gateway.policy.rules[0].services[0]=*.billing.svc.cluster.local",
+        "--set",
+        "gateway.policy.rules[0].clients[0]=*.shop.serviceaccount.identity.linkerd.cluster.local",
+    ]);
+    assert_eq!(
+        find(&by_value, "ConfigMap", "linkerd-gateway-policy"),
+        Some(cm)
+    );
+
+    for (text, want) in [
+        ("rules: [", "not a valid policy"),
+        (
+            "rules:\n- services: ['']\n  clients: ['a']\n",
+            "pattern is empty",
+        ),
+        ("", "empty"),
+    ] {
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, text).unwrap();
+        let (code, out, err) = run(&[
+            "multicluster",
+            "install",
+            "--ignore-cluster",
+            "--gateway-policy",
+            bad.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(out.is_empty(), "{out}");
+        for part in [
+            "--gateway-policy",
+            "bad.yaml",
+            want,
+            "fix:",
+            "rules: [{services",
+        ] {
+            assert!(err.contains(part), "{text:?}: {part} not in {err}");
+        }
+    }
+}

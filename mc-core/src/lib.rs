@@ -13,6 +13,7 @@ pub mod link;
 pub mod mirror;
 pub mod naming;
 pub mod pki;
+pub mod policy;
 /// Manifest rendering for the `mc` CLI, the Helm-chart test and Python.
 pub mod render;
 pub mod selector;

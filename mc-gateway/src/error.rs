@@ -98,13 +98,29 @@ pub enum Error {
         why: String,
     },
     /// The policy file could not be parsed.
-    #[error("policy file {}: {source}; fix: see `mc-gateway serve --help` for the format", path.display())]
+    #[error("policy file {} is not a valid policy: {source}; fix: write YAML of the form `rules: [{{services: [<glob>], clients: [<glob>]}}]` (values `gateway.policy.rules`)", path.display())]
     Policy {
         /// The path.
         path: PathBuf,
         /// The YAML error.
         #[source]
         source: serde_yaml::Error,
+    },
+    /// The policy file is empty.
+    #[error("policy file {} is empty; fix: write `rules: []` for a policy without rules, or the rules (values `gateway.policy.rules`)", path.display())]
+    PolicyEmpty {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A policy rule cannot mean what its author wanted.
+    #[error("policy file {}: rule {rule} (counting from 0): {why}; fix: give every rule at least one service pattern, and write every pattern as a host name or identity glob (`*` matches everything)", path.display())]
+    PolicyRule {
+        /// The path.
+        path: PathBuf,
+        /// The rule's index.
+        rule: usize,
+        /// What is wrong.
+        why: &'static str,
     },
     /// The egress routes file is not a ConfigMap `data` map.
     #[error("routes file {}: {source}; fix: write the ConfigMap's data as a YAML or JSON map of string keys to route JSON strings", path.display())]
@@ -159,13 +175,16 @@ pub enum Error {
     },
     /// Policy refuses the client identity for the target.
     #[error(
-        "client {client:?} is not allowed to reach {target}; fix: add a matching pattern to the policy file"
+        "client {client:?} is not allowed to reach {target}: the gateway policy's rules for services {rule:?} do not list it; fix: add the rule {{services: [{service:?}], clients: [{client:?}]}} to the policy (values `gateway.policy.rules`), or the client to an existing rule's clients",
+        service = host_of(.target)
     )]
     Forbidden {
         /// The client identity.
         client: String,
-        /// The target service.
+        /// The target (`name:port`).
         target: String,
+        /// The first `services` pattern that governs the target.
+        rule: String,
     },
     /// The request already passed through this gateway.
     #[error("gateway loop: {why}; fix: a client must not reach a gateway through the same gateway")]
@@ -253,6 +272,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The host name of a `name:port` target.
+fn host_of(target: &str) -> &str {
+    target.rsplit_once(':').map_or(target, |(host, _)| host)
 }
 
 impl From<mc_core::Error> for Error {

@@ -23,8 +23,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::hop::{self, Message};
 use crate::metrics::{Metrics, TargetMetrics};
+use crate::policy::ReloadingPolicy;
 use crate::resolve::SharedResolver;
-use crate::route::{Policy, Suffixes, Target, check_forwarded, forwarded_element};
+use crate::route::{Suffixes, Target, check_forwarded, forwarded_element};
 use crate::upgrade::{Tunnels, Upgrade};
 use crate::upstream::{Dedicated, SendError};
 use crate::{Error, Result};
@@ -164,8 +165,8 @@ pub struct HttpContext {
     pub default_port: u16,
     /// Allowed target suffixes.
     pub suffixes: Arc<Suffixes>,
-    /// Per-service policy.
-    pub policy: Arc<Policy>,
+    /// Per-service policy (the allow-list in force).
+    pub policy: Arc<ReloadingPolicy>,
     /// Upstream clients shared by every connection (HTTP/2, and HTTP/1 beyond the dedicated
     /// connections).
     pub upstreams: Upstreams,
@@ -185,6 +186,8 @@ pub struct HttpContext {
 pub(crate) struct TargetEntry {
     /// The authority as the request gave it (`None` for a fixed target).
     key: Option<String>,
+    /// The policy generation the entry was checked against.
+    generation: u64,
     /// The checked target.
     pub(crate) target: Target,
     authority: http::uri::Authority,
@@ -294,7 +297,7 @@ impl HttpContext {
         upstream_h2: bool,
         default_port: u16,
         suffixes: Arc<Suffixes>,
-        policy: Arc<Policy>,
+        policy: Arc<ReloadingPolicy>,
         upstreams: Upstreams,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -348,7 +351,9 @@ impl HttpContext {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
         };
-        if let Some(e) = last.filter(|e| e.key.as_deref() == key) {
+        // A reloaded policy decides again.
+        let generation = self.policy.generation();
+        if let Some(e) = last.filter(|e| e.key.as_deref() == key && e.generation == generation) {
             return Ok(e);
         }
         let target = match &self.fixed_target {
@@ -357,12 +362,12 @@ impl HttpContext {
                 let t = Target::parse_authority(key.unwrap_or_default(), Some(self.default_port))
                     .map_err(|e| (None, e))?;
                 self.suffixes.check(&t).map_err(|e| (None, e))?;
-                self.policy
-                    .check(&self.client_id, &t)
-                    .map_err(|e| (None, e))?;
                 t
             }
         };
+        self.policy
+            .check(&self.client_id, &target)
+            .map_err(|e| (None, e))?;
         let authority = target.to_string();
         let bad = |why| {
             (
@@ -377,6 +382,7 @@ impl HttpContext {
         let fwd = forwarded_element(&self.gateway_id, &self.client_id, &target);
         Ok(TargetEntry {
             key: key.map(str::to_owned),
+            generation,
             authority: authority
                 .parse()
                 .map_err(|_| bad("cannot form a request URI"))?,
@@ -662,7 +668,8 @@ mod tests {
         assert_eq!(
             t(Error::Forbidden {
                 client: "c".into(),
-                target: "t".into()
+                target: "t:1".into(),
+                rule: "*".into(),
             }),
             403
         );

@@ -14,8 +14,9 @@
 //! never sees a traffic secret: its server configuration enables no secret extraction and
 //! logs no keys. kTLS is not used.
 //!
-//! Targets must end in an allowed suffix (`svc.<cluster-domain>`), pass the optional policy,
-//! and resolve through a [`resolve::Resolve`]. HTTP requests get `Forwarded` and
+//! Targets must end in an allowed suffix (`svc.<cluster-domain>`), pass the allow-list
+//! ([`policy`]: reloaded when its file changes; a denied HTTP request gets `403` with the rule
+//! to add, a denied opaque stream `close_notify` and a close), and resolve through a [`resolve::Resolve`]. HTTP requests get `Forwarded` and
 //! `l5d-client-id`; loops are refused; one hop-by-hop policy (`hop.rs`) applies to every HTTP
 //! path. An HTTP/2 request that a Linkerd proxy upgraded from HTTP/1.x (`l5d-orig-proto`) goes
 //! to the target as HTTP/1.x. The admin server ([`admin`]) answers plain HTTP/1, and mTLS
@@ -48,6 +49,7 @@ pub mod io;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod metrics;
+pub mod policy;
 pub mod resolve;
 pub mod route;
 pub mod server;

@@ -11,10 +11,11 @@ use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use mc_core::transport::SessionProtocol;
 use mc_gateway::client::{Backend, BackendKind, BackendSpec, Forwarder, GatewayConnector};
 use mc_gateway::kubernetes::KubeResolver;
+use mc_gateway::policy::PolicySource;
 use mc_gateway::resolve::{
     Balance, Balancer, Chain, DnsResolver, InFlight, SharedResolver, StaticResolver,
 };
-use mc_gateway::route::{Policy, Suffixes, Target};
+use mc_gateway::route::{Suffixes, Target};
 use mc_gateway::server::{Gateway, Limits, ServerConfig};
 use mc_gateway::tls::{CertSource, IssuerSource};
 use mc_gateway::{Error, Result};
@@ -262,7 +263,9 @@ struct Serve {
     /// config or KUBECONFIG), after --static and before DNS.
     #[arg(long)]
     kubernetes: bool,
-    /// YAML policy file: `rules: [{services: [glob], clients: [glob]}]`.
+    /// YAML policy file (the allow-list): `rules: [{services: [glob], clients: [glob]}]`.
+    /// Re-read every --reload-interval when its content changes; an invalid new file keeps
+    /// the last good policy (logged, counted in mc_gateway_policy_reload_failures_total).
     #[arg(long)]
     policy: Option<PathBuf>,
     /// Port assumed when an HTTP Host header has none.
@@ -297,8 +300,8 @@ struct Serve {
     /// connection stays on the thread that accepted it); 0 means one per CPU.
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Certificate, key (or issuer) and trust-anchor file poll interval, seconds. In issuer
-    /// mode the leaf is checked for renewal as often, or every sixth of --leaf-lifetime when a
+    /// Certificate, key (or issuer), trust-anchor and --policy file poll interval, seconds. In
+    /// issuer mode the leaf is checked for renewal as often, or every sixth of --leaf-lifetime when a
     /// third of it is shorter.
     #[arg(long, default_value_t = 5.0)]
     reload_interval: f64,
@@ -435,8 +438,8 @@ async fn serve(args: Serve) -> Result<()> {
         Suffixes::new(&args.allow_suffix)
     };
     let policy = match &args.policy {
-        Some(p) => Policy::load(p)?,
-        None => Policy::default(),
+        Some(p) => PolicySource::File(p.clone()),
+        None => PolicySource::default(),
     };
     let admin = admin_addr(&args.admin)?;
     let config = ServerConfig {

@@ -55,6 +55,77 @@ impl CertMetrics {
     }
 }
 
+/// The allow-list's metrics ([`crate::policy`]).
+///
+/// Denials are labelled by `rule` (the first `services` pattern of the policy that governs the
+/// target) and `client_id`. Both are bounded: rules come from the operator's policy, not from
+/// the client, which could otherwise mint one series per host name it sends under a glob such
+/// as `*.shop.svc.cluster.local`; client identities are bounded by the identities the trust
+/// anchors issue (as in `client_connections`).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyMetrics {
+    /// Requests and connections denied, by governing rule and client identity.
+    pub denials: Family<Labels, Counter>,
+    /// Policies put in force after the first (changed policy files).
+    pub reloads: Counter,
+    /// Changed policy files that could not be read or parsed (the last good policy stays).
+    pub reload_failures: Counter,
+    /// Rules of the policy in force.
+    pub rules: Gauge,
+    /// When the policy in force was loaded, Unix seconds.
+    pub last_load: Gauge,
+}
+
+impl PolicyMetrics {
+    /// Registers the `policy_*` metrics into `registry`.
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "policy_denials",
+            "Requests and connections the policy denied, by governing rule and client identity",
+            self.denials.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Policies put in force after the first",
+            self.reloads.clone(),
+        );
+        registry.register(
+            "policy_reload_failures",
+            "Changed policy files that could not be read or parsed; the last good policy stays",
+            self.reload_failures.clone(),
+        );
+        registry.register(
+            "policy_rules",
+            "Rules of the policy in force",
+            self.rules.clone(),
+        );
+        registry.register(
+            "policy_last_load_timestamp_seconds",
+            "When the policy in force was loaded, Unix seconds",
+            self.last_load.clone(),
+        );
+    }
+
+    /// Counts one denial of `client` by the rule for `rule`.
+    pub fn denied(&self, rule: &str, client: &str) {
+        self.denials
+            .get_or_create(&vec![
+                ("rule", rule.to_owned()),
+                ("client_id", client.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// Records that a policy of `rules` rules was put in force at `at`.
+    pub fn loaded(&self, rules: usize, at: std::time::SystemTime) {
+        self.rules.set(i64::try_from(rules).unwrap_or(i64::MAX));
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last_load.set(i64::try_from(secs).unwrap_or(i64::MAX));
+    }
+}
+
 /// Every metric the gateway exports. Cheap to clone handles live inside.
 #[derive(Debug)]
 pub struct Metrics {
@@ -88,6 +159,8 @@ pub struct Metrics {
     pub client_connections: Family<Labels, Counter>,
     /// The gateway's leaf certificate: expiry and renewals.
     pub certificate: CertMetrics,
+    /// The allow-list: denials, reloads, rules in force.
+    pub policy: PolicyMetrics,
 }
 
 impl Default for Metrics {
@@ -115,6 +188,7 @@ impl Metrics {
             http_streams: Counter::default(),
             client_connections: Family::default(),
             certificate: CertMetrics::default(),
+            policy: PolicyMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -175,6 +249,7 @@ impl Metrics {
             m.client_connections.clone(),
         );
         m.certificate.register(&mut registry);
+        m.policy.register(&mut registry);
         Self { registry, ..m }
     }
 
@@ -417,6 +492,25 @@ mod tests {
             "mc_gateway_http_request_seconds_count{target=\"web.ns.svc.cluster.local:80\"} 1"
         ));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn policy_metrics_are_exposed() {
+        let m = Metrics::new();
+        m.policy.denied("*.shop.svc.cluster.local", "c.id");
+        m.policy
+            .loaded(3, std::time::UNIX_EPOCH + std::time::Duration::from_secs(7));
+        m.policy.reload_failures.inc();
+        let text = m.encode();
+        for series in [
+            "mc_gateway_policy_denials_total{rule=\"*.shop.svc.cluster.local\",client_id=\"c.id\"} 1\n",
+            "mc_gateway_policy_reloads_total 0\n",
+            "mc_gateway_policy_reload_failures_total 1\n",
+            "mc_gateway_policy_rules 3\n",
+            "mc_gateway_policy_last_load_timestamp_seconds 7\n",
+        ] {
+            assert!(text.contains(series), "{series:?} in {text}");
+        }
     }
 
     #[test]

@@ -1,10 +1,7 @@
-//! Routing decisions: which targets may be reached (allowed suffixes), by whom (policy), and
-//! loop protection.
+//! Routing decisions: which targets may be reached (allowed suffixes) and loop protection;
+//! by whom is [`crate::policy`].
 
-use std::path::Path;
-
-use serde::Deserialize;
-
+pub use crate::policy::{Policy, PolicyRule, glob_match};
 use crate::{Error, Result};
 
 /// A target service: host name and port.
@@ -101,108 +98,6 @@ impl Suffixes {
                 name: target.name.clone(),
                 allowed: self.0.clone(),
             })
-        }
-    }
-}
-
-/// Matches `text` against a glob where `*` is any run of characters (dots included) and `?`
-/// any one character.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        match p.get(pi) {
-            Some(b'*') => {
-                star = Some((pi, ti));
-                pi += 1;
-            }
-            Some(&c) if c == b'?' || c == t[ti] => {
-                pi += 1;
-                ti += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    pi = sp + 1;
-                    ti = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|c| *c == b'*')
-}
-
-/// Per-service authorization: which client identities may reach which target services.
-///
-/// The YAML form:
-///
-/// ```yaml
-/// rules:
-///   - services: ["web.shop.svc.cluster.local", "*.billing.svc.cluster.local"]
-///     clients: ["*.shop.serviceaccount.identity.linkerd.cluster.local"]
-/// ```
-///
-/// A target that matches no rule's `services` is open to every identity chained to the
-/// anchors. A target that matches rules is open only to clients matching one of their
-/// `clients` patterns.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Policy {
-    /// The rules, in any order.
-    #[serde(default)]
-    pub rules: Vec<PolicyRule>,
-}
-
-/// One policy rule.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyRule {
-    /// Glob patterns of target service host names.
-    pub services: Vec<String>,
-    /// Glob patterns of client identities allowed to reach them.
-    pub clients: Vec<String>,
-}
-
-impl Policy {
-    /// Parses the YAML form.
-    pub fn from_yaml(text: &str, path: &Path) -> Result<Self> {
-        serde_yaml::from_str(text).map_err(|source| Error::Policy {
-            path: path.to_owned(),
-            source,
-        })
-    }
-
-    /// Reads the YAML file at `path`.
-    pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
-            what: "policy",
-            flag: "--policy",
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_yaml(&text, path)
-    }
-
-    /// Decides whether `client` may reach `target`.
-    pub fn check(&self, client: &str, target: &Target) -> Result<()> {
-        let mut governed = false;
-        for rule in &self.rules {
-            if rule.services.iter().any(|s| glob_match(s, &target.name)) {
-                governed = true;
-                if rule.clients.iter().any(|c| glob_match(c, client)) {
-                    return Ok(());
-                }
-            }
-        }
-        if governed {
-            Err(Error::Forbidden {
-                client: client.to_owned(),
-                target: target.to_string(),
-            })
-        } else {
-            Ok(())
         }
     }
 }
@@ -306,44 +201,6 @@ mod tests {
                 .check(&Target::new("a.b.svc.cluster.local", 1))
                 .is_err()
         );
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*", ""));
-        assert!(glob_match("*.shop.svc", "a.b.shop.svc"));
-        assert!(!glob_match("*.shop.svc", "shop.svc"));
-        assert!(glob_match("a?c", "abc"));
-        assert!(!glob_match("a?c", "ac"));
-        assert!(glob_match("a*b*c", "axxbyyc"));
-        assert!(!glob_match("a*b*c", "axxbyy"));
-        assert!(glob_match("exact", "exact"));
-        assert!(!glob_match("exact", "exactly"));
-    }
-
-    #[test]
-    fn policy_governs_only_matching_services() {
-        let p = Policy::from_yaml(
-            "rules:\n  - services: ['web.shop.svc.cluster.local']\n    clients: ['*.shop.serviceaccount.identity.linkerd.cluster.local']\n",
-            Path::new("p.yaml"),
-        )
-        .unwrap();
-        let web = Target::new("web.shop.svc.cluster.local", 80);
-        let other = Target::new("db.shop.svc.cluster.local", 80);
-        assert!(
-            p.check(
-                "fe.shop.serviceaccount.identity.linkerd.cluster.local",
-                &web
-            )
-            .is_ok()
-        );
-        let err = p
-            .check("x.evil.serviceaccount.identity.linkerd.cluster.local", &web)
-            .unwrap_err();
-        assert!(matches!(err, Error::Forbidden { .. }));
-        assert!(p.check("anyone", &other).is_ok());
-        assert!(Policy::default().check("anyone", &web).is_ok());
-        assert!(Policy::from_yaml("rulez: []", Path::new("p.yaml")).is_err());
     }
 
     #[test]

@@ -20,8 +20,9 @@ use tokio_rustls::TlsAcceptor;
 use crate::http::{HttpContext, Upstreams};
 use crate::io::{Activity, Tracked, read_header, splice_tcp};
 use crate::metrics::Metrics;
+use crate::policy::{PolicySource, ReloadingPolicy};
 use crate::resolve::SharedResolver;
-use crate::route::{Policy, Suffixes, Target};
+use crate::route::{Suffixes, Target};
 use crate::tls::{
     CertSource, ReloadingCert, ReloadingServerConfig, handshake_error_reason, identity_of,
 };
@@ -47,7 +48,7 @@ pub struct Limits {
     pub max_connections: usize,
     /// On shutdown, in-flight connections get this long to finish.
     pub drain_timeout: Duration,
-    /// How often the certificate, key and trust-anchor files are checked for changes.
+    /// How often the certificate, key, trust-anchor and policy files are checked for changes.
     pub reload_interval: Duration,
 }
 
@@ -80,8 +81,8 @@ pub struct ServerConfig {
     pub identity: String,
     /// Allowed target suffixes.
     pub suffixes: Suffixes,
-    /// Per-service policy.
-    pub policy: Policy,
+    /// Per-service policy (the allow-list): fixed, or a file reloaded when it changes.
+    pub policy: PolicySource,
     /// Port assumed when an HTTP Host header carries none.
     pub default_http_port: u16,
     /// Resolves targets to backends.
@@ -102,7 +103,7 @@ struct Shared {
     tls: Arc<ReloadingServerConfig>,
     identity: Arc<str>,
     suffixes: Arc<Suffixes>,
-    policy: Arc<Policy>,
+    policy: Arc<ReloadingPolicy>,
     default_port: u16,
     resolver: SharedResolver,
     upstreams: Upstreams,
@@ -136,6 +137,7 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         let cert = ReloadingCert::new(config.certificate, metrics.certificate.clone())?;
         let tls = ReloadingServerConfig::load(cert, &config.trust_anchors)?;
+        let policy = ReloadingPolicy::load(config.policy, metrics.policy.clone())?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -159,7 +161,7 @@ impl Gateway {
             tls,
             identity: config.identity.into(),
             suffixes: Arc::new(config.suffixes),
-            policy: Arc::new(config.policy),
+            policy,
             default_port: config.default_http_port,
             upstreams: Upstreams::new(config.resolver.clone()),
             resolver: config.resolver,
@@ -212,6 +214,13 @@ impl Gateway {
             slice,
         } = self;
         let watcher = shared.tls.spawn_watch(shared.limits.reload_interval);
+        let policy_watcher = shared.policy.spawn_watch(shared.limits.reload_interval);
+        let stop_watchers = move || {
+            watcher.abort();
+            if let Some(w) = &policy_watcher {
+                w.abort();
+            }
+        };
         let admin_task = admin.map(|l| {
             tokio::spawn(crate::admin::serve(
                 l,
@@ -230,7 +239,7 @@ impl Gateway {
                 Ok(started) => started,
                 Err(e) => {
                     let _ = close_tx.send(true);
-                    watcher.abort();
+                    stop_watchers();
                     if let Some(t) = admin_task {
                         t.abort();
                     }
@@ -254,7 +263,7 @@ impl Gateway {
                 tracing::warn!("a gateway worker thread ended abnormally");
             }
         }
-        watcher.abort();
+        stop_watchers();
         if let Some(t) = admin_task {
             t.abort();
         }
@@ -529,7 +538,9 @@ async fn handshake(shared: &Shared, io: Tracked<TcpStream>, peer: SocketAddr) ->
     None
 }
 
-/// The transport-header path: read the header, check the target, then HTTP or opaque.
+/// The transport-header path: read the header, check the target, then HTTP or opaque. An HTTP
+/// session is checked against the policy per request (a denial is a `403`); an opaque stream
+/// here, before any byte reaches the target.
 async fn transport(
     shared: &Shared,
     mut tls: ServerTls,
@@ -546,7 +557,7 @@ async fn transport(
         Ok(h) => h,
         Err(e) => {
             refuse(&e);
-            return Ok(());
+            return close(shared, tls).await;
         }
     };
     let checked = (|| {
@@ -556,14 +567,16 @@ async fn transport(
         })?;
         let target = Target::new(name, header.port);
         shared.suffixes.check(&target)?;
-        shared.policy.check(&client, &target)?;
+        if header.protocol.is_none() {
+            shared.policy.check(&client, &target)?;
+        }
         Ok::<_, Error>(target)
     })();
     let target = match checked {
         Ok(t) => t,
         Err(e) => {
             refuse(&e);
-            return Ok(());
+            return close(shared, tls).await;
         }
     };
     tracing::debug!(%peer, %client, %target, protocol = ?header.protocol, "transport header");
@@ -579,7 +592,7 @@ async fn transport(
                 Err(e) => {
                     shared.metrics.route_error(e.reason());
                     refuse(&e);
-                    return Ok(());
+                    return close(shared, tls).await;
                 }
             };
             let mut upstream = match crate::http::connect_backend(addr).await {
@@ -587,7 +600,7 @@ async fn transport(
                 Err(e) => {
                     shared.metrics.route_error(e.reason());
                     refuse(&e);
-                    return Ok(());
+                    return close(shared, tls).await;
                 }
             };
             tokio::io::AsyncWriteExt::write_all(&mut upstream, &rest)
@@ -605,6 +618,16 @@ async fn transport(
             Ok(())
         }
     }
+}
+
+/// Closes a refused transport connection: the TLS `close_notify` alert (rustls offers no
+/// supported way to send another alert once the handshake is done), then the TCP close, within
+/// the header timeout. The client reads end of stream without a byte from the target. A
+/// failure to close is not the connection's error (it was refused already).
+async fn close(shared: &Shared, mut tls: ServerTls) -> Result<()> {
+    let limit = shared.limits.header_timeout;
+    let _ = tokio::time::timeout(limit, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
+    Ok(())
 }
 
 /// Serves HTTP on an authenticated stream until it closes or shutdown asks it to finish.

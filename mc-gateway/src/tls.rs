@@ -145,7 +145,10 @@ pub fn identity_of(cert: &CertificateDer<'_>) -> Option<String> {
 }
 
 /// Runs `poll` every `every` (missed ticks are not caught up) until the task is aborted.
-fn spawn_poll(every: Duration, poll: impl Fn() + Send + 'static) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn_poll(
+    every: Duration,
+    poll: impl Fn() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

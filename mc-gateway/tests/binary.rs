@@ -107,6 +107,37 @@ fn a_slice_the_kernel_would_not_accept_is_refused_with_the_fix() {
     }
 }
 
+#[test]
+fn a_bad_policy_file_at_start_is_refused_naming_the_file_and_the_fix() {
+    let pki = Pki::new();
+    let gw = pki.leaf("gateway", GATEWAY_ID);
+    for (text, want) in [
+        ("rules: [", "is not a valid policy"),
+        ("rules:\n- {services: [''], clients: [a]}\n", "rule 0"),
+        ("", "is empty"),
+    ] {
+        let policy = pki.dir.path().join("policy.yaml");
+        std::fs::write(&policy, text).unwrap();
+        let args = serve_command_line(
+            &pki,
+            vec![
+                format!("--cert={}", gw.cert.display()),
+                format!("--key={}", gw.key.display()),
+                format!("--policy={}", policy.display()),
+            ],
+        );
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text:?}: started");
+        for part in [policy.to_str().unwrap(), want, "fix:"] {
+            assert!(err.contains(part), "{text:?}: {part} not in {err}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_transfers_without_loss() {
     let pki = Pki::new();

@@ -155,8 +155,18 @@ async fn curl_with_client_cert_reaches_the_backend_by_host() {
 async fn curl_gets_clear_http_errors_for_bad_targets() {
     let pki = Pki::new();
     let backend = http_backend().await;
-    let gw = start(config(&pki, &[(SVC, 80, backend)])).await;
+    let locked = "locked.shop.svc.cluster.local";
+    let mut cfg = config(&pki, &[(SVC, 80, backend), (locked, 80, backend)]);
+    cfg.policy = mc_gateway::policy::Policy::from_yaml(
+        &format!("rules: [{{services: ['{locked}'], clients: ['other.*']}}]"),
+        std::path::Path::new("policy.yaml"),
+    )
+    .unwrap()
+    .into();
+    let gw = start(cfg).await;
     let client = pki.leaf("client", CLIENT_ID);
+    // The allow-list's denial names the rule to add.
+    let rule = format!("{{services: [\"{locked}\"], clients: [\"{CLIENT_ID}\"]}}");
     let cases = [
         (
             "missing.shop.svc.cluster.local:80",
@@ -164,6 +174,7 @@ async fn curl_gets_clear_http_errors_for_bad_targets() {
             "unknown service",
         ),
         ("example.com:80", "400", "not under an allowed suffix"),
+        ("locked.shop.svc.cluster.local:80", "403", rule.as_str()),
     ];
     for (host, code, msg) in cases {
         let out = curl_target(

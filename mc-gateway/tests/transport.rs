@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
 use mc_core::transport::SessionProtocol;
 use mc_gateway::client::{Backend, BackendKind, Forwarder, GatewayConnector};
 use mc_gateway::route::{Policy, Target};
@@ -43,23 +43,7 @@ async fn http_get(
         req = req.header(k, v);
     }
     let req = req.body(Full::new(Bytes::from_static(b"payload"))).unwrap();
-    let resp = if h2 {
-        let (mut send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        send.send_request(req).await.unwrap()
-    } else {
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        send.send_request(req).await.unwrap()
-    };
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    send_once(stream, h2, req).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,7 +435,8 @@ async fn gateway_refuses_its_own_identity_and_applies_policy() {
         &format!("rules:\n  - services: ['{SVC}']\n    clients: ['*.shop.serviceaccount.identity.linkerd.cluster.local']\n"),
         std::path::Path::new("test"),
     )
-    .unwrap();
+    .unwrap()
+    .into();
     let gw = start(cfg).await;
 
     // Loop: the client presents the gateway's own identity.
@@ -684,7 +669,8 @@ async fn a_spiffe_client_identity_is_admitted_forwarded_and_matched_by_policy() 
         ),
         std::path::Path::new("test"),
     )
-    .unwrap();
+    .unwrap()
+    .into();
     let gw = start(cfg).await;
     let shop = uri_leaf(&pki, "spiffe-shop", SHOP);
     let c = connector(&pki, &shop, gw.addr, GATEWAY_ID);

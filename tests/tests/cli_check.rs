@@ -221,6 +221,43 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
     assert_eq!(code, Some(0));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["success"], true);
+
+    // The gateway's policy ConfigMap: reported while it parses, a failure naming it and the
+    // fix when it does not (the gateway keeps its last good policy meanwhile).
+    for line in [
+        "✓ gateway policy ConfigMaps parse",
+        "* gateway linkerd-multicluster/linkerd-gateway loads ConfigMap linkerd-gateway-policy",
+        "* linkerd-multicluster/linkerd-gateway-policy: no rules",
+    ] {
+        assert!(text.contains(line), "missing {line:?}:\n{text}");
+    }
+    let set_policy = |text: &str| {
+        let patch = serde_json::json!({"data": {"policy.yaml": text}}).to_string();
+        ok(&env.kubectl(
+            "west",
+            &[
+                "-n",
+                "linkerd-multicluster",
+                "patch",
+                "configmap",
+                "linkerd-gateway-policy",
+                "--type=merge",
+                "-p",
+                &patch,
+            ],
+        ));
+    };
+    set_policy("rules: [");
+    let (code, broken) = env.check(&[]);
+    assert_eq!(code, Some(1), "{broken}");
+    for part in [
+        "× gateway policy ConfigMaps parse",
+        "linkerd-multicluster/linkerd-gateway-policy: policy.yaml is not a valid policy",
+        "last good policy",
+    ] {
+        assert!(broken.contains(part), "{part} not in {broken}");
+    }
+    set_policy(r#"{"rules":[]}"#);
     let gw = ok(&env.mc("west", &["multicluster", "gateways"]));
     let row: Vec<&str> = gw.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row, ["east", "True", "0", "4ms", "3ms", "9ms"], "{gw}");

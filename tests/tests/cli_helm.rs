@@ -149,6 +149,15 @@ fn chart_renders_the_same_objects_as_install_with_values() {
         "namespace=mc-system",
         "egress.enabled=false",
     ]);
+    // The gateway's allow-list: the same policy file in the same ConfigMap.
+    compare(&[
+        "gateway.policy.rules[0].services[0]=*.billing.svc.cluster.local",
+        "gateway.policy.rules[0].services[1]=web.shop.svc.cluster.local",
+        "gateway.policy.rules[0].clients[0]=spiffe://cluster.local/ns/shop/*",
+        "gateway.policy.rules[0].clients[1]=*.shop.serviceaccount.identity.linkerd.cluster.local",
+        "gateway.policy.rules[1].services[0]=db.shop.svc.cluster.local",
+        "gateway.policy.rules[1].clients[0]=db.shop.serviceaccount.identity.linkerd.cluster.local",
+    ]);
     // Issuer mode: both Pods mount the issuer Secret and mint their own leaves.
     compare(&[
         "identity.issuerSecret=mc-issuer",
@@ -176,6 +185,53 @@ fn helm_template_needs_no_kube_version() {
         "helm template without --kube-version: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Policy rules install refuses, the chart refuses too, naming the value and the fix. (Helm
+/// reads `--set x={}` as `[""]`, an empty pattern; `mc` as an empty list.)
+#[test]
+fn bad_policy_rules_are_refused_by_the_chart_as_by_install() {
+    for (sets, want) in [
+        (
+            vec![
+                "gateway.policy.rules[0].services[0]=a.svc.cluster.local",
+                "gateway.policy.rules[0].clients={}",
+            ],
+            "is empty or has a character",
+        ),
+        (
+            vec!["gateway.policy.rules[0].clients[0]=a"],
+            "`services` is empty",
+        ),
+        (
+            vec![
+                "gateway.policy.rules[0].services[0]=a b",
+                "gateway.policy.rules[0].clients[0]=a",
+            ],
+            "is empty or has a character",
+        ),
+    ] {
+        let mut cmd = Command::new(helm());
+        cmd.args(["template", "mc"]).arg(chart());
+        for s in &sets {
+            cmd.args(["--set", s]);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{sets:?}: helm accepted it");
+        for part in ["gateway.policy.rules[0]", want, "fix:"] {
+            assert!(err.contains(part), "{sets:?}: {part} not in {err}");
+        }
+        if sets.iter().any(|s| s.ends_with("={}")) {
+            continue;
+        }
+        let mut tree = InstallValues::default_tree();
+        for s in &sets {
+            render::set(&mut tree, s, false).unwrap();
+        }
+        let mc = InstallValues::from_tree(&tree);
+        assert!(mc.is_err(), "{sets:?}: install accepted it");
+    }
 }
 
 #[test]

@@ -1304,11 +1304,11 @@ async fn egress_mode_allocates_ports_and_points_mirrors_at_the_egress() {
     f.stop().await;
 }
 
-/// Issue #18: a federated Service listing this Link's cluster and the local cluster, served in
-/// egress mode: one route per port with both members (the remote target through the Link's
+/// Issue #18: a Service federated in the target and in the local cluster, served in egress
+/// mode: one route per port with both members (the remote target through the Link's
 /// gateway, the local Service's ClusterIP), the federated Service's Endpoints at the egress,
 /// weights from a real Gateway API HTTPRoute, readiness from the members' Endpoints, and the
-/// federated Service and its route gone when the cluster leaves (its Service loses the label).
+/// member gone when the cluster leaves the federated Service.
 #[tokio::test(flavor = "multi_thread")]
 async fn federated_services_in_egress_mode_route_to_every_member() {
     use k8s_openapi::api::core::v1::{
@@ -1320,16 +1320,22 @@ async fn federated_services_in_egress_mode_route_to_every_member() {
     let (mut f, ns) = Fixture::with_namespace(bed, "fed", true, false).await;
     mirror_common::install_httproute_crd(&f.west).await;
     fake_egress(&f, &["198.18.7.3"]).await;
-    // Federate this test's Services only (a Link without the selector federates nothing).
-    let selector = serde_json::json!({"spec": {"federatedServiceSelector": {"matchLabels": {
-        "mirror.linkerd.io/federated": "member", mirror_common::SCOPE: f.cluster.clone(),
-    }}}});
+    // The Link federates this test's remote members only (the scope label).
+    let mut link = f.link().await;
+    link.spec.federated_service_selector = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+            match_labels: Some(BTreeMap::from([
+                (
+                    "mirror.linkerd.io/federated".to_owned(),
+                    "member".to_owned(),
+                ),
+                (mirror_common::SCOPE.to_owned(), f.cluster.clone()),
+            ])),
+            ..Default::default()
+        },
+    );
     f.links()
-        .patch(
-            &f.cluster,
-            &PatchParams::default(),
-            &Patch::Merge(&selector),
-        )
+        .replace(&f.cluster, &Default::default(), &link)
         .await
         .unwrap();
     f.start().await;
@@ -1342,8 +1348,8 @@ async fn federated_services_in_egress_mode_route_to_every_member() {
     let local = Service {
         metadata: kube::api::ObjectMeta {
             labels: Some(BTreeMap::from([(
-                "mirror.linkerd.io/federated".to_owned(),
-                "member".to_owned(),
+                member[0].0.to_owned(),
+                member[0].1.to_owned(),
             )])),
             ..mirror_common::meta(Some(&ns), "web")
         },
@@ -1389,19 +1395,22 @@ async fn federated_services_in_egress_mode_route_to_every_member() {
         .await
         .unwrap();
 
-    // The federated-service controller writes web-federated: this cluster and the local one.
-    let members = eventually("web-federated with both members", T, || async {
+    // The controller federates both members into web-federated.
+    eventually("web-federated with both members", T, || async {
         let s = f
             .services(&f.west, &ns)
             .get_opt("web-federated")
             .await
             .ok()??;
-        let a = s.metadata.annotations?;
-        (a.get("multicluster.linkerd.io/local-discovery")? == "web")
-            .then(|| a.get("multicluster.linkerd.io/remote-discovery").cloned())?
+        let a = s.metadata.annotations.unwrap_or_default();
+        let remote = a.get("multicluster.linkerd.io/remote-discovery")?;
+        (remote.contains(&format!("web@{}", f.cluster))
+            && a.get("multicluster.linkerd.io/local-discovery")
+                .map(String::as_str)
+                == Some("web"))
+        .then_some(())
     })
     .await;
-    assert_eq!(members, format!("web@{}", f.cluster));
 
     let key = mc_core::egress::route_key(&ns, "web-federated", 80);
     let route_with = |want: fn(&mc_core::egress::Route, &str) -> bool| {
@@ -1475,19 +1484,8 @@ async fn federated_services_in_egress_mode_route_to_every_member() {
         .unwrap();
     route_with(|r, _| !r.members[LOCAL_MEMBER].ready).await;
 
-    // The cluster leaves the federated Service (its Service loses the label): with no remote
-    // member left web-federated is deleted, and its route with it.
+    // The remote Service leaves the federation: its member goes, the local one stays.
     f.remote_service(&ns, "web", &[], &[("http", 80)], &["10.1.0.9"])
         .await;
-    eventually("web-federated and its route gone", T, || async {
-        let gone = f
-            .services(&f.west, &ns)
-            .get_opt("web-federated")
-            .await
-            .ok()?
-            .is_none();
-        let t = routes(&f).await?;
-        (gone && t.get(&key).is_none()).then_some(())
-    })
-    .await;
+    route_with(|r, c| !r.members.contains_key(c) && r.members.contains_key(LOCAL_MEMBER)).await;
 }

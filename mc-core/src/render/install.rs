@@ -7,6 +7,7 @@ use super::{
     anti_affinity, base_labels, container_security, meta, pod_security, pull_secrets, with,
 };
 use crate::identity::Identity;
+use crate::policy::{POLICY_DIR, POLICY_KEY, config_map_name};
 use crate::{Result, labels};
 
 /// Directory where the gateway's identity Secret is mounted.
@@ -123,6 +124,7 @@ fn gateway(values: &InstallValues, labels: &Map<String, Value>) -> Result<Vec<Va
             "kind": "ServiceAccount",
             "metadata": meta(&gw.name, Some(ns), with(labels, &[("component", "gateway")])),
         }),
+        gateway_policy(values, labels),
         gateway_deployment(values, &identity, &gw_labels),
         gateway_service(values, &identity, labels),
     ];
@@ -148,7 +150,20 @@ pub fn gateway_args(values: &InstallValues, identity: &str) -> Vec<String> {
     args.extend(identity_args(values));
     args.push(format!("--identity={identity}"));
     args.push(format!("--cluster-domain={}", gw.cluster_domain));
+    args.push(format!("--policy={POLICY_DIR}/{POLICY_KEY}"));
     args
+}
+
+/// The gateway's allow-list ConfigMap (`gateway.policy`), mounted at [`POLICY_DIR`]; an update
+/// reaches the running gateway without a restart.
+fn gateway_policy(values: &InstallValues, labels: &Map<String, Value>) -> Value {
+    let gw = &values.gateway;
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta(&config_map_name(&gw.name), Some(&values.namespace), with(labels, &[("component", "gateway")])),
+        "data": {POLICY_KEY: crate::policy::file_text(&gw.policy.rules)},
+    })
 }
 
 /// The certificate flags of `mc-gateway serve` and `egress`: the leaf from the mounted Secret,
@@ -200,9 +215,15 @@ fn gateway_deployment(values: &InstallValues, identity: &str, gw_labels: &Value)
             "readinessProbe": {"httpGet": {"path": gw.probe.path, "port": labels::PROBE_PORT_NAME}},
             "livenessProbe": {"httpGet": {"path": "/live", "port": labels::PROBE_PORT_NAME}},
             "securityContext": container_security(),
-            "volumeMounts": [{"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": true}],
+            "volumeMounts": [
+                {"name": "identity", "mountPath": IDENTITY_DIR, "readOnly": true},
+                {"name": "policy", "mountPath": POLICY_DIR, "readOnly": true},
+            ],
         }],
-        "volumes": [{"name": "identity", "secret": {"secretName": identity_volume(values, &gw.identity_secret)}}],
+        "volumes": [
+            {"name": "identity", "secret": {"secretName": identity_volume(values, &gw.identity_secret)}},
+            {"name": "policy", "configMap": {"name": config_map_name(&gw.name)}},
+        ],
     });
     if !values.image_pull_secrets.is_empty() {
         pod_spec["imagePullSecrets"] = pull_secrets(&values.image_pull_secrets);

@@ -38,8 +38,8 @@ pub use link::{
 };
 pub use values::{
     DEFAULT_LINKERD_NAMESPACE, DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_REMOTE_ACCESS_SA,
-    EgressValues, GatewayValues, IMAGE_NAME, IdentityValues, ImageValues, InstallValues,
-    ProbeValues, VERSION, merge, parse_values_yaml, set, split_names,
+    EgressValues, GatewayPolicyValues, GatewayValues, IMAGE_NAME, IdentityValues, ImageValues,
+    InstallValues, ProbeValues, VERSION, merge, parse_values_yaml, set, split_names,
 };
 
 use std::collections::BTreeMap;

@@ -457,3 +457,58 @@ fn controller_for_an_existing_link_uses_its_name_namespace_and_secret() {
         .to_string();
     assert!(err.contains("metadata.name"), "{err}");
 }
+
+#[test]
+fn the_gateway_policy_is_a_mounted_config_map_passed_with_policy() {
+    let values = values_with(
+        "gateway.policy.rules[0].services[0]=*.billing.svc.cluster.local,\
+         gateway.policy.rules[0].clients[0]=spiffe://cluster.local/ns/shop/*",
+    );
+    let objects = install(&values).unwrap();
+    let cm = find(&objects, "ConfigMap", "linkerd-gateway-policy");
+    assert_eq!(
+        cm["data"]["policy.yaml"],
+        r#"{"rules":[{"clients":["spiffe://cluster.local/ns/shop/*"],"services":["*.billing.svc.cluster.local"]}]}"#
+    );
+    let pod = &find(&objects, "Deployment", "linkerd-gateway")["spec"]["template"]["spec"];
+    assert!(
+        pod["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&"--policy=/var/run/mc/policy/policy.yaml".into())
+    );
+    assert_eq!(
+        pod["volumes"][1],
+        serde_json::json!({"name": "policy", "configMap": {"name": "linkerd-gateway-policy"}})
+    );
+    // The default: no rules, still a ConfigMap to edit later.
+    let objects = install(&InstallValues::default()).unwrap();
+    let cm = find(&objects, "ConfigMap", "linkerd-gateway-policy");
+    assert_eq!(cm["data"]["policy.yaml"], r#"{"rules":[]}"#);
+}
+
+#[test]
+fn bad_gateway_policy_values_name_the_rule_and_the_fix() {
+    for (sets, want) in [
+        (
+            "gateway.policy.rules[0].services[0]=,gateway.policy.rules[0].clients[0]=a",
+            "empty",
+        ),
+        ("gateway.policy.rules[0].clients[0]=a", "services"),
+        ("gateway.policy.rules[0].services[0]=a", "clients"),
+        (
+            "gateway.policy.rules[0].services[0]=a,gateway.policy.rules[0].clients[0]=a<b",
+            "character",
+        ),
+        (
+            "gateway.policy.rules[0].services[0]=a,gateway.policy.rules[0].clientz[0]=a",
+            "clientz",
+        ),
+    ] {
+        let mut tree = InstallValues::default_tree();
+        set(&mut tree, sets, false).unwrap();
+        let err = InstallValues::from_tree(&tree).unwrap_err().to_string();
+        assert!(err.contains(want), "{sets}: {err}");
+        assert!(err.contains("fix:"), "{sets}: {err}");
+    }
+}

@@ -93,6 +93,17 @@ impl Default for ProbeValues {
     }
 }
 
+/// The gateway's allow-list (`gateway.policy`): rendered into the ConfigMap
+/// `<gateway.name>-policy`, which the gateway mounts and re-reads when it changes (see
+/// [`crate::policy`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GatewayPolicyValues {
+    /// The rules: `[{services: [glob], clients: [glob]}]`; empty: every service is open to
+    /// every identity the trust anchors vouch for.
+    pub rules: Vec<crate::policy::PolicyRule>,
+}
+
 /// The gateway: Deployment, Service and ServiceAccount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -133,6 +144,8 @@ pub struct GatewayValues {
     /// GID the gateway runs as.
     #[serde(rename = "GID")]
     pub gid: u32,
+    /// The allow-list.
+    pub policy: GatewayPolicyValues,
 }
 
 impl Default for GatewayValues {
@@ -154,6 +167,7 @@ impl Default for GatewayValues {
             cluster_domain: "cluster.local".to_owned(),
             uid: 2103,
             gid: 2103,
+            policy: GatewayPolicyValues::default(),
         }
     }
 }
@@ -371,6 +385,16 @@ impl InstallValues {
             ));
         }
         check_subdomain("gateway.clusterDomain", &self.gateway.cluster_domain)?;
+        if let Some((n, why)) = crate::policy::problem(&self.gateway.policy.rules) {
+            return Err(Error::RenderValue {
+                path: format!("gateway.policy.rules[{n}]"),
+                problem: why.to_owned(),
+                fix: "give every rule at least one service pattern, and write every pattern as a \
+                      host name or identity glob, e.g. {services: [\"web.shop.svc.cluster.local\"], \
+                      clients: [\"*.shop.serviceaccount.identity.linkerd.cluster.local\"]}"
+                    .to_owned(),
+            });
+        }
         check_dns_label("gateway.identitySecret", &self.gateway.identity_secret).or_else(|_| {
             check_subdomain("gateway.identitySecret", &self.gateway.identity_secret)
         })?;

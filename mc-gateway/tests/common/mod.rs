@@ -26,7 +26,7 @@ use mc_core::pki::{
     issue_leaf,
 };
 use mc_gateway::resolve::StaticResolver;
-use mc_gateway::route::{Policy, Suffixes, Target};
+use mc_gateway::route::{Suffixes, Target};
 use mc_gateway::server::{Gateway, Limits, ServerConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -242,7 +242,7 @@ pub fn config(pki: &Pki, statics: &[(&str, u16, SocketAddr)]) -> ServerConfig {
         trust_anchors: pki.anchors(),
         identity: GATEWAY_ID.into(),
         suffixes: Suffixes::for_cluster_domain("cluster.local"),
-        policy: Policy::default(),
+        policy: Default::default(),
         default_http_port: 80,
         resolver: Arc::new(resolver),
         threads: 1,
@@ -288,6 +288,30 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .body(Full::new(Bytes::new()))
         .unwrap();
     let resp = send.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Sends `req` on a new HTTP connection over `io` (HTTP/2 when `h2`): status and body.
+pub async fn send_once<S>(io: S, h2: bool, req: hyper::Request<Full<Bytes>>) -> (u16, String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let resp = if h2 {
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    };
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
@@ -463,14 +487,9 @@ impl Proc {
     }
 }
 
-/// Starts `mc-gateway serve` (JSON logs, listen and admin on free loopback ports, no DNS,
-/// identity `GATEWAY_ID`, the PKI's anchors) with `flags` (the certificate's and any other)
-/// and `--static` targets; returns it, its data and its admin address.
-pub async fn spawn_gateway(
-    pki: &Pki,
-    flags: Vec<String>,
-    statics: &[String],
-) -> (Proc, SocketAddr, SocketAddr) {
+/// The command line of `mc-gateway serve` (JSON logs, listen and admin on free loopback ports,
+/// no DNS, identity `GATEWAY_ID`, the PKI's anchors) with `flags`.
+pub fn serve_command_line(pki: &Pki, flags: Vec<String>) -> Vec<String> {
     let mut args = command_line(pki, "serve");
     args.extend(strings(&[
         "--listen",
@@ -480,6 +499,17 @@ pub async fn spawn_gateway(
         GATEWAY_ID,
     ]));
     args.extend(flags);
+    args
+}
+
+/// Starts `mc-gateway serve` ([`serve_command_line`]) with `flags` (the certificate's and any
+/// other) and `--static` targets; returns it, its data and its admin address.
+pub async fn spawn_gateway(
+    pki: &Pki,
+    flags: Vec<String>,
+    statics: &[String],
+) -> (Proc, SocketAddr, SocketAddr) {
+    let mut args = serve_command_line(pki, flags);
     for s in statics {
         args.extend(["--static".into(), s.clone()]);
     }
