@@ -184,7 +184,8 @@ fn way(m: &Member, tls: &std::sync::Arc<ReloadingClientConfig>) -> Result<Way> {
     }
     Ok(Way::Remote {
         target: Target::parse_authority(&m.target, None)?,
-        connector: GatewayConnector::reloading(tls.clone(), m.gateways.clone(), &m.identity)?,
+        connector: GatewayConnector::reloading(tls.clone(), m.gateways.clone(), &m.identity)?
+            .with_connect_timeout(CONNECT_TIMEOUT),
     })
 }
 
@@ -193,7 +194,15 @@ impl Served {
         match &self.way {
             Way::Local(addr) => Ok(Box::new(tcp(addr).await?)),
             Way::Remote { target, connector } => {
-                Ok(Box::new(connector.connect(target, None).await?))
+                // TCP, TLS and the header: a gateway that hangs mid-handshake fails over too.
+                let within = 2 * CONNECT_TIMEOUT;
+                let tls = tokio::time::timeout(within, connector.connect(target, None))
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        what: "connecting to a federated member through its gateway",
+                        after: within,
+                    })??;
+                Ok(Box::new(tls))
             }
         }
     }

@@ -28,8 +28,13 @@ pub struct GatewayConnector {
     tls: ClientTls,
     gateways: Vec<String>,
     identity: ServerName<'static>,
+    connect_timeout: Duration,
     handshake_timeout: Duration,
 }
+
+/// How long a TCP connect to a gateway address may take before the next one is tried (a
+/// gateway whose address drops SYNs must not hold a client for the kernel's two minutes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where a connector takes its TLS client configuration from.
 #[derive(Clone)]
@@ -75,6 +80,7 @@ impl GatewayConnector {
             tls: ClientTls::Fixed(TlsConnector::from(Arc::new(config))),
             gateways: vec![gateway.into()],
             identity: server_name(gateway_identity)?,
+            connect_timeout: CONNECT_TIMEOUT,
             handshake_timeout: Duration::from_secs(10),
         })
     }
@@ -91,8 +97,15 @@ impl GatewayConnector {
             tls: ClientTls::Reloading(tls),
             gateways,
             identity: server_name(gateway_identity)?,
+            connect_timeout: CONNECT_TIMEOUT,
             handshake_timeout: Duration::from_secs(10),
         })
+    }
+
+    /// The same connector, giving up on a TCP connect after `timeout` (default 3 s).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 
     /// The gateway addresses, in the order they are tried.
@@ -137,8 +150,12 @@ impl GatewayConnector {
         target: &Target,
         protocol: Option<SessionProtocol>,
     ) -> Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(gateway)
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(gateway))
             .await
+            .map_err(|_| Error::Timeout {
+                what: "the TCP connect to the gateway",
+                after: self.connect_timeout,
+            })?
             .map_err(|source| Error::Connect {
                 addr: gateway.to_owned(),
                 what: "gateway",

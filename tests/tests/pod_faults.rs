@@ -722,6 +722,9 @@ fn the_egress_renews_its_leaf_while_a_plain_pod_keeps_calling() {
     assert!(ok > 20, "only {ok} requests");
 }
 
+/// Ends each answer in [`Installed::shares`]' output.
+const END: &str = "<<mc-end>>";
+
 /// Scales east's gateway back to one replica when dropped.
 struct GatewayBackAfter<'a>(&'a Installed);
 
@@ -749,7 +752,7 @@ impl Installed {
     /// east answered, how many west, and the failures.
     fn shares(&self, ns: &str, url: &str, n: usize) -> (usize, usize, Vec<String>) {
         let script = format!(
-            "for i in $(seq {n}); do curl -sS -m 5 -H 'Connection: close' {url} | tr -d '\\n' || echo -n failed; echo; done"
+            "i=0; while [ $i -lt {n} ]; do i=$((i+1)); curl -sS -m 5 -H 'Connection: close' {url} 2>&1; echo '{END}'; done"
         );
         let out = self
             .bed
@@ -759,13 +762,13 @@ impl Installed {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (mut east, mut west, mut failed) = (0, 0, Vec::new());
-        for line in text.lines().take(n) {
+        for line in text.split(END).take(n) {
             if line.contains("greetings from east") {
                 east += 1;
             } else if line.contains("greetings from west") {
                 west += 1;
             } else {
-                failed.push(line.to_owned());
+                failed.push(line.trim().to_owned());
             }
         }
         let missing = n.saturating_sub(east + west + failed.len());
