@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 
-.PHONY: setup test demo lint test-rust test-python fuzz bench bench-egress testbed-up testbed-down
+.PHONY: setup test demo lint test-rust test-python fuzz bench bench-egress bench-paths testbed-up testbed-down
 
 ## setup: install and build everything a fresh machine lacks (idempotent)
 setup:
@@ -51,6 +51,21 @@ ADDS ?= 20
 bench-egress:
 	$(CARGO) build --release --locked -q -p mc-gateway --bin mc-gateway -p mc-tests --bin mc-bench-egress
 	scripts/in-netns $${CARGO_TARGET_DIR:-target}/release/mc-bench-egress --routes $(ROUTES) --adds $(ADDS)
+
+## bench-paths: p50/p99 and CPU per request of a plain west Pod's request to east through mc's
+## egress and gateway, straight to west's podinfo, and through an HAProxy mTLS peer, on the
+## testbed's real clusters (REQUESTS per path, in blocks of BLOCK; installs haproxy if missing)
+REQUESTS ?= 10000
+BLOCK ?= 1000
+bench-paths:
+	@command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || { \
+	  echo "bench-paths: installing haproxy (the peer)"; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y haproxy; }
+	@command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || { echo "bench-paths: haproxy is still missing"; exit 1; }
+	$(CARGO) build --release --locked -q -p mc-cli --bin mc -p mc-tests --bin mc-bench-paths
+	scripts/build-images mc
+	scripts/build-images haproxy
+	scripts/in-netns $${CARGO_TARGET_DIR:-target}/release/mc-bench-paths --requests $(REQUESTS) --block $(BLOCK)
 
 testbed-up:
 	$(CARGO) run -q -p mc-tests --bin mc-testbed -- up --dir .testbed
