@@ -1002,3 +1002,92 @@ fn the_link_between_the_clusters_carries_only_tls() {
     );
     assert!(probes > 0, "the probe flows were captured too");
 }
+
+/// Issue #18: through west's egress, a plain Pod reaches east's Services of every kind: an
+/// opaque TCP echo (`curl telnet://`), HTTP/2 with prior knowledge (podinfo with `--h2c`), and a
+/// WebSocket upgrade (podinfo's `/ws/echo` answers 101 with the key's accept value).
+#[test]
+fn a_plain_pod_reaches_tcp_http2_and_websocket_services_through_the_egress() {
+    let _one = one_at_a_time();
+    let mc = installed();
+    let ns = "egress-protocols";
+    let objects = serde_json::json!({"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Namespace","metadata":{"name": ns}},
+        {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"echo","namespace": ns},
+         "spec":{"replicas":1,"selector":{"matchLabels":{"app":"echo"}},
+          "template":{"metadata":{"labels":{"app":"echo"}},
+           "spec":{"containers":[{"name":"echo","image": mc_tests::CLIENT_IMAGE,
+             "command":["/echo","7007"],"ports":[{"containerPort":7007}]}]}}}},
+        {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"h2","namespace": ns},
+         "spec":{"replicas":1,"selector":{"matchLabels":{"app":"h2"}},
+          "template":{"metadata":{"labels":{"app":"h2"}},
+           "spec":{"containers":[{"name":"podinfo","image": mc_tests::PODINFO_IMAGE,
+             "command":["./podinfo","--port=9898","--h2c","--ui-message=greetings from east"],
+             "readinessProbe":{"httpGet":{"path":"/readyz","port":9898},"periodSeconds":2}}]}}}},
+        {"apiVersion":"v1","kind":"Service","metadata":{"name":"echo","namespace": ns,
+          "labels":{"mirror.linkerd.io/exported":"true"}},
+         "spec":{"selector":{"app":"echo"},"ports":[{"name":"tcp","port":7007}]}},
+        {"apiVersion":"v1","kind":"Service","metadata":{"name":"h2","namespace": ns,
+          "labels":{"mirror.linkerd.io/exported":"true"}},
+         "spec":{"selector":{"app":"h2"},"ports":[{"name":"http","port":9898}]}}]});
+    check(
+        mc.bed.apply("east", &objects.to_string()).unwrap(),
+        "apply echo and h2",
+    );
+    for d in ["deployment/echo", "deployment/h2"] {
+        mc.bed.wait_rollout("east", ns, d).unwrap();
+    }
+    check(
+        mc.bed
+            .apply(
+                "west",
+                &format!(
+                    r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}"}}}}"#
+                ),
+            )
+            .unwrap(),
+        "west namespace",
+    );
+    nodes_common::client_deployment(mc.bed, "west", ns, 1);
+    let _restore = GatewayModeAfter(mc);
+    mc.set_mode("egress").unwrap();
+    let exec = |script: &str| -> String {
+        let out = mc
+            .bed
+            .kubectl("west")
+            .args(["exec", "-n", ns, "deploy/client", "--", "sh", "-c", script])
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    // Opaque TCP: the bytes come back (curl then waits for a close that never comes: -m 3).
+    eventually(120, "the TCP echo through the egress", || {
+        let out = exec(&format!(
+            "echo mc-opaque-hello | curl -sS -m 3 telnet://echo-east.{ns}.svc.cluster.local:7007"
+        ));
+        out.contains("mc-opaque-hello").then_some(()).ok_or(out)
+    });
+    // HTTP/2 with prior knowledge, end to end.
+    let h2 = format!("http://h2-east.{ns}.svc.cluster.local:9898/");
+    let out = eventually(90, "HTTP/2 through the egress", || {
+        let out = exec(&format!(
+            "curl -sS -m 5 --http2-prior-knowledge -o /dev/null -w '%{{http_version}} %{{http_code}}' {h2}"
+        ));
+        (out.trim() == "2 200").then_some(out.clone()).ok_or(out)
+    });
+    assert_eq!(out.trim(), "2 200");
+    // A WebSocket upgrade: 101 and the accept value of RFC 6455's sample key.
+    let out = exec(&format!(
+        "curl -sS -i -m 3 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \
+         -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' {h2}ws/echo"
+    ));
+    assert!(out.starts_with("HTTP/1.1 101"), "{out}");
+    assert!(
+        out.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "the upgrade's accept value came back: {out}"
+    );
+}
