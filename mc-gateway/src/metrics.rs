@@ -263,11 +263,12 @@ impl Metrics {
         self.opaque_splices.inc();
     }
 
-    /// Counts an authenticated connection of `client`.
-    pub fn client_connection(&self, client: &str) {
+    /// Counts an authenticated connection of `client`; `true` for its first one.
+    pub fn client_connection(&self, client: &str) -> bool {
         self.client_connections
             .get_or_create(&vec![("client_id", client.to_owned())])
-            .inc();
+            .inc()
+            == 0
     }
 
     /// Counts a refused connection.

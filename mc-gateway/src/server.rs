@@ -462,7 +462,10 @@ async fn connection(
         tracing::info!(%peer, %client, "refused: client identity is the gateway's own (loop)");
         return Ok(());
     }
-    shared.metrics.client_connection(&client);
+    if shared.metrics.client_connection(&client) {
+        // Once per identity (as bounded as the metric's series): who connects, at info level.
+        tracing::info!(%peer, %client, "first connection from this client identity");
+    }
     tracing::debug!(%peer, %client, "client authenticated");
     let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
     let client: Arc<str> = client.into();

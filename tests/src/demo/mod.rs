@@ -417,8 +417,18 @@ impl Demo {
             "east's gateway counts the connection under west's egress identity",
             &metrics,
         )?;
+        let logs_command =
+            "kubectl --context east -n linkerd-multicluster logs deploy/linkerd-gateway";
+        println!("    $ {logs_command} | grep 'first connection'");
+        let logs = self.sh.run(logs_command)?;
+        expect(
+            logs.lines()
+                .any(|l| l.contains("first connection") && l.contains(&egress_identity)),
+            "east's gateway logs west's egress identity",
+            &logs,
+        )?;
         ok(&format!(
-            "answer: {}; east's gateway admitted it as {egress_identity} (mc_gateway_client_connections_total)",
+            "answer: {}; east's gateway admitted it as {egress_identity} (mc_gateway_client_connections_total, and its log)",
             message_of(&response)
         ));
         Ok(())
