@@ -171,22 +171,45 @@ async fn reconcile_service(ctx: &Arc<Ctx>, ns: &str, name: &str) -> Result<()> {
 }
 
 /// Egress mode: the mirror's routes are set in the egress route table and its Endpoints point
-/// at the egress Pods on the ports the table gives (see [`mc_core::egress`]). Other modes and
-/// mirror kinds are left as they are.
+/// at the egress Pods on the ports the table gives (see [`mc_core::egress`]); a headless
+/// mirror's endpoint mirrors (`<host>-<cluster>`, what `<host>.<svc>-<cluster>` resolves to) are
+/// served the same way, each with its own routes. Other modes and remote-discovery mirrors are
+/// left as they are.
 async fn through_egress(
     ctx: &Ctx,
     ns: &str,
     desired: &mut DesiredMirror,
     gw: Option<&Gateway>,
 ) -> Result<()> {
-    if ctx.egress.mode != LinkMode::Egress || desired.kind != MirrorKind::Gateway {
+    if ctx.egress.mode != LinkMode::Egress {
         return Ok(());
     }
-    let Some(ep) = &desired.endpoints else {
-        return Ok(());
-    };
-    let fq_name = desired
-        .service
+    match desired.kind {
+        MirrorKind::Gateway => {
+            if let Some(ep) = &desired.endpoints {
+                desired.endpoints = Some(egress_for(ctx, ns, &desired.service, ep, gw).await?);
+            }
+        }
+        MirrorKind::Headless => {
+            for (svc, ep) in &mut desired.endpoint_mirrors {
+                *ep = egress_for(ctx, ns, svc, ep, gw).await?;
+            }
+        }
+        MirrorKind::RemoteDiscovery => {}
+    }
+    Ok(())
+}
+
+/// The routes of the (endpoint) mirror `svc` set in the table, and its gateway-mode Endpoints
+/// `ep` rewritten to lead to the egress Pods.
+async fn egress_for(
+    ctx: &Ctx,
+    ns: &str,
+    svc: &Service,
+    ep: &Endpoints,
+    gw: Option<&Gateway>,
+) -> Result<Endpoints> {
+    let fq_name = svc
         .metadata
         .annotations
         .as_ref()
@@ -194,6 +217,7 @@ async fn through_egress(
         .cloned()
         .unwrap_or_default();
     let identity = gateway_identity(ctx);
+    let name = svc.name_any();
     let listen = ctx
         .egress
         .ensure(
@@ -202,8 +226,8 @@ async fn through_egress(
             ctx.cluster(),
             MirrorRoutes {
                 ns,
-                name: &desired.name.name,
-                service: &desired.service,
+                name: &name,
+                service: svc,
                 fq_name: &fq_name,
                 gateway: gw,
                 identity: &identity,
@@ -211,8 +235,7 @@ async fn through_egress(
         )
         .await?;
     let pods = ctx.egress.pods.borrow().clone();
-    desired.endpoints = Some(egress_endpoints(ep, &desired.service, &pods, &listen));
-    Ok(())
+    Ok(egress_endpoints(ep, svc, &pods, &listen))
 }
 
 /// Records an outcome; failures that are new get an Event and a metric.
@@ -595,6 +618,12 @@ async fn delete_endpoint_mirrors(ctx: &Ctx, ns: &str, mirror: &str, keep: &[Stri
     let services: Api<Service> = Api::namespaced(ctx.env.client.clone(), ns);
     let endpoints: Api<Endpoints> = Api::namespaced(ctx.env.client.clone(), ns);
     for s in doomed {
+        if ctx.egress.mode == LinkMode::Egress {
+            let home = &ctx.env.options.namespace;
+            (ctx.egress
+                .remove(&ctx.env.client, home, ctx.cluster(), ns, &s.name_any()))
+            .await?;
+        }
         if let Some(ep) = cached_endpoints(ctx, ns, &s.name_any())
             && ownership(&ep.metadata, ctx.cluster()) == Ownership::Ours
         {

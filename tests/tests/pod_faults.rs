@@ -307,7 +307,7 @@ fn install() -> Installed {
         }
     });
     sh(
-        "mc --context east multicluster link --cluster-name east --mode gateway | kubectl --context west apply -f -",
+        "mc --context east multicluster link --cluster-name east --mode gateway --enable-headless-services | kubectl --context west apply -f -",
     );
     bed.wait_rollout("west", NS, "deployment/controller-east")
         .unwrap();
@@ -804,6 +804,18 @@ impl Installed {
     }
 }
 
+impl Installed {
+    /// Creates namespace `ns` in west.
+    fn west_namespace(&self, ns: &str) {
+        let obj =
+            format!(r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}"}}}}"#);
+        check(
+            self.bed.apply("west", &obj).unwrap(),
+            "the namespace in west",
+        );
+    }
+}
+
 /// Binomial bounds for `n` fair coin flips: mean ± 3.5 standard deviations.
 fn binomial_bounds(n: usize) -> std::ops::RangeInclusive<usize> {
     let sd = (n as f64 * 0.25).sqrt();
@@ -1037,17 +1049,7 @@ fn a_plain_pod_reaches_tcp_http2_and_websocket_services_through_the_egress() {
     for d in ["deployment/echo", "deployment/h2"] {
         mc.bed.wait_rollout("east", ns, d).unwrap();
     }
-    check(
-        mc.bed
-            .apply(
-                "west",
-                &format!(
-                    r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}"}}}}"#
-                ),
-            )
-            .unwrap(),
-        "west namespace",
-    );
+    mc.west_namespace(ns);
     nodes_common::client_deployment(mc.bed, "west", ns, 1);
     let _restore = GatewayModeAfter(mc);
     mc.set_mode("egress").unwrap();
@@ -1089,5 +1091,58 @@ fn a_plain_pod_reaches_tcp_http2_and_websocket_services_through_the_egress() {
     assert!(
         out.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
         "the upgrade's accept value came back: {out}"
+    );
+}
+
+/// Issue #18: a headless (StatefulSet) Service of east, mirrored with its endpoint mirrors, is
+/// reached through the egress by a plain Pod at `<pod>.<svc>-east`: the endpoint mirror's
+/// Endpoints are the egress Pods, and the gateway resolves `<pod>.<svc>.<ns>.svc.<domain>`.
+#[test]
+fn a_plain_pod_reaches_a_statefulset_pod_through_the_egress() {
+    let _one = one_at_a_time();
+    let mc = installed();
+    let ns = "egress-headless";
+    let objects = serde_json::json!({"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Namespace","metadata":{"name": ns}},
+        {"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace": ns,
+          "labels":{"mirror.linkerd.io/exported":"true"}},
+         "spec":{"clusterIP":"None","selector":{"app":"web"},"ports":[{"name":"http","port":9898}]}},
+        {"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"podinfo","namespace": ns},
+         "spec":{"serviceName":"web","replicas":1,"selector":{"matchLabels":{"app":"web"}},
+          "template":{"metadata":{"labels":{"app":"web"}},
+           "spec":{"containers":[{"name":"podinfo","image": mc_tests::PODINFO_IMAGE,
+             "command":["./podinfo","--port=9898","--ui-message=greetings from east"],
+             "readinessProbe":{"httpGet":{"path":"/readyz","port":9898},"periodSeconds":2}}]}}}}]});
+    check(
+        mc.bed.apply("east", &objects.to_string()).unwrap(),
+        "apply the StatefulSet",
+    );
+    mc.bed
+        .wait_rollout("east", ns, "statefulset/podinfo")
+        .unwrap();
+    mc.west_namespace(ns);
+    nodes_common::client_deployment(mc.bed, "west", ns, 1);
+    let _restore = GatewayModeAfter(mc);
+    mc.set_mode("egress").unwrap();
+    let egress = mc.egress_ips();
+    eventually(
+        120,
+        "the endpoint mirror podinfo-0-east at the egress",
+        || {
+            let ep = mc.json("west", &["get", "endpoints", "-n", ns, "podinfo-0-east"])?;
+            let ready = ips(&ep, "addresses");
+            (ready == egress).then_some(()).ok_or(format!("{ready:?}"))
+        },
+    );
+    let url = format!("http://podinfo-0.web-east.{ns}.svc.cluster.local:9898/");
+    let body = eventually(90, "podinfo-0 answers through the egress", || {
+        let body = mc.curl_from_plain_pod(ns, &url)?;
+        body.contains("greetings from east")
+            .then_some(body.clone())
+            .ok_or(body)
+    });
+    assert!(
+        body.contains("podinfo-0"),
+        "the StatefulSet's pod answered: {body}"
     );
 }
