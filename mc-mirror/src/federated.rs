@@ -53,18 +53,6 @@ const FEDERATED_SELECTOR: &str =
 /// `(namespace, name)` of a Service.
 type Key = (String, String);
 
-/// One federated Service a Link's worker contributes a member to.
-#[allow(dead_code)] // read by the egress mode of federated Services (not yet wired)
-#[derive(Debug, Clone)]
-pub(crate) struct Contribution {
-    /// Namespace of `<svc>-federated` (and of the member).
-    pub namespace: String,
-    /// Name of the federated Service, `<svc>-federated`.
-    pub name: String,
-    /// The member: the target cluster's Service.
-    pub remote: Service,
-}
-
 /// What one pass read.
 struct Snapshot {
     remote: BTreeMap<Key, Service>,
@@ -83,38 +71,6 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
         }
         tokio::time::sleep(RESYNC).await;
     }
-}
-
-/// The federated Services the Link of `ctx` currently contributes to: each remote Service of
-/// its target cluster listed as `svc@<cluster>` in a local `<svc>-federated` (hook for the
-/// egress mode of federated Services).
-#[allow(dead_code)] // the hook of the egress mode of federated Services (not yet wired)
-pub(crate) async fn contributions(ctx: &Ctx) -> Result<Vec<Contribution>> {
-    let Some(snap) = snapshot(ctx).await? else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    for ((ns, svc), remote) in snap.remote {
-        let name = federated_name(&svc).name;
-        let Some(fed) = snap.federated.get(&(ns.clone(), name.clone())) else {
-            continue;
-        };
-        if is_member(fed, &svc, ctx.cluster()) {
-            out.push(Contribution {
-                namespace: ns,
-                name,
-                remote,
-            });
-        }
-    }
-    Ok(out)
-}
-
-fn is_member(fed: &Service, svc: &str, cluster: &str) -> bool {
-    Members::from_meta(&fed.metadata)
-        .remote
-        .iter()
-        .any(|(s, c)| s == svc && c == cluster)
 }
 
 async fn reconcile_all(ctx: &Ctx, reported: &Mutex<HashSet<String>>) -> Result<()> {
