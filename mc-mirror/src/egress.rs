@@ -353,7 +353,7 @@ async fn watch_pods(api: Api<Endpoints>, tx: watch::Sender<Vec<IpAddr>>) {
 }
 
 /// The ready addresses of `ep`, sorted and deduplicated.
-fn ready_ips(ep: &Endpoints) -> Vec<IpAddr> {
+pub(crate) fn ready_ips(ep: &Endpoints) -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = ep
         .subsets
         .iter()

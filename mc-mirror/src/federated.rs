@@ -47,7 +47,7 @@ pub(crate) const RESYNC: Duration = Duration::from_secs(3);
 const CONFLICT_RETRIES: usize = 8;
 
 /// Label selector of mc's federated Services: mirrored, but of no single cluster.
-const FEDERATED_SELECTOR: &str =
+pub(crate) const FEDERATED_SELECTOR: &str =
     "mirror.linkerd.io/mirrored-service=true,!mirror.linkerd.io/cluster-name";
 
 /// `(namespace, name)` of a Service.

@@ -30,8 +30,7 @@ use mc_core::egress::{
     LOCAL_MEMBER, Member, RouteTable, federated_endpoints, route_key, service_ports,
 };
 use mc_core::httproute::{self, HttpRoute};
-use mc_core::labels;
-use mc_core::mirror::Members;
+use mc_core::mirror::{Members, Ownership, federated_ownership};
 use tokio::sync::Notify;
 
 use crate::worker::Ctx;
@@ -39,10 +38,6 @@ use crate::{Error, Result};
 
 /// How often everything is recomputed without an event (member readiness is read then).
 pub(crate) const RESYNC: Duration = Duration::from_secs(10);
-
-/// Label selector of mc's federated Services: mirrored, but of no single cluster.
-const FEDERATED_SELECTOR: &str =
-    "mirror.linkerd.io/mirrored-service=true,!mirror.linkerd.io/cluster-name";
 
 /// What the watches have seen, shared with the reconcile loop.
 #[derive(Default)]
@@ -86,7 +81,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>) {
 /// Follows mc's federated Services in every namespace.
 async fn watch_federated(client: Client, seen: Arc<Seen>) {
     let api: Api<Service> = Api::all(client);
-    let config = watcher::Config::default().labels(FEDERATED_SELECTOR);
+    let config = watcher::Config::default().labels(crate::federated::FEDERATED_SELECTOR);
     let mut stream = std::pin::pin!(watcher::watcher(api, config));
     let mut relist = BTreeMap::new();
     while let Some(ev) = stream.next().await {
@@ -216,15 +211,9 @@ async fn reconcile_one(ctx: &Ctx, fed: &Service, routes: &[HttpRoute]) -> Result
     write_endpoints(ctx, fed, &table).await
 }
 
-/// Whether a Service carries mc's mark of a federated Service.
+/// Whether an object carries mc's mark of a federated Service (or of its Endpoints).
 fn is_ours(meta: &kube::api::ObjectMeta) -> bool {
-    meta.labels
-        .as_ref()
-        .is_some_and(|l| l.get(labels::MIRRORED_SERVICE).map(String::as_str) == Some("true"))
-        && meta
-            .labels
-            .as_ref()
-            .is_none_or(|l| !l.contains_key(labels::CLUSTER_NAME))
+    federated_ownership(meta) == Ownership::Ours
 }
 
 /// The route keys of every port of federated Service `fed`.
@@ -361,10 +350,7 @@ async fn local_member(
 }
 
 fn has_ready(ep: &Endpoints) -> bool {
-    ep.subsets
-        .iter()
-        .flatten()
-        .any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty()))
+    !crate::egress::ready_ips(ep).is_empty()
 }
 
 /// Sets this worker's members of `fed`'s routes to `wants` (removing the ones it no longer

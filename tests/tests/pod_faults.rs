@@ -805,6 +805,20 @@ impl Installed {
 }
 
 impl Installed {
+    /// Waits until the ready addresses of Endpoints `ns/name` in west are the egress Pods.
+    fn wait_at_egress(&self, ns: &str, name: &str, secs: u64) {
+        let egress = self.egress_ips();
+        eventually(
+            secs,
+            &format!("{ns}/{name}'s Endpoints at the egress Pods"),
+            || {
+                let ep = self.json("west", &["get", "endpoints", "-n", ns, name])?;
+                let ready = ips(&ep, "addresses");
+                (ready == egress).then_some(()).ok_or(format!("{ready:?}"))
+            },
+        );
+    }
+
     /// Creates namespace `ns` in west.
     fn west_namespace(&self, ns: &str) {
         let obj =
@@ -844,16 +858,7 @@ fn a_plain_pod_splits_over_a_federated_service_and_fails_over() {
     ));
     let _restore = GatewayModeAfter(mc);
     mc.set_mode("egress").unwrap();
-    let egress = mc.egress_ips();
-    eventually(
-        120,
-        "podinfo-federated's Endpoints are the egress Pods",
-        || {
-            let ep = mc.json("west", &["get", "endpoints", "-n", ns, "podinfo-federated"])?;
-            let ready = ips(&ep, "addresses");
-            (ready == egress).then_some(()).ok_or(format!("{ready:?}"))
-        },
-    );
+    mc.wait_at_egress(ns, "podinfo-federated", 120);
     let url = format!("http://podinfo-federated.{ns}.svc.cluster.local:9898/");
     eventually(90, "both clusters answer through podinfo-federated", || {
         let (e, w, failed) = mc.shares(ns, &url, 10);
@@ -1124,16 +1129,7 @@ fn a_plain_pod_reaches_a_statefulset_pod_through_the_egress() {
     nodes_common::client_deployment(mc.bed, "west", ns, 1);
     let _restore = GatewayModeAfter(mc);
     mc.set_mode("egress").unwrap();
-    let egress = mc.egress_ips();
-    eventually(
-        120,
-        "the endpoint mirror podinfo-0-east at the egress",
-        || {
-            let ep = mc.json("west", &["get", "endpoints", "-n", ns, "podinfo-0-east"])?;
-            let ready = ips(&ep, "addresses");
-            (ready == egress).then_some(()).ok_or(format!("{ready:?}"))
-        },
-    );
+    mc.wait_at_egress(ns, "podinfo-0-east", 120);
     let url = format!("http://podinfo-0.web-east.{ns}.svc.cluster.local:9898/");
     let body = eventually(90, "podinfo-0 answers through the egress", || {
         let body = mc.curl_from_plain_pod(ns, &url)?;
