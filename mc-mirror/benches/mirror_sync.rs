@@ -10,11 +10,17 @@
 //! (one new exported Service at a time, until its mirror Endpoints exist), writes per mirrored
 //! service and steady-state writes per minute (from the binary's /metrics), and the binary's
 //! peak RSS (VmHWM). Results are printed as Markdown rows for docs/benchmarks.md.
+//!
+//! The peer: with `PEER_BIN=<upstream Linkerd's controller binary>` each N runs twice in one
+//! run, once with `mc-mirror` and once with upstream's `service-mirror` (that binary's
+//! subcommand), each on its own exported Services, Link and namespace, cleaned up before the
+//! other starts. What both are measured by is outside the controller: sync and export times
+//! from the same watch, API writes and source requests from the kube-apiservers' own
+//! `apiserver_request_total`, CPU and RSS from `/proc`. Building that binary is not part of
+//! this repository (docs/benchmarks.md says how it was obtained).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -104,7 +110,7 @@ async fn create_pairs(
             async move {
                 let name = format!("{prefix}{i}");
                 create(&svcs, &service(ns, &name, labels)).await;
-                create(&eps, &endpoints(ns, &name, labels, "10.9.0.1")).await;
+                create(&eps, &endpoints(ns, &name, labels, "198.18.9.1")).await;
             }
         })
         .await;
@@ -158,38 +164,6 @@ async fn namespace(client: &Client, ns: &str) {
     .await;
 }
 
-fn scrape(port: u16) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// Sum of `mirror_api_writes_total` samples whose resource is in `resources`.
-fn writes(text: &str, resources: &[&str]) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with("mirror_api_writes_total{"))
-        .filter(|l| {
-            resources
-                .iter()
-                .any(|r| l.contains(&format!("resource=\"{r}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// Sum of `mirror_api_requests_total` samples of `api` (`source` or `target`).
-fn requests(text: &str, api: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.starts_with("mirror_api_requests_total{"))
-        .filter(|l| l.contains(&format!("api=\"{api}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 fn vm_hwm_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -207,7 +181,90 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Mirror(Child);
+/// The controller a round runs.
+#[derive(Clone, Debug)]
+enum Controller {
+    /// This repository's release `mc-mirror`.
+    Mc,
+    /// Upstream Linkerd's `controller` binary, run as `controller service-mirror`.
+    Upstream(std::path::PathBuf),
+}
+
+impl Controller {
+    fn name(&self) -> &'static str {
+        match self {
+            Controller::Mc => "mc-mirror",
+            Controller::Upstream(_) => "upstream",
+        }
+    }
+
+    /// The process name `pkill -x` matches.
+    fn process(&self) -> String {
+        match self {
+            Controller::Mc => "mc-mirror".into(),
+            Controller::Upstream(p) => p
+                .file_name()
+                .map(|f| f.to_string_lossy().chars().take(15).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The write verbs of `apiserver_request_total`.
+const WRITE_VERBS: [&str; 6] = [
+    "POST",
+    "PUT",
+    "PATCH",
+    "APPLY",
+    "DELETE",
+    "DELETECOLLECTION",
+];
+
+/// Value of label `name` in a Prometheus sample line.
+fn label<'a>(line: &'a str, name: &str) -> &'a str {
+    let key = format!("{name}=\"");
+    line.split_once(&key)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or("", |(v, _)| v)
+}
+
+/// `apiserver_request_total` of the API server behind `client`, as (write requests to
+/// `resources` without a subresource, write requests to Link status, every request to any
+/// resource but leases, which the API server renews for itself).
+async fn apiserver_counts(client: &Client, resources: &[&str]) -> (u64, u64, u64) {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.unwrap();
+    let (mut writes, mut status, mut all) = (0, 0, 0);
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some(v) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        let v = v as u64;
+        let (resource, sub, verb) = (
+            label(line, "resource"),
+            label(line, "subresource"),
+            label(line, "verb"),
+        );
+        if resource != "leases" {
+            all += v;
+        }
+        if !WRITE_VERBS.contains(&verb) {
+            continue;
+        }
+        if resources.contains(&resource) && sub.is_empty() {
+            writes += v;
+        }
+        if resource == "links" && sub == "status" {
+            status += v;
+        }
+    }
+    (writes, status, all)
+}
+
+struct Mirror(Child, String);
 
 impl Drop for Mirror {
     fn drop(&mut self) {
@@ -217,7 +274,7 @@ impl Drop for Mirror {
         // SIGKILL goes to whatever is left in the group.
         let group = self.0.id().to_string();
         let _ = Command::new("pkill")
-            .args(["-TERM", "-g", &group, "-x", "mc-mirror"])
+            .args(["-TERM", "-g", &group, "-x", &self.1])
             .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
@@ -291,9 +348,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// A gateway stand-in that answers every probe with 200.
-async fn probe_responder(ip: std::net::IpAddr) -> u16 {
+async fn probe_responder() -> u16 {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let l = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+    // Every address of the sealed network: mc's controller probes the gateway's address,
+    // upstream's the name of its probe Service, which the bench points at localhost.
+    let l = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))
+        .await
+        .unwrap();
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
@@ -309,11 +370,175 @@ async fn probe_responder(ip: std::net::IpAddr) -> u16 {
     port
 }
 
-async fn round(bed: &mc_tests::Testbed, n: usize, gateway: std::net::IpAddr, samples: usize) {
-    let probe_port = probe_responder(gateway).await;
+/// What one round measured, for the table and the ratios.
+struct Figures {
+    sync: Duration,
+    cpu_sync: f64,
+    p50: Duration,
+    p99: Duration,
+    writes_per_service: f64,
+    writes_sync_per_service: f64,
+    source_requests_per_service: f64,
+    steady_writes: u64,
+    steady_status: u64,
+    rss_kib: u64,
+}
+
+/// Starts the controller of a round for Link `cluster` in `LINKS_NS`.
+fn start(bed: &mc_tests::Testbed, ctrl: &Controller, cluster: &str, admin: u16) -> Mirror {
+    // MIRROR_WRAPPER runs the binary under a tool, e.g. "heaptrack -o /tmp/mirror.heap".
+    let wrapper: Vec<String> = std::env::var("MIRROR_WRAPPER")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let bin = match ctrl {
+        Controller::Mc => std::path::PathBuf::from(env!("CARGO_BIN_EXE_mc-mirror")),
+        Controller::Upstream(p) => p.clone(),
+    };
+    let mut command = match wrapper.split_first() {
+        Some((tool, args)) => {
+            let mut c = Command::new(tool);
+            c.args(args).arg(&bin);
+            c
+        }
+        None => Command::new(&bin),
+    };
+    command.process_group(0);
+    match ctrl {
+        Controller::Mc => {
+            command
+                .arg(format!("--kubeconfig={}", bed.kubeconfig().display()))
+                .arg("--context=west")
+                .arg(format!("--namespace={LINKS_NS}"))
+                .arg(format!("--link={cluster}"))
+                .arg(format!("--admin-addr=127.0.0.1:{admin}"))
+                .arg("--identity=bench")
+                .arg(format!(
+                    "--log-level={}",
+                    std::env::var("MIRROR_LOG").unwrap_or_else(|_| "warn".into())
+                ))
+                // Extra flags for experiments, e.g. MIRROR_ARGS="--concurrency=32".
+                .args(
+                    std::env::var("MIRROR_ARGS")
+                        .unwrap_or_default()
+                        .split_whitespace(),
+                );
+        }
+        Controller::Upstream(_) => {
+            // As upstream's chart runs it (its defaults: requeue limit 3, endpoint refresh
+            // period 1 minute), with a west-only admin kubeconfig and the probe Service
+            // named `localhost`, so that its probe (by Service name) reaches the responder.
+            let kubeconfig = bed
+                .user_kubeconfig("west", "upstream-service-mirror", &["system:masters"])
+                .unwrap();
+            command
+                .env("HOSTNAME", "bench-upstream")
+                .arg("service-mirror")
+                .arg(format!("-kubeconfig={}", kubeconfig.display()))
+                .arg(format!("-namespace={LINKS_NS}"))
+                .arg(format!("-metrics-addr=127.0.0.1:{admin}"))
+                .arg("-probe-service=localhost")
+                .arg(format!(
+                    "-log-level={}",
+                    std::env::var("PEER_LOG").unwrap_or_else(|_| "warn".into())
+                ))
+                .arg(cluster);
+        }
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Mirror(child, ctrl.process())
+}
+
+/// The Link of a round and its credentials Secret (the testbed's admin kubeconfig: its
+/// current context is east).
+async fn link(
+    bed: &mc_tests::Testbed,
+    west: &Client,
+    cluster: &str,
+    gateway: std::net::IpAddr,
+    probe_port: u16,
+    labels: &BTreeMap<String, String>,
+) {
+    let secret = Secret {
+        metadata: meta(
+            Some(LINKS_NS),
+            &format!("cluster-credentials-{cluster}"),
+            &BTreeMap::new(),
+        ),
+        data: Some(BTreeMap::from([(
+            "kubeconfig".to_string(),
+            ByteString(std::fs::read(bed.kubeconfig()).unwrap()),
+        )])),
+        ..Secret::default()
+    };
+    create(&Api::namespaced(west.clone(), LINKS_NS), &secret).await;
+    let spec = LinkSpec {
+        target_cluster_name: Some(cluster.to_string()),
+        cluster_credentials_secret: Some(format!("cluster-credentials-{cluster}")),
+        gateway_address: Some(gateway.to_string()),
+        gateway_port: Some("4143".into()),
+        gateway_identity: Some(
+            "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local"
+                .into(),
+        ),
+        probe_spec: Some(ProbeSpec {
+            path: Some("/ready".into()),
+            port: Some(probe_port.to_string()),
+            period: Some("3s".into()),
+            timeout: Some("30s".into()),
+            failure_threshold: Some("3".into()),
+        }),
+        selector: Some(LabelSelector {
+            match_labels: Some(labels.clone()),
+            ..LabelSelector::default()
+        }),
+        ..LinkSpec::default()
+    };
+    create(
+        &Api::namespaced(west.clone(), LINKS_NS),
+        &Link::new(cluster, LINKS_NS, spec),
+    )
+    .await;
+}
+
+/// Writes to Services and Endpoints that west's API server counts per `MIRROR_STEADY_SECS`
+/// with no controller running (its own reconcilers'), subtracted from the steady-state figures.
+async fn background_writes(west: &Client) -> u64 {
+    let (before, _, _) = apiserver_counts(west, &["services", "endpoints"]).await;
+    tokio::time::sleep(Duration::from_secs(steady_secs())).await;
+    let (after, _, _) = apiserver_counts(west, &["services", "endpoints"]).await;
+    after - before
+}
+
+/// The steady-state window: one minute unless `MIRROR_STEADY_SECS` says otherwise (upstream's
+/// endpoint refresh period is one minute, so each of its refreshes falls in such a window).
+fn steady_secs() -> u64 {
+    std::env::var("MIRROR_STEADY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
+
+async fn round(
+    bed: &mc_tests::Testbed,
+    n: usize,
+    gateway: std::net::IpAddr,
+    samples: usize,
+    ctrl: &Controller,
+    background: u64,
+) -> Option<Figures> {
+    let probe_port = probe_responder().await;
     let east = bed.client("east").await.unwrap();
     let west = bed.client("west").await.unwrap();
-    let cluster = format!("b{n}");
+    let cluster = match ctrl {
+        Controller::Mc => format!("b{n}"),
+        Controller::Upstream(_) => format!("u{n}"),
+    };
     let src = format!("src-{cluster}");
     let mut labels = BTreeMap::new();
     labels.insert("mirror.linkerd.io/exported".to_string(), "true".to_string());
@@ -329,96 +554,47 @@ async fn round(bed: &mc_tests::Testbed, n: usize, gateway: std::net::IpAddr, sam
     // floor's objects are deleted again, so the mirrors are created against the same number of
     // existing Services as the floor was.
     delete_all(&west, &floor_ns).await;
-
-    // Link + Secret (the testbed's admin kubeconfig: its current context is east).
-    let secret = Secret {
-        metadata: meta(
-            Some(LINKS_NS),
-            &format!("cluster-credentials-{cluster}"),
-            &BTreeMap::new(),
-        ),
-        data: Some(BTreeMap::from([(
-            "kubeconfig".to_string(),
-            ByteString(std::fs::read(bed.kubeconfig()).unwrap()),
-        )])),
-        ..Secret::default()
-    };
-    create(&Api::namespaced(west.clone(), LINKS_NS), &secret).await;
-    let spec = LinkSpec {
-        target_cluster_name: Some(cluster.clone()),
-        cluster_credentials_secret: Some(format!("cluster-credentials-{cluster}")),
-        gateway_address: Some(gateway.to_string()),
-        gateway_port: Some("4143".into()),
-        probe_spec: Some(ProbeSpec {
-            path: Some("/ready".into()),
-            port: Some(probe_port.to_string()),
-            period: Some("3s".into()),
-            ..ProbeSpec::default()
-        }),
-        selector: Some(LabelSelector {
-            match_labels: Some(labels.clone()),
-            ..LabelSelector::default()
-        }),
-        ..LinkSpec::default()
-    };
-    create(
-        &Api::namespaced(west.clone(), LINKS_NS),
-        &Link::new(&cluster, LINKS_NS, spec),
-    )
-    .await;
+    link(bed, &west, &cluster, gateway, probe_port, &labels).await;
 
     let (seen, count, watch_task) = watch_mirrors(&west, &src, &cluster);
     // The watch has listed (nothing yet) before the controller starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let admin = free_port();
-    let start = Instant::now();
-    // MIRROR_WRAPPER runs the binary under a tool, e.g. "heaptrack -o /tmp/mirror.heap".
-    let wrapper: Vec<String> = std::env::var("MIRROR_WRAPPER")
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    let mut command = match wrapper.split_first() {
-        Some((tool, args)) => {
-            let mut c = Command::new(tool);
-            c.args(args).arg(env!("CARGO_BIN_EXE_mc-mirror"));
-            c
-        }
-        None => Command::new(env!("CARGO_BIN_EXE_mc-mirror")),
-    };
-    let child = command
-        .process_group(0)
-        .arg(format!("--kubeconfig={}", bed.kubeconfig().display()))
-        .arg("--context=west")
-        .arg(format!("--namespace={LINKS_NS}"))
-        .arg(format!("--link={cluster}"))
-        .arg(format!("--admin-addr=127.0.0.1:{admin}"))
-        .arg("--identity=bench")
-        .arg(format!(
-            "--log-level={}",
-            std::env::var("MIRROR_LOG").unwrap_or_else(|_| "warn".into())
-        ))
-        // Extra flags for experiments, e.g. MIRROR_ARGS="--concurrency=32".
-        .args(
-            std::env::var("MIRROR_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mirror = Mirror(child);
+    let (w0, _, _) = apiserver_counts(&west, &["services", "endpoints"]).await;
+    let (_, _, e0) = apiserver_counts(&east, &[]).await;
+    let start_at = Instant::now();
+    let mirror = start(bed, ctrl, &cluster, admin);
     let mut synced = count.clone();
-    tokio::time::timeout(Duration::from_secs(1800), synced.wait_for(|c| *c >= n))
+    let limit = std::env::var("SYNC_LIMIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1800);
+    if tokio::time::timeout(Duration::from_secs(limit), synced.wait_for(|c| *c >= n))
         .await
-        .expect("initial sync did not finish")
-        .unwrap();
-    let sync = start.elapsed();
+        .is_err()
+    {
+        // Not synced within the limit: the row says how far it got, and the round ends.
+        let done = *count.borrow();
+        let rss = vm_hwm_kib(mirror.0.id());
+        println!(
+            "| {} | {n} | > {limit} s ({done} of {n} mirrors) | {:.2} s | > {:.2} | {:.2} s | {:.1} s | | | | | | {:.1} MiB |",
+            ctrl.name(),
+            floor.as_secs_f64(),
+            limit as f64 / floor.as_secs_f64(),
+            t_east.as_secs_f64(),
+            cpu_seconds(mirror.0.id()),
+            rss as f64 / 1024.0,
+        );
+        drop(mirror);
+        watch_task.abort();
+        delete_all(&west, &src).await;
+        delete_all(&east, &src).await;
+        return None;
+    }
+    let sync = start_at.elapsed();
     let cpu_sync = cpu_seconds(mirror.0.id());
-    let text = scrape(admin);
-    let writes_sync = writes(&text, &["services", "endpoints"]);
-    let requests_sync = requests(&text, "source");
+    let (w_sync, _, _) = apiserver_counts(&west, &["services", "endpoints"]).await;
+    let (_, _, e_sync) = apiserver_counts(&east, &[]).await;
     let rss_sync = vm_hwm_kib(mirror.0.id());
 
     // Single-export latency while N are mirrored.
@@ -428,7 +604,7 @@ async fn round(bed: &mc_tests::Testbed, n: usize, gateway: std::net::IpAddr, sam
     for i in 0..samples {
         let name = format!("lat{i}");
         create(&svcs, &service(&src, &name, &labels)).await;
-        create(&eps, &endpoints(&src, &name, &labels, "10.9.0.2")).await;
+        create(&eps, &endpoints(&src, &name, &labels, "198.18.9.2")).await;
         let t0 = Instant::now();
         let mirror_name = format!("{name}-{cluster}");
         let mut c = count.clone();
@@ -441,41 +617,75 @@ async fn round(bed: &mc_tests::Testbed, n: usize, gateway: std::net::IpAddr, sam
         lat.push(at.saturating_duration_since(t0));
     }
     lat.sort();
-    let total = writes(
-        &scrape(admin),
-        &["services", "endpoints", "links/status", "namespaces"],
-    );
-    let per_service = total as f64 / (n + samples) as f64;
+    let (w_total, _, _) = apiserver_counts(&west, &["services", "endpoints"]).await;
 
-    // Steady state: one minute with nothing changing.
+    // Steady state: a window with nothing changing.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let before_m = writes(&scrape(admin), &["services", "endpoints"]);
-    let before_s = writes(&scrape(admin), &["links/status"]);
-    let steady_secs = std::env::var("MIRROR_STEADY_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
-    tokio::time::sleep(Duration::from_secs(steady_secs)).await;
-    let text = scrape(admin);
-    let steady_m = writes(&text, &["services", "endpoints"]) - before_m;
-    let steady_s = writes(&text, &["links/status"]) - before_s;
+    let (before_m, before_s, _) = apiserver_counts(&west, &["services", "endpoints"]).await;
+    tokio::time::sleep(Duration::from_secs(steady_secs())).await;
+    let (after_m, after_s, _) = apiserver_counts(&west, &["services", "endpoints"]).await;
     let rss = vm_hwm_kib(mirror.0.id());
     drop(mirror);
     watch_task.abort();
+    let figures = Figures {
+        sync,
+        cpu_sync,
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        writes_per_service: (w_total - w0) as f64 / (n + samples) as f64,
+        writes_sync_per_service: (w_sync - w0) as f64 / n as f64,
+        source_requests_per_service: (e_sync - e0) as f64 / n as f64,
+        steady_writes: (after_m - before_m).saturating_sub(background),
+        steady_status: after_s - before_s,
+        rss_kib: rss,
+    };
     println!(
-        "| {n} | {:.2} s | {:.2} s | {:.2} | {:.2} s | {:.1} s | {} ms | {} ms | {:.2} (sync: {:.2}) | {:.2} | {steady_m} (+{steady_s} status) | {:.1} MiB ({:.1} after sync) |",
+        "| {} | {n} | {:.2} s | {:.2} s | {:.2} | {:.2} s | {:.1} s | {} ms | {} ms | {:.2} (sync: {:.2}) | {:.2} | {} (+{} status) | {:.1} MiB ({:.1} after sync) |",
+        ctrl.name(),
         sync.as_secs_f64(),
         floor.as_secs_f64(),
         sync.as_secs_f64() / floor.as_secs_f64(),
         t_east.as_secs_f64(),
-        cpu_sync,
-        percentile(&lat, 0.5).as_millis(),
-        percentile(&lat, 0.99).as_millis(),
-        per_service,
-        writes_sync as f64 / n as f64,
-        requests_sync as f64 / n as f64,
+        figures.cpu_sync,
+        figures.p50.as_millis(),
+        figures.p99.as_millis(),
+        figures.writes_per_service,
+        figures.writes_sync_per_service,
+        figures.source_requests_per_service,
+        figures.steady_writes,
+        figures.steady_status,
         rss as f64 / 1024.0,
         rss_sync as f64 / 1024.0,
+    );
+    // The next round (the peer, or the next N) starts from an empty cluster.
+    delete_all(&west, &src).await;
+    delete_all(&east, &src).await;
+    Some(figures)
+}
+
+/// Prints mc's figures over the peer's, metric by metric.
+fn ratios(n: usize, mc: &Figures, peer: &Figures) {
+    let r = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}", a / b)
+        } else {
+            "n/a".into()
+        }
+    };
+    println!(
+        "| mc / upstream | {n} | {} | | | | {} | {} | {} | {} | {} | {} vs {} | {} |",
+        r(mc.sync.as_secs_f64(), peer.sync.as_secs_f64()),
+        r(mc.cpu_sync, peer.cpu_sync),
+        r(mc.p50.as_secs_f64(), peer.p50.as_secs_f64()),
+        r(mc.p99.as_secs_f64(), peer.p99.as_secs_f64()),
+        r(mc.writes_per_service, peer.writes_per_service),
+        r(
+            mc.source_requests_per_service,
+            peer.source_requests_per_service
+        ),
+        mc.steady_writes,
+        peer.steady_writes,
+        r(mc.rss_kib as f64, peer.rss_kib as f64),
     );
 }
 
@@ -489,6 +699,7 @@ fn main() {
     } else {
         sizes
     };
+    let peer = std::env::var_os("PEER_BIN").map(|p| Controller::Upstream(p.into()));
     let gateway = mc_tests::test_host(2).expect("run under scripts/in-netns");
     let bed = mc_tests::Testbed::start_api_only(&["east", "west"]).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -500,10 +711,18 @@ fn main() {
         create(&crds, &crd).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         namespace(&west, LINKS_NS).await;
-        println!("| N | initial sync | floor (create 2N) | sync / floor | create 2N in east | controller CPU in sync | export p50 | export p99 | writes per service | source requests per service in sync | steady writes/min | peak RSS |");
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let background = background_writes(&west).await;
+        println!("West's API server's own writes to Services and Endpoints per window, subtracted from the steady-state figures: {background}");
+        println!("| controller | N | initial sync | floor (create 2N) | sync / floor | create 2N in east | controller CPU in sync | export p50 | export p99 | API writes per service | source requests per service in sync | steady writes/min | peak RSS |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for n in sizes {
-            round(&bed, n, gateway, 50).await;
+            let mc = round(&bed, n, gateway, 50, &Controller::Mc, background).await;
+            if let Some(peer) = &peer {
+                let up = round(&bed, n, gateway, 50, peer, background).await;
+                if let (Some(mc), Some(up)) = (mc, up) {
+                    ratios(n, &mc, &up);
+                }
+            }
         }
     });
 }

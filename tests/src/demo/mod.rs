@@ -139,7 +139,28 @@ impl Demo {
         self.refusal()?;
         self.split()?;
         self.gateway_down()?;
+        self.hold()?;
         self.cleanup()
+    }
+
+    /// With `MC_DEMO_HOLD=<file>`, before cleaning up: writes the kubeconfig's path into
+    /// `<file>` and waits until that file is removed, so that the linked clusters can be used by
+    /// hand (from the same network namespace: `nsenter --net --target <demo pid>`).
+    fn hold(&mut self) -> DemoResult {
+        let Some(file) = std::env::var_os("MC_DEMO_HOLD").map(PathBuf::from) else {
+            return Ok(());
+        };
+        std::fs::write(&file, format!("{}\n", self.bed.kubeconfig().display()))?;
+        println!(
+            "demo: holding the clusters (kubeconfig {}, pid {}) until {} is removed",
+            self.bed.kubeconfig().display(),
+            std::process::id(),
+            file.display()
+        );
+        while file.exists() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        Ok(())
     }
 
     /// Prints a step and its commands.
