@@ -760,6 +760,12 @@ fn export_db(bed: &Testbed, app: &str) {
 /// its lease `mc-mirror-write-<name>` and has mirrored `db` of `app` as a remote-discovery
 /// mirror. Stands in for the controller's Pod, which the API-only testbed cannot run.
 fn run_controller_until_mirrored(bed: &Testbed, ns: &str, name: &str, app: &str, args: &[&str]) {
+    let _controller = spawn_controller(bed, ns, name, args);
+    wait_mirrored(bed, ns, name, app);
+}
+
+/// `mc-mirror` as west's ServiceAccount `controller-<name>`, with `args`; killed on drop.
+fn spawn_controller(bed: &Testbed, ns: &str, name: &str, args: &[&str]) -> cli_common::KillOnDrop {
     // The controller's own ServiceAccount, nothing more.
     let token = ok(&kubectl(
         bed,
@@ -771,7 +777,7 @@ fn run_controller_until_mirrored(bed: &Testbed, ns: &str, name: &str, app: &str,
         .unwrap();
     let log =
         std::fs::File::create(std::env::temp_dir().join(format!("{name}-mirror.log"))).unwrap();
-    let _controller = cli_common::KillOnDrop(
+    cli_common::KillOnDrop(
         Command::new(cli_common::mirror_bin())
             .arg("--kubeconfig")
             .arg(&kubeconfig)
@@ -788,7 +794,12 @@ fn run_controller_until_mirrored(bed: &Testbed, ns: &str, name: &str, app: &str,
             .stderr(log)
             .spawn()
             .unwrap(),
-    );
+    )
+}
+
+/// Waits (90 s at most) until west's lease `mc-mirror-write-<name>` is held by `pod-0` and the
+/// remote-discovery mirror `db-<name>` of `app` exists.
+fn wait_mirrored(bed: &Testbed, ns: &str, name: &str, app: &str) {
     let start = std::time::Instant::now();
     let mirror = format!("db-{name}");
     loop {
@@ -844,9 +855,9 @@ fn run_controller_until_mirrored(bed: &Testbed, ns: &str, name: &str, app: &str,
 /// `link-gen` output), and mirroring works. The API-only testbed runs no Pods, so what stands
 /// in for the controller's Pod: the test checks that the install applied exactly the objects
 /// `link --controller-only` renders for that Link (and that they carry the extension label
-/// `uninstall` selects by), then runs `mc-mirror` as a process with the args of the Deployment
-/// read back from the cluster, under a token of the ServiceAccount the install rendered, and
-/// waits for its lease and the mirror.
+/// `uninstall` selects by), and runs `mc-mirror` as a process with the args of the Deployment
+/// read back from the cluster, under a token of the ServiceAccount the install rendered,
+/// started before the Link is applied; it takes its lease and mirrors.
 #[test]
 fn an_install_managed_controller_serves_a_link_applied_later() {
     let bed = shared_api_only().unwrap();
@@ -875,6 +886,18 @@ fn an_install_managed_controller_serves_a_link_applied_later() {
     ));
     ok(&apply(bed, "west", &installed, &[]));
     ensure_ns(bed, "west", "linkerd");
+    export_db(bed, &app);
+    // The controller starts before its Link exists, as the install's Pod would.
+    let args = deployment_args(bed, &ns, &name);
+    assert!(args.contains(&format!("--link={name}")), "{args:?}");
+    assert!(args.contains(&"--log-level=debug".to_owned()), "{args:?}");
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--admin-addr"))
+        .collect();
+    let _controller = spawn_controller(bed, &ns, &name, &args);
+    std::thread::sleep(std::time::Duration::from_secs(2));
     // Gateway-less (remote discovery only), so the controller probes no address.
     let link = ok(&link_east(
         bed,
@@ -944,13 +967,17 @@ fn an_install_managed_controller_serves_a_link_applied_later() {
         }
     }
 
-    // The Deployment's own args (its admin address aside), as its Pod would run them.
+    wait_mirrored(bed, &ns, &name, &app);
+}
+
+/// The args of west's Deployment `controller-<name>`, read back from the API server.
+fn deployment_args(bed: &Testbed, ns: &str, name: &str) -> Vec<String> {
     let args = ok(&kubectl(
         bed,
         "west",
         &[
             "-n",
-            &ns,
+            ns,
             "get",
             "deployment",
             &format!("controller-{name}"),
@@ -958,16 +985,7 @@ fn an_install_managed_controller_serves_a_link_applied_later() {
             "jsonpath={.spec.template.spec.containers[0].args}",
         ],
     ));
-    let args: Vec<String> = serde_json::from_str(&args).unwrap();
-    assert!(args.contains(&format!("--link={name}")), "{args:?}");
-    assert!(args.contains(&"--log-level=debug".to_owned()), "{args:?}");
-    let args: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| !a.starts_with("--admin-addr"))
-        .collect();
-    export_db(bed, &app);
-    run_controller_until_mirrored(bed, &ns, &name, &app, &args);
+    serde_json::from_str(&args).unwrap()
 }
 
 /// `mc --context west multicluster link --controller-only` for Link `ns/name`, at log level debug.
