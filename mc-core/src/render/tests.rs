@@ -708,3 +708,26 @@ fn bad_controller_values_name_the_field_and_the_fix() {
         assert!(!fix.is_empty(), "{sets}: {err}");
     }
 }
+
+/// An upstream-style values file (`-f`): the list and the defaults in upstream's layout.
+#[test]
+fn controllers_from_an_upstream_style_values_file() {
+    let file = "controllers:\n- link:\n    ref:\n      name: east\n- link:\n    ref:\n      name: west\n  gateway:\n    enabled: false\ncontrollerDefaults:\n  logLevel: warn\n";
+    let mut tree = InstallValues::default_tree();
+    merge(&mut tree, parse_values_yaml("values.yaml", file).unwrap());
+    let c = InstallValues::from_tree(&tree)
+        .unwrap()
+        .controllers()
+        .unwrap();
+    let got: Vec<_> = c
+        .iter()
+        .map(|c| {
+            (
+                c.link.as_str(),
+                c.settings.gateway.enabled,
+                c.settings.log_level.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("east", true, "warn"), ("west", false, "warn")]);
+}
