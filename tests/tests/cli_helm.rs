@@ -173,6 +173,8 @@ fn chart_renders_the_same_objects_as_install_with_values() {
 #[test]
 fn chart_renders_the_same_controllers_as_install() {
     compare(&["controllers[0].link.ref.name=east"]);
+    // A name --set types as a number.
+    compare(&["controllers[0].link.ref.name=123"]);
     compare(&[
         "controllers[0].link.ref.name=east",
         "controllers[1].link.ref.name=north",

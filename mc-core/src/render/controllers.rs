@@ -144,6 +144,8 @@ fn entry_name(i: usize, entry: &Value) -> Result<String> {
             fix: ENTRY_FIX.to_owned(),
         }),
         Value::String(name) if crate::naming::is_dns1123_label(name) => Ok(name.clone()),
+        // `--set …name=123` types the name as a number, which Helm's chart takes as the name.
+        Value::Number(n) if crate::naming::is_dns1123_label(&n.to_string()) => Ok(n.to_string()),
         other => Err(bad(
             &path,
             other.as_str().unwrap_or(&other.to_string()),
