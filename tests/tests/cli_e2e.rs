@@ -346,6 +346,15 @@ fn bad_input_exits_2_with_a_clear_message_and_writes_nothing() {
         (
             vec![
                 "multicluster".into(),
+                "install".into(),
+                "--set".into(),
+                "controllers[0].link.ref.name=a,controllers[1].link.ref.name=a".into(),
+            ],
+            "controllers[1].link.ref.name: \"a\" is also the Link of controllers[0]",
+        ),
+        (
+            vec![
+                "multicluster".into(),
                 "link".into(),
                 "--cluster-name".into(),
                 "x".into(),
@@ -726,45 +735,71 @@ fn the_real_mirror_controller_works_with_the_rendered_rbac() {
     // Gateway-less: remote discovery only, so the controller probes no address.
     let yaml = ok(&link_east(bed, &ns, &sa, &name, &["--gateway=false"]));
     ok(&apply(bed, "west", &yaml, &[]));
-    ensure_ns(bed, "east", &app);
-    ensure_ns(bed, "west", &app);
+    export_db(bed, &app);
+    run_controller_until_mirrored(
+        bed,
+        &ns,
+        &name,
+        &app,
+        &["--namespace", &ns, "--link", &name],
+    );
+}
+
+/// Exports Service `db` from east's `app` (remote discovery); `app` exists on both sides.
+fn export_db(bed: &Testbed, app: &str) {
+    ensure_ns(bed, "east", app);
+    ensure_ns(bed, "west", app);
     let export = format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: db, namespace: {app}, labels: {{mirror.linkerd.io/exported: remote-discovery}}}}\nspec: {{ports: [{{port: 5432}}]}}\n"
     );
     ok(&apply(bed, "east", &export, &[]));
+}
 
-    // The controller's own ServiceAccount (rendered by link), nothing more.
+/// Runs `mc-mirror` as a process with `args` (its Link and namespace), as west's ServiceAccount
+/// `controller-<name>` (a token of it, so with exactly the RBAC rendered for it), until it holds
+/// its lease `mc-mirror-write-<name>` and has mirrored `db` of `app` as a remote-discovery
+/// mirror. Stands in for the controller's Pod, which the API-only testbed cannot run.
+fn run_controller_until_mirrored(bed: &Testbed, ns: &str, name: &str, app: &str, args: &[&str]) {
+    let _controller = spawn_controller(bed, ns, name, args);
+    wait_mirrored(bed, ns, name, app);
+}
+
+/// `mc-mirror` as west's ServiceAccount `controller-<name>`, with `args`; killed on drop.
+fn spawn_controller(bed: &Testbed, ns: &str, name: &str, args: &[&str]) -> cli_common::KillOnDrop {
+    // The controller's own ServiceAccount, nothing more.
     let token = ok(&kubectl(
         bed,
         "west",
-        &["-n", &ns, "create", "token", &format!("controller-{name}")],
+        &["-n", ns, "create", "token", &format!("controller-{name}")],
     ));
     let kubeconfig = bed
         .token_kubeconfig("west", &format!("controller-{name}"), token.trim())
         .unwrap();
     let log =
         std::fs::File::create(std::env::temp_dir().join(format!("{name}-mirror.log"))).unwrap();
-    let _controller = cli_common::KillOnDrop(
+    cli_common::KillOnDrop(
         Command::new(cli_common::mirror_bin())
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args([
                 "--context",
                 "west",
-                "--namespace",
-                &ns,
-                "--link",
-                &name,
                 "--admin-addr",
                 "127.0.0.1:0",
                 "--identity",
                 "pod-0",
             ])
+            .args(args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap(),
-    );
+    )
+}
+
+/// Waits (90 s at most) until west's lease `mc-mirror-write-<name>` is held by `pod-0` and the
+/// remote-discovery mirror `db-<name>` of `app` exists.
+fn wait_mirrored(bed: &Testbed, ns: &str, name: &str, app: &str) {
     let start = std::time::Instant::now();
     let mirror = format!("db-{name}");
     loop {
@@ -773,7 +808,7 @@ fn the_real_mirror_controller_works_with_the_rendered_rbac() {
             "west",
             &[
                 "-n",
-                &ns,
+                ns,
                 "get",
                 "lease",
                 &format!("mc-mirror-write-{name}"),
@@ -786,7 +821,7 @@ fn the_real_mirror_controller_works_with_the_rendered_rbac() {
             "west",
             &[
                 "-n",
-                &app,
+                app,
                 "get",
                 "svc",
                 &mirror,
@@ -814,6 +849,162 @@ fn the_real_mirror_controller_works_with_the_rendered_rbac() {
     }
 }
 
+/// GitOps with an install-managed controller (upstream's `controllers` list, issue #19 item 7):
+/// west is installed with `controllers: [<link>]` before the Link exists; the Link and its
+/// credentials are applied afterwards with no controller (`link --no-controller`, as
+/// `link-gen` output), and mirroring works. The API-only testbed runs no Pods, so what stands
+/// in for the controller's Pod: the test checks that the install applied exactly the objects
+/// `link --controller-only` renders for that Link (and that they carry the extension label
+/// `uninstall` selects by), and runs `mc-mirror` as a process with the args of the Deployment
+/// read back from the cluster, under a token of the ServiceAccount the install rendered,
+/// started before the Link is applied; it takes its lease and mirrors.
+#[test]
+fn an_install_managed_controller_serves_a_link_applied_later() {
+    let bed = shared_api_only().unwrap();
+    let ns = unique("mci");
+    let sa = unique("ra");
+    let name = unique("gitops");
+    let app = unique("app");
+    install(bed, "east", &ns, &sa);
+    let installed = ok(&mc(
+        bed,
+        "west",
+        &[
+            "multicluster",
+            "install",
+            "--namespace",
+            &ns,
+            "--remote-mirror-service-account-name",
+            &unique("ra"),
+            "--set",
+            &format!("controllers[0].link.ref.name={name},controllers[0].gateway.enabled=false"),
+            "--set",
+            "controllerDefaults.logLevel=debug",
+            "-o",
+            "json",
+        ],
+    ));
+    ok(&apply(bed, "west", &installed, &[]));
+    ensure_ns(bed, "west", "linkerd");
+    export_db(bed, &app);
+    // The controller starts before its Link exists, as the install's Pod would.
+    let args = deployment_args(bed, &ns, &name);
+    assert!(args.contains(&format!("--link={name}")), "{args:?}");
+    assert!(args.contains(&"--log-level=debug".to_owned()), "{args:?}");
+    let args: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--admin-addr"))
+        .collect();
+    let _controller = spawn_controller(bed, &ns, &name, &args);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Gateway-less (remote discovery only), so the controller probes no address.
+    let link = ok(&link_east(
+        bed,
+        &ns,
+        &sa,
+        &name,
+        &["--gateway=false", "--no-controller"],
+    ));
+    assert!(!link.contains("kind: Deployment"), "{link}");
+    ok(&apply(bed, "west", &link, &[]));
+
+    let controller = controller_only(bed, &ns, &name, &["-o", "json"]);
+    let items = |text: &str| -> Vec<serde_json::Value> {
+        let list: serde_json::Value = serde_json::from_str(text).unwrap();
+        list["items"].as_array().unwrap().clone()
+    };
+    let want = items(&controller);
+    let of_link: Vec<_> = items(&installed)
+        .into_iter()
+        .filter(|o| o["metadata"]["labels"]["mirror.linkerd.io/cluster-name"] == name.as_str())
+        .collect();
+    assert_eq!(
+        of_link, want,
+        "install renders what link --controller-only does"
+    );
+    assert_eq!(
+        want.len(),
+        5,
+        "SA, ClusterRoleBinding, Role, RoleBinding, Deployment"
+    );
+
+    // Applied as rendered, and selected by uninstall's label.
+    for object in &want {
+        let kind = object["kind"].as_str().unwrap();
+        let object_name = object["metadata"]["name"].as_str().unwrap();
+        let got = ok(&kubectl(
+            bed,
+            "west",
+            &[
+                "-n",
+                &ns,
+                "get",
+                &kind.to_lowercase(),
+                "-l",
+                "linkerd.io/extension=multicluster",
+                "--field-selector",
+                &format!("metadata.name={object_name}"),
+                "-o",
+                "json",
+            ],
+        ));
+        let got = items(&got);
+        assert_eq!(got.len(), 1, "{kind} {object_name} by uninstall's label");
+        let got = &got[0];
+        assert_eq!(
+            got["metadata"]["labels"], object["metadata"]["labels"],
+            "{kind}"
+        );
+        for field in ["rules", "roleRef", "subjects"] {
+            assert_eq!(got[field], object[field], "{kind} {field}");
+        }
+        if kind == "Deployment" {
+            let c = |o: &serde_json::Value| o["spec"]["template"]["spec"]["containers"][0].clone();
+            for field in ["args", "command", "image"] {
+                assert_eq!(c(got)[field], c(object)[field], "{field}");
+            }
+        }
+    }
+
+    wait_mirrored(bed, &ns, &name, &app);
+}
+
+/// The args of west's Deployment `controller-<name>`, read back from the API server.
+fn deployment_args(bed: &Testbed, ns: &str, name: &str) -> Vec<String> {
+    let args = ok(&kubectl(
+        bed,
+        "west",
+        &[
+            "-n",
+            ns,
+            "get",
+            "deployment",
+            &format!("controller-{name}"),
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].args}",
+        ],
+    ));
+    serde_json::from_str(&args).unwrap()
+}
+
+/// `mc --context west multicluster link --controller-only` for Link `ns/name`, at log level debug.
+fn controller_only(bed: &Testbed, ns: &str, name: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "multicluster",
+        "link",
+        "--controller-only",
+        "--cluster-name",
+        name,
+        "--namespace",
+        ns,
+        "--log-level",
+        "debug",
+    ];
+    args.extend_from_slice(extra);
+    ok(&mc(bed, "west", &args))
+}
+
 /// A Link applied on its own (as `link-gen` output is: the Link and its credentials, no
 /// controller) gets its controller from `link --controller-only`, which reads the Link in the
 /// source cluster only; a missing Link is a clear error naming it and the fix.
@@ -831,21 +1022,7 @@ fn controller_only_renders_the_controller_of_an_existing_link() {
     assert!(!yaml.contains("kind: Deployment"), "{yaml}");
     ok(&apply(bed, "west", &yaml, &[]));
 
-    let controller = ok(&mc(
-        bed,
-        "west",
-        &[
-            "multicluster",
-            "link",
-            "--controller-only",
-            "--cluster-name",
-            &name,
-            "--namespace",
-            &ns,
-            "--log-level",
-            "debug",
-        ],
-    ));
+    let controller = controller_only(bed, &ns, &name, &[]);
     assert!(!controller.contains("kind: Link"), "{controller}");
     assert!(!controller.contains("kind: Secret"), "{controller}");
     ok(&apply(bed, "west", &controller, &[]));

@@ -168,6 +168,112 @@ fn chart_renders_the_same_objects_as_install_with_values() {
     ]);
 }
 
+/// Install-managed controllers (upstream's `controllers` list): two Links over non-default
+/// `controllerDefaults`, one entry overriding some of them, render the same objects.
+#[test]
+fn chart_renders_the_same_controllers_as_install() {
+    compare(&["controllers[0].link.ref.name=east"]);
+    // A name --set types as a number.
+    compare(&["controllers[0].link.ref.name=123"]);
+    compare(&[
+        "controllers[0].link.ref.name=east",
+        "controllers[1].link.ref.name=north",
+        "controllers[1].gateway.enabled=false",
+        "controllers[1].logLevel=debug",
+        "controllers[1].enableHeadlessServices=true",
+        "controllers[1].replicas=1",
+        "controllerDefaults.replicas=2",
+        "controllerDefaults.logFormat=json",
+        "controllerDefaults.gateway.probe.port=4181",
+        "controllerDefaults.enablePodAntiAffinity=true",
+        "controllerDefaults.UID=3000",
+        "controllerDefaults.GID=3001",
+        "enableNamespaceCreation=true",
+        "commonLabels.team=net",
+        "imagePullSecrets={regcred}",
+        "image.tag=dev",
+        "namespace=mc-system",
+    ]);
+}
+
+/// Controller values install refuses, the chart refuses too, naming the value and the fix.
+#[test]
+fn bad_controller_values_are_refused_by_the_chart_as_by_install() {
+    for (sets, want) in [
+        (
+            vec!["controllers[0].logLevel=debug"],
+            "controllers[0].link.ref.name is required",
+        ),
+        (
+            vec![
+                "controllers[0].link.ref.name=a",
+                "controllers[1].link.ref.name=a",
+            ],
+            "is also the Link of controllers[0]",
+        ),
+        (
+            vec!["controllers[0].link.ref.name=East"],
+            "is not a Link name",
+        ),
+        (
+            vec![
+                "controllers[0].link.ref.name=a",
+                "controllers[0].replicas=0",
+            ],
+            "controllers[0].replicas",
+        ),
+        (
+            vec![
+                "controllers[0].link.ref.name=a",
+                "controllers[0].logLevel=loud",
+            ],
+            "controllers[0].logLevel",
+        ),
+        (
+            vec![
+                "controllers[0].link.ref.name=a",
+                "controllers[0].retryLimit=3",
+            ],
+            "controllers[0].retryLimit is a setting of Linkerd",
+        ),
+        (
+            vec!["controllers[0].link.ref.name=a", "controllers[0].replica=2"],
+            "controllers[0]",
+        ),
+    ] {
+        let err = helm_refuses(&sets);
+        for part in [want, "fix:"] {
+            assert!(err.contains(part), "{sets:?}: {part} not in {err}");
+        }
+        let mut tree = InstallValues::default_tree();
+        for s in &sets {
+            render::set(&mut tree, s, false).unwrap();
+        }
+        let mc = InstallValues::from_tree(&tree)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        let index = if sets.len() == 2 && sets[1].starts_with("controllers[1]") {
+            "controllers[1]"
+        } else {
+            "controllers[0]"
+        };
+        assert!(mc.contains(index), "{sets:?}: {index} not in {mc}");
+    }
+}
+
+/// `helm template` with `sets`, which must fail; its stderr.
+fn helm_refuses(sets: &[&str]) -> String {
+    let mut cmd = Command::new(helm());
+    cmd.args(["template", "mc"]).arg(chart());
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{sets:?}: helm accepted it");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Runs the guide's commands in a shell on the testbed (helm, kubectl, mc on PATH).
 fn sh(bed: &mc_tests::Testbed, work: &Path, script: &str) -> std::process::Output {
     nodes_common::shell(bed, cli_common::mc_bin().parent().unwrap(), work, script)
@@ -211,14 +317,7 @@ fn bad_policy_rules_are_refused_by_the_chart_as_by_install() {
             "is empty or has a character",
         ),
     ] {
-        let mut cmd = Command::new(helm());
-        cmd.args(["template", "mc"]).arg(chart());
-        for s in &sets {
-            cmd.args(["--set", s]);
-        }
-        let out = cmd.output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{sets:?}: helm accepted it");
+        let err = helm_refuses(&sets);
         for part in ["gateway.policy.rules[0]", want, "fix:"] {
             assert!(err.contains(part), "{sets:?}: {part} not in {err}");
         }

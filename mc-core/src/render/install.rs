@@ -24,7 +24,8 @@ pub fn controller_cluster_role_name() -> &'static str {
 /// PodDisruptionBudget under HA; the gateway resolves targets through cluster DNS and has no
 /// API access); the egress (see [`crate::egress`]); the remote-access
 /// ServiceAccounts with token Secrets and least-privilege RBAC; the mirror controllers'
-/// shared ClusterRole.
+/// shared ClusterRole; then the objects of every install-managed controller (`controllers`, see
+/// [`InstallValues::controllers`]).
 pub fn install(values: &InstallValues) -> Result<Vec<Value>> {
     values.validate()?;
     let labels = base_labels(&values.common_labels);
@@ -45,6 +46,7 @@ pub fn install(values: &InstallValues) -> Result<Vec<Value>> {
         }
     }
     out.push(controller_cluster_role(values, &labels));
+    out.extend(super::controllers::install_controllers(values, &labels)?);
     Ok(out)
 }
 

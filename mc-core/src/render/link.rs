@@ -384,11 +384,11 @@ fn args_for(link: &str, namespace: &str, controller: &ControllerValues) -> Vec<S
 
 /// What the controller objects of one Link are rendered from: the Link's name and namespace,
 /// its credentials Secret, and the probe port when it has a gateway.
-struct ControllerTarget<'a> {
-    link: &'a str,
-    namespace: &'a str,
-    credentials_secret: String,
-    probe_port: Option<u16>,
+pub(crate) struct ControllerTarget<'a> {
+    pub(crate) link: &'a str,
+    pub(crate) namespace: &'a str,
+    pub(crate) credentials_secret: String,
+    pub(crate) probe_port: Option<u16>,
 }
 
 /// The mirror controller of a link: ServiceAccount, ClusterRoleBinding to the shared
@@ -402,7 +402,7 @@ pub fn link_controller(values: &LinkValues, controller: &ControllerValues) -> Re
         credentials_secret: credentials_secret_name(&values.cluster_name),
         probe_port: values.gateway.as_ref().map(|g| g.probe_port),
     };
-    controller_objects(&target, controller)
+    controller_objects(&target, controller, &base_labels(&Default::default()))
 }
 
 /// The controller objects of [`link_controller`] for a Link that already exists (applied from
@@ -444,39 +444,50 @@ pub fn link_controller_for(
         credentials_secret: valid.credentials_secret,
         probe_port,
     };
-    controller_objects(&target, controller)
+    controller_objects(&target, controller, &base_labels(&Default::default()))
 }
 
-fn controller_objects(
-    target: &ControllerTarget<'_>,
-    controller: &ControllerValues,
-) -> Result<Vec<Value>> {
-    if !matches!(controller.log_format.as_str(), "plain" | "json") {
+/// Checks a controller's log level and format; each comes with the path or flag errors name.
+pub(crate) fn check_log_settings(
+    (level_path, level): (&str, &str),
+    (format_path, format): (&str, &str),
+) -> Result<()> {
+    if !matches!(level, "trace" | "debug" | "info" | "warn" | "error") {
         return Err(invalid(
-            "--log-format",
-            &controller.log_format,
-            "is not a log format",
-            "use plain or json",
-        ));
-    }
-    if !matches!(
-        controller.log_level.as_str(),
-        "trace" | "debug" | "info" | "warn" | "error"
-    ) {
-        return Err(invalid(
-            "--log-level",
-            &controller.log_level,
+            level_path,
+            level,
             "is not a log level",
             "use trace, debug, info, warn or error",
         ));
     }
-    let labels = base_labels(&Default::default());
+    if !matches!(format, "plain" | "json") {
+        return Err(invalid(
+            format_path,
+            format,
+            "is not a log format",
+            "use plain or json",
+        ));
+    }
+    Ok(())
+}
+
+/// The controller objects of `target`, every one labelled `labels` (the extension label and, from
+/// an install, its common labels) plus its own.
+pub(crate) fn controller_objects(
+    target: &ControllerTarget<'_>,
+    controller: &ControllerValues,
+    labels: &Map<String, Value>,
+) -> Result<Vec<Value>> {
+    check_log_settings(
+        ("--log-level", &controller.log_level),
+        ("--log-format", &controller.log_format),
+    )?;
     let cluster = target.link;
     let ns = target.namespace;
     let name = controller_name(cluster);
     let role = controller_role_name(cluster);
     let ctrl_labels = with(
-        &labels,
+        labels,
         &[("component", "controller"), (labels::CLUSTER_NAME, cluster)],
     );
     let subject = json!([{"kind": "ServiceAccount", "name": name, "namespace": ns}]);
@@ -516,7 +527,7 @@ fn controller_objects(
         controller_deployment(target, controller, &name, &ctrl_labels),
     ];
     if let Some(port) = target.probe_port {
-        out.push(probe_service(target, port, &labels));
+        out.push(probe_service(target, port, labels));
     }
     if controller.enable_pod_anti_affinity {
         out.push(json!({

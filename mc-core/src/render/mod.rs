@@ -19,12 +19,14 @@
 //! # Ok::<(), mc_core::Error>(())
 //! ```
 
+mod controllers;
 mod delete;
 mod egress;
 mod install;
 mod link;
 mod values;
 
+pub use controllers::InstallController;
 pub use delete::{ObjectRef, delete_list, unlink_refs};
 pub use egress::{ADMIN_PORT_NAME, egress_args, egress_identity_of};
 pub use install::{
@@ -37,9 +39,10 @@ pub use link::{
     link_controller, link_controller_for,
 };
 pub use values::{
-    DEFAULT_LINKERD_NAMESPACE, DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_REMOTE_ACCESS_SA,
-    EgressValues, GatewayPolicyValues, GatewayValues, IMAGE_NAME, IdentityValues, ImageValues,
-    InstallValues, ProbeValues, VERSION, merge, parse_values_yaml, set, split_names,
+    ControllerDefaults, ControllerGatewayValues, ControllerProbeValues, DEFAULT_LINKERD_NAMESPACE,
+    DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_REMOTE_ACCESS_SA, EgressValues,
+    GatewayPolicyValues, GatewayValues, IMAGE_NAME, IdentityValues, ImageValues, InstallValues,
+    ProbeValues, VERSION, merge, parse_values_yaml, set, split_names,
 };
 
 use std::collections::BTreeMap;

@@ -512,3 +512,222 @@ fn bad_gateway_policy_values_name_the_rule_and_the_fix() {
         assert!(err.contains("fix:"), "{sets}: {err}");
     }
 }
+
+/// Two install-managed controllers over non-default `controllerDefaults`, one with overrides.
+fn controllers_tree() -> Value {
+    let mut tree = InstallValues::default_tree();
+    set(
+        &mut tree,
+        "controllers[0].link.ref.name=east,\
+         controllers[1].link.ref.name=north,controllers[1].gateway.enabled=false,\
+         controllers[1].logLevel=debug,controllers[1].enableHeadlessServices=true,\
+         controllerDefaults.replicas=2,controllerDefaults.logFormat=json,\
+         controllerDefaults.gateway.probe.port=4181,controllerDefaults.enablePodAntiAffinity=true,\
+         controllerDefaults.UID=3000",
+        false,
+    )
+    .unwrap();
+    tree
+}
+
+#[test]
+fn install_with_controllers_matches_golden() {
+    let values = InstallValues::from_tree(&controllers_tree()).unwrap();
+    golden("install-controllers.yaml", &install(&values).unwrap());
+}
+
+/// An entry overrides only the keys it names (deeply: `gateway.enabled` keeps
+/// `gateway.probe.port` from the defaults), as upstream's chart reads each key with `dig`.
+#[test]
+fn controller_entries_merge_over_the_defaults_key_by_key() {
+    let values = InstallValues::from_tree(&controllers_tree()).unwrap();
+    let c = values.controllers().unwrap();
+    assert_eq!(c.len(), 2);
+    assert_eq!((c[0].link.as_str(), c[1].link.as_str()), ("east", "north"));
+    assert_eq!(c[0].settings.log_level, "info");
+    assert_eq!(c[1].settings.log_level, "debug");
+    for s in [&c[0].settings, &c[1].settings] {
+        assert_eq!(s.replicas, 2);
+        assert_eq!(s.log_format, "json");
+        assert_eq!(s.uid, 3000);
+        assert_eq!(s.gateway.probe.port, 4181);
+    }
+    assert!(c[0].settings.gateway.enabled && !c[1].settings.gateway.enabled);
+    assert!(!c[0].settings.enable_headless_services && c[1].settings.enable_headless_services);
+    let objects = install(&values).unwrap();
+    let probe = find(&objects, "Service", "mc-probe-east");
+    assert_eq!(probe["spec"]["ports"][0]["port"], 4181);
+    assert!(
+        !objects
+            .iter()
+            .any(|o| o["metadata"]["name"] == "mc-probe-north"),
+        "no probe Service without a gateway"
+    );
+    let deploy = find(&objects, "Deployment", "controller-north");
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    let args = &deploy["spec"]["template"]["spec"]["containers"][0]["args"];
+    for want in [
+        "--link=north",
+        "--log-level=debug",
+        "--log-format=json",
+        "--enable-headless-services",
+    ] {
+        assert!(args.as_array().unwrap().iter().any(|a| a == want), "{args}");
+    }
+    find(&objects, "PodDisruptionBudget", "controller-east");
+}
+
+/// With the default controller settings, an install-managed controller is exactly what
+/// `link --controller-only` renders for the Link `link` renders (gateway and gateway-less).
+#[test]
+fn an_installed_controller_equals_the_controller_of_its_link() {
+    for gateway in [true, false] {
+        let mut values = link_values();
+        if !gateway {
+            values.gateway = None;
+        }
+        let objects = link(&values).unwrap();
+        let link_object = objects.iter().find(|o| o["kind"] == "Link").unwrap();
+        let existing = crate::link::Link::from_json(link_object.clone()).unwrap();
+        let want = link_controller_for(&existing, &ControllerValues::default()).unwrap();
+        let sets = if gateway {
+            "controllers[0].link.ref.name=east".to_owned()
+        } else {
+            "controllers[0].link.ref.name=east,controllers[0].gateway.enabled=false".to_owned()
+        };
+        let installed = install(&values_with(&sets)).unwrap();
+        let base = install(&InstallValues::default()).unwrap();
+        assert_eq!(installed[..base.len()], base[..], "the rest is unchanged");
+        assert_eq!(installed[base.len()..], want[..], "gateway {gateway}");
+    }
+}
+
+/// Common labels reach the controllers' objects, as every other object of the install.
+#[test]
+fn installed_controllers_carry_the_common_labels() {
+    let objects = install(&values_with(
+        "controllers[0].link.ref.name=east,commonLabels.team=net",
+    ))
+    .unwrap();
+    for o in objects
+        .iter()
+        .filter(|o| o["metadata"]["labels"]["mirror.linkerd.io/cluster-name"] == "east")
+    {
+        assert_eq!(o["metadata"]["labels"]["team"], "net", "{o}");
+    }
+}
+
+#[test]
+fn the_ha_profile_raises_the_controllers_too() {
+    let mut tree = InstallValues::default_tree();
+    merge(&mut tree, InstallValues::ha_tree());
+    set(&mut tree, "controllers[0].link.ref.name=east", false).unwrap();
+    let c = InstallValues::from_tree(&tree)
+        .unwrap()
+        .controllers()
+        .unwrap();
+    assert_eq!(c[0].settings.replicas, 3);
+    assert!(c[0].settings.enable_pod_anti_affinity);
+}
+
+/// Every bad `controllers` or `controllerDefaults` value is refused naming its path and a fix.
+#[test]
+fn bad_controller_values_name_the_field_and_the_fix() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "controllers[0].logLevel=debug",
+            "controllers[0].link.ref.name",
+            "is required",
+        ),
+        (
+            "controllers[0].link.ref.name=East_1",
+            "controllers[0].link.ref.name",
+            "is not a Link name",
+        ),
+        (
+            "controllers[0].link.ref.name=east,controllers[1].link.ref.name=east",
+            "controllers[1].link.ref.name",
+            "is also the Link of controllers[0]",
+        ),
+        (
+            "controllers[0].link.ref.name=east,controllers[0].replicas=0",
+            "controllers[0].replicas",
+            "leaves the controller without pods",
+        ),
+        (
+            "controllers[0].link.ref.name=east,controllers[0].logLevel=loud",
+            "controllers[0].logLevel",
+            "is not a log level",
+        ),
+        (
+            "controllers[0].link.ref.name=east,controllerDefaults.logFormat=xml",
+            "controllerDefaults.logFormat",
+            "is not a log format",
+        ),
+        (
+            "controllers[0].link.ref.name=east,controllers[0].replica=2",
+            "controllers[0]",
+            "unknown field `replica`",
+        ),
+        (
+            "controllers[0].link.ref.name=east,controllers[0].replicas=many",
+            "controllers[0]",
+            "invalid type",
+        ),
+        (
+            "controllers[0].link.ref.name=east,controllers[0].retryLimit=3",
+            "controllers[0].retryLimit",
+            "does not have",
+        ),
+        (
+            "controllerDefaults.image.name=cr.l5d.io/linkerd/controller",
+            "controllerDefaults.image",
+            "does not have",
+        ),
+        ("controllers[0]=east", "controllers[0]", "is not a map"),
+        (
+            "controllers[0].link.ref.name=east,controllers[0].gateway.probe.port=0",
+            "controllers[0].gateway.probe.port",
+            "is not a port",
+        ),
+    ];
+    for (sets, path, problem) in cases {
+        let mut tree = InstallValues::default_tree();
+        set(&mut tree, sets, false).unwrap();
+        let err = InstallValues::from_tree(&tree).unwrap_err();
+        let Error::RenderValue {
+            path: got,
+            problem: why,
+            fix,
+        } = &err
+        else {
+            panic!("{sets}: {err}");
+        };
+        assert_eq!(got, path, "{sets}: {err}");
+        assert!(why.contains(problem), "{sets}: {err}");
+        assert!(!fix.is_empty(), "{sets}: {err}");
+    }
+}
+
+/// An upstream-style values file (`-f`): the list and the defaults in upstream's layout.
+#[test]
+fn controllers_from_an_upstream_style_values_file() {
+    let file = "controllers:\n- link:\n    ref:\n      name: east\n- link:\n    ref:\n      name: west\n  gateway:\n    enabled: false\ncontrollerDefaults:\n  logLevel: warn\n";
+    let mut tree = InstallValues::default_tree();
+    merge(&mut tree, parse_values_yaml("values.yaml", file).unwrap());
+    let c = InstallValues::from_tree(&tree)
+        .unwrap()
+        .controllers()
+        .unwrap();
+    let got: Vec<_> = c
+        .iter()
+        .map(|c| {
+            (
+                c.link.as_str(),
+                c.settings.gateway.enabled,
+                c.settings.log_level.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [("east", true, "warn"), ("west", false, "warn")]);
+}

@@ -264,6 +264,89 @@ pub struct InstallValues {
     pub enable_pod_anti_affinity: bool,
     /// Labels added to every object.
     pub common_labels: BTreeMap<String, String>,
+    /// Mirror controllers started by the install, one per entry, for Links applied on their
+    /// own (e.g. `linkerd multicluster link-gen` output): upstream's `controllers` list. Each
+    /// entry is `{link: {ref: {name: <Link>}}}` plus any `controllerDefaults` key, which
+    /// overrides the default for that controller; see [`InstallValues::controllers`].
+    pub controllers: Vec<Value>,
+    /// Defaults of every `controllers` entry (upstream's `controllerDefaults`).
+    pub controller_defaults: ControllerDefaults,
+}
+
+/// `controllerDefaults`: the settings of an install-managed mirror controller, each of which a
+/// `controllers` entry may override (upstream's keys, those mc's controller has).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ControllerDefaults {
+    /// Replicas; only the Lease holder works (1).
+    pub replicas: u32,
+    /// The Link's gateway: whether to render the probe Service, and its port.
+    pub gateway: ControllerGatewayValues,
+    /// Log level: trace, debug, info, warn or error (`info`).
+    pub log_level: String,
+    /// Log format: `plain` or `json`.
+    pub log_format: String,
+    /// Mirror headless Services as headless mirrors.
+    pub enable_headless_services: bool,
+    /// Spread replicas over nodes and protect them with a PodDisruptionBudget.
+    pub enable_pod_anti_affinity: bool,
+    /// UID the controller runs as.
+    #[serde(rename = "UID")]
+    pub uid: u32,
+    /// GID the controller runs as.
+    #[serde(rename = "GID")]
+    pub gid: u32,
+}
+
+impl Default for ControllerDefaults {
+    fn default() -> ControllerDefaults {
+        ControllerDefaults {
+            replicas: 1,
+            gateway: ControllerGatewayValues::default(),
+            log_level: "info".to_owned(),
+            log_format: "plain".to_owned(),
+            enable_headless_services: false,
+            enable_pod_anti_affinity: false,
+            uid: 2103,
+            gid: 2103,
+        }
+    }
+}
+
+/// `controllerDefaults.gateway`: the Link's gateway as its controller sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ControllerGatewayValues {
+    /// The Link has a gateway: render its probe Service (`false` for remote-discovery-only
+    /// Links).
+    pub enabled: bool,
+    /// The probe.
+    pub probe: ControllerProbeValues,
+}
+
+impl Default for ControllerGatewayValues {
+    fn default() -> ControllerGatewayValues {
+        ControllerGatewayValues {
+            enabled: true,
+            probe: ControllerProbeValues::default(),
+        }
+    }
+}
+
+/// `controllerDefaults.gateway.probe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ControllerProbeValues {
+    /// Port of the probe Service (the Link's `spec.probeSpec.port`, 4191).
+    pub port: u16,
+}
+
+impl Default for ControllerProbeValues {
+    fn default() -> ControllerProbeValues {
+        ControllerProbeValues {
+            port: crate::labels::DEFAULT_PROBE_PORT,
+        }
+    }
 }
 
 impl Default for InstallValues {
@@ -284,6 +367,8 @@ impl Default for InstallValues {
             enable_namespace_creation: false,
             enable_pod_anti_affinity: false,
             common_labels: BTreeMap::new(),
+            controllers: Vec::new(),
+            controller_defaults: ControllerDefaults::default(),
         }
     }
 }
@@ -297,6 +382,11 @@ impl InstallValues {
     /// Typed values from a (merged) value tree; unknown keys and wrong types are errors that name
     /// the field path.
     pub fn from_tree(tree: &Value) -> Result<InstallValues> {
+        // Settings of Linkerd's controller that mc's has not: named before serde's generic
+        // "unknown field" can be.
+        if let Some(defaults) = tree.get("controllerDefaults") {
+            super::controllers::refuse_upstream_only("controllerDefaults", defaults)?;
+        }
         let values: InstallValues =
             serde_json::from_value(tree.clone()).map_err(|e| Error::RenderValue {
                 path: "(install values)".to_owned(),
@@ -309,9 +399,15 @@ impl InstallValues {
         Ok(values)
     }
 
-    /// The HA profile (`--ha`): three gateway replicas spread over nodes.
+    /// The HA profile (`--ha`): three gateway, egress and controller replicas spread over
+    /// nodes.
     pub fn ha_tree() -> Value {
-        serde_json::json!({"gateway": {"replicas": 3}, "egress": {"replicas": 3}, "enablePodAntiAffinity": true})
+        serde_json::json!({
+            "gateway": {"replicas": 3},
+            "egress": {"replicas": 3},
+            "enablePodAntiAffinity": true,
+            "controllerDefaults": {"replicas": 3, "enablePodAntiAffinity": true},
+        })
     }
 
     /// Checks what serde cannot: names, ports, service type, image.
@@ -452,11 +548,12 @@ impl InstallValues {
                 "use Always, IfNotPresent or Never",
             ));
         }
+        self.controllers()?;
         Ok(())
     }
 }
 
-fn bad(path: &str, value: &str, problem: &str, fix: &str) -> Error {
+pub(super) fn bad(path: &str, value: &str, problem: &str, fix: &str) -> Error {
     Error::RenderValue {
         path: path.to_owned(),
         problem: format!("{value:?} {problem}"),
