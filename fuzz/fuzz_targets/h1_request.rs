@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mc_gateway::h1::fuzzing::{BodyKind, Event, requests};
+use mc_gateway::fuzzing::{BodyKind, Event, requests};
 
 fuzz_target!(|data: &[u8]| {
     // Two leading bytes: where the second read of a body starts, and the head limit.

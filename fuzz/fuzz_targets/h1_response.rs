@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mc_gateway::h1::fuzzing::{BodyKind, Event, responses};
+use mc_gateway::fuzzing::{BodyKind, Event, responses};
 
 fuzz_target!(|data: &[u8]| {
     // Leading bytes: which of eight requests are HEAD, where the second read of a body

@@ -1,4 +1,5 @@
-//! The Prometheus metrics of the gateway and of the egress.
+//! The Prometheus metrics of the gateway and of the egress: every stage's counters, in one
+//! registry per process, exported by `crate::admin`.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -16,7 +17,7 @@ fn latency_histogram() -> Histogram {
 }
 
 /// A set of metrics the admin server serves at `/metrics`.
-pub trait Exposition: Send + Sync + std::fmt::Debug {
+pub(crate) trait Exposition: Send + Sync + std::fmt::Debug {
     /// The Prometheus text exposition of every metric.
     fn encode(&self) -> String;
 }
@@ -333,8 +334,9 @@ fn exposition(registry: &Registry) -> String {
 }
 
 /// The metrics of `mc-gateway egress`.
+#[cfg(feature = "kubernetes")]
 #[derive(Debug)]
-pub struct EgressMetrics {
+pub(crate) struct EgressMetrics {
     registry: Registry,
     /// Routes with a bound listener.
     pub routes: Gauge,
@@ -353,19 +355,21 @@ pub struct EgressMetrics {
     pub certificate: CertMetrics,
 }
 
+#[cfg(feature = "kubernetes")]
 impl Default for EgressMetrics {
     fn default() -> Self {
         Self::new()
     }
 }
 
+#[cfg(feature = "kubernetes")]
 impl EgressMetrics {
     /// Creates and registers the metrics: `egress_routes`, `egress_connections_total`,
     /// `egress_connect_failures_total`, `egress_open_connections`,
     /// `egress_member_connections_total`, `egress_member_healthy`,
     /// `identity_certificate_expiry_timestamp_seconds` and
     /// `identity_certificate_renewals_total`.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
         let m = Self {
             routes: Gauge::default(),
@@ -412,16 +416,17 @@ impl EgressMetrics {
     }
 
     /// The labels of a route's series.
-    pub fn labels(link: &str, target: &str) -> Labels {
+    pub(crate) fn labels(link: &str, target: &str) -> Labels {
         vec![("link", link.to_owned()), ("target", target.to_owned())]
     }
 
     /// The labels of a federated route member's series.
-    pub fn member_labels(target: &str, member: &str) -> Labels {
+    pub(crate) fn member_labels(target: &str, member: &str) -> Labels {
         vec![("target", target.to_owned()), ("member", member.to_owned())]
     }
 }
 
+#[cfg(feature = "kubernetes")]
 impl Exposition for EgressMetrics {
     fn encode(&self) -> String {
         exposition(&self.registry)

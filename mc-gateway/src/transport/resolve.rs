@@ -1,4 +1,5 @@
-//! Target resolution: from a service name and port to one backend socket address.
+//! Target resolution (stage 2, routing): from a service name and port to one backend socket
+//! address.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -9,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::route::Target;
+use crate::transport::route::Target;
 use crate::{Error, Result};
 
 /// A boxed future returned by [`Resolve::resolve`].
