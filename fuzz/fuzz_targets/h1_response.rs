@@ -1,4 +1,4 @@
-//! Fuzzes the lean HTTP/1 path's response framing (mc-gateway/src/h1.rs) over a whole
+//! Fuzzes the lean HTTP/1 path's response framing (mc-gateway/src/http/h1/) over a whole
 //! target stream: 1xx interim responses, HEAD / 204 / 304 (no body), Content-Length,
 //! chunked, until the end, a reused connection's next response. It must never panic, and:
 //! - where reads end does not change a verdict;
