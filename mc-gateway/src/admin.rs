@@ -110,14 +110,14 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<B
 #[derive(Debug, Clone)]
 pub(crate) struct Admin {
     /// The metrics served at `/metrics`.
-    pub metrics: Arc<dyn Exposition>,
+    pub(crate) metrics: Arc<dyn Exposition>,
     /// Whether the process is ready.
-    pub ready: Arc<AtomicBool>,
+    pub(crate) ready: Arc<AtomicBool>,
     /// The gateway's TLS configurations (the admin one is used); without them (the egress)
     /// a TLS handshake is not answered.
-    pub tls: Option<Arc<ReloadingServerConfig>>,
+    pub(crate) tls: Option<Arc<ReloadingServerConfig>>,
     /// Time allowed for the first byte and for the TLS handshake.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
 }
 
 /// Serves the admin endpoints on `listener` forever.

@@ -266,21 +266,21 @@ impl BackendSpec {
 
 /// Smooth weighted round robin (as in nginx): deterministic, and spreads picks evenly.
 #[derive(Debug)]
-pub struct WeightedPicker {
+pub(crate) struct WeightedPicker {
     weights: Vec<i64>,
     current: Mutex<Vec<i64>>,
 }
 
 impl WeightedPicker {
     /// A picker over the given weights.
-    pub fn new(weights: impl IntoIterator<Item = u32>) -> Self {
+    pub(crate) fn new(weights: impl IntoIterator<Item = u32>) -> Self {
         let weights: Vec<i64> = weights.into_iter().map(i64::from).collect();
         let current = Mutex::new(vec![0; weights.len()]);
         Self { weights, current }
     }
 
     /// The index of the next pick; `None` when every weight is zero.
-    pub fn pick(&self) -> Option<usize> {
+    pub(crate) fn pick(&self) -> Option<usize> {
         let total: i64 = self.weights.iter().sum();
         if total == 0 {
             return None;

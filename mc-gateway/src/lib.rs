@@ -84,8 +84,8 @@ pub mod resolve {
     #[cfg(feature = "kubernetes")]
     pub use crate::transport::kubernetes::KubeResolver;
     pub use crate::transport::resolve::{
-        Balance, Balancer, Chain, DnsResolver, InFlight, Resolve, ResolveFuture, SharedResolver,
-        StaticResolver,
+        Balance, Balancer, Chain, DnsResolver, InFlight, InFlightGuard, Resolve, ResolveFuture,
+        SharedResolver, StaticResolver,
     };
 }
 

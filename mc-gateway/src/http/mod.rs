@@ -46,27 +46,27 @@ pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 #[derive(Debug)]
 pub(crate) struct HttpContext {
     /// The gateway's own identity.
-    pub gateway_id: Arc<str>,
+    pub(crate) gateway_id: Arc<str>,
     /// The authenticated client identity.
-    pub client_id: Arc<str>,
+    pub(crate) client_id: Arc<str>,
     /// The target fixed by the transport header, or `None` to route each request by its
     /// authority.
-    pub fixed_target: Option<Target>,
+    pub(crate) fixed_target: Option<Target>,
     /// Speak HTTP/2 (prior knowledge) to the target instead of HTTP/1.1.
-    pub upstream_h2: bool,
+    pub(crate) upstream_h2: bool,
     /// Port assumed when a Host header has none.
-    pub default_port: u16,
+    pub(crate) default_port: u16,
     /// Allowed target suffixes.
-    pub suffixes: Arc<Suffixes>,
+    pub(crate) suffixes: Arc<Suffixes>,
     /// Per-service policy (the allow-list in force).
-    pub policy: Arc<ReloadingPolicy>,
+    pub(crate) policy: Arc<ReloadingPolicy>,
     /// Upstream clients shared by every connection (HTTP/2, and HTTP/1 beyond the dedicated
     /// connections).
-    pub upstreams: Upstreams,
+    pub(crate) upstreams: Upstreams,
     /// This connection's own upstream HTTP/1 connections.
-    pub dedicated: Dedicated,
+    pub(crate) dedicated: Dedicated,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// What the last target of this connection needs per request, built once.
     last: Mutex<Option<TargetEntry>>,
     /// The connection's switched (upgraded) connections, which it outlives.

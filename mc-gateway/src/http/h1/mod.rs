@@ -47,9 +47,9 @@ const IDLE_CHUNK: usize = 4 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct H1Limits {
     /// Time allowed for the rest of a request head once its first byte arrived.
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// Largest request or response head, in bytes.
-    pub max_head: usize,
+    pub(crate) max_head: usize,
 }
 
 /// How a connection left the lean path.
