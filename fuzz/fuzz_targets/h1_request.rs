@@ -1,4 +1,4 @@
-//! Fuzzes the lean HTTP/1 path's request framing (mc-gateway/src/h1.rs) over a whole client
+//! Fuzzes the lean HTTP/1 path's request framing (mc-gateway/src/http/h1/) over a whole client
 //! stream: heads, Content-Length / Transfer-Encoding shapes, chunked bodies with extensions
 //! and trailers, pipelined requests. It must never panic, and:
 //! - where reads end does not change a verdict (each body is also scanned in two reads);
@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mc_gateway::h1::fuzzing::{BodyKind, Event, requests};
+use mc_gateway::fuzzing::{BodyKind, Event, requests};
 
 fuzz_target!(|data: &[u8]| {
     // Two leading bytes: where the second read of a body starts, and the head limit.

@@ -1,4 +1,4 @@
-//! Fuzzes the lean HTTP/1 path's response framing (mc-gateway/src/h1.rs) over a whole
+//! Fuzzes the lean HTTP/1 path's response framing (mc-gateway/src/http/h1/) over a whole
 //! target stream: 1xx interim responses, HEAD / 204 / 304 (no body), Content-Length,
 //! chunked, until the end, a reused connection's next response. It must never panic, and:
 //! - where reads end does not change a verdict;
@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mc_gateway::h1::fuzzing::{BodyKind, Event, responses};
+use mc_gateway::fuzzing::{BodyKind, Event, responses};
 
 fuzz_target!(|data: &[u8]| {
     // Leading bytes: which of eight requests are HEAD, where the second read of a body

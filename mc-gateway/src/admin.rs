@@ -1,5 +1,5 @@
-//! The admin server: `/ready`, `/live` and `/metrics` over plain HTTP/1, and `/ready` and
-//! `/live` over mTLS.
+//! Admin, beside the data path: the admin server on its own port, `/ready`, `/live` and `/metrics`
+//! over plain HTTP/1, and `/ready` and `/live` over mTLS.
 //!
 //! A meshed Linkerd service-mirror controller probes the gateway's admin port through its own
 //! proxy, which sends the probe as mTLS (its client certificate, SNI the gateway identity) and
@@ -74,7 +74,7 @@ pub(crate) fn respond_on(
 }
 
 /// Answers one admin request (plaintext).
-pub fn respond(path: &str, metrics: &dyn Exposition, ready: bool) -> Response<Full<Bytes>> {
+pub(crate) fn respond(path: &str, metrics: &dyn Exposition, ready: bool) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
         "/live" => (StatusCode::OK, "text/plain", "live\n".to_owned()),
         "/ready" if ready => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
@@ -108,20 +108,20 @@ fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<B
 
 /// What the admin server serves from.
 #[derive(Debug, Clone)]
-pub struct Admin {
+pub(crate) struct Admin {
     /// The metrics served at `/metrics`.
-    pub metrics: Arc<dyn Exposition>,
+    pub(crate) metrics: Arc<dyn Exposition>,
     /// Whether the process is ready.
-    pub ready: Arc<AtomicBool>,
+    pub(crate) ready: Arc<AtomicBool>,
     /// The gateway's TLS configurations (the admin one is used); without them (the egress)
     /// a TLS handshake is not answered.
-    pub tls: Option<Arc<ReloadingServerConfig>>,
+    pub(crate) tls: Option<Arc<ReloadingServerConfig>>,
     /// Time allowed for the first byte and for the TLS handshake.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
 }
 
 /// Serves the admin endpoints on `listener` forever.
-pub async fn serve(listener: TcpListener, admin: Admin) {
+pub(crate) async fn serve(listener: TcpListener, admin: Admin) {
     let admin = Arc::new(admin);
     loop {
         let Ok((tcp, peer)) = listener.accept().await else {

@@ -1,6 +1,7 @@
-//! The client side: plays the meshed client of a source cluster. It opens mTLS to a gateway
-//! with a client identity, checks the gateway's identity, sends the transport header, and
-//! splices. [`Forwarder`] listens locally and splits connections across weighted backends.
+//! Source side: the client of a gateway. It plays the meshed client of a source cluster. It opens
+//! mTLS to a gateway with a client identity, checks the gateway's identity, sends the transport
+//! header, and splices. [`Forwarder`] listens locally and splits connections across weighted
+//! backends.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,11 +16,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::io::{Activity, splice};
-use crate::route::Target;
+use crate::opaque::splice;
+use crate::stream::Activity;
 use crate::tls::{
     ReloadingClientConfig, client_config, load_certified_key, load_roots, server_name,
 };
+use crate::transport::route::Target;
 use crate::{Error, Result};
 
 /// Opens authenticated connections to a gateway, trying its addresses in order.
@@ -264,21 +266,21 @@ impl BackendSpec {
 
 /// Smooth weighted round robin (as in nginx): deterministic, and spreads picks evenly.
 #[derive(Debug)]
-pub struct WeightedPicker {
+pub(crate) struct WeightedPicker {
     weights: Vec<i64>,
     current: Mutex<Vec<i64>>,
 }
 
 impl WeightedPicker {
     /// A picker over the given weights.
-    pub fn new(weights: impl IntoIterator<Item = u32>) -> Self {
+    pub(crate) fn new(weights: impl IntoIterator<Item = u32>) -> Self {
         let weights: Vec<i64> = weights.into_iter().map(i64::from).collect();
         let current = Mutex::new(vec![0; weights.len()]);
         Self { weights, current }
     }
 
     /// The index of the next pick; `None` when every weight is zero.
-    pub fn pick(&self) -> Option<usize> {
+    pub(crate) fn pick(&self) -> Option<usize> {
         let total: i64 = self.weights.iter().sum();
         if total == 0 {
             return None;

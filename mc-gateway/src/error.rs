@@ -1,4 +1,4 @@
-//! The one error type of `mc-gateway`.
+//! The one error type of `mc-gateway`, shared by every stage of a connection.
 
 use std::path::PathBuf;
 

@@ -9,16 +9,16 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use mc_core::transport::SessionProtocol;
+use mc_gateway::PolicySource;
 use mc_gateway::client::{Backend, BackendKind, BackendSpec, Forwarder, GatewayConnector};
-use mc_gateway::kubernetes::KubeResolver;
-use mc_gateway::policy::PolicySource;
+use mc_gateway::resolve::KubeResolver;
 use mc_gateway::resolve::{
     Balance, Balancer, Chain, DnsResolver, InFlight, SharedResolver, StaticResolver,
 };
-use mc_gateway::route::{Suffixes, Target};
-use mc_gateway::server::{Gateway, Limits, ServerConfig};
-use mc_gateway::tls::{CertSource, IssuerSource};
+use mc_gateway::{CertSource, IssuerSource};
 use mc_gateway::{Error, Result};
+use mc_gateway::{Gateway, Limits, ServerConfig};
+use mc_gateway::{Suffixes, Target};
 
 /// The mc gateway: the mTLS door into a target cluster, and the client side that reaches it.
 #[derive(Debug, Parser)]
@@ -468,7 +468,7 @@ async fn serve(args: Serve) -> Result<()> {
         },
     };
     // This thread serves too (it runs the first accept loop).
-    mc_gateway::server::request_slice(config.slice);
+    mc_gateway::request_slice(config.slice);
     let gateway = Gateway::bind(config).await?;
     tracing::info!(
         listen = %gateway.local_addr()?,
@@ -554,8 +554,8 @@ fn egress_certificate(args: &EgressArgs) -> Result<CertSource> {
     let source = args.files.source(args.identity.as_deref())?;
     if let (CertSource::Files { cert, key }, Some(identity)) = (&source, &args.identity) {
         validate_identity(identity)?;
-        let loaded = mc_gateway::tls::load_certified_key(cert, key)?;
-        let found = loaded.cert.first().and_then(mc_gateway::tls::identity_of);
+        let loaded = mc_gateway::load_certified_key(cert, key)?;
+        let found = loaded.cert.first().and_then(mc_gateway::identity_of);
         if found.as_deref() != Some(identity.as_str()) {
             return Err(Error::InvalidArg {
                 flag: "--identity",

@@ -1,4 +1,5 @@
-//! The Prometheus metrics of the gateway and of the egress.
+//! The Prometheus metrics of the gateway and of the egress: every stage's counters, in one
+//! registry per process, exported by `crate::admin`.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -16,7 +17,7 @@ fn latency_histogram() -> Histogram {
 }
 
 /// A set of metrics the admin server serves at `/metrics`.
-pub trait Exposition: Send + Sync + std::fmt::Debug {
+pub(crate) trait Exposition: Send + Sync + std::fmt::Debug {
     /// The Prometheus text exposition of every metric.
     fn encode(&self) -> String;
 }
@@ -32,10 +33,10 @@ impl Exposition for Metrics {
 #[derive(Debug, Clone, Default)]
 pub struct CertMetrics {
     /// The notAfter of the leaf certificate in service, Unix seconds.
-    pub expiry: Gauge,
+    pub(crate) expiry: Gauge,
     /// Leaf certificates put in service after the first: renewals in issuer mode, reloads of
     /// changed files in file mode.
-    pub renewals: Counter,
+    pub(crate) renewals: Counter,
 }
 
 impl CertMetrics {
@@ -63,17 +64,17 @@ impl CertMetrics {
 /// as `*.shop.svc.cluster.local`; client identities are bounded by the identities the trust
 /// anchors issue (as in `client_connections`).
 #[derive(Debug, Clone, Default)]
-pub struct PolicyMetrics {
+pub(crate) struct PolicyMetrics {
     /// Requests and connections denied, by governing rule and client identity.
-    pub denials: Family<Labels, Counter>,
+    pub(crate) denials: Family<Labels, Counter>,
     /// Policies put in force after the first (changed policy files).
-    pub reloads: Counter,
+    pub(crate) reloads: Counter,
     /// Changed policy files that could not be read or parsed (the last good policy stays).
-    pub reload_failures: Counter,
+    pub(crate) reload_failures: Counter,
     /// Rules of the policy in force.
-    pub rules: Gauge,
+    pub(crate) rules: Gauge,
     /// When the policy in force was loaded, Unix seconds.
-    pub last_load: Gauge,
+    pub(crate) last_load: Gauge,
 }
 
 impl PolicyMetrics {
@@ -107,7 +108,7 @@ impl PolicyMetrics {
     }
 
     /// Counts one denial of `client` by the rule for `rule`.
-    pub fn denied(&self, rule: &str, client: &str) {
+    pub(crate) fn denied(&self, rule: &str, client: &str) {
         self.denials
             .get_or_create(&vec![
                 ("rule", rule.to_owned()),
@@ -117,7 +118,7 @@ impl PolicyMetrics {
     }
 
     /// Records that a policy of `rules` rules was put in force at `at`.
-    pub fn loaded(&self, rules: usize, at: std::time::SystemTime) {
+    pub(crate) fn loaded(&self, rules: usize, at: std::time::SystemTime) {
         self.rules.set(i64::try_from(rules).unwrap_or(i64::MAX));
         let secs = at
             .duration_since(std::time::UNIX_EPOCH)
@@ -131,36 +132,36 @@ impl PolicyMetrics {
 pub struct Metrics {
     registry: Registry,
     /// Connections accepted by the listener (before TLS).
-    pub accepted: Counter,
+    pub(crate) accepted: Counter,
     /// Connections refused, by reason (`max_connections`, `loop`, `bad_target`, ...).
-    pub refused: Family<Labels, Counter>,
+    pub(crate) refused: Family<Labels, Counter>,
     /// TLS handshake failures, by reason.
-    pub handshake_errors: Family<Labels, Counter>,
+    pub(crate) handshake_errors: Family<Labels, Counter>,
     /// Successful handshake latency.
-    pub handshake_seconds: Histogram,
+    pub(crate) handshake_seconds: Histogram,
     /// Bytes received from clients.
-    pub bytes_in: Counter,
+    pub(crate) bytes_in: Counter,
     /// Bytes sent to clients.
-    pub bytes_out: Counter,
+    pub(crate) bytes_out: Counter,
     /// Connections currently open.
-    pub active: Gauge,
+    pub(crate) active: Gauge,
     /// Targets that could not be served, by reason (`unknown_service`, `no_endpoints`, ...).
-    pub route_errors: Family<Labels, Counter>,
+    pub(crate) route_errors: Family<Labels, Counter>,
     /// HTTP requests forwarded, by target and status code.
-    pub http_requests: Family<Labels, Counter>,
+    pub(crate) http_requests: Family<Labels, Counter>,
     /// HTTP request latency (until response headers), by target.
-    pub http_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    pub(crate) http_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     /// Opaque splices (transport connections without a session protocol).
-    pub opaque_splices: Counter,
+    pub(crate) opaque_splices: Counter,
     /// HTTP connections.
-    pub http_streams: Counter,
+    pub(crate) http_streams: Counter,
     /// Authenticated connections, by client identity (one series per source cluster's egress
     /// and per meshed workload identity: bounded by the identities the trust anchor issues).
-    pub client_connections: Family<Labels, Counter>,
+    pub(crate) client_connections: Family<Labels, Counter>,
     /// The gateway's leaf certificate: expiry and renewals.
-    pub certificate: CertMetrics,
+    pub(crate) certificate: CertMetrics,
     /// The allow-list: denials, reloads, rules in force.
-    pub policy: PolicyMetrics,
+    pub(crate) policy: PolicyMetrics,
 }
 
 impl Default for Metrics {
@@ -254,17 +255,17 @@ impl Metrics {
     }
 
     /// Counts an HTTP connection.
-    pub fn http_stream(&self) {
+    pub(crate) fn http_stream(&self) {
         self.http_streams.inc();
     }
 
     /// Counts an opaque splice.
-    pub fn opaque_splice(&self) {
+    pub(crate) fn opaque_splice(&self) {
         self.opaque_splices.inc();
     }
 
     /// Counts an authenticated connection of `client`; `true` for its first one.
-    pub fn client_connection(&self, client: &str) -> bool {
+    pub(crate) fn client_connection(&self, client: &str) -> bool {
         self.client_connections
             .get_or_create(&vec![("client_id", client.to_owned())])
             .inc()
@@ -272,28 +273,28 @@ impl Metrics {
     }
 
     /// Counts a refused connection.
-    pub fn refuse(&self, reason: &str) {
+    pub(crate) fn refuse(&self, reason: &str) {
         self.refused
             .get_or_create(&vec![("reason", reason.to_owned())])
             .inc();
     }
 
     /// Counts a handshake failure.
-    pub fn handshake_error(&self, reason: &str) {
+    pub(crate) fn handshake_error(&self, reason: &str) {
         self.handshake_errors
             .get_or_create(&vec![("reason", reason.to_owned())])
             .inc();
     }
 
     /// Counts a route failure.
-    pub fn route_error(&self, reason: &str) {
+    pub(crate) fn route_error(&self, reason: &str) {
         self.route_errors
             .get_or_create(&vec![("reason", reason.to_owned())])
             .inc();
     }
 
     /// Records one forwarded HTTP request.
-    pub fn http_request(&self, target: &str, status: u16, seconds: f64) {
+    pub(crate) fn http_request(&self, target: &str, status: u16, seconds: f64) {
         self.http_requests
             .get_or_create(&vec![
                 ("target", target.to_owned()),
@@ -307,7 +308,7 @@ impl Metrics {
 
     /// The per-target HTTP series of `target`, as handles to record into without building
     /// labels again (see [`TargetMetrics`]).
-    pub fn http_target(&self, target: &str) -> TargetMetrics {
+    pub(crate) fn http_target(&self, target: &str) -> TargetMetrics {
         TargetMetrics {
             target: target.to_owned(),
             seconds: self
@@ -333,39 +334,42 @@ fn exposition(registry: &Registry) -> String {
 }
 
 /// The metrics of `mc-gateway egress`.
+#[cfg(feature = "kubernetes")]
 #[derive(Debug)]
-pub struct EgressMetrics {
+pub(crate) struct EgressMetrics {
     registry: Registry,
     /// Routes with a bound listener.
-    pub routes: Gauge,
+    pub(crate) routes: Gauge,
     /// Client connections accepted, by Link and target.
-    pub connections: Family<Labels, Counter>,
+    pub(crate) connections: Family<Labels, Counter>,
     /// Client connections closed because no gateway address could be reached, by Link and
     /// target.
-    pub connect_failures: Family<Labels, Counter>,
+    pub(crate) connect_failures: Family<Labels, Counter>,
     /// Client connections currently open.
-    pub open: Gauge,
+    pub(crate) open: Gauge,
     /// Connections of federated routes, by route target and member (cluster, or `@local`).
-    pub member_connections: Family<Labels, Counter>,
+    pub(crate) member_connections: Family<Labels, Counter>,
     /// 1 while a federated route's member is healthy (its last connect or probe succeeded).
-    pub member_healthy: Family<Labels, Gauge>,
+    pub(crate) member_healthy: Family<Labels, Gauge>,
     /// The egress's leaf certificate: expiry and renewals.
-    pub certificate: CertMetrics,
+    pub(crate) certificate: CertMetrics,
 }
 
+#[cfg(feature = "kubernetes")]
 impl Default for EgressMetrics {
     fn default() -> Self {
         Self::new()
     }
 }
 
+#[cfg(feature = "kubernetes")]
 impl EgressMetrics {
     /// Creates and registers the metrics: `egress_routes`, `egress_connections_total`,
     /// `egress_connect_failures_total`, `egress_open_connections`,
     /// `egress_member_connections_total`, `egress_member_healthy`,
     /// `identity_certificate_expiry_timestamp_seconds` and
     /// `identity_certificate_renewals_total`.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::default();
         let m = Self {
             routes: Gauge::default(),
@@ -412,16 +416,17 @@ impl EgressMetrics {
     }
 
     /// The labels of a route's series.
-    pub fn labels(link: &str, target: &str) -> Labels {
+    pub(crate) fn labels(link: &str, target: &str) -> Labels {
         vec![("link", link.to_owned()), ("target", target.to_owned())]
     }
 
     /// The labels of a federated route member's series.
-    pub fn member_labels(target: &str, member: &str) -> Labels {
+    pub(crate) fn member_labels(target: &str, member: &str) -> Labels {
         vec![("target", target.to_owned()), ("member", member.to_owned())]
     }
 }
 
+#[cfg(feature = "kubernetes")]
 impl Exposition for EgressMetrics {
     fn encode(&self) -> String {
         exposition(&self.registry)
@@ -432,7 +437,7 @@ impl Exposition for EgressMetrics {
 /// status seen, kept by a connection so that a request records without formatting or hashing
 /// labels (series are never removed from their families, so the handles stay exported).
 #[derive(Debug, Clone)]
-pub struct TargetMetrics {
+pub(crate) struct TargetMetrics {
     target: String,
     seconds: Histogram,
     ok: Option<(u16, Counter)>,
@@ -440,7 +445,7 @@ pub struct TargetMetrics {
 
 impl TargetMetrics {
     /// Records one forwarded request, like [`Metrics::http_request`].
-    pub fn record(&mut self, metrics: &Metrics, status: u16, seconds: f64) {
+    pub(crate) fn record(&mut self, metrics: &Metrics, status: u16, seconds: f64) {
         match &self.ok {
             Some((s, counter)) if *s == status => {
                 counter.inc();

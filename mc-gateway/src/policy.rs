@@ -1,4 +1,5 @@
-//! The allow-list: which client identities may reach which target services.
+//! The allow-list, stage 3 of a connection: which client identities may reach which target
+//! services (checked per transport-header connection and per HTTP request).
 //!
 //! [`Policy`] is the pure part (parsing, validation, decisions); [`ReloadingPolicy`] holds the
 //! policy in force, re-reads its file when the file changes (a ConfigMap update swaps the
@@ -13,11 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-pub use mc_core::policy::{PolicyRule, glob_match};
+use mc_core::policy::{PolicyRule, glob_match};
 use serde::Deserialize;
 
 use crate::metrics::PolicyMetrics;
-use crate::route::Target;
+use crate::transport::route::Target;
 use crate::{Error, Result};
 
 /// Per-service authorization: which client identities may reach which target services.
@@ -113,7 +114,7 @@ fn read(path: &Path) -> Result<String> {
 
 /// The policy in force: fixed, or read from a file and re-read when it changes.
 #[derive(Debug)]
-pub struct ReloadingPolicy {
+pub(crate) struct ReloadingPolicy {
     current: RwLock<Arc<Policy>>,
     /// Bumped on every change of the policy in force (cached decisions compare it).
     generation: AtomicU64,
@@ -146,7 +147,7 @@ impl From<Policy> for PolicySource {
 impl ReloadingPolicy {
     /// Loads the policy from `source`; a file that cannot be read or parsed is an error (the
     /// gateway does not start without its allow-list).
-    pub fn load(source: PolicySource, metrics: PolicyMetrics) -> Result<Arc<Self>> {
+    pub(crate) fn load(source: PolicySource, metrics: PolicyMetrics) -> Result<Arc<Self>> {
         let (policy, file) = match source {
             PolicySource::Fixed(policy) => (policy, None),
             PolicySource::File(path) => {
@@ -168,7 +169,7 @@ impl ReloadingPolicy {
     }
 
     /// The policy in force.
-    pub fn current(&self) -> Arc<Policy> {
+    pub(crate) fn current(&self) -> Arc<Policy> {
         match self.current.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -176,13 +177,13 @@ impl ReloadingPolicy {
     }
 
     /// A number that changes whenever the policy in force changes.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
     /// Decides whether `client` may reach `target` by the policy in force; a denial is counted
     /// (by governing pattern and client identity) and logged.
-    pub fn check(&self, client: &str, target: &Target) -> Result<()> {
+    pub(crate) fn check(&self, client: &str, target: &Target) -> Result<()> {
         let decision = self.current().check(client, target);
         if let Err(Error::Forbidden { rule, .. }) = &decision {
             self.metrics.denied(rule, client);
@@ -193,7 +194,7 @@ impl ReloadingPolicy {
 
     /// Re-reads the file when its content changed. `Ok(true)`: a new policy is in force; on
     /// error the previous one stays (and the same bad text is not reported again).
-    pub fn reload_if_changed(&self) -> Result<bool> {
+    pub(crate) fn reload_if_changed(&self) -> Result<bool> {
         let Some((path, last)) = &self.file else {
             return Ok(false);
         };
@@ -231,7 +232,10 @@ impl ReloadingPolicy {
     }
 
     /// Polls the policy file every `every` (nothing to poll for a fixed policy).
-    pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+    pub(crate) fn spawn_watch(
+        self: &Arc<Self>,
+        every: Duration,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         self.file.as_ref()?;
         let this = self.clone();
         Some(crate::tls::spawn_poll(every, move || this.reload_logged()))

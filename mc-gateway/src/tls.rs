@@ -1,3 +1,5 @@
+//! TLS admission, stage 1 of a connection (and the source side's client TLS).
+//!
 //! TLS for both ends: TLS 1.3 only, ECDSA P-256, ring; client certificates required and
 //! verified against the trust-anchor bundle (reloaded on change); the peer identity is the first
 //! SAN DNS name of its certificate or, without one, its SPIFFE ID (URI SAN).
@@ -37,12 +39,12 @@ use crate::metrics::CertMetrics;
 use crate::{Error, Result};
 
 /// ALPN protocol for HTTP/2.
-pub const ALPN_H2: &[u8] = b"h2";
+pub(crate) const ALPN_H2: &[u8] = b"h2";
 /// ALPN protocol for HTTP/1.1.
-pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+pub(crate) const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// The ring crypto provider, the only one in mc.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -112,7 +114,7 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey> {
 }
 
 /// Loads the trust-anchor bundle and turns it into a root store.
-pub fn load_roots(path: &Path) -> Result<RootCertStore> {
+pub(crate) fn load_roots(path: &Path) -> Result<RootCertStore> {
     let pem = read(path, "trust anchors", "--trust-anchors")?;
     roots_from_pem(path, &pem)
 }
@@ -191,11 +193,11 @@ pub struct IssuerSource {
 
 /// How far back a minted leaf's notBefore is set, at most, so that a peer whose clock is a
 /// little behind already accepts it: a quarter of the lifetime, capped at this.
-pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(10);
+pub(crate) const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(10);
 
 /// What to do with the leaf in service, from [`renewal`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Renewal {
+pub(crate) enum Renewal {
     /// Mint a new leaf now.
     Now,
     /// Keep the leaf; renew it at this time (or earlier, when the issuer changes).
@@ -209,7 +211,7 @@ pub enum Renewal {
 /// until `issuer_not_after`: at once when the issuer changed; otherwise once 2/3 of the
 /// leaf's lifetime (notBefore to notAfter) has passed, unless the leaf already ends with its
 /// issuer; at once, too, when its validity is empty.
-pub fn renewal(
+pub(crate) fn renewal(
     now: SystemTime,
     not_before: SystemTime,
     not_after: SystemTime,
@@ -237,7 +239,10 @@ pub fn renewal(
 /// How often to poll the files and the leaf: every `reload_interval`, or every sixth of
 /// `leaf_lifetime` when a third of it (the renewal margin) is shorter than that, so that a
 /// renewal is never missed by more than half the margin.
-pub fn poll_interval(reload_interval: Duration, leaf_lifetime: Option<Duration>) -> Duration {
+pub(crate) fn poll_interval(
+    reload_interval: Duration,
+    leaf_lifetime: Option<Duration>,
+) -> Duration {
     match leaf_lifetime {
         Some(lifetime) if lifetime / 3 < reload_interval => {
             (lifetime / 6).max(Duration::from_millis(10))
@@ -576,7 +581,7 @@ impl ResolvesServerCert for ReloadingCert {
 /// It holds the admin port's configuration too ([`Self::current_admin`]), built from the same
 /// certificate and anchors and reloaded with them.
 #[derive(Debug)]
-pub struct ReloadingServerConfig(Reloading<Configs>);
+pub(crate) struct ReloadingServerConfig(Reloading<Configs>);
 
 /// TLS configurations built from a [`ReloadingCert`] and a trust-anchor bundle file, rebuilt
 /// when the bundle's content changes (the certificate is swapped inside them).
@@ -677,7 +682,7 @@ fn admin_config(data: &ServerConfig) -> ServerConfig {
 
 impl ReloadingServerConfig {
     /// Loads the trust-anchor bundle at `anchors` and builds the configuration around `cert`.
-    pub fn load(cert: Arc<ReloadingCert>, anchors: &Path) -> Result<Arc<Self>> {
+    pub(crate) fn load(cert: Arc<ReloadingCert>, anchors: &Path) -> Result<Arc<Self>> {
         let build = |cert: &Arc<ReloadingCert>, roots| {
             Ok(Configs::new(server_config(cert.clone(), roots)?))
         };
@@ -685,25 +690,26 @@ impl ReloadingServerConfig {
     }
 
     /// The configuration for a new handshake.
-    pub fn current(&self) -> Arc<ServerConfig> {
+    pub(crate) fn current(&self) -> Arc<ServerConfig> {
         self.0.current().data
     }
 
     /// The configuration for a new handshake on the admin port: the same certificate and
     /// client verification, ALPN `h2` and `http/1.1`.
-    pub fn current_admin(&self) -> Arc<ServerConfig> {
+    pub(crate) fn current_admin(&self) -> Arc<ServerConfig> {
         self.0.current().admin
     }
 
     /// Rebuilds the configuration when the bundle's content changed. Returns `Ok(true)` when
     /// new handshakes now verify against the new bundle; on error the previous one stays.
-    pub fn reload_anchors_if_changed(&self) -> Result<bool> {
+    #[cfg(test)]
+    fn reload_anchors_if_changed(&self) -> Result<bool> {
         self.0.reload_anchors_if_changed()
     }
 
     /// Polls the certificate (see [`ReloadingCert::poll_interval`]) and the anchor file every
     /// `every` until the returned task is aborted.
-    pub fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+    pub(crate) fn spawn_watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
         spawn_poll(self.0.cert.poll_interval(every), move || this.0.poll())
     }
@@ -817,7 +823,7 @@ impl ClientCertVerifier for StrictClientVerifier {
 /// Builds the gateway's server configuration: TLS 1.3 only, client certificates required and
 /// verified against `roots` (clientAuth EKU required), ALPN `transport.l5d.io/v1`, `h2`,
 /// `http/1.1`.
-pub fn server_config(
+pub(crate) fn server_config(
     cert: Arc<dyn ResolvesServerCert>,
     roots: RootCertStore,
 ) -> Result<ServerConfig> {
@@ -843,7 +849,7 @@ pub fn server_config(
 /// Builds the client configuration used to reach a gateway: TLS 1.3, the given client
 /// certificate, the gateway verified against `roots` under the server name passed at connect
 /// time (the expected gateway identity), ALPN `transport.l5d.io/v1`.
-pub fn client_config(cert: &CertifiedKey, roots: RootCertStore) -> Result<ClientConfig> {
+pub(crate) fn client_config(cert: &CertifiedKey, roots: RootCertStore) -> Result<ClientConfig> {
     client_config_with(ClientCert::Fixed(Arc::new(cert.clone())), roots)
 }
 
@@ -866,7 +872,7 @@ fn client_config_with(cert: ClientCert, roots: RootCertStore) -> Result<ClientCo
 }
 
 /// The server name to verify a gateway under: its identity.
-pub fn server_name(identity: &str) -> Result<ServerName<'static>> {
+pub(crate) fn server_name(identity: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(identity.to_owned()).map_err(|e| Error::InvalidArg {
         flag: "--gateway-identity",
         value: identity.to_owned(),
@@ -959,7 +965,7 @@ impl ServerCertVerifier for LoggingServerVerifier {
 }
 
 /// A stable label for a handshake error, for metrics.
-pub fn handshake_error_reason(e: &std::io::Error) -> &'static str {
+pub(crate) fn handshake_error_reason(e: &std::io::Error) -> &'static str {
     let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
         return match e.kind() {
             std::io::ErrorKind::UnexpectedEof => "eof",

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mc_core::transport::{PREFACE, TransportHeader};
+use mc_gateway::Target;
 use mc_gateway::client::GatewayConnector;
-use mc_gateway::route::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TRANSPORT: &[u8] = b"transport.l5d.io/v1";
@@ -316,7 +316,7 @@ async fn certificate_reload_keeps_open_connections() {
     let pki = Pki::new();
     let echo = echo_backend().await;
     let cfg = config(&pki, &[(SVC, 7000, echo)]);
-    let mc_gateway::tls::CertSource::Files {
+    let mc_gateway::CertSource::Files {
         cert: cert_path,
         key: key_path,
     } = cfg.certificate.clone()

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use mc_gateway::Target;
 use mc_gateway::client::GatewayConnector;
-use mc_gateway::route::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn serve(pki: &Pki, statics: &[String], drain_secs: f64) -> (Proc, SocketAddr, SocketAddr) {
@@ -61,7 +61,7 @@ fn serving_thread_slices(pid: u32) -> Vec<(String, Duration)> {
 #[tokio::test]
 async fn every_serving_thread_runs_in_the_slice_asked_for() {
     let pki = Pki::new();
-    let default = mc_gateway::slice::current().expect("this kernel reports se.slice");
+    let default = mc_gateway::current_slice().expect("this kernel reports se.slice");
     // Without the flag the slice stays the kernel's: the short slice is opt-in.
     let cases: [(&[&str], Duration); 3] = [
         (&["--sched-slice-us", "300"], Duration::from_micros(300)),

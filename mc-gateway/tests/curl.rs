@@ -157,7 +157,7 @@ async fn curl_gets_clear_http_errors_for_bad_targets() {
     let backend = http_backend().await;
     let locked = "locked.shop.svc.cluster.local";
     let mut cfg = config(&pki, &[(SVC, 80, backend), (locked, 80, backend)]);
-    cfg.policy = mc_gateway::policy::Policy::from_yaml(
+    cfg.policy = mc_gateway::Policy::from_yaml(
         &format!("rules: [{{services: ['{locked}'], clients: ['other.*']}}]"),
         std::path::Path::new("policy.yaml"),
     )

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use mc_gateway::Target;
 use mc_gateway::resolve::{Resolve, ResolveFuture};
-use mc_gateway::route::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -16,9 +16,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use mc_core::transport::SessionProtocol;
+use mc_gateway::Target;
 use mc_gateway::client::GatewayConnector;
-use mc_gateway::kubernetes::KubeResolver;
-use mc_gateway::route::Target;
+use mc_gateway::resolve::KubeResolver;
 
 async fn get(c: &GatewayConnector, target: &Target) -> (u16, String) {
     let stream = c

@@ -17,8 +17,8 @@ use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mc_core::transport::SessionProtocol;
+use mc_gateway::Target;
 use mc_gateway::client::GatewayConnector;
-use mc_gateway::route::Target;
 
 const H1_SVC: &str = "legacy.shop.svc.cluster.local";
 

@@ -16,9 +16,9 @@ use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use mc_core::transport::SessionProtocol;
+use mc_gateway::PolicySource;
+use mc_gateway::Target;
 use mc_gateway::client::GatewayConnector;
-use mc_gateway::policy::PolicySource;
-use mc_gateway::route::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const STRANGER: &str = "x.other.serviceaccount.identity.linkerd.cluster.local";

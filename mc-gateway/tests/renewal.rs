@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime};
 use common::*;
 use mc_core::egress::{PORT_RANGE, Route};
 use mc_core::pki::{IssuerOptions, create_issuer, not_after_of};
+use mc_gateway::Target;
 use mc_gateway::client::GatewayConnector;
-use mc_gateway::route::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const EGRESS_ID: &str =

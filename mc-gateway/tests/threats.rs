@@ -27,7 +27,7 @@ fn padded_client(pki: &Pki, leaf: &Files, extra: usize) -> Arc<rustls::ClientCon
     use rustls::pki_types::PrivateKeyDer;
     use rustls::pki_types::pem::PemObject;
     let base = raw_client(pki, Some(leaf), &[b"http/1.1"]);
-    let key = mc_gateway::tls::load_certified_key(&leaf.cert, &leaf.key).unwrap();
+    let key = mc_gateway::load_certified_key(&leaf.cert, &leaf.key).unwrap();
     let mut chain = key.cert.clone();
     let issuer = chain.last().unwrap().clone();
     chain.extend(std::iter::repeat_n(issuer, extra));

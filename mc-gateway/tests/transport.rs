@@ -14,7 +14,7 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use mc_core::transport::SessionProtocol;
 use mc_gateway::client::{Backend, BackendKind, Forwarder, GatewayConnector};
-use mc_gateway::route::{Policy, Target};
+use mc_gateway::{Policy, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn connector(

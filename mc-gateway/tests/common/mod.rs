@@ -26,8 +26,8 @@ use mc_core::pki::{
     issue_leaf,
 };
 use mc_gateway::resolve::StaticResolver;
-use mc_gateway::route::{Suffixes, Target};
-use mc_gateway::server::{Gateway, Limits, ServerConfig};
+use mc_gateway::{Gateway, Limits, ServerConfig};
+use mc_gateway::{Suffixes, Target};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
@@ -211,7 +211,7 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 pub struct Running {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    pub metrics: Arc<mc_gateway::metrics::Metrics>,
+    pub metrics: Arc<mc_gateway::Metrics>,
     pub stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub task: tokio::task::JoinHandle<mc_gateway::Result<()>>,
 }
@@ -235,7 +235,7 @@ pub fn config(pki: &Pki, statics: &[(&str, u16, SocketAddr)]) -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin: Some("127.0.0.1:0".parse().unwrap()),
-        certificate: mc_gateway::tls::CertSource::Files {
+        certificate: mc_gateway::CertSource::Files {
             cert: gw.cert,
             key: gw.key,
         },
@@ -342,7 +342,7 @@ pub fn raw_client(pki: &Pki, client: Option<&Files>, alpn: &[&[u8]]) -> Arc<rust
         .with_root_certificates(roots);
     let mut config = match client {
         Some(files) => {
-            let k = mc_gateway::tls::load_certified_key(&files.cert, &files.key).unwrap();
+            let k = mc_gateway::load_certified_key(&files.cert, &files.key).unwrap();
             builder
                 .with_client_auth_cert(k.cert.clone(), load_key(&files.key))
                 .unwrap()

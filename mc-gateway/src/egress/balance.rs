@@ -1,4 +1,5 @@
-//! Balancing a federated route's connections over its members, with failover.
+//! Source side, egress: balancing a federated route's connections over its members, with
+//! failover.
 //!
 //! Each new client connection goes to one member, picked by smooth weighted round robin among
 //! the members that are *eligible*: weight above 0, marked ready by the controller (their
@@ -19,8 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::client::GatewayConnector;
-use crate::route::Target;
 use crate::tls::ReloadingClientConfig;
+use crate::transport::route::Target;
 use crate::{Error, Result};
 
 /// How often every member is probed.

@@ -1,7 +1,7 @@
-//! HTTP/1.1 protocol upgrades (WebSocket and the like) through hyper: the request goes to the
-//! target on a connection of its own, with `Upgrade` and `Connection: upgrade` kept
-//! ([`crate::hop::keep_upgrade`]); on `101 Switching Protocols` the client's and the target's
-//! connections are handed to a task that copies bytes both ways until either side closes.
+//! HTTP/1.1 protocol upgrades (WebSocket and the like) through hyper (stage 4, HTTP): the request
+//! goes to the target on a connection of its own, with `Upgrade` and `Connection: upgrade` kept
+//! ([`crate::http::headers::keep_upgrade`]); on `101 Switching Protocols` the client's and the
+//! target's connections are handed to a task that copies bytes both ways until either side closes.
 //!
 //! The lean HTTP/1 forwarder hands upgrade requests to hyper, so every upgrade takes this path.
 //! The client's connection waits for its tunnels ([`Tunnels`]), so a switched connection
@@ -20,8 +20,8 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use crate::hop;
-use crate::upstream::SendError;
+use crate::http::headers;
+use crate::http::upstream::SendError;
 
 /// An upgrade a client asked for: the protocol, and the client's side of the switch.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ impl Upgrade {
         if req.version() != Version::HTTP_11 {
             return None;
         }
-        let protocol = hop::upgrade_protocol(req.headers())?;
+        let protocol = headers::upgrade_protocol(req.headers())?;
         Some(Self {
             protocol,
             client: hyper::upgrade::on(req),
@@ -47,7 +47,7 @@ impl Upgrade {
     /// Puts the upgrade fields back on the request to the target (after the hop-by-hop
     /// policy removed them).
     pub(crate) fn prepare(&self, req: &mut Request<Incoming>) {
-        hop::keep_upgrade(req.headers_mut(), self.protocol.clone());
+        headers::keep_upgrade(req.headers_mut(), self.protocol.clone());
     }
 
     /// Sends `req` (origin form) to `addr` on a new connection that can switch protocols.
@@ -55,7 +55,7 @@ impl Upgrade {
         addr: SocketAddr,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, SendError> {
-        let tcp = crate::http::connect_backend(addr)
+        let tcp = crate::http::upstream::connect_backend(addr)
             .await
             .map_err(SendError::Connect)?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
@@ -71,7 +71,7 @@ impl Upgrade {
 
     /// When the target switched protocols, starts copying bytes between the two connections
     /// and returns the protocol, whose upgrade fields the response to the client keeps
-    /// ([`crate::hop::keep_upgrade`]); otherwise the client's upgrade is dropped and the
+    /// ([`crate::http::headers::keep_upgrade`]); otherwise the client's upgrade is dropped and the
     /// response is an ordinary one (`None`).
     pub(crate) fn complete(
         self,

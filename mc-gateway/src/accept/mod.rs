@@ -1,5 +1,12 @@
-//! The gateway server: the mTLS listener, per-connection routing, limits and graceful
-//! shutdown.
+//! Accept, stage 1 of a connection: the gateway ([`Gateway`]), its serving threads and accept
+//! loops, limits and graceful shutdown; per connection the TLS handshake, admission of the
+//! client identity (what `crate::tls` verified: the anchors, the identity, not the gateway's
+//! own), and the dispatch by ALPN:
+//!
+//! - `transport.l5d.io/v1`: the transport header and route checks (`crate::transport`, stage
+//!   2), the allow-list (`crate::policy`, stage 3), then HTTP (`crate::http`, stage 4) with a
+//!   session protocol or the opaque splice (`crate::opaque`, stage 5) without one;
+//! - `h2`, `http/1.1` or none: HTTP (stage 4), routed per request by `Host`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,25 +15,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use mc_core::transport::SessionProtocol;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::http::{HttpContext, Upstreams};
-use crate::io::{Activity, Tracked, read_header, splice_tcp};
+use crate::http::HttpContext;
+use crate::http::upstream::Upstreams;
 use crate::metrics::Metrics;
+use crate::opaque::splice_tcp;
 use crate::policy::{PolicySource, ReloadingPolicy};
-use crate::resolve::SharedResolver;
-use crate::route::{Suffixes, Target};
+use crate::stream::{Activity, Tracked};
 use crate::tls::{
     CertSource, ReloadingCert, ReloadingServerConfig, handshake_error_reason, identity_of,
 };
+use crate::transport::header::read_header;
+use crate::transport::resolve::SharedResolver;
+use crate::transport::route::{Suffixes, Target};
 use crate::{Error, Result};
+
+pub(crate) mod slice;
 
 /// Timeouts and limits of the gateway.
 #[derive(Debug, Clone)]
@@ -92,7 +101,7 @@ pub struct ServerConfig {
     /// Accept loops, each on its own thread (1: serve on the caller's runtime only). See
     /// [`Gateway::run`].
     pub threads: usize,
-    /// Scheduler slice asked for the worker threads the gateway starts (see [`crate::slice`]);
+    /// Scheduler slice asked for the worker threads the gateway starts ([`request_slice`]);
     /// `None` leaves the kernel's default. The thread that calls [`Gateway::run`] belongs to
     /// the caller, which decides its own (the `mc-gateway` binary asks for the same).
     pub slice: Option<Duration>,
@@ -309,11 +318,18 @@ fn spawn_workers(
     Ok((listener, workers))
 }
 
-/// Asks for the scheduler `slice` for the calling thread (see [`crate::slice`]); a refusal is
-/// logged and the thread keeps the kernel's default.
+/// Asks for the scheduler `slice` for the calling thread (`sched_setattr(2)`, Linux 6.12 or
+/// later; docs/architecture.md, "The gateway's serving threads"); a refusal is logged and the
+/// thread keeps the kernel's default. `None` asks for nothing.
+///
+/// ```
+/// # use std::time::Duration;
+/// // On Linux ≥ 6.12 this thread now runs in slices of 0.1 ms.
+/// mc_gateway::request_slice(Some(Duration::from_micros(100)));
+/// ```
 pub fn request_slice(slice: Option<Duration>) {
     let Some(slice) = slice else { return };
-    match crate::slice::request(slice) {
+    match crate::accept::slice::request(slice) {
         Ok(()) => tracing::debug!(?slice, "scheduler slice set"),
         Err(e) => tracing::warn!(
             ?slice,
@@ -495,8 +511,12 @@ async fn serve_http_stream(
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     shared.metrics.http_stream();
-    let io = crate::io::Prefixed::new(early, tls);
-    serve_http(shared, io, ctx, protocol, stop).await;
+    let io = crate::transport::header::Prefixed::new(early, tls);
+    let limits = crate::http::serve::Limits {
+        header_timeout: shared.limits.header_timeout,
+        max_head: shared.limits.max_http_header_bytes,
+    };
+    crate::http::serve::serve(io, ctx, protocol, limits, stop).await;
     Ok(())
 }
 
@@ -598,7 +618,7 @@ async fn transport(
                     return close(shared, tls).await;
                 }
             };
-            let mut upstream = match crate::http::connect_backend(addr).await {
+            let mut upstream = match crate::http::upstream::connect_backend(addr).await {
                 Ok(s) => s,
                 Err(e) => {
                     shared.metrics.route_error(e.reason());
@@ -631,142 +651,4 @@ async fn close(shared: &Shared, mut tls: ServerTls) -> Result<()> {
     let limit = shared.limits.header_timeout;
     let _ = tokio::time::timeout(limit, tokio::io::AsyncWriteExt::shutdown(&mut tls)).await;
     Ok(())
-}
-
-/// Serves HTTP on an authenticated stream until it closes or shutdown asks it to finish.
-///
-/// HTTP/1 to an HTTP/1 target goes through the lean forwarder ([`crate::h1`]); what it does
-/// not serve is handed, with the bytes it read, to hyper for the rest of the connection.
-async fn serve_http<S>(
-    shared: &Shared,
-    io: S,
-    ctx: HttpContext,
-    protocol: Option<SessionProtocol>,
-    stop: watch::Receiver<bool>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    if protocol == Some(SessionProtocol::Http2) || ctx.upstream_h2 {
-        return serve_hyper(shared, io, ctx, protocol, stop).await;
-    }
-    let limits = crate::h1::H1Limits {
-        header_timeout: shared.limits.header_timeout,
-        max_head: shared.limits.max_http_header_bytes.max(8192),
-    };
-    match crate::h1::serve(io, &ctx, limits, stop.clone()).await {
-        crate::h1::End::Closed => {}
-        crate::h1::End::Handoff { io, rest, why } => {
-            tracing::debug!(client = %ctx.client_id, why, "HTTP connection handed to hyper");
-            let io = crate::io::Prefixed::new(rest, io);
-            serve_hyper(shared, io, ctx, protocol, stop).await;
-        }
-    }
-}
-
-/// Serves HTTP on an authenticated stream with hyper (HTTP/2, or HTTP/1 the lean forwarder
-/// handed over).
-async fn serve_hyper<S>(
-    shared: &Shared,
-    io: S,
-    ctx: HttpContext,
-    protocol: Option<SessionProtocol>,
-    stop: watch::Receiver<bool>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let ctx = Arc::new(ctx);
-    let forwarding = ctx.clone();
-    let service = service_fn(move |req| {
-        let ctx = forwarding.clone();
-        async move { Ok::<_, std::convert::Infallible>(ctx.forward(req).await) }
-    });
-    let tunnels_stop = stop.clone();
-    serve_hyper_conn(shared, io, service, protocol, stop).await;
-    // Switched (upgraded) connections live on past hyper's connection: the client's connection
-    // (its slot and its idle timeout) lasts until they end, or until shutdown.
-    let stopped = async move {
-        let mut stop = tunnels_stop;
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    tokio::select! {
-        () = ctx.tunnels.wait() => {}
-        () = stopped => {}
-    }
-}
-
-/// Serves one HTTP connection with hyper until it ends (or shutdown drains it).
-async fn serve_hyper_conn<S, F>(
-    shared: &Shared,
-    io: S,
-    service: F,
-    protocol: Option<SessionProtocol>,
-    stop: watch::Receiver<bool>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    F: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = hyper::Response<crate::http::Body>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    F::Future: Send + 'static,
-{
-    if protocol == Some(SessionProtocol::Http1) {
-        // Known HTTP/1: hyper's HTTP/1 server itself, without version detection.
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(shared.limits.header_timeout)
-            .max_buf_size(shared.limits.max_http_header_bytes.max(8192));
-        let conn = builder
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
-        tokio::pin!(conn);
-        return until_stopped(conn, stop, |c| c.graceful_shutdown()).await;
-    }
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shared.limits.header_timeout)
-        .max_buf_size(shared.limits.max_http_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(
-            u32::try_from(shared.limits.max_http_header_bytes).unwrap_or(u32::MAX),
-        );
-    let builder = match protocol {
-        Some(SessionProtocol::Http2) => builder.http2_only(),
-        _ => builder,
-    };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    until_stopped(conn, stop, |c| c.graceful_shutdown()).await;
-}
-
-/// Drives an HTTP connection until it ends, or until `stop`: then shuts it down gracefully
-/// (in-flight requests finish) and drives it to its end.
-async fn until_stopped<C, E>(
-    mut conn: std::pin::Pin<&mut C>,
-    mut stop: watch::Receiver<bool>,
-    graceful_shutdown: impl FnOnce(std::pin::Pin<&mut C>),
-) where
-    C: Future<Output = std::result::Result<(), E>>,
-    E: std::fmt::Display,
-{
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "HTTP connection error");
-            }
-        }
-        () = async { let _ = stop.wait_for(|s| *s).await; } => {
-            graceful_shutdown(conn.as_mut());
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "HTTP connection error while draining");
-            }
-        }
-    }
 }

@@ -1,7 +1,7 @@
-//! Routing decisions: which targets may be reached (allowed suffixes) and loop protection;
-//! by whom is [`crate::policy`].
+//! Routing, stage 2 of a connection: the target a connection or request names ([`Target`],
+//! from the transport header or `Host`) and which targets may be reached at all (allowed
+//! suffixes). Which client may reach which target is the next stage, `crate::policy`.
 
-pub use crate::policy::{Policy, PolicyRule, glob_match};
 use crate::{Error, Result};
 
 /// A target service: host name and port.
@@ -102,56 +102,6 @@ impl Suffixes {
     }
 }
 
-/// Loop protection for HTTP: refuses a request whose `Forwarded` headers already name this
-/// gateway (`by=<gateway-id>`), and builds the element this gateway appends.
-pub fn check_forwarded<'a>(values: impl Iterator<Item = &'a str>, gateway_id: &str) -> Result<()> {
-    for value in values {
-        for element in value.split(',') {
-            for pair in element.split(';') {
-                let Some((k, v)) = pair.trim().split_once('=') else {
-                    continue;
-                };
-                if k.trim().eq_ignore_ascii_case("by") && v.trim().trim_matches('"') == gateway_id {
-                    return Err(Error::Loop {
-                        why: format!(
-                            "the request already passed through {gateway_id} (Forwarded: {value})"
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The `Forwarded` element this gateway appends (RFC 7239):
-/// `by=<gateway-id>;for=<client-id>;host=<target>;proto=https`. An identity that is not a
-/// token (a SPIFFE ID's `:` and `/`) is sent as a quoted string; `host` is sent as it always
-/// was (`name:port`).
-pub fn forwarded_element(gateway_id: &str, client_id: &str, target: &Target) -> String {
-    let (by, client) = (forwarded_value(gateway_id), forwarded_value(client_id));
-    format!("by={by};for={client};host={target};proto=https")
-}
-
-/// `value` as an RFC 7239 value: as it is when it is a token (RFC 9110 §5.6.2), otherwise a
-/// quoted string with `"` and `\` escaped.
-fn forwarded_value(value: &str) -> std::borrow::Cow<'_, str> {
-    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if !value.is_empty() && value.bytes().all(tchar) {
-        return value.into();
-    }
-    let mut quoted = String::with_capacity(value.len() + 2);
-    quoted.push('"');
-    for c in value.chars() {
-        if matches!(c, '"' | '\\') {
-            quoted.push('\\');
-        }
-        quoted.push(c);
-    }
-    quoted.push('"');
-    quoted.into()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -201,27 +151,5 @@ mod tests {
                 .check(&Target::new("a.b.svc.cluster.local", 1))
                 .is_err()
         );
-    }
-
-    #[test]
-    fn forwarded_loop_detection() {
-        let gw = "gw.identity";
-        assert!(check_forwarded(["for=a;by=other"].into_iter(), gw).is_ok());
-        assert!(check_forwarded(["for=a, by=gw.identity;for=b"].into_iter(), gw).is_err());
-        assert!(check_forwarded(["By=\"gw.identity\""].into_iter(), gw).is_err());
-        assert_eq!(
-            forwarded_element(gw, "c", &Target::new("t.svc.x", 80)),
-            "by=gw.identity;for=c;host=t.svc.x:80;proto=https"
-        );
-        assert_eq!(
-            forwarded_element(gw, "spiffe://td/ns/a", &Target::new("t.svc.x", 80)),
-            "by=gw.identity;for=\"spiffe://td/ns/a\";host=t.svc.x:80;proto=https"
-        );
-        assert_eq!(forwarded_value("a\"b\\"), "\"a\\\"b\\\\\"");
-        assert_eq!(forwarded_value(""), "\"\"");
-        // A quoted SPIFFE gateway identity is still found.
-        let spiffe_gw = "spiffe://td/gw";
-        let element = forwarded_element(spiffe_gw, "c", &Target::new("t.svc.x", 80));
-        assert!(check_forwarded([element.as_str()].into_iter(), spiffe_gw).is_err());
     }
 }

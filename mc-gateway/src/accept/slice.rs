@@ -1,4 +1,4 @@
-//! The scheduler slice of the serving threads.
+//! The scheduler slice of the serving threads that accept and serve connections (stage 1).
 //!
 //! Linux's fair scheduler (EEVDF, since 6.6) gives every task a time slice that grows with the
 //! CPU count (1.4 ms on 2 CPUs under Linux 6.18), and lets a woken task preempt the running one
@@ -22,13 +22,7 @@ use std::time::Duration;
 /// Errors come from the kernel (`EPERM` under a seccomp filter that refuses
 /// `sched_setattr`, `EINVAL` for a slice it does not accept); the caller logs them and serves
 /// on with the default slice.
-///
-/// ```
-/// # use std::time::Duration;
-/// // On Linux ≥ 6.12 this thread now runs in slices of 0.1 ms.
-/// let _ = mc_gateway::slice::request(Duration::from_micros(100));
-/// ```
-pub fn request(slice: Duration) -> std::io::Result<()> {
+pub(crate) fn request(slice: Duration) -> std::io::Result<()> {
     imp::request(slice)
 }
 

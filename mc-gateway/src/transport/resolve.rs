@@ -1,4 +1,5 @@
-//! Target resolution: from a service name and port to one backend socket address.
+//! Target resolution (stage 2, routing): from a service name and port to one backend socket
+//! address.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -9,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::route::Target;
+use crate::transport::route::Target;
 use crate::{Error, Result};
 
 /// A boxed future returned by [`Resolve::resolve`].
@@ -158,7 +159,7 @@ impl Balancer {
     }
 
     /// Picks one of `addrs` (`None` when empty); `rr` is the target's round-robin state.
-    pub fn pick(&self, addrs: &[SocketAddr], rr: &RoundRobin) -> Option<SocketAddr> {
+    pub(crate) fn pick(&self, addrs: &[SocketAddr], rr: &RoundRobin) -> Option<SocketAddr> {
         match (self.balance, addrs.len()) {
             (_, 0) => None,
             (Balance::RoundRobin, _) | (Balance::P2c, 1) => rr.pick(addrs),
@@ -191,11 +192,11 @@ pub type SharedResolver = Arc<dyn Resolve>;
 
 /// Round-robin choice over a list.
 #[derive(Debug, Default)]
-pub struct RoundRobin(AtomicUsize);
+pub(crate) struct RoundRobin(AtomicUsize);
 
 impl RoundRobin {
     /// Picks the next element, `None` when the list is empty.
-    pub fn pick<T: Copy>(&self, items: &[T]) -> Option<T> {
+    pub(crate) fn pick<T: Copy>(&self, items: &[T]) -> Option<T> {
         if items.is_empty() {
             return None;
         }

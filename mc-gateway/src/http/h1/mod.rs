@@ -1,5 +1,5 @@
-//! The lean HTTP/1 forwarder: HTTP/1.1 client connections to HTTP/1 targets, parsing only
-//! what routing and framing need and copying everything else verbatim.
+//! The lean HTTP/1 forwarder (stage 4, HTTP): HTTP/1.1 client connections to HTTP/1 targets,
+//! parsing only what routing and framing need and copying everything else verbatim.
 //!
 //! Per request it reads the head (waiting for its first byte without a timer: the
 //! connection's idle timeout applies; the rest of the head within the header timeout), routes
@@ -24,10 +24,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::hop::{self, CLIENT_ID_HEADER, Message, elements, trim};
+use crate::http::headers::check_forwarded;
+use crate::http::headers::{self, Added, Message, elements, trim};
+use crate::http::upstream::MAX_DEDICATED;
 use crate::http::{HttpContext, TargetEntry};
-use crate::route::check_forwarded;
-use crate::upstream::MAX_DEDICATED;
 use crate::{Error, Result};
 
 /// Header fields parsed per head at most (hyper's default too); more is handed to hyper
@@ -45,16 +45,16 @@ const IDLE_CHUNK: usize = 4 * 1024;
 
 /// Limits of the lean path.
 #[derive(Debug, Clone, Copy)]
-pub struct H1Limits {
+pub(crate) struct H1Limits {
     /// Time allowed for the rest of a request head once its first byte arrived.
-    pub header_timeout: Duration,
+    pub(crate) header_timeout: Duration,
     /// Largest request or response head, in bytes.
-    pub max_head: usize,
+    pub(crate) max_head: usize,
 }
 
 /// How a connection left the lean path.
 #[derive(Debug)]
-pub enum End<S> {
+pub(crate) enum End<S> {
     /// The connection is done (closed by either side, or after `Connection: close`).
     Closed,
     /// The next request needs the hyper path: serve `io`, replaying `rest` first.
@@ -70,7 +70,7 @@ pub enum End<S> {
 
 /// Serves HTTP/1.1 requests of `io` to HTTP/1 targets until the connection ends, `stop` turns
 /// true (between requests), or a request needs the hyper path.
-pub async fn serve<S>(
+pub(crate) async fn serve<S>(
     io: S,
     ctx: &HttpContext,
     limits: H1Limits,
@@ -416,7 +416,7 @@ enum FieldError {
 }
 
 /// Sorts `headers` into what is forwarded and what it means, by the hop-by-hop policy
-/// ([`crate::hop`]); a request's `Host` is dropped too (the caller writes the target's).
+/// ([`crate::http::headers`]); a request's `Host` is dropped too (the caller writes the target's).
 fn classify(
     base: &[u8],
     headers: &[httparse::Header<'_>],
@@ -474,7 +474,7 @@ fn classify(
         let name = h.name.as_bytes();
         // The body is forwarded as it arrived, so the fields that frame it stay.
         let host = message == Message::Request && name.eq_ignore_ascii_case(b"host");
-        if !host && !hop::is_dropped(name, message, &listed, true) {
+        if !host && !headers::is_dropped(name, message, &listed, true) {
             f.kept.push((span(base, name), span(base, h.value)));
         }
     }
@@ -581,24 +581,16 @@ fn parse_request(buf: &[u8], max: usize) -> Parsed {
 
 /// Writes the request head sent to the target into `out`.
 fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, entry: &TargetEntry) {
-    write_request_head_with(
-        out,
-        buf,
-        head,
-        entry.host.as_bytes(),
-        entry.client.as_bytes(),
-        entry.forwarded.as_bytes(),
-    );
+    write_request_head_with(out, buf, head, entry.host.as_bytes(), &entry.added);
 }
 
-/// [`write_request_head`] with the `Host`, `l5d-client-id` and `Forwarded` values given.
+/// [`write_request_head`] with the `Host` value and the added fields given.
 fn write_request_head_with(
     out: &mut Vec<u8>,
     buf: &[u8],
     head: &RequestHead,
     host: &[u8],
-    client: &[u8],
-    forwarded: &[u8],
+    added: &Added,
 ) {
     let at = |r: &Range<usize>| buf.get(r.clone()).unwrap_or_default();
     out.extend_from_slice(at(&head.method));
@@ -608,12 +600,8 @@ fn write_request_head_with(
     out.extend_from_slice(host);
     out.extend_from_slice(b"\r\n");
     write_fields(out, buf, &head.fields.kept);
-    out.extend_from_slice(CLIENT_ID_HEADER.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(client);
-    out.extend_from_slice(b"\r\nforwarded: ");
-    out.extend_from_slice(forwarded);
-    out.extend_from_slice(b"\r\n\r\n");
+    added.write(out);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Writes `name: value\r\n` for each kept field.
@@ -732,7 +720,7 @@ struct Upstream {
 impl Upstream {
     /// Opens a connection to `addr`.
     async fn open(addr: SocketAddr) -> Result<Self> {
-        let tcp = crate::http::connect_backend(addr).await?;
+        let tcp = crate::http::upstream::connect_backend(addr).await?;
         Ok(Self {
             addr,
             tcp,
@@ -1253,8 +1241,7 @@ where
 #[cfg(test)]
 mod differential;
 #[cfg(any(test, feature = "fuzzing"))]
-#[doc(hidden)]
-pub mod fuzzing;
+pub(crate) mod fuzzing;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
-//! `mc-gateway egress`: the source-side egress, through which unmeshed Pods reach mirrored
-//! Services.
+//! Source side: `mc-gateway egress`, the source-side egress, through which unmeshed Pods reach
+//! mirrored Services.
 //!
 //! The mirror controllers write the route table ([`mc_core::egress::RouteTable`]) into the
 //! ConfigMap [`ROUTES_CONFIG_MAP`]; each route is one egress port leading to a target service
@@ -29,13 +29,16 @@ use mc_core::egress::{ROUTES_CONFIG_MAP, Route, RouteTable};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::balance::{Federated, PROBE_INTERVAL, Upstream};
 use crate::client::GatewayConnector;
-use crate::io::{Activity, splice};
+use crate::egress::balance::{Federated, PROBE_INTERVAL, Upstream};
 use crate::metrics::EgressMetrics;
-use crate::route::Target;
+use crate::opaque::splice;
+use crate::stream::Activity;
 use crate::tls::{CertSource, ReloadingCert, ReloadingClientConfig};
+use crate::transport::route::Target;
 use crate::{Error, Result};
+
+mod balance;
 
 /// The ConfigMap `data` of the route table; `None` until the source first read it.
 pub type RouteData = Option<BTreeMap<String, String>>;

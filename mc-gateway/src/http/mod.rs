@@ -1,15 +1,19 @@
-//! HTTP-aware forwarding: requests from an authenticated client to the target service, with
-//! loop protection, `Forwarded` and `l5d-client-id`.
+//! HTTP, stage 4 of a connection: requests from an authenticated client to the target
+//! service, with loop protection, `Forwarded` and `l5d-client-id`.
+//!
+//! - [`serve`]: serves a client stream, through the lean HTTP/1 forwarder ([`h1`]) or hyper;
+//! - this module: [`HttpContext`], one connection's routing, allow-list checks and forwarding
+//!   of each request on the hyper path;
+//! - [`headers`]: the one hop-by-hop and forwarded-header policy of both paths (where to add
+//!   a header the gateway sets or forwards);
+//! - [`upgrade`]: HTTP/1.1 upgrades (WebSocket);
+//! - [`upstream`]: the connections to target backends.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -18,162 +22,51 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::hop::{self, Message};
+use crate::http::headers::Message;
+use crate::http::headers::{Added, check_forwarded};
+use crate::http::upgrade::{Tunnels, Upgrade};
+use crate::http::upstream::{Dedicated, SendError, Upstreams};
 use crate::metrics::{Metrics, TargetMetrics};
 use crate::policy::ReloadingPolicy;
-use crate::resolve::SharedResolver;
-use crate::route::{Suffixes, Target, check_forwarded, forwarded_element};
-use crate::upgrade::{Tunnels, Upgrade};
-use crate::upstream::{Dedicated, SendError};
+use crate::transport::resolve::SharedResolver;
+use crate::transport::route::{Suffixes, Target};
 use crate::{Error, Result};
 
-/// The header that carries the authenticated client identity to the target.
-pub const CLIENT_ID_HEADER: &str = crate::hop::CLIENT_ID_HEADER;
+pub(crate) mod h1;
+pub(crate) mod headers;
+pub(crate) mod serve;
+pub(crate) mod upgrade;
+pub(crate) mod upstream;
 
 /// The response body type of the gateway's HTTP service.
-pub type Body = BoxBody<Bytes, hyper::Error>;
-
-/// Connects to one fixed backend address, whatever the request URI says (the URI keeps the
-/// target authority, so `Host` and `:authority` stay the service name).
-#[derive(Debug, Clone, Copy)]
-pub struct EndpointConnector {
-    addr: SocketAddr,
-}
-
-impl tower_service::Service<Uri> for EndpointConnector {
-    type Response = TokioIo<tokio::net::TcpStream>;
-    type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: Uri) -> Self::Future {
-        let addr = self.addr;
-        Box::pin(async move { Ok(TokioIo::new(connect_backend(addr).await?)) })
-    }
-}
-
-/// Opens a TCP connection to a target backend, Nagle off.
-pub(crate) async fn connect_backend(addr: SocketAddr) -> Result<tokio::net::TcpStream> {
-    crate::io::connect_tcp(addr, "target backend").await
-}
-
-type UpstreamClient = Client<EndpointConnector, Incoming>;
-
-/// How long an idle pooled upstream connection is kept; a client unused for this long holds
-/// no connection and is dropped from the map at the next sweep.
-const POOL_IDLE: Duration = Duration::from_secs(30);
-
-/// The smallest client map that triggers a sweep by size.
-const SWEEP_MIN: usize = 64;
-
-/// Upstream HTTP clients, one pool per (endpoint address, protocol). Each request is
-/// resolved first, so a connection to an endpoint that left the ready set is never reused.
-///
-/// Endpoints come and go (pods are replaced), so the map is swept of clients unused for
-/// `POOL_IDLE` whenever it has doubled since the last sweep or a sweep is that old: it
-/// stays bounded by the endpoints actually in use.
-#[derive(Debug, Clone)]
-pub struct Upstreams {
-    resolver: SharedResolver,
-    clients: Arc<Mutex<Clients>>,
-}
-
-#[derive(Debug)]
-struct Clients {
-    map: HashMap<(SocketAddr, bool), (UpstreamClient, Instant)>,
-    sweep_at: usize,
-    last_sweep: Instant,
-}
-
-impl Upstreams {
-    /// Clients whose targets resolve through `resolver`.
-    pub fn new(resolver: SharedResolver) -> Self {
-        Self {
-            resolver,
-            clients: Arc::new(Mutex::new(Clients {
-                map: HashMap::new(),
-                sweep_at: SWEEP_MIN,
-                last_sweep: Instant::now(),
-            })),
-        }
-    }
-
-    /// The pooled client for one endpoint, HTTP/2 (prior knowledge) or HTTP/1.1.
-    fn client(&self, addr: SocketAddr, h2: bool) -> UpstreamClient {
-        self.client_at(addr, h2, Instant::now())
-    }
-
-    /// [`Self::client`] at time `now` (the sweep clock).
-    fn client_at(&self, addr: SocketAddr, h2: bool, now: Instant) -> UpstreamClient {
-        let mut clients = match self.clients.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        if let Some((client, used)) = clients.map.get_mut(&(addr, h2)) {
-            *used = now;
-            return client.clone();
-        }
-        let stale = now.saturating_duration_since(clients.last_sweep) >= POOL_IDLE;
-        if clients.map.len() >= clients.sweep_at || stale {
-            clients
-                .map
-                .retain(|_, (_, used)| now.saturating_duration_since(*used) < POOL_IDLE);
-            clients.sweep_at = (clients.map.len() * 2).max(SWEEP_MIN);
-            clients.last_sweep = now;
-        }
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(h2)
-            .pool_idle_timeout(POOL_IDLE)
-            .build(EndpointConnector { addr });
-        clients.map.insert((addr, h2), (client.clone(), now));
-        client
-    }
-
-    /// Endpoints with a client in the map.
-    pub fn len(&self) -> usize {
-        match self.clients.lock() {
-            Ok(m) => m.map.len(),
-            Err(p) => p.into_inner().map.len(),
-        }
-    }
-
-    /// Whether no endpoint has a client.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Everything one HTTP-serving connection needs.
 #[derive(Debug)]
-pub struct HttpContext {
+pub(crate) struct HttpContext {
     /// The gateway's own identity.
-    pub gateway_id: Arc<str>,
+    pub(crate) gateway_id: Arc<str>,
     /// The authenticated client identity.
-    pub client_id: Arc<str>,
+    pub(crate) client_id: Arc<str>,
     /// The target fixed by the transport header, or `None` to route each request by its
     /// authority.
-    pub fixed_target: Option<Target>,
+    pub(crate) fixed_target: Option<Target>,
     /// Speak HTTP/2 (prior knowledge) to the target instead of HTTP/1.1.
-    pub upstream_h2: bool,
+    pub(crate) upstream_h2: bool,
     /// Port assumed when a Host header has none.
-    pub default_port: u16,
+    pub(crate) default_port: u16,
     /// Allowed target suffixes.
-    pub suffixes: Arc<Suffixes>,
+    pub(crate) suffixes: Arc<Suffixes>,
     /// Per-service policy (the allow-list in force).
-    pub policy: Arc<ReloadingPolicy>,
+    pub(crate) policy: Arc<ReloadingPolicy>,
     /// Upstream clients shared by every connection (HTTP/2, and HTTP/1 beyond the dedicated
     /// connections).
-    pub upstreams: Upstreams,
+    pub(crate) upstreams: Upstreams,
     /// This connection's own upstream HTTP/1 connections.
-    pub dedicated: Dedicated,
+    pub(crate) dedicated: Dedicated,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// What the last target of this connection needs per request, built once.
     last: Mutex<Option<TargetEntry>>,
     /// The connection's switched (upgraded) connections, which it outlives.
@@ -193,10 +86,8 @@ pub(crate) struct TargetEntry {
     authority: http::uri::Authority,
     /// The `Host` value sent to the target.
     pub(crate) host: HeaderValue,
-    /// The `l5d-client-id` value.
-    pub(crate) client: HeaderValue,
-    /// The `Forwarded` element this gateway appends.
-    pub(crate) forwarded: HeaderValue,
+    /// The fields the gateway sets on each request (`l5d-client-id`, `Forwarded`).
+    pub(crate) added: Added,
     /// The target's metric handles.
     pub(crate) metrics: TargetMetrics,
 }
@@ -250,7 +141,7 @@ fn absolute(uri: &Uri, entry: &TargetEntry) -> Result<Uri> {
 }
 
 /// A plain-text error response.
-pub fn error_response(status: StatusCode, message: String) -> Response<Body> {
+pub(crate) fn error_response(status: StatusCode, message: String) -> Response<Body> {
     let mut resp = Response::new(
         Full::new(Bytes::from(message + "\n"))
             .map_err(|never: Infallible| match never {})
@@ -265,7 +156,7 @@ pub fn error_response(status: StatusCode, message: String) -> Response<Body> {
 }
 
 /// The status code for a routing error.
-pub fn status_for(e: &Error) -> StatusCode {
+pub(crate) fn status_for(e: &Error) -> StatusCode {
     match e {
         Error::SuffixNotAllowed { .. } | Error::BadAuthority { .. } => StatusCode::BAD_REQUEST,
         Error::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -290,7 +181,7 @@ impl HttpContext {
     /// The context of one connection from `client_id`; `fixed_target` is the transport
     /// header's target, if any.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         gateway_id: Arc<str>,
         client_id: Arc<str>,
         fixed_target: Option<Target>,
@@ -379,7 +270,8 @@ impl HttpContext {
             )
         };
         let value = |v: &str| HeaderValue::from_str(v).map_err(|_| bad("not a valid header value"));
-        let fwd = forwarded_element(&self.gateway_id, &self.client_id, &target);
+        let added = Added::new(&self.gateway_id, &self.client_id, &target)
+            .map_err(|_| bad("not a valid header value"))?;
         Ok(TargetEntry {
             key: key.map(str::to_owned),
             generation,
@@ -387,14 +279,13 @@ impl HttpContext {
                 .parse()
                 .map_err(|_| bad("cannot form a request URI"))?,
             host: value(&authority)?,
-            client: value(&self.client_id)?,
-            forwarded: value(&fwd)?,
+            added,
             metrics: self.metrics.http_target(&authority),
             target,
         })
     }
 
-    /// The request as the target gets it, sent in `version` (see [`hop::exchange`]).
+    /// The request as the target gets it, sent in `version` (see [`headers::exchange`]).
     fn rewrite(
         &self,
         req: Request<Incoming>,
@@ -410,7 +301,7 @@ impl HttpContext {
                 .filter_map(|v| v.to_str().ok()),
             &self.gateway_id,
         )?;
-        hop::strip(&mut parts.headers, Message::Request);
+        headers::strip(&mut parts.headers, Message::Request);
         parts.uri = absolute(&parts.uri, entry)?;
         parts.version = version;
         if version == Version::HTTP_2 {
@@ -418,19 +309,16 @@ impl HttpContext {
         } else {
             parts.headers.insert(header::HOST, entry.host.clone());
         }
-        parts.headers.insert(CLIENT_ID_HEADER, entry.client.clone());
-        parts
-            .headers
-            .append(header::FORWARDED, entry.forwarded.clone());
+        entry.added.set(&mut parts.headers);
         Ok(Request::from_parts(parts, body))
     }
 
     /// Forwards one request and returns the target's response, or an error response.
-    pub async fn forward(&self, mut req: Request<Incoming>) -> Response<Body> {
+    pub(crate) async fn forward(&self, mut req: Request<Incoming>) -> Response<Body> {
         let start = Instant::now();
-        let exchange = hop::exchange(
+        let exchange = headers::exchange(
             req.version(),
-            req.headers().get(hop::ORIG_PROTO_HEADER),
+            req.headers().get(headers::ORIG_PROTO_HEADER),
             self.upstream_h2,
         );
         // An HTTP/1 request (one at a time on its connection) to an HTTP/1 target goes over a
@@ -469,7 +357,7 @@ impl HttpContext {
         &self,
         entry: &mut TargetEntry,
         req: Request<Incoming>,
-        (exchange, dedicated): (hop::Exchange, bool),
+        (exchange, dedicated): (headers::Exchange, bool),
         upgrade: Option<Upgrade>,
         start: Instant,
     ) -> Response<Body> {
@@ -516,18 +404,18 @@ impl HttpContext {
             Ok(mut resp) => {
                 let switched = upgrade.and_then(|u| u.complete(&mut resp, &self.tunnels));
                 let (mut parts, body) = resp.into_parts();
-                hop::strip(&mut parts.headers, Message::Response);
+                headers::strip(&mut parts.headers, Message::Response);
                 if let Some(protocol) = switched {
-                    hop::keep_upgrade(&mut parts.headers, protocol);
+                    headers::keep_upgrade(&mut parts.headers, protocol);
                 }
                 // A downgraded request's response names the version the target answered in,
                 // as linkerd2-proxy's inbound side does; the client proxy restores it.
                 if let Some(v) = exchange
                     .downgraded
-                    .then(|| hop::orig_proto_of(parts.version))
+                    .then(|| headers::orig_proto_of(parts.version))
                     .flatten()
                 {
-                    parts.headers.insert(hop::ORIG_PROTO_HEADER, v);
+                    parts.headers.insert(headers::ORIG_PROTO_HEADER, v);
                 }
                 entry.metrics.record(
                     &self.metrics,
@@ -619,32 +507,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
-
-    #[tokio::test]
-    async fn upstream_clients_of_endpoints_gone_for_the_idle_time_are_swept() {
-        let up = Upstreams::new(Arc::new(crate::resolve::StaticResolver::new()));
-        let t0 = Instant::now();
-        let addr = |p: u16| SocketAddr::from(([10, 0, 0, 1], p));
-        // 1,000 endpoints used once (pods replaced over and over) ...
-        for p in 1..=1000 {
-            up.client_at(addr(p), false, t0);
-        }
-        // ... sweeps by size keep only what was used within the idle time: all of them here.
-        assert_eq!(up.len(), 1000);
-        // One endpoint keeps being used; the others are gone.
-        let later = t0 + Duration::from_secs(20);
-        up.client_at(addr(1), false, later);
-        let much_later = t0 + POOL_IDLE + Duration::from_secs(1);
-        up.client_at(addr(1), false, much_later);
-        // The next new endpoint triggers a sweep by age: only the live ones remain.
-        up.client_at(addr(2000), true, much_later);
-        assert_eq!(up.len(), 2);
-        // The same (address, protocol) reuses its client: no growth.
-        for _ in 0..10 {
-            up.client_at(addr(2000), true, much_later);
-        }
-        assert_eq!(up.len(), 2);
-    }
 
     #[test]
     fn statuses() {

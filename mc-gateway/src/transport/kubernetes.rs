@@ -1,10 +1,10 @@
-//! The Kubernetes resolver: reflectors on Services and EndpointSlices of the gateway's own
-//! cluster map `<svc>.<ns>.svc.<domain>:<port>` to the ready endpoint addresses of that
-//! service port (with the endpoint's port, i.e. the resolved targetPort), balanced round
-//! robin or by power of two choices ([`Balance`]). `<host>.<svc>.<ns>.svc.<domain>:<port>`
-//! (a StatefulSet Pod behind a headless Service) maps to the ready endpoint whose hostname is
-//! `<host>`, at the same targetPort. A Service without any EndpointSlice falls back to its core/v1 Endpoints (clusters
-//! or tools that only write Endpoints).
+//! The Kubernetes resolver (stage 2, routing): reflectors on Services and EndpointSlices of the
+//! gateway's own cluster map `<svc>.<ns>.svc.<domain>:<port>` to the ready endpoint addresses of
+//! that service port (with the endpoint's port, i.e. the resolved targetPort), balanced round robin
+//! or by power of two choices ([`Balance`]). `<host>.<svc>.<ns>.svc.<domain>:<port>` (a StatefulSet
+//! Pod behind a headless Service) maps to the ready endpoint whose hostname is `<host>`, at the
+//! same targetPort. A Service without any EndpointSlice falls back to its core/v1 Endpoints
+//! (clusters or tools that only write Endpoints).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,10 +18,10 @@ use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::resolve::{
+use crate::transport::resolve::{
     Balance, Balancer, InFlight, InFlightGuard, Resolve, ResolveFuture, RoundRobin,
 };
-use crate::route::Target;
+use crate::transport::route::Target;
 use crate::{Error, Result};
 
 /// The label that ties an EndpointSlice to its Service.

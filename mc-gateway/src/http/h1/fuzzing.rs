@@ -1,22 +1,27 @@
 //! The lean path's framing, driven over a whole byte stream without sockets: what the fuzz
 //! targets `h1_request` and `h1_response` (fuzz/) and the differential tests run. Only built
-//! for tests and with the `fuzzing` feature; not an API.
+//! for tests and with the `fuzzing` feature, which re-exports it as `mc_gateway::fuzzing`
+//! (not a stable API).
 //!
 //! [`requests`] follows a client connection as [`super::serve`] does: head after head, each
 //! body by its framing, until the stream ends, a request is refused or handed to hyper, or a
 //! request asks to close. [`responses`] follows a target connection as the exchange does:
 //! interim responses, then the final one and its body, for each request in turn.
 
+// Exported (`mc_gateway::fuzzing`) only with the `fuzzing` feature; in tests it is crate-local.
+#![cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
+
 use std::ops::Range;
 
 use super::{Framing, Parsed, parse_request, parse_response, write_request_head_with};
+use crate::http::headers::Added;
 
 /// The `Host` value [`requests`] writes into the rewritten heads.
 pub const TARGET_HOST: &[u8] = b"web.shop.svc.cluster.local:8080";
 /// The `l5d-client-id` value [`requests`] writes.
-pub const CLIENT_ID: &[u8] = b"client.ns.serviceaccount.identity.linkerd.cluster.local";
+pub const CLIENT_ID: &str = "client.ns.serviceaccount.identity.linkerd.cluster.local";
 /// The `Forwarded` element [`requests`] appends.
-pub const FORWARDED: &[u8] = b"by=\"gw\";for=\"client\"";
+pub const FORWARDED: &str = "by=\"gw\";for=\"client\"";
 
 /// How a body is framed, as the lean path saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +143,7 @@ pub fn requests(stream: &[u8], max_head: usize, split: usize) -> Vec<Event> {
             buf,
             &head,
             TARGET_HOST,
-            CLIENT_ID,
-            FORWARDED,
+            &Added::fixed(CLIENT_ID, FORWARDED),
         );
         forwarded.extend_from_slice(rest.get(..n).unwrap_or_default());
         let end = at + head.len + n;

@@ -1,4 +1,6 @@
-//! Dedicated upstream HTTP/1 connections of one downstream connection.
+//! Upstream connections of the HTTP stage: the shared pools ([`Upstreams`], hyper's client per
+//! endpoint and protocol) and the dedicated HTTP/1 connections of one downstream connection
+//! ([`Dedicated`]). Every connection to a target backend is opened here ([`connect_backend`]).
 //!
 //! An HTTP/1 downstream connection carries one request at a time, so it gets its own upstream
 //! connection per backend endpoint, opened on the thread that serves it and reused for as long
@@ -7,21 +9,134 @@
 //! so an endpoint that left the ready set is never picked again; its connection is dropped when
 //! a new endpoint needs its slot or when the downstream connection closes.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::task::Poll;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::Error;
+use crate::transport::resolve::SharedResolver;
+use crate::{Error, Result};
 
+/// Connects to one fixed backend address, whatever the request URI says (the URI keeps the
+/// target authority, so `Host` and `:authority` stay the service name).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EndpointConnector {
+    addr: SocketAddr,
+}
+
+impl tower_service::Service<Uri> for EndpointConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let addr = self.addr;
+        Box::pin(async move { Ok(TokioIo::new(connect_backend(addr).await?)) })
+    }
+}
+
+/// Opens a TCP connection to a target backend, Nagle off.
+pub(crate) async fn connect_backend(addr: SocketAddr) -> Result<tokio::net::TcpStream> {
+    crate::stream::connect_tcp(addr, "target backend").await
+}
+
+type UpstreamClient = Client<EndpointConnector, Incoming>;
+
+/// How long an idle pooled upstream connection is kept; a client unused for this long holds
+/// no connection and is dropped from the map at the next sweep.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// The smallest client map that triggers a sweep by size.
+const SWEEP_MIN: usize = 64;
+
+/// Upstream HTTP clients, one pool per (endpoint address, protocol). Each request is
+/// resolved first, so a connection to an endpoint that left the ready set is never reused.
+///
+/// Endpoints come and go (pods are replaced), so the map is swept of clients unused for
+/// `POOL_IDLE` whenever it has doubled since the last sweep or a sweep is that old: it
+/// stays bounded by the endpoints actually in use.
+#[derive(Debug, Clone)]
+pub(crate) struct Upstreams {
+    pub(crate) resolver: SharedResolver,
+    clients: Arc<Mutex<Clients>>,
+}
+
+#[derive(Debug)]
+struct Clients {
+    map: HashMap<(SocketAddr, bool), (UpstreamClient, Instant)>,
+    sweep_at: usize,
+    last_sweep: Instant,
+}
+
+impl Upstreams {
+    /// Clients whose targets resolve through `resolver`.
+    pub(crate) fn new(resolver: SharedResolver) -> Self {
+        Self {
+            resolver,
+            clients: Arc::new(Mutex::new(Clients {
+                map: HashMap::new(),
+                sweep_at: SWEEP_MIN,
+                last_sweep: Instant::now(),
+            })),
+        }
+    }
+
+    /// The pooled client for one endpoint, HTTP/2 (prior knowledge) or HTTP/1.1.
+    pub(crate) fn client(&self, addr: SocketAddr, h2: bool) -> UpstreamClient {
+        self.client_at(addr, h2, Instant::now())
+    }
+
+    /// [`Self::client`] at time `now` (the sweep clock).
+    fn client_at(&self, addr: SocketAddr, h2: bool, now: Instant) -> UpstreamClient {
+        let mut clients = match self.clients.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((client, used)) = clients.map.get_mut(&(addr, h2)) {
+            *used = now;
+            return client.clone();
+        }
+        let stale = now.saturating_duration_since(clients.last_sweep) >= POOL_IDLE;
+        if clients.map.len() >= clients.sweep_at || stale {
+            clients
+                .map
+                .retain(|_, (_, used)| now.saturating_duration_since(*used) < POOL_IDLE);
+            clients.sweep_at = (clients.map.len() * 2).max(SWEEP_MIN);
+            clients.last_sweep = now;
+        }
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(h2)
+            .pool_idle_timeout(POOL_IDLE)
+            .build(EndpointConnector { addr });
+        clients.map.insert((addr, h2), (client.clone(), now));
+        client
+    }
+
+    /// Endpoints with a client in the map.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        match self.clients.lock() {
+            Ok(m) => m.map.len(),
+            Err(p) => p.into_inner().map.len(),
+        }
+    }
+}
 /// Endpoints with a dedicated connection, per downstream connection. Beyond this many distinct
 /// endpoints in recent use, requests go through the shared pool instead.
-pub const MAX_DEDICATED: usize = 4;
+pub(crate) const MAX_DEDICATED: usize = 4;
 
 /// A dedicated connection not used for this many requests of its downstream connection may
 /// give its slot to a new endpoint.
@@ -29,7 +144,7 @@ const STALE_AFTER: u64 = 16;
 
 /// Why a dedicated exchange failed.
 #[derive(Debug)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The connection to the endpoint could not be opened.
     Connect(Error),
     /// The exchange failed after the connection was open.
@@ -46,7 +161,7 @@ struct Slot {
 
 /// The dedicated upstream connections of one downstream connection.
 #[derive(Debug, Default)]
-pub struct Dedicated {
+pub(crate) struct Dedicated {
     inner: Mutex<Inner>,
 }
 
@@ -68,7 +183,7 @@ enum Checkout {
 
 impl Dedicated {
     /// No connection yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -80,13 +195,9 @@ impl Dedicated {
     }
 
     /// Endpoints with a dedicated connection (open or being opened).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().slots.len()
-    }
-
-    /// Whether no endpoint has a dedicated connection.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     fn checkout(&self, addr: SocketAddr) -> Checkout {
@@ -133,7 +244,7 @@ impl Dedicated {
     ///
     /// Returns the request back when every slot is taken by recently used endpoints: the
     /// caller then sends it through the shared pool.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         addr: SocketAddr,
         req: Request<Incoming>,
@@ -194,7 +305,7 @@ async fn open(addr: SocketAddr) -> crate::Result<SendRequest<Incoming>> {
         what: "target backend",
         source,
     };
-    let tcp = crate::http::connect_backend(addr).await?;
+    let tcp = connect_backend(addr).await?;
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(tcp))
         .await
@@ -215,6 +326,32 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn upstream_clients_of_endpoints_gone_for_the_idle_time_are_swept() {
+        let up = Upstreams::new(Arc::new(crate::transport::resolve::StaticResolver::new()));
+        let t0 = Instant::now();
+        let addr = |p: u16| SocketAddr::from(([10, 0, 0, 1], p));
+        // 1,000 endpoints used once (pods replaced over and over) ...
+        for p in 1..=1000 {
+            up.client_at(addr(p), false, t0);
+        }
+        // ... sweeps by size keep only what was used within the idle time: all of them here.
+        assert_eq!(up.len(), 1000);
+        // One endpoint keeps being used; the others are gone.
+        let later = t0 + Duration::from_secs(20);
+        up.client_at(addr(1), false, later);
+        let much_later = t0 + POOL_IDLE + Duration::from_secs(1);
+        up.client_at(addr(1), false, much_later);
+        // The next new endpoint triggers a sweep by age: only the live ones remain.
+        up.client_at(addr(2000), true, much_later);
+        assert_eq!(up.len(), 2);
+        // The same (address, protocol) reuses its client: no growth.
+        for _ in 0..10 {
+            up.client_at(addr(2000), true, much_later);
+        }
+        assert_eq!(up.len(), 2);
+    }
 
     /// A listener that counts its connections and hands each to `serve` with its number.
     async fn counted<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>)

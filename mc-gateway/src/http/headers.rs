@@ -1,6 +1,13 @@
-//! The gateway's one hop-by-hop policy, for both HTTP paths (the lean HTTP/1 forwarder in
-//! [`crate::h1`] and hyper in [`crate::http`]): which fields of a message are never forwarded
-//! to the next hop.
+//! The gateway's one header policy, for both HTTP paths (the lean HTTP/1 forwarder in
+//! `crate::http::h1` and hyper in `crate::http`), stage 4 of a connection: which fields of a
+//! message are never forwarded to the next hop, and which the gateway adds.
+//!
+//! **To add a header the gateway forwards or sets, this module is the one place.** A field
+//! the gateway sets on every request: a field of [`Added`], its value in [`Added::new`], and
+//! one line each in [`Added::set`] (hyper) and [`Added::write`] (lean HTTP/1); when a client's
+//! own value must not reach the target, list it in [`GATEWAY_SET`] too. A field that must not
+//! be forwarded: [`HOP_BY_HOP`], or a rule in [`is_dropped`]. Both paths call only this
+//! module, so they cannot disagree.
 //!
 //! - the fields that describe one connection only: RFC 9110 §7.6.1 (`Connection`,
 //!   `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`) and the proxy
@@ -14,10 +21,12 @@
 //! `Connection`: see [`is_dropped`].
 //!
 //! An HTTP/1.1 upgrade (`Connection: upgrade` with `Upgrade`) keeps those two fields, and only
-//! an upgrade: [`upgrade_protocol`], [`keep_upgrade`] and [`crate::upgrade`].
+//! an upgrade: [`upgrade_protocol`], [`keep_upgrade`] and [`crate::http::upgrade`].
 //!
-//! To add a field the gateway sets on requests, add it to [`GATEWAY_SET`] and set it where
-//! [`crate::http::HttpContext`] builds its per-target values.
+//! The gateway sets `l5d-client-id` (the authenticated client identity, replacing the
+//! client's own) and appends its element to `Forwarded` (RFC 7239; [`forwarded_element`]), and
+//! refuses a request whose `Forwarded` already names it ([`check_forwarded`]: a loop). `Host`
+//! is the target's, set by each path where it writes the request line.
 //!
 //! `l5d-orig-proto` ([`ORIG_PROTO_HEADER`]) describes the hop between two Linkerd proxies: a
 //! client proxy that carries an HTTP/1.x request over HTTP/2 names the request's original
@@ -27,6 +36,64 @@
 
 use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::transport::route::Target;
+use crate::{Error, Result};
+
+/// The fields the gateway sets on every request it forwards, with one connection's values for
+/// one target (built once per target, used by both HTTP paths).
+#[derive(Debug, Clone)]
+pub(crate) struct Added {
+    /// `l5d-client-id`: the authenticated client identity (the client's own value was dropped,
+    /// [`GATEWAY_SET`]).
+    client_id: HeaderValue,
+    /// `Forwarded`: this gateway's element, appended after the client's own values.
+    forwarded: HeaderValue,
+}
+
+impl Added {
+    /// The values for requests of `client_id` to `target` through the gateway `gateway_id`;
+    /// an error names a value that is not a valid header value.
+    pub(crate) fn new(
+        gateway_id: &str,
+        client_id: &str,
+        target: &Target,
+    ) -> std::result::Result<Self, header::InvalidHeaderValue> {
+        Ok(Self {
+            client_id: HeaderValue::from_str(client_id)?,
+            forwarded: HeaderValue::from_str(&forwarded_element(gateway_id, client_id, target))?,
+        })
+    }
+
+    /// Fixed values (the fuzz targets' and the tests').
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn fixed(client_id: &'static str, forwarded: &'static str) -> Self {
+        Self {
+            client_id: HeaderValue::from_static(client_id),
+            forwarded: HeaderValue::from_static(forwarded),
+        }
+    }
+
+    /// Sets the fields on a request whose fields were [`strip`]ped (hyper's path).
+    pub(crate) fn set(&self, headers: &mut HeaderMap) {
+        headers.insert(CLIENT_ID_HEADER, self.client_id.clone());
+        headers.append(header::FORWARDED, self.forwarded.clone());
+    }
+
+    /// Writes the fields as `name: value\r\n` lines of a request head (the lean HTTP/1 path,
+    /// after the client's fields it kept).
+    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+        for (name, value) in [
+            (CLIENT_ID_HEADER, &self.client_id),
+            ("forwarded", &self.forwarded),
+        ] {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
 
 /// The header that carries the authenticated client identity to the target.
 pub(crate) const CLIENT_ID_HEADER: &str = "l5d-client-id";
@@ -217,6 +284,59 @@ pub(crate) fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
 }
 
+/// Loop protection for HTTP: refuses a request whose `Forwarded` headers already name this
+/// gateway (`by=<gateway-id>`), and builds the element this gateway appends.
+pub(crate) fn check_forwarded<'a>(
+    values: impl Iterator<Item = &'a str>,
+    gateway_id: &str,
+) -> Result<()> {
+    for value in values {
+        for element in value.split(',') {
+            for pair in element.split(';') {
+                let Some((k, v)) = pair.trim().split_once('=') else {
+                    continue;
+                };
+                if k.trim().eq_ignore_ascii_case("by") && v.trim().trim_matches('"') == gateway_id {
+                    return Err(Error::Loop {
+                        why: format!(
+                            "the request already passed through {gateway_id} (Forwarded: {value})"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `Forwarded` element this gateway appends (RFC 7239):
+/// `by=<gateway-id>;for=<client-id>;host=<target>;proto=https`. An identity that is not a
+/// token (a SPIFFE ID's `:` and `/`) is sent as a quoted string; `host` is sent as it always
+/// was (`name:port`).
+pub(crate) fn forwarded_element(gateway_id: &str, client_id: &str, target: &Target) -> String {
+    let (by, client) = (forwarded_value(gateway_id), forwarded_value(client_id));
+    format!("by={by};for={client};host={target};proto=https")
+}
+
+/// `value` as an RFC 7239 value: as it is when it is a token (RFC 9110 §5.6.2), otherwise a
+/// quoted string with `"` and `\` escaped.
+fn forwarded_value(value: &str) -> std::borrow::Cow<'_, str> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if !value.is_empty() && value.bytes().all(tchar) {
+        return value.into();
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted.into()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -371,5 +491,27 @@ mod tests {
         let got: Vec<&[u8]> = elements(b" a ,\tb,, ,c\t").collect();
         assert_eq!(got, [&b"a"[..], b"b", b"c"]);
         assert_eq!(trim(b" \t "), b"");
+    }
+
+    #[test]
+    fn forwarded_loop_detection() {
+        let gw = "gw.identity";
+        assert!(check_forwarded(["for=a;by=other"].into_iter(), gw).is_ok());
+        assert!(check_forwarded(["for=a, by=gw.identity;for=b"].into_iter(), gw).is_err());
+        assert!(check_forwarded(["By=\"gw.identity\""].into_iter(), gw).is_err());
+        assert_eq!(
+            forwarded_element(gw, "c", &Target::new("t.svc.x", 80)),
+            "by=gw.identity;for=c;host=t.svc.x:80;proto=https"
+        );
+        assert_eq!(
+            forwarded_element(gw, "spiffe://td/ns/a", &Target::new("t.svc.x", 80)),
+            "by=gw.identity;for=\"spiffe://td/ns/a\";host=t.svc.x:80;proto=https"
+        );
+        assert_eq!(forwarded_value("a\"b\\"), "\"a\\\"b\\\\\"");
+        assert_eq!(forwarded_value(""), "\"\"");
+        // A quoted SPIFFE gateway identity is still found.
+        let spiffe_gw = "spiffe://td/gw";
+        let element = forwarded_element(spiffe_gw, "c", &Target::new("t.svc.x", 80));
+        assert!(check_forwarded([element.as_str()].into_iter(), spiffe_gw).is_err());
     }
 }
