@@ -70,6 +70,10 @@ pub struct Args {
     /// Pause between lease attempts.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub lease_retry_period: Duration,
+    /// How often failed keys (conflicts, missing namespaces, errors) are re-examined; every
+    /// tenth period re-examines every mirror (the endpoint repair pass, reads only).
+    #[arg(long, env = "MC_RECHECK_PERIOD", default_value = "30s", value_parser = parse_duration)]
+    pub recheck_period: Duration,
     /// How many remote Services of one Link are reconciled at once (requests in flight).
     #[arg(long, env = "MC_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
@@ -145,11 +149,20 @@ impl Args {
                 fix: "use e.g. --lease-duration 30s --lease-renew-deadline 10s",
             });
         }
+        if self.recheck_period.is_zero() {
+            return Err(Error::Flag {
+                flag: "--recheck-period",
+                value: "0s".into(),
+                problem: "must be longer than zero".into(),
+                fix: "use e.g. --recheck-period 30s (the default)",
+            });
+        }
         let mut options = Options::new(self.namespace.clone(), identity);
         options.links = self.links.clone();
         options.enable_headless_services = self.enable_headless_services;
         options.create_namespaces = self.create_namespaces;
         options.gateway_resolve_period = self.gateway_resolve_period;
+        options.recheck_period = self.recheck_period;
         options.concurrency = usize::from(self.concurrency);
         options.lease = LeaseTiming {
             duration: self.lease_duration,
@@ -195,6 +208,24 @@ mod tests {
         args.identity = None;
         let e = args.options().unwrap_err().to_string();
         assert!(e.contains("--identity") && e.contains("HOSTNAME"), "{e}");
+    }
+
+    #[test]
+    fn the_recheck_period_is_a_flag_and_must_not_be_zero() {
+        let args = Args::try_parse_from(["mc-mirror", "--identity", "x", "--recheck-period", "2s"])
+            .unwrap();
+        assert_eq!(
+            args.options().unwrap().recheck_period,
+            Duration::from_secs(2)
+        );
+        let default = Args::try_parse_from(["mc-mirror", "--identity", "x"]).unwrap();
+        assert_eq!(
+            default.options().unwrap().recheck_period,
+            Duration::from_secs(30)
+        );
+        let zero = Args::try_parse_from(["mc-mirror", "--identity", "x", "--recheck-period", "0s"])
+            .unwrap();
+        assert!(zero.options().is_err());
     }
 
     #[test]

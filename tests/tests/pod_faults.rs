@@ -9,7 +9,7 @@
 
 mod cli_common;
 mod nodes_common;
-use nodes_common::{check, eventually};
+use nodes_common::{check, eventually, ips};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,18 +55,11 @@ impl Installed {
     }
 
     fn kubectl(&self, ctx: &str, args: &[&str]) -> Result<String, String> {
-        let out = self.bed.kubectl(ctx).args(args).output().unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        nodes_common::kubectl(self.bed, ctx, args)
     }
 
     fn json(&self, ctx: &str, args: &[&str]) -> Result<Value, String> {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.kubectl(ctx, &all)?).map_err(|e| e.to_string())
+        nodes_common::kubectl_json(self.bed, ctx, args)
     }
 
     /// Ready and not-ready addresses of a mirror's Endpoints in west.
@@ -241,46 +234,13 @@ fn sh_in(bed: &Testbed, work: &Path, script: &str) -> Output {
     nodes_common::shell(bed, cli_common::mc_bin().parent().unwrap(), work, script)
 }
 
-fn ips(endpoints: &Value, field: &str) -> Vec<String> {
-    let mut ips: Vec<String> = endpoints["subsets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
-        .filter_map(|a| a["ip"].as_str().map(str::to_owned))
-        .collect();
-    ips.sort();
-    ips.dedup();
-    ips
-}
-
 /// Installs and links with the manifests mc renders, as a user would.
 fn install() -> Installed {
     let bed = mc_tests::shared_with_nodes().expect("the testbed with nodes starts");
     let work = std::env::temp_dir().join(format!("mc-pod-faults-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
     let sh = |script: &str| check(sh_in(bed, &work, script), script);
-    sh("mc trust-anchor create --cert-out root.crt --key-out root.key --force");
-    for c in ["east", "west"] {
-        sh(&format!(
-            "mc issuer create --ca-cert root.crt --ca-key root.key --cert-out {c}-issuer.crt --key-out {c}-issuer.key --force"
-        ));
-    }
-    let root = std::fs::read_to_string(work.join("root.crt")).unwrap();
-    let values = format!(
-        "identityTrustAnchorsPEM: |\n{}identityTrustDomain: cluster.local\n",
-        root.lines().map(|l| format!("  {l}\n")).collect::<String>()
-    );
-    let config = serde_json::json!({"apiVersion":"v1","kind":"List","items":[
-        {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"linkerd"}},
-        {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"linkerd-config","namespace":"linkerd"},
-         "data":{"values": values}}]});
-    for ctx in ["east", "west"] {
-        check(
-            bed.apply(ctx, &config.to_string()).unwrap(),
-            "apply linkerd-config",
-        );
-    }
+    nodes_common::trust_and_linkerd_config(bed, cli_common::mc_bin().parent().unwrap(), &work);
     sh("mc --context east multicluster install --egress=false | kubectl --context east apply -f -");
     sh(
         "mc --context west multicluster install --gateway=false --issuer-secret linkerd-multicluster-issuer --set identity.leafLifetime=2m | kubectl --context west apply -f -",
@@ -1058,19 +1018,7 @@ fn a_plain_pod_reaches_tcp_http2_and_websocket_services_through_the_egress() {
     nodes_common::client_deployment(mc.bed, "west", ns, 1);
     let _restore = GatewayModeAfter(mc);
     mc.set_mode("egress").unwrap();
-    let exec = |script: &str| -> String {
-        let out = mc
-            .bed
-            .kubectl("west")
-            .args(["exec", "-n", ns, "deploy/client", "--", "sh", "-c", script])
-            .output()
-            .unwrap();
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    };
+    let exec = |script: &str| nodes_common::client_sh(mc.bed, "west", ns, script);
     // Opaque TCP: the bytes come back (curl then waits for a close that never comes: -m 3).
     eventually(120, "the TCP echo through the egress", || {
         let out = exec(&format!(

@@ -79,9 +79,10 @@ pub(crate) fn curl(
     ns: &str,
     url: &str,
 ) -> Result<String, String> {
-    let out = bed
-        .kubectl(ctx)
-        .args([
+    kubectl(
+        bed,
+        ctx,
+        &[
             "exec",
             "-n",
             ns,
@@ -92,7 +93,58 @@ pub(crate) fn curl(
             "-m",
             "5",
             url,
-        ])
+        ],
+    )
+}
+
+/// A trust anchor (`root.crt`/`root.key`) and an issuer per cluster (`<ctx>-issuer.crt`/`.key`)
+/// made with `mc` in `work`, and the stand-in for Linkerd's configuration (namespace `linkerd`,
+/// ConfigMap `linkerd-config` carrying the root) applied in east and west.
+pub(crate) fn trust_and_linkerd_config(bed: &mc_tests::Testbed, mc_dir: &Path, work: &Path) {
+    let sh = |script: &str| check(shell(bed, mc_dir, work, script), script);
+    sh("mc trust-anchor create --cert-out root.crt --key-out root.key --force");
+    for c in ["east", "west"] {
+        sh(&format!(
+            "mc issuer create --ca-cert root.crt --ca-key root.key --cert-out {c}-issuer.crt --key-out {c}-issuer.key --force"
+        ));
+    }
+    let root = std::fs::read_to_string(work.join("root.crt")).unwrap_or_default();
+    assert!(!root.is_empty(), "the trust anchor was written");
+    let values = format!(
+        "identityTrustAnchorsPEM: |\n{}identityTrustDomain: cluster.local\n",
+        root.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    let config = serde_json::json!({"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"linkerd"}},
+        {"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"linkerd-config","namespace":"linkerd"},
+         "data":{"values": values}}]});
+    for ctx in ["east", "west"] {
+        let out = bed
+            .apply(ctx, &config.to_string())
+            .unwrap_or_else(|e| panic!("apply linkerd-config in {ctx}: {e}"));
+        check(out, "apply linkerd-config");
+    }
+}
+
+/// The IPs of an Endpoints object's `field` (`addresses` or `notReadyAddresses`), sorted.
+pub(crate) fn ips(endpoints: &serde_json::Value, field: &str) -> Vec<String> {
+    let mut ips: Vec<String> = endpoints["subsets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s[field].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["ip"].as_str().map(str::to_owned))
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+/// `kubectl --context <ctx> <args>`: its stdout, or its stderr as the error.
+pub(crate) fn kubectl(bed: &mc_tests::Testbed, ctx: &str, args: &[&str]) -> Result<String, String> {
+    let out = bed
+        .kubectl(ctx)
+        .args(args)
         .output()
         .map_err(|e| e.to_string())?;
     if out.status.success() {
@@ -100,4 +152,30 @@ pub(crate) fn curl(
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// `kubectl --context <ctx> <args> -o json`, parsed.
+pub(crate) fn kubectl_json(
+    bed: &mc_tests::Testbed,
+    ctx: &str,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl(bed, ctx, &all)?).map_err(|e| e.to_string())
+}
+
+/// `sh -c <script>` in the client Deployment of `ns` in cluster `ctx`: stdout then stderr,
+/// whatever the exit status.
+pub(crate) fn client_sh(bed: &mc_tests::Testbed, ctx: &str, ns: &str, script: &str) -> String {
+    let out = bed
+        .kubectl(ctx)
+        .args(["exec", "-n", ns, "deploy/client", "--", "sh", "-c", script])
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl exec in {ctx}/{ns}: {e}"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
