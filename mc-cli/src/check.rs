@@ -786,9 +786,9 @@ async fn gateway_policies(client: &kube::Client, namespaces: &[String]) -> Check
         labels::EXTENSION,
         labels::EXTENSION_VALUE
     );
-    let mut found = 0;
+    let (mut found, mut gateways) = (0, 0);
     for ns in namespaces {
-        gateway_deployments_load_a_policy(client, ns, &selector, &mut c).await;
+        gateways += gateway_deployments_load_a_policy(client, ns, &selector, &mut c).await;
         let Some(maps) =
             list_labelled::<ConfigMap>(client, ns, &selector, "ConfigMaps", &mut c).await
         else {
@@ -807,25 +807,30 @@ async fn gateway_policies(client: &kube::Client, namespaces: &[String]) -> Check
             }
         }
     }
-    if found == 0 {
-        c.info("no gateway policy ConfigMap: no gateway installed, or installed by an older mc (re-apply `mc multicluster install`)".to_owned());
+    match (found, gateways) {
+        (0, 0) => c.info(
+            "no gateway in this cluster (installed with --gateway=false): no policy to check"
+                .to_owned(),
+        ),
+        (0, _) => c.info("no gateway policy ConfigMap: the gateway was installed by an older mc (re-apply `mc multicluster install`)".to_owned()),
+        _ => {}
     }
     c
 }
 
 /// Reports, for each gateway Deployment of the extension in `ns` (`selector`), which policy
 /// ConfigMap it loads; one that runs without `--policy` (installed by an older mc) has no
-/// allow-list in force, a warning.
+/// allow-list in force, a warning. Returns how many gateway Deployments it saw.
 async fn gateway_deployments_load_a_policy(
     client: &kube::Client,
     ns: &str,
     selector: &str,
     c: &mut Check,
-) {
+) -> usize {
     let Some(deployments) =
         list_labelled::<Deployment>(client, ns, selector, "Deployments", c).await
     else {
-        return;
+        return 0;
     };
     for d in &deployments {
         let name = format!("{ns}/{}", d.metadata.name.as_deref().unwrap_or_default());
@@ -836,6 +841,7 @@ async fn gateway_deployments_load_a_policy(
             )),
         }
     }
+    deployments.len()
 }
 
 /// The policy ConfigMap a gateway Deployment loads: its `gateway` container passes `--policy`

@@ -324,6 +324,11 @@ fn upstream_multicluster_checks_hold_on_the_real_clusters() {
     step(3, "check passes on both clusters");
     let west_check = mc.check_passes("west", "120s");
     assert!(west_check.contains("east"), "{west_check}");
+    // West was installed without a gateway on purpose: check says so, not "older mc".
+    assert!(
+        west_check.contains("no gateway in this cluster (installed with --gateway=false)"),
+        "{west_check}"
+    );
     let east_check = mc.check_passes("east", "120s");
     assert!(east_check.contains("west"), "{east_check}");
 
