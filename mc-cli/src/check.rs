@@ -611,7 +611,8 @@ async fn run_checks(
         } else {
             rbac.fail(format!("{name}: missing {}; re-apply `mc multicluster link --cluster-name {name}` (and `mc multicluster install` for the ClusterRole)", missing.join(", ")));
         }
-        // Controller running: its lease is held and fresh.
+        // Controller running: its lease (upstream's name, `service-mirror-write-<link>`) is
+        // held and fresh.
         let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &ns);
         let lease_name = render::lease_name(&name);
         match get_opt(&leases, &lease_name, "get Lease").await? {

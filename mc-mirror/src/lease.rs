@@ -1,11 +1,13 @@
 //! Lease-based leader election (`coordination.k8s.io/v1` Lease), one lease per Link.
 //!
-//! The lease is named `mc-mirror-write-<link>` ([`mc_core::render::lease_name`]), so
-//! `mc multicluster check` and `gateways` find the holder, and a Linkerd controller for the same
-//! Link (upstream's `service-mirror-write-<link>`) never takes it. Every write is guarded by the lease's `resourceVersion`, so two
-//! replicas can never both believe they hold it. Expiry is judged on the local monotonic clock
-//! (how long the record has stayed unchanged), not on the holder's timestamps, so clock skew
-//! between replicas does not matter.
+//! The lease is upstream Linkerd's `service-mirror-write-<link>`
+//! ([`mc_core::render::lease_name`]): `mc multicluster check` and upstream's `linkerd
+//! multicluster check` and `gateways` find the holder by it, and mc's controller and an upstream
+//! controller for the same Link exclude each other (the protocol is client-go's leaderelection:
+//! holderIdentity, leaseDurationSeconds, acquireTime, renewTime, leaseTransitions). Every write
+//! is guarded by the lease's `resourceVersion`, so two replicas can never both believe they hold
+//! it. Expiry is judged on the local monotonic clock (how long the record has stayed unchanged),
+//! not on the holder's timestamps, so clock skew between replicas does not matter.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -39,7 +41,7 @@ impl Default for LeaseTiming {
     }
 }
 
-/// The lease name for a Link: `mc-mirror-write-<link>`.
+/// The lease name for a Link: `service-mirror-write-<link>`, upstream's.
 pub fn lease_name(link: &str) -> String {
     mc_core::render::lease_name(link)
 }
@@ -223,7 +225,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lease_name_is_not_upstreams() {
-        assert_eq!(lease_name("east"), "mc-mirror-write-east");
+    fn lease_name_is_upstreams() {
+        assert_eq!(lease_name("east"), "service-mirror-write-east");
     }
 }

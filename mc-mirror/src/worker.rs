@@ -367,6 +367,9 @@ pub(crate) async fn run_link(env: Env, link: Link, mut stop: watch::Receiver<boo
             return;
         }
     };
+    // Upstream's Lease, keyed by the Link's name as upstream's controller keys it (its check
+    // looks it up by `spec.targetClusterName`, normally the same): an upstream controller for this
+    // Link and this worker exclude each other.
     let leases = Api::namespaced(env.client.clone(), &env.options.namespace);
     let elector = Elector::new(
         leases,

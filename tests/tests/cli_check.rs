@@ -69,7 +69,7 @@ impl Env {
         let at = mc_core::trust::format_time(whole).replace('Z', ".000000Z");
         let lease = serde_json::json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "mc-mirror-write-east", "namespace": "linkerd-multicluster"},
+            "metadata": {"name": "service-mirror-write-east", "namespace": "linkerd-multicluster"},
             "spec": {"holderIdentity": "controller-east-0", "leaseDurationSeconds": 30, "acquireTime": at, "renewTime": at},
         });
         self.apply("west", &serde_json::to_string(&lease).unwrap());

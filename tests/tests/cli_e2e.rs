@@ -279,7 +279,18 @@ fn link_credentials_authenticate_to_east_and_can_list_services_but_not_read_secr
         stderr(&secrets)
     );
 
-    // unlink lists everything link created, and kubectl can delete it.
+    // unlink lists everything link created, and kubectl can delete it: also the controller's
+    // Lease under upstream's name and under the name mc's controller held before.
+    let leases = [
+        format!("service-mirror-write-{name}"),
+        format!("mc-mirror-write-{name}"),
+    ];
+    for lease in &leases {
+        let yaml = format!(
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {lease}, namespace: {ns}}}\nspec: {{holderIdentity: pod-0, leaseDurationSeconds: 30}}\n"
+        );
+        ok(&apply(bed, "west", &yaml, &[]));
+    }
     let del = ok(&mc(
         bed,
         "west",
@@ -297,6 +308,8 @@ fn link_credentials_authenticate_to_east_and_can_list_services_but_not_read_secr
         "kind: Deployment",
         &format!("name: cluster-credentials-{name}"),
         &format!("name: mc-probe-{name}"),
+        &format!("name: {}", leases[0]),
+        &format!("name: {}", leases[1]),
     ] {
         assert!(del.contains(rendered), "unlink misses {rendered}:\n{del}");
     }
@@ -308,6 +321,14 @@ fn link_credentials_authenticate_to_east_and_can_list_services_but_not_read_secr
             .status
             .success()
     );
+    for lease in &leases {
+        assert!(
+            !kubectl(bed, "west", &["-n", &ns, "get", "lease", lease])
+                .status
+                .success(),
+            "{lease} left behind"
+        );
+    }
 }
 
 #[test]
@@ -757,7 +778,7 @@ fn export_db(bed: &Testbed, app: &str) {
 
 /// Runs `mc-mirror` as a process with `args` (its Link and namespace), as west's ServiceAccount
 /// `controller-<name>` (a token of it, so with exactly the RBAC rendered for it), until it holds
-/// its lease `mc-mirror-write-<name>` and has mirrored `db` of `app` as a remote-discovery
+/// its lease `service-mirror-write-<name>` and has mirrored `db` of `app` as a remote-discovery
 /// mirror. Stands in for the controller's Pod, which the API-only testbed cannot run.
 fn run_controller_until_mirrored(bed: &Testbed, ns: &str, name: &str, app: &str, args: &[&str]) {
     let _controller = spawn_controller(bed, ns, name, args);
@@ -797,7 +818,7 @@ fn spawn_controller(bed: &Testbed, ns: &str, name: &str, args: &[&str]) -> cli_c
     )
 }
 
-/// Waits (90 s at most) until west's lease `mc-mirror-write-<name>` is held by `pod-0` and the
+/// Waits (90 s at most) until west's lease `service-mirror-write-<name>` is held by `pod-0` and the
 /// remote-discovery mirror `db-<name>` of `app` exists.
 fn wait_mirrored(bed: &Testbed, ns: &str, name: &str, app: &str) {
     let start = std::time::Instant::now();
@@ -811,7 +832,7 @@ fn wait_mirrored(bed: &Testbed, ns: &str, name: &str, app: &str) {
                 ns,
                 "get",
                 "lease",
-                &format!("mc-mirror-write-{name}"),
+                &format!("service-mirror-write-{name}"),
                 "-o",
                 "jsonpath={.spec.holderIdentity}",
             ],

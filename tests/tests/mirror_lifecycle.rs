@@ -871,13 +871,72 @@ async fn invalid_credentials_are_reported_and_mirrors_kept() {
     f.stop().await;
 }
 
+/// The Lease is upstream's `service-mirror-write-<link>`: while a foreign holder (as an upstream
+/// controller for the same Link) renews it, mc's controller does not mirror; once it stops
+/// renewing, mc's takes over. Then two mc replicas: one leads, the standby takes over when the
+/// leader stops.
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_one_leader_and_failover() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
     let bed = mc_tests::shared_api_only().unwrap();
     let (mut f, ns) = Fixture::with_namespace(bed, "ha", true, false).await;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(f.west.clone(), &f.links_ns);
+    let lease_name = format!("service-mirror-write-{}", f.cluster);
+
+    // A foreign holder takes the Lease first and renews it every 500 ms (2 s duration).
+    let now = || MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let foreign = Lease {
+        metadata: mirror_common::meta(Some(&f.links_ns), &lease_name),
+        spec: Some(LeaseSpec {
+            holder_identity: Some("linkerd-service-mirror-0".to_owned()),
+            lease_duration_seconds: Some(2),
+            acquire_time: Some(now()),
+            renew_time: Some(now()),
+            lease_transitions: Some(0),
+            ..LeaseSpec::default()
+        }),
+    };
+    leases.create(&Default::default(), &foreign).await.unwrap();
+    let (renew_stop, mut renew_rx) = tokio::sync::oneshot::channel::<()>();
+    let renewer = tokio::spawn({
+        let leases = leases.clone();
+        let lease_name = lease_name.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    _ = &mut renew_rx => return,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                let patch = serde_json::json!({"spec": {"renewTime": now()}});
+                let _ = leases
+                    .patch(
+                        &lease_name,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(patch),
+                    )
+                    .await;
+            }
+        }
+    });
     let first = f.start().await;
     f.export(&ns, "a").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        f.mirror(&ns, "a").await.is_none(),
+        "mirrored under a held Lease"
+    );
+    assert!(first.encode().contains("mirror_link_workers 0"));
+    assert_eq!(
+        first.writes(&f.cluster, None),
+        0,
+        "wrote under a held Lease"
+    );
+    let _ = renew_stop.send(());
+    renewer.await.unwrap();
     f.wait_endpoints(&ns, "a", true, T).await;
+    let spec = leases.get(&lease_name).await.unwrap().spec.unwrap();
+    assert_eq!(spec.lease_transitions, Some(1), "taken over");
     // A standby replica with another identity.
     let client = bed
         .client_for(&f.controller_kubeconfig, "west")
@@ -891,9 +950,6 @@ async fn two_replicas_one_leader_and_failover() {
     let task = tokio::spawn(standby.run(async move {
         let _ = stop_rx.await;
     }));
-    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
-        kube::Api::namespaced(f.west.clone(), &f.links_ns);
-    let lease_name = format!("mc-mirror-write-{}", f.cluster);
     let holder = leases
         .get(&lease_name)
         .await

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::link::{
     controller_binding_name, controller_name, controller_role_name, credentials_secret_name,
-    lease_name,
+    lease_name, old_lease_name,
 };
 
 /// A reference to one Kubernetes object.
@@ -84,8 +84,9 @@ fn delete_rank(r: &ObjectRef) -> u8 {
 
 /// What `mc multicluster unlink` deletes for link `cluster` in `namespace`: the controller's
 /// objects (Deployment, ServiceAccount, RBAC, probe Service) and, unless `only_controller`, the
-/// credentials Secrets (also the copy in `linkerd_namespace`), the Link, the Lease, and the
-/// given mirror Services.
+/// credentials Secrets (also the copy in `linkerd_namespace`), the Link, the Lease (upstream's
+/// name, and the name mc's controller used before, so an upgraded install leaves none behind),
+/// and the given mirror Services.
 pub fn unlink_refs(
     cluster: &str,
     namespace: &str,
@@ -137,12 +138,14 @@ pub fn unlink_refs(
             Some(linkerd_namespace),
             &secret,
         ));
-        refs.push(ObjectRef::new(
-            "coordination.k8s.io/v1",
-            "Lease",
-            ns,
-            &lease_name(cluster),
-        ));
+        for lease in [lease_name(cluster), old_lease_name(cluster)] {
+            refs.push(ObjectRef::new(
+                "coordination.k8s.io/v1",
+                "Lease",
+                ns,
+                &lease,
+            ));
+        }
         refs.extend(mirrors.iter().cloned());
     }
     refs

@@ -166,10 +166,21 @@ pub fn controller_binding_name(cluster: &str) -> String {
     format!("{}-{cluster}", controller_cluster_role_name())
 }
 
-/// Name of the controller's leader-election Lease: `mc-mirror-write-<name>`. Not upstream's
-/// `service-mirror-write-<name>`, so mc's controller and a Linkerd controller for the same Link
-/// never take each other's Lease.
+/// Name of the controller's leader-election Lease: `service-mirror-write-<name>`, upstream
+/// Linkerd's. Upstream's `linkerd multicluster check` reads the Lease of that exact name to find
+/// the leading controller Pod (keyed there by the Link's `spec.targetClusterName`; the
+/// controller keys it by the Link's name, normally equal), and `linkerd multicluster gateways`
+/// reads metrics only from Pods holding a Lease whose name contains `service-mirror-write`.
+/// Sharing the name also makes mc's controller and an upstream controller for the same Link
+/// exclude each other (same Lease protocol), so the two never write the same mirrors.
 pub fn lease_name(cluster: &str) -> String {
+    format!("service-mirror-write-{cluster}")
+}
+
+/// Name of the Lease mc's controller held before it took upstream's name:
+/// `mc-mirror-write-<name>`. mc created it and owns it; `unlink` deletes it too, so an upgraded
+/// install leaves nothing behind.
+pub fn old_lease_name(cluster: &str) -> String {
     format!("mc-mirror-write-{cluster}")
 }
 

@@ -36,7 +36,7 @@ pub use install::{
 pub use link::{
     ControllerValues, LinkGateway, LinkValues, controller_args, controller_binding_name,
     controller_name, controller_role_name, credentials_secret_name, lease_name, link,
-    link_controller, link_controller_for,
+    link_controller, link_controller_for, old_lease_name,
 };
 pub use values::{
     ControllerDefaults, ControllerGatewayValues, ControllerProbeValues, DEFAULT_LINKERD_NAMESPACE,

@@ -347,6 +347,16 @@ fn unlink_lists_what_link_created() {
         assert!(refs.contains(&r), "unlink misses {r}");
     }
     assert!(refs.contains(&mirror));
+    // Upstream's Lease name, and the one mc's controller held before (an upgrade leaves none).
+    for lease in ["service-mirror-write-east", "mc-mirror-write-east"] {
+        let r = ObjectRef::new(
+            "coordination.k8s.io/v1",
+            "Lease",
+            Some("linkerd-multicluster"),
+            lease,
+        );
+        assert!(refs.contains(&r), "unlink misses {r}");
+    }
     let only = unlink_refs(
         "east",
         "linkerd-multicluster",
