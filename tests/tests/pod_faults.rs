@@ -813,7 +813,7 @@ fn a_plain_pod_splits_over_a_federated_service_and_fails_over() {
     nodes_common::client_deployment(mc.bed, "west", ns, 1);
     let crd = mc_tests::httproute_crd().unwrap();
     mc.sh(&format!(
-        "kubectl --context west apply --server-side --force-conflicts -f {}",
+        "kubectl --context west apply --server-side --force-conflicts -f {} && kubectl --context west wait --for condition=established --timeout=60s crd/httproutes.gateway.networking.k8s.io",
         crd.display()
     ));
     let _restore = GatewayModeAfter(mc);

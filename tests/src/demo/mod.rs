@@ -521,6 +521,8 @@ impl Demo {
             "Traffic split: podinfo 50 / podinfo-east 50 as a Gateway API HTTPRoute (examples/federated/podinfo-split.yaml)",
             &[
                 &format!("kubectl --context west apply --server-side -f {HTTPROUTE_CRD}"),
+                // A new CRD's kind is served only once the CRD is Established.
+                "kubectl --context west wait --for condition=established --timeout=60s crd/httproutes.gateway.networking.k8s.io",
                 "kubectl --context west apply -f podinfo-split.yaml",
             ],
         )?;
