@@ -203,6 +203,20 @@ pub enum Error {
         /// The limit.
         after: std::time::Duration,
     },
+    /// mTLS to a meshed backend failed: its proxy did not complete the handshake, or its
+    /// certificate does not chain to the trust anchors or does not name the expected identity.
+    #[error(
+        "mTLS to the meshed backend {addr} (identity {identity}) failed: {source}; fix: the gateway and the backend's mesh must share the trust anchors (--trust-anchors), and the backend's proxy must present that identity; or start the gateway with --backend-mtls=off"
+    )]
+    BackendTls {
+        /// The backend address.
+        addr: std::net::SocketAddr,
+        /// The identity it had to present.
+        identity: String,
+        /// The handshake error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The peer's certificate has no DNS name to use as identity.
     #[error(
         "peer certificate has no DNS subject alternative name; fix: issue the certificate with the identity as a SAN DNS name"
@@ -298,6 +312,7 @@ impl Error {
             Error::Timeout { .. } => "timeout",
             Error::NoPeerIdentity => "no_identity",
             Error::Connect { .. } | Error::GatewaysUnreachable { .. } => "connect",
+            Error::BackendTls { .. } => "backend_tls",
             Error::Record { .. } => "tls_record",
             Error::Io {
                 what: "reading the transport header",

@@ -55,6 +55,7 @@
 
 mod accept;
 mod admin;
+mod backend;
 pub mod client;
 #[cfg(feature = "kubernetes")]
 pub mod egress;
@@ -87,6 +88,15 @@ pub mod resolve {
         Balance, Balancer, Chain, DnsResolver, InFlight, InFlightGuard, Resolve, ResolveFuture,
         SharedResolver, StaticResolver,
     };
+}
+
+/// Which backends the gateway dials with mTLS as its own identity, like a meshed client
+/// ([`ServerConfig::backend_identities`]): the trait, a fixed map, and the watch on the Pods a
+/// Linkerd control plane meshes that the `mc-gateway` binary uses with `--kubernetes`.
+pub mod mesh {
+    #[cfg(feature = "kubernetes")]
+    pub use crate::backend::kubernetes::KubeIdentities;
+    pub use crate::backend::{BackendIdentities, StaticIdentities};
 }
 
 /// The entry points of the fuzz targets in `fuzz/`: the lean HTTP/1 forwarder's framing,

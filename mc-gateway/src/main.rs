@@ -11,6 +11,7 @@ use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use mc_core::transport::SessionProtocol;
 use mc_gateway::PolicySource;
 use mc_gateway::client::{Backend, BackendKind, BackendSpec, Forwarder, GatewayConnector};
+use mc_gateway::mesh::{BackendIdentities, KubeIdentities};
 use mc_gateway::resolve::KubeResolver;
 use mc_gateway::resolve::{
     Balance, Balancer, Chain, DnsResolver, InFlight, SharedResolver, StaticResolver,
@@ -259,6 +260,12 @@ struct Serve {
     /// Do not fall back to the system DNS resolver.
     #[arg(long)]
     no_dns: bool,
+    /// mTLS to meshed backends: `linkerd` (with --kubernetes) dials the Pods that the Linkerd
+    /// control plane of --identity meshes (label linkerd.io/control-plane-ns) with mTLS as
+    /// --identity, as upstream's gateway does, so that backends refusing unauthenticated
+    /// clients admit the gateway; `off` dials every backend in plaintext.
+    #[arg(long, default_value = "linkerd", value_parser = ["linkerd", "off"])]
+    backend_mtls: String,
     /// Resolve targets from the Services and EndpointSlices of this cluster (in-cluster
     /// config or KUBECONFIG), after --static and before DNS.
     #[arg(long)]
@@ -407,6 +414,26 @@ async fn shutdown_signal() {
     }
 }
 
+/// The watch on the Pods meshed by the Linkerd control plane that issued `identity` (the
+/// gateway's own, `<sa>.<ns>.serviceaccount.identity.<control-plane-ns>.<trust-domain>`).
+async fn meshed_pods(client: kube::Client, identity: &str) -> Result<Arc<dyn BackendIdentities>> {
+    let id: mc_core::identity::Identity = identity.parse().map_err(|e| Error::InvalidArg {
+        flag: "--backend-mtls",
+        value: "linkerd".into(),
+        why: format!("--identity {identity} is not a Linkerd identity, so the control plane whose Pods are meshed is unknown: {e}"),
+        fix: "give --identity as <sa>.<ns>.serviceaccount.identity.<control-plane-ns>.<trust-domain>, or pass --backend-mtls=off",
+    })?;
+    let pods = KubeIdentities::start(
+        client,
+        &id.control_plane_namespace,
+        &id.trust_domain,
+        Duration::from_secs(60),
+    )
+    .await?;
+    tracing::info!(control_plane = %id.control_plane_namespace, trust_domain = %id.trust_domain, "meshed backends get mTLS as the gateway's identity");
+    Ok(Arc::new(pods))
+}
+
 async fn serve(args: Serve) -> Result<()> {
     let load = Arc::new(InFlight::default());
     let mut statics =
@@ -415,6 +442,7 @@ async fn serve(args: Serve) -> Result<()> {
         statics.add_spec(spec)?;
     }
     let mut chain: Vec<SharedResolver> = vec![Arc::new(statics)];
+    let mut backend_identities: Option<Arc<dyn BackendIdentities>> = None;
     if args.kubernetes {
         let client = kube::Client::try_default()
             .await
@@ -424,10 +452,17 @@ async fn serve(args: Serve) -> Result<()> {
                 why: format!("no Kubernetes client configuration: {e}"),
                 fix: "run in a pod with a service account, or set KUBECONFIG",
             })?;
-        let kube = KubeResolver::start(client, &args.cluster_domain, Duration::from_secs(60))
-            .await?
-            .with_balance(args.balance, load);
+        let kube = KubeResolver::start(
+            client.clone(),
+            &args.cluster_domain,
+            Duration::from_secs(60),
+        )
+        .await?
+        .with_balance(args.balance, load);
         chain.push(Arc::new(kube));
+        if args.backend_mtls == "linkerd" {
+            backend_identities = Some(meshed_pods(client, &args.identity).await?);
+        }
     }
     if !args.no_dns {
         chain.push(Arc::new(DnsResolver::default()));
@@ -452,6 +487,7 @@ async fn serve(args: Serve) -> Result<()> {
         policy,
         default_http_port: args.default_http_port,
         resolver: Arc::new(Chain(chain)),
+        backend_identities,
         slice: args.sched_slice_us.0,
         threads: match args.threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),

@@ -162,6 +162,8 @@ pub struct Metrics {
     pub(crate) certificate: CertMetrics,
     /// The allow-list: denials, reloads, rules in force.
     pub(crate) policy: PolicyMetrics,
+    /// mTLS handshakes with meshed backends.
+    pub(crate) backends: crate::backend::BackendMetrics,
 }
 
 impl Default for Metrics {
@@ -190,6 +192,7 @@ impl Metrics {
             client_connections: Family::default(),
             certificate: CertMetrics::default(),
             policy: PolicyMetrics::default(),
+            backends: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -251,6 +254,11 @@ impl Metrics {
         );
         m.certificate.register(&mut registry);
         m.policy.register(&mut registry);
+        registry.register(
+            "backend_mtls_handshakes",
+            "mTLS handshakes with meshed backends, by result (ok, failed, timeout)",
+            m.backends.mtls.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -655,19 +655,22 @@ impl<C: Clone> Reloading<C> {
     }
 }
 
-/// The data port's and the admin port's configurations, built together.
+/// The data port's and the admin port's configurations, and the client configuration of
+/// meshed backends, built together from one certificate and one anchor bundle.
 #[derive(Debug, Clone)]
 struct Configs {
     data: Arc<ServerConfig>,
     admin: Arc<ServerConfig>,
+    backend: Arc<ClientConfig>,
 }
 
 impl Configs {
-    fn new(data: ServerConfig) -> Self {
+    fn new(data: ServerConfig, backend: ClientConfig) -> Self {
         let admin = Arc::new(admin_config(&data));
         Self {
             data: Arc::new(data),
             admin,
+            backend: Arc::new(backend),
         }
     }
 }
@@ -683,8 +686,9 @@ fn admin_config(data: &ServerConfig) -> ServerConfig {
 impl ReloadingServerConfig {
     /// Loads the trust-anchor bundle at `anchors` and builds the configuration around `cert`.
     pub(crate) fn load(cert: Arc<ReloadingCert>, anchors: &Path) -> Result<Arc<Self>> {
-        let build = |cert: &Arc<ReloadingCert>, roots| {
-            Ok(Configs::new(server_config(cert.clone(), roots)?))
+        let build = |cert: &Arc<ReloadingCert>, roots: RootCertStore| {
+            let backend = backend_client_config(cert.clone(), roots.clone())?;
+            Ok(Configs::new(server_config(cert.clone(), roots)?, backend))
         };
         Ok(Arc::new(Self(Reloading::load(cert, anchors, build)?)))
     }
@@ -698,6 +702,12 @@ impl ReloadingServerConfig {
     /// client verification, ALPN `h2` and `http/1.1`.
     pub(crate) fn current_admin(&self) -> Arc<ServerConfig> {
         self.0.current().admin
+    }
+
+    /// The client configuration for a new connection to a meshed backend: the gateway's own
+    /// certificate, the backend verified against the same anchors.
+    pub(crate) fn current_backend(&self) -> Arc<ClientConfig> {
+        self.0.current().backend
     }
 
     /// Rebuilds the configuration when the bundle's content changed. Returns `Ok(true)` when
@@ -871,6 +881,16 @@ fn client_config_with(cert: ClientCert, roots: RootCertStore) -> Result<ClientCo
     Ok(config)
 }
 
+/// The client configuration of meshed backends (`crate::backend`): TLS 1.3, the gateway's own
+/// certificate as client certificate (the backend's proxy sees the gateway's identity), the
+/// backend verified against `roots` under its identity, and no ALPN (a meshed client offers
+/// none to an ordinary inbound port).
+fn backend_client_config(cert: Arc<ReloadingCert>, roots: RootCertStore) -> Result<ClientConfig> {
+    let mut config = client_config_with(ClientCert::Reloading(cert), roots)?;
+    config.alpn_protocols.clear();
+    Ok(config)
+}
+
 /// The server name to verify a gateway under: its identity.
 pub(crate) fn server_name(identity: &str) -> Result<ServerName<'static>> {
     ServerName::try_from(identity.to_owned()).map_err(|e| Error::InvalidArg {
@@ -935,7 +955,7 @@ impl ServerCertVerifier for LoggingServerVerifier {
                 expected = %server_name.to_str(),
                 presented = identity_of(end_entity).as_deref().unwrap_or("<none>"),
                 error = %e,
-                "gateway certificate rejected"
+                "server certificate rejected"
             );
         }
         result

@@ -298,7 +298,7 @@ async fn connect_subcommand_forwards_through_the_gateway() {
     assert_eq!(got.as_deref(), Some(&b""[..]));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
-        bad.log().contains("gateway certificate rejected"),
+        bad.log().contains("server certificate rejected"),
         "{}",
         bad.log()
     );

@@ -1,4 +1,5 @@
-//! Target resolution from real Services and EndpointSlices on the testbed API server.
+//! Target resolution from real Services and EndpointSlices on the testbed API server, and the
+//! meshed Pods (backends dialled with mTLS) from real Pod objects there.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -101,22 +102,28 @@ async fn per_pod_names_reach_their_pod(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resolves_services_and_endpointslices_from_the_api_server() {
+/// The testbed's API server `gw`, a client of it, and a new namespace `<prefix>-<pid>`.
+async fn testbed_namespace(prefix: &str) -> (mc_tests::Testbed, kube::Client, String) {
     let bed = tokio::task::spawn_blocking(|| mc_tests::Testbed::start_api_only(&["gw"]))
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("the testbed must start for this test: {e}"));
     let client = bed.client("gw").await.unwrap();
-    let ns = format!("gw-{}", std::process::id());
-    let pp = PostParams::default();
+    let ns = format!("{prefix}-{}", std::process::id());
     Api::<Namespace>::all(client.clone())
         .create(
-            &pp,
+            &PostParams::default(),
             &serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap(),
         )
         .await
         .unwrap();
+    (bed, client, ns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolves_services_and_endpointslices_from_the_api_server() {
+    let (bed, client, ns) = testbed_namespace("gw").await;
+    let pp = PostParams::default();
     let services = Api::<Service>::namespaced(client.clone(), &ns);
     services
         .create(
@@ -244,4 +251,81 @@ async fn resolves_services_and_endpointslices_from_the_api_server() {
     per_pod_names_reach_their_pod(&client, &ns, &c, backend).await;
     gw.shutdown().await;
     drop(bed);
+}
+
+/// Waits until `ids` answers `want` for `addr`.
+async fn wait_identity(
+    ids: &mc_gateway::mesh::KubeIdentities,
+    addr: std::net::SocketAddr,
+    want: Option<&str>,
+) {
+    use mc_gateway::mesh::BackendIdentities;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ids.identity(addr).as_deref() != want {
+        assert!(
+            Instant::now() < deadline,
+            "{addr}: never {want:?}, still {:?}",
+            ids.identity(addr)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_meshed_by_the_gateways_control_plane_get_their_identity() {
+    use k8s_openapi::api::core::v1::Pod;
+    let (_bed, client, ns) = testbed_namespace("mesh").await;
+    let pp = PostParams::default();
+    let ids = mc_gateway::mesh::KubeIdentities::start(
+        client.clone(),
+        "linkerd",
+        "cluster.local",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns)
+        .create(
+            &pp,
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "api"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns);
+    // (name, control plane, test-host ip): meshed by ours, by another, by none.
+    for (name, cp, host) in [
+        ("api", Some("linkerd"), 30),
+        ("other", Some("linkerd-b"), 31),
+        ("plain", None, 32),
+    ] {
+        let labels = cp.map(|cp| serde_json::json!({"linkerd.io/control-plane-ns": cp}));
+        let pod = serde_json::json!({
+            "metadata": {"name": name, "labels": labels,
+                         "annotations": {"config.linkerd.io/skip-inbound-ports": "9090"}},
+            "spec": {"serviceAccountName": "api", "containers": [{"name": "c", "image": "x"}]}
+        });
+        pods.create(&pp, &serde_json::from_value(pod).unwrap())
+            .await
+            .unwrap();
+        let ip = format!("198.18.7.{host}");
+        let status = serde_json::json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+    let addr = |host: u8, port: u16| std::net::SocketAddr::from(([198, 18, 7, host], port));
+    let want = format!("api.{ns}.serviceaccount.identity.linkerd.cluster.local");
+    wait_identity(&ids, addr(30, 8080), Some(&want)).await;
+    // A skipped inbound port, and Pods of another control plane or of none: plaintext.
+    wait_identity(&ids, addr(30, 9090), None).await;
+    wait_identity(&ids, addr(31, 8080), None).await;
+    wait_identity(&ids, addr(32, 8080), None).await;
+    // A deleted Pod's address is no longer meshed (it may be reused).
+    pods.delete("api", &Default::default()).await.unwrap();
+    pods.delete("api", &Default::default()).await.ok();
+    wait_identity(&ids, addr(30, 8080), None).await;
+    Api::<Namespace>::all(client)
+        .delete(&ns, &Default::default())
+        .await
+        .unwrap();
 }

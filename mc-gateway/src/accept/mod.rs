@@ -21,10 +21,11 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::backend::{BackendIdentities, BackendStream, Backends};
 use crate::http::HttpContext;
 use crate::http::upstream::Upstreams;
 use crate::metrics::Metrics;
-use crate::opaque::splice_tcp;
+use crate::opaque::{splice, splice_tcp};
 use crate::policy::{PolicySource, ReloadingPolicy};
 use crate::stream::{Activity, Tracked};
 use crate::tls::{
@@ -96,6 +97,9 @@ pub struct ServerConfig {
     pub default_http_port: u16,
     /// Resolves targets to backends.
     pub resolver: SharedResolver,
+    /// The backends dialled with mTLS as the gateway's identity (meshed Pods), with the identity
+    /// each must present; `None` dials every backend in plaintext.
+    pub backend_identities: Option<Arc<dyn BackendIdentities>>,
     /// Timeouts and limits.
     pub limits: Limits,
     /// Accept loops, each on its own thread (1: serve on the caller's runtime only). See
@@ -166,13 +170,19 @@ impl Gateway {
             ),
             None => None,
         };
+        let backends = Backends::new(
+            config.backend_identities,
+            tls.clone(),
+            config.limits.handshake_timeout,
+            metrics.backends.clone(),
+        );
         let shared = Arc::new(Shared {
             tls,
             identity: config.identity.into(),
             suffixes: Arc::new(config.suffixes),
             policy,
             default_port: config.default_http_port,
-            upstreams: Upstreams::new(config.resolver.clone()),
+            upstreams: Upstreams::new(config.resolver.clone(), backends),
             resolver: config.resolver,
             metrics,
             limits: config.limits,
@@ -618,7 +628,7 @@ async fn transport(
                     return close(shared, tls).await;
                 }
             };
-            let mut upstream = match crate::http::upstream::connect_backend(addr).await {
+            let mut upstream = match shared.upstreams.backends.connect(addr).await {
                 Ok(s) => s,
                 Err(e) => {
                     shared.metrics.route_error(e.reason());
@@ -626,17 +636,22 @@ async fn transport(
                     return close(shared, tls).await;
                 }
             };
-            tokio::io::AsyncWriteExt::write_all(&mut upstream, &rest)
-                .await
-                .map_err(|source| Error::Io {
-                    what: "writing to the target",
-                    source,
-                })?;
+            let sent = async {
+                tokio::io::AsyncWriteExt::write_all(&mut upstream, &rest).await?;
+                tokio::io::AsyncWriteExt::flush(&mut upstream).await
+            };
+            sent.await.map_err(|source| Error::Io {
+                what: "writing to the target",
+                source,
+            })?;
             let _in_flight = shared.resolver.track(addr);
             shared.metrics.opaque_splice();
             tracing::debug!(%peer, %client, %target, %addr, "opaque splice");
             let idle = shared.limits.idle_timeout;
-            let (up, down) = splice_tcp(tls, upstream, idle, activity).await?;
+            let (up, down) = match upstream {
+                BackendStream::Plain(tcp) => splice_tcp(tls, tcp, idle, activity).await?,
+                meshed => splice(tls, meshed, idle, activity).await?,
+            };
             tracing::debug!(%peer, %client, %target, up, down, "opaque splice done");
             Ok(())
         }

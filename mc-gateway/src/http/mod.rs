@@ -378,11 +378,15 @@ impl HttpContext {
         };
         let in_flight = self.upstreams.resolver.track(addr);
         let result = if upgrade.is_some() {
-            Upgrade::send(addr, origin_form(req))
+            Upgrade::send((addr, &self.upstreams.backends), origin_form(req))
                 .await
                 .map_err(Failure::from)
         } else if dedicated {
-            match self.dedicated.send(addr, origin_form(req)).await {
+            match self
+                .dedicated
+                .send((addr, &self.upstreams.backends), origin_form(req))
+                .await
+            {
                 Ok(result) => result.map_err(Failure::from),
                 // Every dedicated slot is in use: the shared pool.
                 Err(req) => match absolute(req.uri(), entry) {

@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use crate::backend::Backends;
 use crate::http::headers;
 use crate::http::upstream::SendError;
 
@@ -52,13 +53,11 @@ impl Upgrade {
 
     /// Sends `req` (origin form) to `addr` on a new connection that can switch protocols.
     pub(crate) async fn send(
-        addr: SocketAddr,
+        (addr, backends): (SocketAddr, &Backends),
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, SendError> {
-        let tcp = crate::http::upstream::connect_backend(addr)
-            .await
-            .map_err(SendError::Connect)?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        let stream = backends.connect(addr).await.map_err(SendError::Connect)?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(SendError::Http)?;
         tokio::spawn(async move {

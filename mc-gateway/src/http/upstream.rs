@@ -1,6 +1,6 @@
 //! Upstream connections of the HTTP stage: the shared pools ([`Upstreams`], hyper's client per
 //! endpoint and protocol) and the dedicated HTTP/1 connections of one downstream connection
-//! ([`Dedicated`]). Every connection to a target backend is opened here ([`connect_backend`]).
+//! ([`Dedicated`]). Every connection to a target backend is opened by [`Backends`].
 //!
 //! An HTTP/1 downstream connection carries one request at a time, so it gets its own upstream
 //! connection per backend endpoint, opened on the thread that serves it and reused for as long
@@ -23,18 +23,20 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::backend::{BackendStream, Backends};
 use crate::transport::resolve::SharedResolver;
 use crate::{Error, Result};
 
 /// Connects to one fixed backend address, whatever the request URI says (the URI keeps the
 /// target authority, so `Host` and `:authority` stay the service name).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct EndpointConnector {
     addr: SocketAddr,
+    backends: Backends,
 }
 
 impl tower_service::Service<Uri> for EndpointConnector {
-    type Response = TokioIo<tokio::net::TcpStream>;
+    type Response = TokioIo<BackendStream>;
     type Error = Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response>> + Send>>;
 
@@ -43,14 +45,9 @@ impl tower_service::Service<Uri> for EndpointConnector {
     }
 
     fn call(&mut self, _uri: Uri) -> Self::Future {
-        let addr = self.addr;
-        Box::pin(async move { Ok(TokioIo::new(connect_backend(addr).await?)) })
+        let (addr, backends) = (self.addr, self.backends.clone());
+        Box::pin(async move { Ok(TokioIo::new(backends.connect(addr).await?)) })
     }
-}
-
-/// Opens a TCP connection to a target backend, Nagle off.
-pub(crate) async fn connect_backend(addr: SocketAddr) -> Result<tokio::net::TcpStream> {
-    crate::stream::connect_tcp(addr, "target backend").await
 }
 
 type UpstreamClient = Client<EndpointConnector, Incoming>;
@@ -71,6 +68,8 @@ const SWEEP_MIN: usize = 64;
 #[derive(Debug, Clone)]
 pub(crate) struct Upstreams {
     pub(crate) resolver: SharedResolver,
+    /// Opens every connection to a backend.
+    pub(crate) backends: Backends,
     clients: Arc<Mutex<Clients>>,
 }
 
@@ -82,10 +81,11 @@ struct Clients {
 }
 
 impl Upstreams {
-    /// Clients whose targets resolve through `resolver`.
-    pub(crate) fn new(resolver: SharedResolver) -> Self {
+    /// Clients whose targets resolve through `resolver`, connected by `backends`.
+    pub(crate) fn new(resolver: SharedResolver, backends: Backends) -> Self {
         Self {
             resolver,
+            backends,
             clients: Arc::new(Mutex::new(Clients {
                 map: HashMap::new(),
                 sweep_at: SWEEP_MIN,
@@ -120,7 +120,10 @@ impl Upstreams {
         let client = Client::builder(TokioExecutor::new())
             .http2_only(h2)
             .pool_idle_timeout(POOL_IDLE)
-            .build(EndpointConnector { addr });
+            .build(EndpointConnector {
+                addr,
+                backends: self.backends.clone(),
+            });
         clients.map.insert((addr, h2), (client.clone(), now));
         client
     }
@@ -246,7 +249,7 @@ impl Dedicated {
     /// caller then sends it through the shared pool.
     pub(crate) async fn send(
         &self,
-        addr: SocketAddr,
+        (addr, backends): (SocketAddr, &Backends),
         req: Request<Incoming>,
     ) -> Result<std::result::Result<Response<Incoming>, SendError>, Request<Incoming>> {
         let reused = match self.checkout(addr) {
@@ -257,7 +260,7 @@ impl Dedicated {
         let was_reused = reused.is_some();
         let mut sender = match reused {
             Some(s) => s,
-            None => match open(addr).await {
+            None => match open(addr, backends).await {
                 Ok(s) => s,
                 Err(e) => return Ok(Err(SendError::Connect(e))),
             },
@@ -265,7 +268,7 @@ impl Dedicated {
         let result = match sender.try_send_request(req).await {
             Ok(resp) => Ok(resp),
             Err(mut e) => match e.take_message() {
-                Some(req) if was_reused => match open(addr).await {
+                Some(req) if was_reused => match open(addr, backends).await {
                     Ok(fresh) => {
                         sender = fresh;
                         sender.send_request(req).await.map_err(SendError::Http)
@@ -299,15 +302,15 @@ async fn ready(mut sender: SendRequest<Incoming>) -> Option<SendRequest<Incoming
 }
 
 /// Opens an HTTP/1.1 connection to `addr`, driven by a task on the current thread.
-async fn open(addr: SocketAddr) -> crate::Result<SendRequest<Incoming>> {
+async fn open(addr: SocketAddr, backends: &Backends) -> crate::Result<SendRequest<Incoming>> {
     let connect_error = |source| Error::Connect {
         addr: addr.to_string(),
         what: "target backend",
         source,
     };
-    let tcp = connect_backend(addr).await?;
+    let stream = backends.connect(addr).await?;
     let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(tcp))
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| connect_error(std::io::Error::other(e)))?;
     tokio::spawn(async move {
@@ -329,7 +332,10 @@ mod tests {
 
     #[tokio::test]
     async fn upstream_clients_of_endpoints_gone_for_the_idle_time_are_swept() {
-        let up = Upstreams::new(Arc::new(crate::transport::resolve::StaticResolver::new()));
+        let up = Upstreams::new(
+            Arc::new(crate::transport::resolve::StaticResolver::new()),
+            Backends::plain(),
+        );
         let t0 = Instant::now();
         let addr = |p: u16| SocketAddr::from(([10, 0, 0, 1], p));
         // 1,000 endpoints used once (pods replaced over and over) ...
@@ -415,7 +421,7 @@ mod tests {
                     let (mut parts, body) = req.into_parts();
                     parts.uri = "/".parse().unwrap();
                     let req = Request::from_parts(parts, body);
-                    let resp = match d.send(addr, req).await {
+                    let resp = match d.send((addr, &Backends::plain()), req).await {
                         Ok(Ok(resp)) => resp.map(|b| b.boxed()),
                         Ok(Err(e)) => panic!("send failed: {e:?}"),
                         Err(_) => panic!("no slot"),
@@ -539,7 +545,7 @@ mod tests {
                     let (mut parts, body) = req.into_parts();
                     parts.uri = "/".parse().unwrap();
                     let resp = d
-                        .send(addr, Request::from_parts(parts, body))
+                        .send((addr, &Backends::plain()), Request::from_parts(parts, body))
                         .await
                         .unwrap()
                         .unwrap();
@@ -581,7 +587,7 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         assert!(matches!(
-            open(addr).await,
+            open(addr, &Backends::plain()).await,
             Err(Error::Connect {
                 what: "target backend",
                 ..

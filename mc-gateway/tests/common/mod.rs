@@ -245,6 +245,7 @@ pub fn config(pki: &Pki, statics: &[(&str, u16, SocketAddr)]) -> ServerConfig {
         policy: Default::default(),
         default_http_port: 80,
         resolver: Arc::new(resolver),
+        backend_identities: None,
         threads: 1,
         slice: None,
         limits: Limits {

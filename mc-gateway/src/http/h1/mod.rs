@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::backend::{BackendStream, Backends};
 use crate::http::headers::check_forwarded;
 use crate::http::headers::{self, Added, Message, elements, trim};
 use crate::http::upstream::MAX_DEDICATED;
@@ -84,6 +84,7 @@ where
         buf: Buffered::default(),
         out: Vec::with_capacity(1024),
         upstreams: Vec::new(),
+        backends: ctx.upstreams.backends.clone(),
         requests: 0,
         limits,
     };
@@ -710,7 +711,7 @@ impl ResponseHead {
 #[derive(Debug)]
 struct Upstream {
     addr: SocketAddr,
-    tcp: TcpStream,
+    stream: BackendStream,
     buf: Buffered,
     /// Whether it carried an exchange before (a failure may then be a stale connection).
     reused: bool,
@@ -719,11 +720,11 @@ struct Upstream {
 
 impl Upstream {
     /// Opens a connection to `addr`.
-    async fn open(addr: SocketAddr) -> Result<Self> {
-        let tcp = crate::http::upstream::connect_backend(addr).await?;
+    async fn open(addr: SocketAddr, backends: &Backends) -> Result<Self> {
+        let stream = backends.connect(addr).await?;
         Ok(Self {
             addr,
-            tcp,
+            stream,
             buf: Buffered::default(),
             reused: false,
             last_used: 0,
@@ -759,6 +760,8 @@ struct Conn<S> {
     out: Vec<u8>,
     /// Open target connections, at most [`MAX_DEDICATED`].
     upstreams: Vec<Upstream>,
+    /// Opens them.
+    backends: Backends,
     requests: u64,
     limits: H1Limits,
 }
@@ -1034,7 +1037,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let complete = body.is_done();
         let mut up = match self.take_upstream(addr) {
             Some(up) => up,
-            None => Upstream::open(addr).await.map_err(Failure::Gateway)?,
+            None => Upstream::open(addr, &self.backends)
+                .await
+                .map_err(Failure::Gateway)?,
         };
         loop {
             match self.try_send(&mut up, body).await {
@@ -1044,7 +1049,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 Err(Attempt::Stale(e)) => {
                     tracing::debug!(%addr, error = %e, "reused target connection was closed; retrying on a new one");
-                    up = Upstream::open(addr).await.map_err(Failure::Gateway)?;
+                    up = Upstream::open(addr, &self.backends)
+                        .await
+                        .map_err(Failure::Gateway)?;
                 }
                 Err(Attempt::Failed(e)) => return Err(Failure::Upstream(e)),
                 Err(Attempt::Client(e)) => return Err(Failure::Client(e)),
@@ -1059,7 +1066,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         body: &mut Framing,
     ) -> std::result::Result<ResponseHead, Attempt> {
         let io_err = |what| move |source| Error::Io { what, source };
-        up.tcp
+        up.stream
             .write_all(&self.out)
             .await
             .map_err(io_err("writing the request to the target"))
@@ -1072,6 +1079,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     Copy::Write(e) => Attempt::Failed(e),
                 })?;
         }
+        // A TLS backend may still hold the last record (a no-op on plain TCP).
+        up.stream
+            .flush()
+            .await
+            .map_err(io_err("writing the request to the target"))
+            .map_err(Attempt::Failed)?;
         let max = self.limits.max_head;
         let mut got_any = !up.buf.pending().is_empty();
         loop {
@@ -1086,7 +1099,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             let n = up
                 .buf
-                .fill(&mut up.tcp)
+                .fill(&mut up.stream)
                 .await
                 .map_err(io_err("reading the response from the target"));
             match n {
@@ -1117,7 +1130,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         up: &mut Upstream,
         body: &mut Framing,
     ) -> std::result::Result<(), Copy> {
-        copy_body(&mut self.io, &mut self.buf, &mut up.tcp, body, "client").await
+        copy_body(&mut self.io, &mut self.buf, &mut up.stream, body, "client").await
     }
 
     /// Relays a 1xx interim response to the client.
@@ -1154,9 +1167,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         up.buf.consume(n);
         self.client_write(false).await?;
         if !body.is_done() {
-            copy_body(&mut up.tcp, &mut up.buf, &mut self.io, &mut body, "target")
-                .await
-                .map_err(Copy::into_error)?;
+            copy_body(
+                &mut up.stream,
+                &mut up.buf,
+                &mut self.io,
+                &mut body,
+                "target",
+            )
+            .await
+            .map_err(Copy::into_error)?;
         }
         self.io.flush().await.map_err(|source| Error::Io {
             what: "writing to the HTTP client",
