@@ -14,7 +14,7 @@ pub const COREDNS_IMAGE: &str = "registry.k8s.io/coredns/coredns:v1.14.7";
 
 /// The client image `scripts/build-images` builds: curl, and a pause process that keeps the
 /// Pod up for `kubectl exec … curl`.
-pub const CLIENT_IMAGE: &str = "mc.test/client:2";
+pub const CLIENT_IMAGE: &str = "mc.test/client:3";
 
 /// The podinfo image `scripts/build-images` builds from podinfo's Go module.
 pub const PODINFO_IMAGE: &str = "ghcr.io/stefanprodan/podinfo:6.9.2";

@@ -148,7 +148,10 @@ fn chart_renders_the_same_objects_as_install_with_values() {
         "installNamespace=false",
         "namespace=mc-system",
         "egress.enabled=false",
+        "gateway.backendMtls=off",
     ]);
+    // The gateway on cluster DNS: no API access, no ClusterRole.
+    compare(&["gateway.resolver=dns"]);
     // The gateway's allow-list: the same policy file in the same ConfigMap.
     compare(&[
         "gateway.policy.rules[0].services[0]=*.billing.svc.cluster.local",
@@ -330,6 +333,22 @@ fn bad_policy_rules_are_refused_by_the_chart_as_by_install() {
         }
         let mc = InstallValues::from_tree(&tree);
         assert!(mc.is_err(), "{sets:?}: install accepted it");
+    }
+}
+
+#[test]
+fn bad_gateway_resolver_values_are_refused_by_the_chart_as_by_install() {
+    for set in ["gateway.resolver=coredns", "gateway.backendMtls=istio"] {
+        let path = set.split('=').next().unwrap();
+        let err = helm_refuses(&[set]);
+        assert!(
+            err.contains(&format!("value {path}")) && err.contains("fix:"),
+            "{set}: {err}"
+        );
+        let mut tree = InstallValues::default_tree();
+        render::set(&mut tree, set, false).unwrap();
+        let mc = InstallValues::from_tree(&tree).unwrap_err().to_string();
+        assert!(mc.contains(path), "{set}: {mc}");
     }
 }
 

@@ -27,7 +27,16 @@
 //!     1-minute `RepairEndpoints` is the pass over every mirror each tenth `--recheck-period`
 //!     (30 s by default, so 5 minutes); the test sets `MC_RECHECK_PERIOD=1s` on west's
 //!     controller and waits for `service_mirror_endpoint_repairs_total` to grow;
-//! 11. the namespaces clean up: deleting east's removes west's mirrors, then every `up-*`
+//! 11. a backend that refuses unauthenticated clients admits east's gateway (the gateway
+//!     reaches meshed backends as a meshed client, with mTLS as its own identity): the backend
+//!     Pod carries `linkerd.io/control-plane-ns: linkerd` and its inbound proxy is stood in for
+//!     by `openssl s_server` requiring a client certificate from the trust anchor
+//!     (`default-inbound-policy: all-authenticated`), with a certificate for the Pod's
+//!     ServiceAccount identity issued here by openssl from east's issuer (as Linkerd's identity
+//!     service would); a plain Pod of west reaches it through the egress and east's gateway,
+//!     and the backend reports the gateway's certificate. With `gateway.backendMtls=off` (the
+//!     gateway before backend mTLS) the same request fails;
+//! 12. the namespaces clean up: deleting east's removes west's mirrors, then every `up-*`
 //!     namespace is gone from both clusters.
 //!
 //! `scripts/in-netns cargo test -p mc-tests --test pod_upstream_scenarios` (root, as `make test`).
@@ -49,7 +58,7 @@ const NS: &str = "linkerd-multicluster";
 const EXCLUDED: &str = "evil.linkerd/*,evil";
 /// Where the plain client Pod of west runs; it calls every scenario's mirrors by FQDN.
 const CLIENT_NS: &str = "up-traffic";
-const SCENARIO_NAMESPACES: [&str; 4] = ["up-traffic", "up-sts", "up-rd", "up-fed"];
+const SCENARIO_NAMESPACES: [&str; 5] = ["up-traffic", "up-sts", "up-rd", "up-fed", "up-mesh"];
 
 /// Labels and annotations of every exported Service: the kept ones and the excluded ones.
 fn good_and_evil() -> (Value, Value) {
@@ -302,6 +311,100 @@ fn install() -> Clusters {
         bed.wait_rollout(ctx, NS, what).unwrap();
     }
     mc
+}
+
+/// The identity east's gateway presents to backends.
+const GATEWAY_ID: &str =
+    "linkerd-gateway.linkerd-multicluster.serviceaccount.identity.linkerd.cluster.local";
+
+/// Scenario 11 (see the module documentation).
+fn meshed_backend_admits_the_gateway(mc: &Clusters) {
+    let ns = "up-mesh";
+    let id = format!("api.{ns}.serviceaccount.identity.linkerd.cluster.local");
+    // The Pod's workload certificate, as Linkerd's identity service issues it: one DNS SAN, the
+    // ServiceAccount identity; ECDSA P-256; serverAuth and clientAuth; chained to east's issuer.
+    mc.sh(&format!(
+        "printf 'subjectAltName=DNS:{id}\\nextendedKeyUsage=serverAuth,clientAuth\\n' > api.ext && \
+         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj / \
+           -keyout api.key -out api.csr 2>/dev/null && \
+         openssl x509 -req -in api.csr -CA east-issuer.crt -CAkey east-issuer.key -CAcreateserial \
+           -days 1 -extfile api.ext -out api.crt 2>/dev/null && \
+         cat api.crt east-issuer.crt > api-chain.crt && \
+         kubectl --context east -n {ns} create secret generic api-identity \
+           --from-file=tls.crt=api-chain.crt --from-file=tls.key=api.key --from-file=ca.crt=root.crt"
+    ));
+    let stand_in = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"api","namespace": ns},
+        "spec":{"replicas":1,"selector":{"matchLabels":{"app":"api"}},
+         "template":{"metadata":{"labels":{"app":"api","linkerd.io/control-plane-ns":"linkerd"}},
+          "spec":{"serviceAccountName":"api","terminationGracePeriodSeconds":1,
+           "containers":[{"name":"inbound-proxy-stand-in","image": mc_tests::CLIENT_IMAGE,
+             "imagePullPolicy":"Never",
+             "command":["openssl","s_server","-quiet","-www","-tls1_3","-Verify","1",
+                        "-verify_return_error","-accept","8443","-cert","/id/tls.crt",
+                        "-cert_chain","/id/tls.crt","-key","/id/tls.key","-CAfile","/id/ca.crt"],
+             "ports":[{"containerPort":8443}],
+             "readinessProbe":{"tcpSocket":{"port":8443},"periodSeconds":2},
+             "volumeMounts":[{"name":"id","mountPath":"/id","readOnly":true}]}],
+           "volumes":[{"name":"id","secret":{"secretName":"api-identity"}}]}}}});
+    mc.apply(
+        "east",
+        &[
+            json!({"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"api","namespace": ns}}),
+            stand_in,
+            service(
+                ns,
+                "api",
+                json!({"mirror.linkerd.io/exported": "true"}),
+                json!({}),
+                json!([{"name": "web", "port": 443, "targetPort": 8443}]),
+            ),
+        ],
+        "the stand-in meshed backend",
+    );
+    mc.bed.wait_rollout("east", ns, "deployment/api").unwrap();
+    // It refuses clients without a certificate: plaintext, and TLS without one.
+    for url in ["http://127.0.0.1:8443/", "https://127.0.0.1:8443/"] {
+        let out = mc.sh_output(&format!(
+            "kubectl --context east -n {ns} exec deploy/api -- curl -sS -k -m 5 {url}"
+        ));
+        assert!(!out.status.success(), "{url} was answered: {out:?}");
+    }
+    let url = format!("http://api-east.{ns}.svc.cluster.local:443/");
+    let body = eventually(90, "the backend answers west's plain Pod", || {
+        let body = mc.exec_client(&format!("curl -sS -m 5 {url}"));
+        body.contains("Client certificate")
+            .then_some(body.clone())
+            .ok_or(body)
+    });
+    assert!(body.contains(&format!("DNS:{GATEWAY_ID}")), "{body}");
+    // The same request with the gateway dialling backends in plaintext fails.
+    let reinstall = |set: &str| {
+        mc.sh(&format!(
+            "mc --context east multicluster install --egress=false {set} | kubectl --context east apply -f -"
+        ));
+        mc.bed
+            .wait_rollout("east", NS, "deployment/linkerd-gateway")
+            .unwrap();
+    };
+    reinstall("--set gateway.backendMtls=off");
+    let gateway = mc
+        .json("east", &["get", "deployment", "-n", NS, "linkerd-gateway"])
+        .unwrap();
+    let args = gateway["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--backend-mtls=off"), "{args}");
+    eventually(60, "the backend refuses the plaintext gateway", || {
+        let body = mc.exec_client(&format!("curl -sS -m 5 {url}"));
+        (!body.contains("Client certificate"))
+            .then_some(())
+            .ok_or(body)
+    });
+    reinstall("");
+    eventually(90, "the backend admits the gateway again", || {
+        let body = mc.exec_client(&format!("curl -sS -m 5 {url}"));
+        body.contains(&format!("DNS:{GATEWAY_ID}"))
+            .then_some(())
+            .ok_or(body)
+    });
 }
 
 /// Every scenario of the list in the module documentation, in order, on one installation.
@@ -619,7 +722,13 @@ fn upstream_multicluster_checks_hold_on_the_real_clusters() {
         "podinfo, web, its endpoint mirror podinfo-0 and rd"
     );
 
-    step(11, "the namespaces clean up");
+    step(
+        11,
+        "a backend refusing unauthenticated clients admits east's gateway",
+    );
+    meshed_backend_admits_the_gateway(&mc);
+
+    step(12, "the namespaces clean up");
     let names = SCENARIO_NAMESPACES.join(" ");
     mc.sh(&format!(
         "kubectl --context east delete ns {names} --wait=false"

@@ -21,7 +21,8 @@ pub fn controller_cluster_role_name() -> &'static str {
 /// Renders everything `mc multicluster install` prints, in apply order.
 ///
 /// Objects: the Namespace; the Link CRD; the gateway (ServiceAccount, Deployment, Service,
-/// PodDisruptionBudget under HA; the gateway resolves targets through cluster DNS and has no
+/// PodDisruptionBudget under HA; with `gateway.resolver: kubernetes`, the default, a read-only
+/// ClusterRole and its binding for Services, Endpoints, EndpointSlices and Pods; with `dns` no
 /// API access); the egress (see [`crate::egress`]); the remote-access
 /// ServiceAccounts with token Secrets and least-privilege RBAC; the mirror controllers'
 /// shared ClusterRole; then the objects of every install-managed controller (`controllers`, see
@@ -130,6 +131,9 @@ fn gateway(values: &InstallValues, labels: &Map<String, Value>) -> Result<Vec<Va
         gateway_deployment(values, &identity, &gw_labels),
         gateway_service(values, &identity, labels),
     ];
+    if gw.resolver == "kubernetes" {
+        out.extend(gateway_rbac(values, labels));
+    }
     if values.enable_pod_anti_affinity {
         out.push(json!({
             "apiVersion": "policy/v1",
@@ -139,6 +143,37 @@ fn gateway(values: &InstallValues, labels: &Map<String, Value>) -> Result<Vec<Va
         }));
     }
     Ok(out)
+}
+
+/// Name of the gateway's ClusterRole and ClusterRoleBinding: `<namespace>-<gateway.name>`
+/// (cluster-scoped, so the install namespace keeps two installs apart).
+pub(crate) fn gateway_cluster_role_name(values: &InstallValues) -> String {
+    format!("{}-{}", values.namespace, values.gateway.name)
+}
+
+/// The Kubernetes resolver's read access: Services, Endpoints, EndpointSlices (targets and
+/// their endpoints) and Pods (which backends are meshed), in every namespace; nothing else.
+fn gateway_rbac(values: &InstallValues, labels: &Map<String, Value>) -> Vec<Value> {
+    let name = gateway_cluster_role_name(values);
+    let labels = with(labels, &[("component", "gateway")]);
+    vec![
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": meta(&name, None, labels.clone()),
+            "rules": [
+                {"apiGroups": [""], "resources": ["services", "endpoints", "pods"], "verbs": ["list", "get", "watch"]},
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "get", "watch"]},
+            ],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": meta(&name, None, labels),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": values.gateway.name, "namespace": values.namespace}],
+        }),
+    ]
 }
 
 /// The arguments of `mc-gateway serve` in the gateway pod.
@@ -153,6 +188,10 @@ pub fn gateway_args(values: &InstallValues, identity: &str) -> Vec<String> {
     args.push(format!("--identity={identity}"));
     args.push(format!("--cluster-domain={}", gw.cluster_domain));
     args.push(format!("--policy={POLICY_DIR}/{POLICY_KEY}"));
+    if gw.resolver == "kubernetes" {
+        args.push("--kubernetes".to_owned());
+        args.push(format!("--backend-mtls={}", gw.backend_mtls));
+    }
     args
 }
 
@@ -202,7 +241,7 @@ fn gateway_deployment(values: &InstallValues, identity: &str, gw_labels: &Value)
     let gw = &values.gateway;
     let mut pod_spec = json!({
         "serviceAccountName": gw.name,
-        "automountServiceAccountToken": false,
+        "automountServiceAccountToken": gw.resolver == "kubernetes",
         "securityContext": pod_security(gw.uid, gw.gid),
         "containers": [{
             "name": "gateway",

@@ -146,6 +146,15 @@ pub struct GatewayValues {
     pub gid: u32,
     /// The allow-list.
     pub policy: GatewayPolicyValues,
+    /// How the gateway finds a target's endpoints: `kubernetes` (watches Services,
+    /// EndpointSlices and meshed Pods through the API, with a read-only ClusterRole: StatefulSet
+    /// Pods at their targetPort, meshed backends with mTLS) or `dns` (cluster DNS, no API
+    /// access, no backend mTLS).
+    pub resolver: String,
+    /// mTLS to meshed backends with `resolver: kubernetes`: `linkerd` dials the Pods that the
+    /// Linkerd control plane (`linkerdNamespace`) meshes as the gateway's identity, as upstream's
+    /// meshed gateway does; `off` dials every backend in plaintext.
+    pub backend_mtls: String,
 }
 
 impl Default for GatewayValues {
@@ -168,6 +177,8 @@ impl Default for GatewayValues {
             uid: 2103,
             gid: 2103,
             policy: GatewayPolicyValues::default(),
+            resolver: "kubernetes".to_owned(),
+            backend_mtls: "linkerd".to_owned(),
         }
     }
 }
@@ -470,6 +481,22 @@ impl InstallValues {
                 &self.gateway.service_type,
                 "is not a Service type the gateway can use",
                 "use LoadBalancer, NodePort or ClusterIP",
+            ));
+        }
+        if !matches!(self.gateway.resolver.as_str(), "kubernetes" | "dns") {
+            return Err(bad(
+                "gateway.resolver",
+                &self.gateway.resolver,
+                "is not a resolver the gateway has",
+                "use kubernetes (Services and EndpointSlices through the API) or dns",
+            ));
+        }
+        if !matches!(self.gateway.backend_mtls.as_str(), "linkerd" | "off") {
+            return Err(bad(
+                "gateway.backendMtls",
+                &self.gateway.backend_mtls,
+                "is not a backend mTLS mode",
+                "use linkerd (mTLS to Pods the Linkerd control plane meshes) or off",
             ));
         }
         if self.gateway.replicas == 0 && self.gateway.enabled {
@@ -931,6 +958,17 @@ mod tests {
         let err = InstallValues::from_tree(&tree).unwrap_err().to_string();
         assert!(err.contains("gateway.serviceType"), "{err}");
         assert!(err.contains("LoadBalancer, NodePort or ClusterIP"), "{err}");
+
+        for (value, fix) in [
+            ("gateway.resolver=coredns", "use kubernetes"),
+            ("gateway.backendMtls=istio", "use linkerd"),
+        ] {
+            let mut tree = InstallValues::default_tree();
+            set(&mut tree, value, false).unwrap();
+            let err = InstallValues::from_tree(&tree).unwrap_err().to_string();
+            let path = value.split('=').next().unwrap();
+            assert!(err.contains(path) && err.contains(fix), "{err}");
+        }
 
         let mut tree = InstallValues::default_tree();
         set(&mut tree, "gateway.port=70000", false).unwrap();
