@@ -1059,7 +1059,8 @@ fn a_plain_pod_reaches_a_statefulset_pod_through_the_egress() {
         {"apiVersion":"v1","kind":"Namespace","metadata":{"name": ns}},
         {"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace": ns,
           "labels":{"mirror.linkerd.io/exported":"true"}},
-         "spec":{"clusterIP":"None","selector":{"app":"web"},"ports":[{"name":"http","port":9898}]}},
+         "spec":{"clusterIP":"None","selector":{"app":"web"},
+          "ports":[{"name":"http","port":80,"targetPort":9898}]}},
         {"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"podinfo","namespace": ns},
          "spec":{"serviceName":"web","replicas":1,"selector":{"matchLabels":{"app":"web"}},
           "template":{"metadata":{"labels":{"app":"web"}},
@@ -1078,7 +1079,9 @@ fn a_plain_pod_reaches_a_statefulset_pod_through_the_egress() {
     let _restore = GatewayModeAfter(mc);
     mc.set_mode("egress").unwrap();
     mc.wait_at_egress(ns, "podinfo-0-east", 120);
-    let url = format!("http://podinfo-0.web-east.{ns}.svc.cluster.local:9898/");
+    // Service port 80, targetPort 9898: east's gateway must dial the Pod at its targetPort
+    // (issue #19 item 4; the DNS resolver would dial podinfo-0's address at 80).
+    let url = format!("http://podinfo-0.web-east.{ns}.svc.cluster.local:80/");
     let body = eventually(90, "podinfo-0 answers through the egress", || {
         let body = mc.curl_from_plain_pod(ns, &url)?;
         body.contains("greetings from east")
