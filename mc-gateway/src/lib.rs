@@ -71,9 +71,11 @@ mod transport;
 pub use accept::slice::current as current_slice;
 pub use accept::{Gateway, Limits, ServerConfig, request_slice};
 pub use error::Error;
-pub use metrics::Metrics;
+pub use metrics::{CertMetrics, Metrics};
 pub use policy::{Policy, PolicySource};
-pub use tls::{CertSource, IssuerSource, identity_of, load_certified_key};
+pub use tls::{
+    CertSource, IssuerSource, ReloadingCert, ReloadingClientConfig, identity_of, load_certified_key,
+};
 pub use transport::route::{Suffixes, Target};
 
 /// The crate's result type.
