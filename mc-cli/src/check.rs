@@ -20,6 +20,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBind
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, PostParams};
 use mc_core::labels;
+use mc_core::lease::{ControllerState, LeaseName, LeaseRecord, controller_lease};
 use mc_core::link::Link;
 use mc_core::render;
 use mc_core::trust::TrustBundle;
@@ -612,27 +613,50 @@ async fn run_checks(
             rbac.fail(format!("{name}: missing {}; re-apply `mc multicluster link --cluster-name {name}` (and `mc multicluster install` for the ClusterRole)", missing.join(", ")));
         }
         // Controller running: its lease (upstream's name, `service-mirror-write-<link>`) is
-        // held and fresh.
+        // held and fresh; a controller that predates the rename holds `mc-mirror-write-<link>`
+        // (mc_core::lease decides which one counts).
         let leases: kube::Api<Lease> = kube::Api::namespaced(client.clone(), &ns);
         let lease_name = render::lease_name(&name);
-        match get_opt(&leases, &lease_name, "get Lease").await? {
-            None => running.fail(format!("{name}: no controller has ever run (no Lease {ns}/{lease_name}); check `kubectl -n {ns} get deploy {ctrl}`")),
-            Some(lease) => {
-                let spec = lease.spec.unwrap_or_default();
-                let holder = spec.holder_identity.clone().unwrap_or_default();
-                let duration = Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(15)).unwrap_or(15));
-                let renewed = spec.renew_time.map(|t| SystemTime::from(t.0));
-                match renewed {
-                    Some(at) if !holder.is_empty() && at + duration >= now => running.info(format!("* {name}: leader {holder}")),
-                    Some(at) => running.fail(format!(
-                        "{name}: the controller is down: Lease {ns}/{lease_name} (holder {holder:?}) was last renewed at {} and expired {}s ago; check `kubectl -n {ns} get pods -l {}={name}`",
-                        mc_core::trust::format_time(at),
-                        now.duration_since(at + duration).map(|d| d.as_secs()).unwrap_or(0),
-                        labels::CLUSTER_NAME
-                    )),
-                    None => running.fail(format!("{name}: Lease {ns}/{lease_name} has never been renewed")),
+        let old_name = render::old_lease_name(&name);
+        let record = |lease: Option<Lease>| {
+            lease.map(|l| {
+                let spec = l.spec.unwrap_or_default();
+                LeaseRecord {
+                    holder: spec.holder_identity.unwrap_or_default(),
+                    renewed: spec.renew_time.map(|t| SystemTime::from(t.0)),
+                    duration: Duration::from_secs(
+                        u64::try_from(spec.lease_duration_seconds.unwrap_or(15)).unwrap_or(15),
+                    ),
                 }
-            }
+            })
+        };
+        let current = record(get_opt(&leases, &lease_name, "get Lease").await?);
+        let old = record(get_opt(&leases, &old_name, "get Lease").await?);
+        let verdict = controller_lease(current.as_ref(), old.as_ref(), now);
+        let (held, upgrade) = match verdict.name {
+            LeaseName::Current => (lease_name.as_str(), String::new()),
+            LeaseName::Old => (
+                old_name.as_str(),
+                format!(
+                    "; the controller predates the Lease's rename to {lease_name} (upstream's \
+                     name, which upstream's `linkerd multicluster check` and `gateways` read), \
+                     so it runs an older mc: upgrade it by re-applying `mc multicluster link \
+                     --cluster-name {name} --controller-only` (or `mc multicluster install` for \
+                     a controller of the install's `controllers`) with this mc"
+                ),
+            ),
+        };
+        match verdict.state {
+            ControllerState::NeverRan => running.fail(format!("{name}: no controller has ever run (no Lease {ns}/{lease_name}, nor {ns}/{old_name} of an mc before the rename); check `kubectl -n {ns} get deploy {ctrl}`")),
+            ControllerState::Leading { holder } if verdict.name == LeaseName::Old => running.warn(format!("{name}: leader {holder} (Lease {ns}/{held}){upgrade}")),
+            ControllerState::Leading { holder } => running.info(format!("* {name}: leader {holder}")),
+            ControllerState::Expired { holder, renewed, expired_for } => running.fail(format!(
+                "{name}: the controller is down: Lease {ns}/{held} (holder {holder:?}) was last renewed at {} and expired {}s ago; check `kubectl -n {ns} get pods -l {}={name}`{upgrade}",
+                mc_core::trust::format_time(renewed),
+                expired_for.as_secs(),
+                labels::CLUSTER_NAME
+            )),
+            ControllerState::NeverRenewed => running.fail(format!("{name}: Lease {ns}/{held} has never been renewed{upgrade}")),
         }
         // The controller's own view of the target, from the TargetReachable condition.
         let condition = link

@@ -9,6 +9,7 @@ mod error;
 pub mod httproute;
 pub mod identity;
 pub mod labels;
+pub mod lease;
 pub mod link;
 pub mod mirror;
 pub mod naming;

@@ -42,8 +42,8 @@ pub use crd::crd;
 pub use status::{
     Condition, FailureReason, GATEWAY_STATUS_ANNOTATION, GatewayStatus, LinkStatus, LocalRef,
     MIRROR_STATUS_BUDGET, MIRRORED, MirrorOutcome, ObjectRef, RemoteRef, STATUS_COMPLETE,
-    ServiceStatus, TARGET_REACHABLE, TargetFailure, fit_mirror_services, merge_condition,
-    mirrored_condition, status_complete_condition, target_condition,
+    ServiceStatus, TARGET_REACHABLE, TargetFailure, fit_mirror_services, latency_ms,
+    merge_condition, mirrored_condition, status_complete_condition, target_condition,
 };
 pub use validate::{
     DEFAULT_CLUSTER_DOMAIN, DEFAULT_FAILURE_THRESHOLD, DEFAULT_LINKERD_NAMESPACE,

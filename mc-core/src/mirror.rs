@@ -59,10 +59,15 @@ use crate::naming::MirrorName;
 pub use build::{desired_mirror, headless_endpoints, probe_endpoints, probe_service};
 pub use compare::{endpoints_needs_update, service_needs_recreate, service_needs_update};
 pub use federated::{
-    FederatedSource, Members, federated_join, federated_leave, federated_ownership,
-    federated_update, format_members, is_metadata_source, parse_members,
+    FederatedSource, LOCAL_EXCLUDED_ANNOTATIONS_ENV, LOCAL_EXCLUDED_ANNOTATIONS_KEY,
+    LOCAL_EXCLUDED_LABELS_ENV, LOCAL_EXCLUDED_LABELS_KEY, LOCAL_MIRROR_CONFIG_MAP, Members,
+    federated_join, federated_leave, federated_ownership, federated_update, format_members,
+    is_metadata_source, parse_members,
 };
-pub use meta::{copy_annotations, copy_labels, is_excluded};
+pub use meta::{
+    EXCLUSION_FIX, check_exclusions, copy_annotations, copy_labels, is_excluded,
+    is_valid_exclusion, parse_exclusions,
+};
 pub(crate) use remote::type_meta;
 pub use remote::{ExportMode, RemoteEndpoints, export_mode, is_federated_member, parse_object};
 

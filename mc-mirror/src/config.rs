@@ -77,6 +77,16 @@ pub struct Args {
     /// How many remote Services of one Link are reconciled at once (requests in flight).
     #[arg(long, env = "MC_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
+    /// Label keys of a local member of a federated Service (a local Service labelled
+    /// mirror.linkerd.io/federated=member) not copied onto `<svc>-federated`: comma-separated,
+    /// each a key or `prefix/*` (upstream's `-excluded-labels` of its local service mirror; the
+    /// install's `localServiceMirror.excludedLabels`, through ConfigMap mc-local-service-mirror).
+    #[arg(long, env = "MC_LOCAL_EXCLUDED_LABELS", default_value = "")]
+    pub local_excluded_labels: String,
+    /// Annotation keys of a local member not copied onto `<svc>-federated`, as
+    /// --local-excluded-labels (`localServiceMirror.excludedAnnotations`).
+    #[arg(long, env = "MC_LOCAL_EXCLUDED_ANNOTATIONS", default_value = "")]
+    pub local_excluded_annotations: String,
 }
 
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
@@ -105,6 +115,11 @@ pub struct Options {
     pub recheck_period: Duration,
     /// How many services are reconciled at once per Link.
     pub concurrency: usize,
+    /// Label keys (or `prefix/*`) of a local federated member not copied onto `<svc>-federated`.
+    pub local_excluded_labels: Vec<String>,
+    /// Annotation keys (or `prefix/*`) of a local federated member not copied onto
+    /// `<svc>-federated`.
+    pub local_excluded_annotations: Vec<String>,
 }
 
 impl Options {
@@ -120,6 +135,8 @@ impl Options {
             lease: LeaseTiming::default(),
             recheck_period: Duration::from_secs(30),
             concurrency: 16,
+            local_excluded_labels: Vec::new(),
+            local_excluded_annotations: Vec::new(),
         }
     }
 }
@@ -164,6 +181,12 @@ impl Args {
         options.gateway_resolve_period = self.gateway_resolve_period;
         options.recheck_period = self.recheck_period;
         options.concurrency = usize::from(self.concurrency);
+        options.local_excluded_labels =
+            exclusions("--local-excluded-labels", &self.local_excluded_labels)?;
+        options.local_excluded_annotations = exclusions(
+            "--local-excluded-annotations",
+            &self.local_excluded_annotations,
+        )?;
         options.lease = LeaseTiming {
             duration: self.lease_duration,
             renew_deadline: self.lease_renew_deadline,
@@ -171,6 +194,27 @@ impl Args {
         };
         Ok(options)
     }
+}
+
+/// The exclusions of a comma-separated flag value, checked by mc-core; a bad entry is an error
+/// naming the flag (and its environment variable).
+fn exclusions(flag: &'static str, list: &str) -> Result<Vec<String>> {
+    mc_core::mirror::parse_exclusions(list, flag).map_err(|e| Error::Flag {
+        flag,
+        value: list.to_string(),
+        problem: match e {
+            mc_core::Error::InvalidField {
+                field,
+                value,
+                problem,
+                ..
+            } => format!("entry {field} {value:?} {problem}"),
+            other => other.to_string(),
+        },
+        fix: "write comma-separated keys or prefix/* patterns, e.g. evil.linkerd/*,evil \
+              (from the install: localServiceMirror.excludedLabels/excludedAnnotations in \
+              ConfigMap mc-local-service-mirror)",
+    })
 }
 
 #[cfg(test)]
@@ -226,6 +270,38 @@ mod tests {
         let zero = Args::try_parse_from(["mc-mirror", "--identity", "x", "--recheck-period", "0s"])
             .unwrap();
         assert!(zero.options().is_err());
+    }
+
+    #[test]
+    fn local_exclusions_are_comma_separated_and_checked() {
+        let args = Args::try_parse_from([
+            "mc-mirror",
+            "--identity",
+            "x",
+            "--local-excluded-labels",
+            "evil.linkerd/*, evil,",
+            "--local-excluded-annotations",
+            "a.io/b",
+        ])
+        .unwrap();
+        let o = args.options().unwrap();
+        assert_eq!(o.local_excluded_labels, ["evil.linkerd/*", "evil"]);
+        assert_eq!(o.local_excluded_annotations, ["a.io/b"]);
+        let none = Args::try_parse_from(["mc-mirror", "--identity", "x"]).unwrap();
+        assert!(none.options().unwrap().local_excluded_labels.is_empty());
+        let bad = Args::try_parse_from([
+            "mc-mirror",
+            "--identity",
+            "x",
+            "--local-excluded-annotations",
+            "ok,not a key",
+        ])
+        .unwrap();
+        let e = bad.options().unwrap_err().to_string();
+        assert!(
+            e.contains("--local-excluded-annotations") && e.contains("[1]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! - its cluster's member joins (`svc@<cluster>` in the remote-discovery annotation) or leaves;
 //! - the local member joins (local-discovery annotation) or leaves;
 //! - labels, annotations and ports come from the local member, else from the member whose Link
-//!   is oldest (that Link's worker writes them);
+//!   is oldest (that Link's worker writes them); the local member's go through the install's
+//!   `localServiceMirror.excludedLabels`/`excludedAnnotations` (options
+//!   `local_excluded_labels`/`local_excluded_annotations`), a Link member's through its Link's;
 //! - with no member left the Service is deleted. A worker handles the federated Services its
 //!   cluster joins or is listed in, and those with the local member alone; it does not create a
 //!   Service for a local member alone (upstream's local mirror does).
@@ -276,8 +278,13 @@ async fn desired(
         );
         report(ctx, reported, "InvalidService", note).await;
     }
+    let options = &ctx.env.options;
+    let local_source = FederatedSource::local(
+        &options.local_excluded_labels,
+        &options.local_excluded_annotations,
+    );
     let out = match local {
-        Some(l) => Some(federated_join(l, &FederatedSource::local(), out.as_ref())?),
+        Some(l) => Some(federated_join(l, &local_source, out.as_ref())?),
         None => out.and_then(|e| federated_leave(&e, svc, None)),
     };
     // A Service with the local member alone is kept (as upstream), but not created here.

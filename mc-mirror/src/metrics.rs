@@ -9,8 +9,6 @@
 //! what Prometheus stores when it scrapes upstream's controller in OpenMetrics too. The `mirror_*`
 //! metrics are ours.
 
-use std::sync::atomic::AtomicU64;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -96,9 +94,13 @@ pub struct Metrics {
     pub gateway_alive: Family<ClusterLabels, Gauge>,
     /// `gateway_enabled{target_cluster_name}`: 1 while a probe worker runs for the Link.
     pub gateway_enabled: Family<ClusterLabels, Gauge>,
-    /// `gateway_latency{target_cluster_name}`: latency of the last successful probe, in ms.
-    pub gateway_latency: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
-    /// `gateway_probe_latency_ms{target_cluster_name}`: histogram of successful probe latencies.
+    /// `gateway_latency{target_cluster_name}`: latency of the last successful probe, in whole
+    /// milliseconds (truncated), as upstream's probe worker sets it and as upstream's
+    /// `linkerd multicluster gateways` reads it (the gauge's value as an unsigned integer, its
+    /// LATENCY column). Set with [`Metrics::probe_latency`].
+    pub gateway_latency: Family<ClusterLabels, Gauge>,
+    /// `gateway_probe_latency_ms{target_cluster_name}`: histogram of successful probe latencies,
+    /// observed in whole milliseconds as upstream's (its buckets, 1 ms to 50 s).
     pub gateway_probe_latency_ms: Family<ClusterLabels, Histogram, fn() -> Histogram>,
     /// `gateway_probes{target_cluster_name, probe_successful}`: probes sent, by outcome.
     pub gateway_probes: Family<ProbeLabels, Counter>,
@@ -245,6 +247,21 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Records one successful probe of `labels`' gateway: `gateway_latency` and an observation
+    /// of `gateway_probe_latency_ms`, both in whole milliseconds
+    /// ([`mc_core::link::latency_ms`], the figure of the Link's `status.gateway.latencyMs`).
+    pub fn probe_latency(&self, labels: &ClusterLabels, latency: std::time::Duration) {
+        let ms = mc_core::link::latency_ms(latency);
+        self.gateway_latency
+            .get_or_create(labels)
+            .set(i64::try_from(ms).unwrap_or(i64::MAX));
+        // Whole milliseconds far below 2^53: exact as f64.
+        #[allow(clippy::cast_precision_loss)]
+        self.gateway_probe_latency_ms
+            .get_or_create(labels)
+            .observe(ms as f64);
     }
 
     /// Counts one write call.
@@ -436,6 +453,46 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Upstream's `linkerd multicluster gateways` takes `gateway_latency` (a gauge labelled
+    /// `target_cluster_name`) as a whole number of milliseconds; upstream's probe worker sets it
+    /// and observes `gateway_probe_latency_ms` in whole milliseconds. A 4.9 ms probe is 4, as
+    /// upstream and as the Link status; the text is what upstream's controller exports.
+    #[test]
+    fn probe_latency_is_exported_in_whole_milliseconds_as_upstream() {
+        let m = Metrics::new();
+        let east = Metrics::cluster("east");
+        m.probe_latency(&east, std::time::Duration::from_micros(4_900));
+        let text = m.encode();
+        assert!(text.contains("# TYPE gateway_latency gauge\n"), "{text}");
+        assert!(
+            text.contains("\ngateway_latency{target_cluster_name=\"east\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE gateway_probe_latency_ms histogram\n"),
+            "{text}"
+        );
+        for line in [
+            "gateway_probe_latency_ms_sum{target_cluster_name=\"east\"} 4.0",
+            "gateway_probe_latency_ms_count{target_cluster_name=\"east\"} 1",
+            "gateway_probe_latency_ms_bucket{le=\"4.0\",target_cluster_name=\"east\"} 1",
+            "gateway_probe_latency_ms_bucket{le=\"3.0\",target_cluster_name=\"east\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
+        // The last probe sets the gauge; a sub-millisecond probe is 0 ms, as upstream.
+        m.probe_latency(&east, std::time::Duration::from_micros(12_300));
+        assert!(
+            m.encode()
+                .contains("\ngateway_latency{target_cluster_name=\"east\"} 12\n")
+        );
+        m.probe_latency(&east, std::time::Duration::from_micros(700));
+        assert!(
+            m.encode()
+                .contains("\ngateway_latency{target_cluster_name=\"east\"} 0\n")
+        );
+    }
 
     #[test]
     fn upstream_names_are_kept() {

@@ -311,12 +311,7 @@ async fn probe_loop(
             Ok(latency) => {
                 failures = 0;
                 alive = true;
-                let ms = latency.as_secs_f64() * 1000.0;
-                metrics.gateway_latency.get_or_create(&labels).set(ms);
-                metrics
-                    .gateway_probe_latency_ms
-                    .get_or_create(&labels)
-                    .observe(ms);
+                metrics.probe_latency(&labels, latency);
                 window.record(latency);
                 let (p50, p99) = (window.quantile(0.5), window.quantile(0.99));
                 summary_tx.send_modify(|s| {

@@ -590,7 +590,7 @@ impl<'a> StatusPatch<'a> {
 }
 
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    mc_core::link::latency_ms(d)
 }
 
 #[cfg(test)]

@@ -60,6 +60,11 @@ impl Env {
 
     /// The controller's leader Lease, renewed `age` ago.
     fn lease(&self, age: Duration) {
+        self.lease_named("service-mirror-write-east", age);
+    }
+
+    /// A leader Lease `name` of Link east's controller, renewed `age` ago.
+    fn lease_named(&self, name: &str, age: Duration) {
         let secs = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap()
@@ -69,7 +74,7 @@ impl Env {
         let at = mc_core::trust::format_time(whole).replace('Z', ".000000Z");
         let lease = serde_json::json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": "service-mirror-write-east", "namespace": "linkerd-multicluster"},
+            "metadata": {"name": name, "namespace": "linkerd-multicluster"},
             "spec": {"holderIdentity": "controller-east-0", "leaseDurationSeconds": 30, "acquireTime": at, "renewTime": at},
         });
         self.apply("west", &serde_json::to_string(&lease).unwrap());
@@ -201,6 +206,41 @@ fn check_passes_on_a_healthy_pair_and_names_each_failure() {
         "{text}"
     );
     assert!(text.contains("no controller has ever run"), "{text}");
+
+    // A controller that predates the Lease's rename holds only `mc-mirror-write-east`: check
+    // finds it there, passes with a warning and says to upgrade it; stale, it is down.
+    env.lease_named("mc-mirror-write-east", Duration::ZERO);
+    env.gateway_status(r#"{"alive":true,"latencyMs":4}"#);
+    let (code, text) = env.check(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    for part in [
+        "‼ service mirror controllers are running",
+        "east: leader controller-east-0 (Lease linkerd-multicluster/mc-mirror-write-east)",
+        "predates the Lease's rename to service-mirror-write-east",
+        "upgrade it",
+    ] {
+        assert!(text.contains(part), "{part} not in {text}");
+    }
+    assert!(!text.contains("no controller has ever run"), "{text}");
+    env.lease_named("mc-mirror-write-east", Duration::from_secs(600));
+    let (code, text) = env.check(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    for part in [
+        "the controller is down: Lease linkerd-multicluster/mc-mirror-write-east",
+        "predates the Lease's rename",
+    ] {
+        assert!(text.contains(part), "{part} not in {text}");
+    }
+    ok(&env.kubectl(
+        "west",
+        &[
+            "-n",
+            "linkerd-multicluster",
+            "delete",
+            "lease",
+            "mc-mirror-write-east",
+        ],
+    ));
 
     // The controller runs: it holds its lease and reports the gateway alive.
     env.lease(Duration::ZERO);

@@ -248,14 +248,7 @@ fn bad_controller_values_are_refused_by_the_chart_as_by_install() {
         for part in [want, "fix:"] {
             assert!(err.contains(part), "{sets:?}: {part} not in {err}");
         }
-        let mut tree = InstallValues::default_tree();
-        for s in &sets {
-            render::set(&mut tree, s, false).unwrap();
-        }
-        let mc = InstallValues::from_tree(&tree)
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
+        let mc = install_refuses(&sets);
         let index = if sets.len() == 2 && sets[1].starts_with("controllers[1]") {
             "controllers[1]"
         } else {
@@ -263,6 +256,57 @@ fn bad_controller_values_are_refused_by_the_chart_as_by_install() {
         };
         assert!(mc.contains(index), "{sets:?}: {index} not in {mc}");
     }
+}
+
+/// `localServiceMirror.excludedLabels`/`excludedAnnotations`: the chart renders the same
+/// ConfigMap mc-local-service-mirror (normalized the same way) and the same controller
+/// environment as install, for a string with escaped commas and for a list.
+#[test]
+fn chart_renders_the_same_local_member_exclusions_as_install() {
+    compare(&[
+        "localServiceMirror.excludedLabels= evil.linkerd/*\\, evil \\,",
+        "localServiceMirror.excludedAnnotations={a.io/*,b}",
+        "controllers[0].link.ref.name=east",
+    ]);
+}
+
+/// Local-member exclusions install refuses, the chart refuses too, naming the value and the fix.
+#[test]
+fn bad_local_member_exclusions_are_refused_by_the_chart_as_by_install() {
+    for (sets, want) in [
+        (
+            vec!["localServiceMirror.excludedLabels=ok\\,not a key"],
+            "localServiceMirror.excludedLabels[1]",
+        ),
+        (
+            vec!["localServiceMirror.excludedAnnotations=Bad_Prefix/*"],
+            "localServiceMirror.excludedAnnotations[0]",
+        ),
+        (
+            vec!["localServiceMirror.replicas=2"],
+            "localServiceMirror.replicas is a setting of Linkerd's local service mirror",
+        ),
+    ] {
+        let err = helm_refuses(&sets);
+        for part in [want, "fix:"] {
+            assert!(err.contains(part), "{sets:?}: {part} not in {err}");
+        }
+        let mc = install_refuses(&sets);
+        let path = want.split(' ').next().unwrap();
+        assert!(mc.contains(path), "{sets:?}: {path} not in {mc}");
+    }
+}
+
+/// `mc multicluster install`'s values with `sets`, which must be refused; the error.
+fn install_refuses(sets: &[&str]) -> String {
+    let mut tree = InstallValues::default_tree();
+    for s in sets {
+        render::set(&mut tree, s, false).unwrap();
+    }
+    InstallValues::from_tree(&tree)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
 }
 
 /// `helm template` with `sets`, which must fail; its stderr.

@@ -7,9 +7,10 @@
 //! order, each in namespaces `up-*` of its own:
 //!
 //! 1. install with exclusions and a source without a gateway: east (the target) renders its
-//!    gateway, west (the source) `--gateway=false`; mc has no install-time local mirror, so the
-//!    exclusions (`evil.linkerd/*`, `evil`) are the Link's (`link --excluded-labels`,
-//!    `--excluded-annotations`);
+//!    gateway, west (the source) `--gateway=false`; upstream's install exclusions
+//!    (`evil.linkerd/*`, `evil`) are west's `localServiceMirror.excludedLabels` and
+//!    `excludedAnnotations` (for the local members of federated Services) and the Link's
+//!    (`link --excluded-labels`, `--excluded-annotations`) for east's Services;
 //! 2. link both ways: west → east through east's gateway (headless mirroring on), east → west
 //!    without a gateway (remote discovery only);
 //! 3. `mc multicluster check` passes on both clusters;
@@ -22,7 +23,9 @@
 //!    remote-discovery labels;
 //! 9. the federated Service takes metadata and ports from the oldest Link, with its exclusions
 //!    (a second, newer Link `back` of west to itself, named to sort before `east`, federates
-//!    a Service of other labels and ports);
+//!    a Service of other labels and ports); with a local member (west's own Service labelled
+//!    `federated=member`) metadata and ports come from the local member, through west's
+//!    install-time `localServiceMirror` exclusions;
 //! 10. `check` passes again after the endpoint repair period: mc's equivalent of upstream's
 //!     1-minute `RepairEndpoints` is the pass over every mirror each tenth `--recheck-period`
 //!     (30 s by default, so 5 minutes); the test sets `MC_RECHECK_PERIOD=1s` on west's
@@ -56,6 +59,8 @@ use serde_json::{Value, json};
 const NS: &str = "linkerd-multicluster";
 /// The exclusions of upstream's install test, as the Link's lists.
 const EXCLUDED: &str = "evil.linkerd/*,evil";
+/// The same as one `--set` value (a comma escaped, as for Helm).
+const EXCLUDED_SET: &str = "evil.linkerd/*\\,evil";
 /// Where the plain client Pod of west runs; it calls every scenario's mirrors by FQDN.
 const CLIENT_NS: &str = "up-traffic";
 const SCENARIO_NAMESPACES: [&str; 5] = ["up-traffic", "up-sts", "up-rd", "up-fed", "up-mesh"];
@@ -264,9 +269,12 @@ fn install() -> Clusters {
     mc.sh(
         "mc --context east multicluster install --egress=false | kubectl --context east apply -f -",
     );
-    mc.sh(
-        "mc --context west multicluster install --gateway=false --issuer-secret linkerd-multicluster-issuer | kubectl --context west apply -f -",
-    );
+    // Upstream's install exclusions for the local members of federated Services.
+    mc.sh(&format!(
+        "mc --context west multicluster install --gateway=false --issuer-secret linkerd-multicluster-issuer \
+         --set 'localServiceMirror.excludedLabels={EXCLUDED_SET}' \
+         --set 'localServiceMirror.excludedAnnotations={EXCLUDED_SET}' | kubectl --context west apply -f -"
+    ));
     mc.sh(
         "mc multicluster issuer-secret --issuer-cert west-issuer.crt --issuer-key west-issuer.key --trust-anchors root.crt | kubectl --context west apply -f -",
     );
@@ -697,6 +705,55 @@ fn upstream_multicluster_checks_hold_on_the_real_clusters() {
         ports,
         [("http".to_owned(), 9898)],
         "the oldest Link's ports"
+    );
+
+    // A local member: `loc` in west (labelled `federated=member`, with the good and the evil
+    // keys) and in east. The local member is the metadata source, so its labels and
+    // annotations reach loc-federated, through west's install-time `localServiceMirror`
+    // exclusions (not through Link east's, which apply to east's member only).
+    mc.apply(
+        "east",
+        &[service(
+            fed,
+            "loc",
+            json!({"mirror.linkerd.io/federated": "member", "from": "east"}),
+            json!({"from": "east"}),
+            json!([{"name": "http", "port": 9898}]),
+        )],
+        "east's member of loc",
+    );
+    mc.apply(
+        "west",
+        &[service(
+            fed,
+            "loc",
+            with(
+                &good,
+                &[("mirror.linkerd.io/federated", "member"), ("from", "west")],
+            ),
+            with(&evil, &[("from", "west")]),
+            json!([{"name": "grpc", "port": 8080}]),
+        )],
+        "west's local member of loc",
+    );
+    let loc = eventually(90, "loc-federated with the local and east's member", || {
+        let svc = mc.json("west", &["get", "svc", "-n", fed, "loc-federated"])?;
+        let a = &svc["metadata"]["annotations"];
+        let remote = a["multicluster.linkerd.io/remote-discovery"].as_str();
+        let local = a["multicluster.linkerd.io/local-discovery"].as_str();
+        (remote == Some("loc@east") && local == Some("loc") && a["from"] == "west")
+            .then_some(svc.clone())
+            .ok_or(format!(
+                "remote {remote:?}, local {local:?}, from {}",
+                a["from"]
+            ))
+    });
+    let meta = &loc["metadata"];
+    assert_exclusions(meta, "loc-federated (the local member's metadata)");
+    assert_eq!(meta["labels"]["from"], "west", "the local member's: {meta}");
+    assert_eq!(
+        loc["spec"]["ports"][0]["name"], "grpc",
+        "the local member's ports: {loc}"
     );
 
     step(10, "check passes again after the endpoint repair period");

@@ -123,6 +123,21 @@ pub struct Condition {
     pub local_ref: Option<LocalRef>,
 }
 
+/// A probe latency in whole milliseconds, truncated: what upstream's probe worker records
+/// (Go's `Duration.Milliseconds()`) in `gateway_latency` and `gateway_probe_latency_ms`, and
+/// what `status.gateway.latencyMs` holds, so `linkerd multicluster gateways` (which reads the
+/// gauge and prints it as a whole number) and `mc multicluster check`/`gateways` (which read
+/// the status) show the same figure.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(mc_core::link::latency_ms(Duration::from_micros(4_900)), 4);
+/// assert_eq!(mc_core::link::latency_ms(Duration::from_micros(700)), 0);
+/// ```
+pub fn latency_ms(latency: std::time::Duration) -> u64 {
+    u64::try_from(latency.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// `status.gateway` (mc only): the gateway as the probe worker sees it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

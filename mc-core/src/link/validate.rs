@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::LinkSpec;
 use crate::naming::{is_dns1123_label, is_dns1123_subdomain};
-use crate::selector::{Selector, check_key};
+use crate::selector::Selector;
 use crate::{Error, Result};
 
 /// Cluster domain assumed when `spec.targetClusterDomain` is unset.
@@ -393,22 +393,7 @@ fn selector(v: &Option<LabelSelector>, field: &str) -> Result<Selector> {
 }
 
 fn exclusions(entries: &[String], field: &str) -> Result<Vec<String>> {
-    for (i, e) in entries.iter().enumerate() {
-        let key = e.strip_suffix("/*").unwrap_or(e);
-        let ok = if e.ends_with("/*") {
-            is_dns1123_subdomain(key)
-        } else {
-            check_key(key).is_ok()
-        };
-        if !ok {
-            return Err(invalid(
-                &format!("{field}[{i}]"),
-                e,
-                "is neither a label/annotation key nor a `prefix/*` pattern",
-                "write a key such as app.kubernetes.io/name, or a prefix such as argocd.argoproj.io/*",
-            ));
-        }
-    }
+    crate::mirror::check_exclusions(entries, field)?;
     Ok(entries.to_vec())
 }
 

@@ -22,6 +22,21 @@ use crate::link::ValidLink;
 use crate::naming::federated_name;
 use crate::{Error, Result};
 
+/// ConfigMap (in the extension's namespace) holding the install's exclusions for the local
+/// member (`localServiceMirror.excludedLabels` / `excludedAnnotations`), which every mirror
+/// controller Deployment reads into its environment (optional: absent means none).
+pub const LOCAL_MIRROR_CONFIG_MAP: &str = "mc-local-service-mirror";
+/// Key of [`LOCAL_MIRROR_CONFIG_MAP`] with the comma-separated label exclusions.
+pub const LOCAL_EXCLUDED_LABELS_KEY: &str = "excludedLabels";
+/// Key of [`LOCAL_MIRROR_CONFIG_MAP`] with the comma-separated annotation exclusions.
+pub const LOCAL_EXCLUDED_ANNOTATIONS_KEY: &str = "excludedAnnotations";
+/// Environment variable of `mc-mirror` (`--local-excluded-labels`) fed from
+/// [`LOCAL_EXCLUDED_LABELS_KEY`].
+pub const LOCAL_EXCLUDED_LABELS_ENV: &str = "MC_LOCAL_EXCLUDED_LABELS";
+/// Environment variable of `mc-mirror` (`--local-excluded-annotations`) fed from
+/// [`LOCAL_EXCLUDED_ANNOTATIONS_KEY`].
+pub const LOCAL_EXCLUDED_ANNOTATIONS_ENV: &str = "MC_LOCAL_EXCLUDED_ANNOTATIONS";
+
 /// Where a federated member comes from.
 #[derive(Debug, Clone, Copy)]
 pub struct FederatedSource<'a> {
@@ -46,12 +61,15 @@ impl<'a> FederatedSource<'a> {
         }
     }
 
-    /// The local cluster as a member (it always counts as the oldest).
-    pub fn local() -> Self {
+    /// The local cluster as a member (it always counts as the oldest, so it is the metadata
+    /// source), with the install's exclusions for the local member (upstream's
+    /// `localServiceMirror.excludedLabels` and `excludedAnnotations`, which its local service
+    /// mirror applies; `prefix/*` allowed). No Link's exclusions apply to the local member.
+    pub fn local(excluded_labels: &'a [String], excluded_annotations: &'a [String]) -> Self {
         FederatedSource {
             cluster: None,
-            excluded_labels: &[],
-            excluded_annotations: &[],
+            excluded_labels,
+            excluded_annotations,
             metadata_source: true,
         }
     }
@@ -323,7 +341,7 @@ mod tests {
             Some("web"),
             "metadata comes from the metadata source only"
         );
-        let local = federated_join(&other, &FederatedSource::local(), Some(&second))?;
+        let local = federated_join(&other, &FederatedSource::local(&[], &[]), Some(&second))?;
         assert_eq!(annotation(&local, labels::LOCAL_DISCOVERY), Some("web"));
         assert_eq!(
             annotation(&local, labels::REMOTE_DISCOVERY),
@@ -348,12 +366,67 @@ mod tests {
         Ok(())
     }
 
+    /// The local member's metadata goes through the install's exclusions for the local member
+    /// (upstream's `localServiceMirror.excluded*`), not through any Link's, and wins over the
+    /// oldest Link's member.
+    #[test]
+    fn the_local_member_takes_the_local_exclusions() -> Result<()> {
+        let link = link();
+        let remote = remote("web", "true");
+        let joined = federated_join(&remote, &FederatedSource::link(&link, true), None)?;
+        let mut local = remote.clone();
+        for (k, v) in [
+            ("evil", "yes"),
+            ("evilish", "kept"),
+            ("evil.linkerd/label", "x"),
+            ("evil.linkerd.io/label", "x"),
+            ("argocd.argoproj.io/instance", "local"),
+        ] {
+            local
+                .metadata
+                .labels
+                .get_or_insert_default()
+                .insert(k.into(), v.into());
+            local
+                .metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(k.into(), v.into());
+        }
+        let excluded = ["evil.linkerd/*".to_string(), "evil".to_string()];
+        let source = FederatedSource::local(&excluded, &excluded);
+        let out = federated_join(&local, &source, Some(&joined))?;
+        let keys = |m: &Option<BTreeMap<String, String>>| -> Vec<String> {
+            m.iter().flatten().map(|(k, _)| k.clone()).collect()
+        };
+        let l = keys(&out.metadata.labels);
+        let a = keys(&out.metadata.annotations);
+        for gone in ["evil", "evil.linkerd/label", "evil.linkerd.io/label"] {
+            assert!(!l.contains(&gone.to_string()), "label {gone}: {l:?}");
+            assert!(!a.contains(&gone.to_string()), "annotation {gone}: {a:?}");
+        }
+        // `evil` is an exact key; the Link's exclusions (argocd…/*, prometheus.io/scrape) do
+        // not apply to the local member.
+        for kept in ["evilish", "argocd.argoproj.io/instance", "app"] {
+            assert!(l.contains(&kept.to_string()), "label {kept}: {l:?}");
+        }
+        for kept in ["evilish", "prometheus.io/scrape", labels::OPAQUE_PORTS] {
+            assert!(a.contains(&kept.to_string()), "annotation {kept}: {a:?}");
+        }
+        assert_eq!(annotation(&out, labels::LOCAL_DISCOVERY), Some("web"));
+        assert_eq!(annotation(&out, labels::REMOTE_DISCOVERY), Some("web@east"));
+        // Without exclusions everything but mirror keys reaches the federated Service.
+        let plain = federated_join(&local, &FederatedSource::local(&[], &[]), Some(&joined))?;
+        assert!(keys(&plain.metadata.labels).contains(&"evil.linkerd.io/label".to_string()));
+        Ok(())
+    }
+
     #[test]
     fn leave_and_delete_when_empty() -> Result<()> {
         let link = link();
         let remote = remote("web", "true");
         let joined = federated_join(&remote, &FederatedSource::link(&link, true), None)?;
-        let with_local = federated_join(&remote, &FederatedSource::local(), Some(&joined))?;
+        let with_local = federated_join(&remote, &FederatedSource::local(&[], &[]), Some(&joined))?;
         let left = federated_leave(&with_local, "web", Some("east"));
         let left = left.unwrap_or_default();
         assert_eq!(annotation(&left, labels::REMOTE_DISCOVERY), None);

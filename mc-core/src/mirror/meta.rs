@@ -8,7 +8,61 @@
 
 use std::collections::BTreeMap;
 
-use crate::labels;
+use crate::{Error, Result, labels};
+
+/// What to write instead of an exclusion that is neither a key nor a `prefix/*` pattern.
+pub const EXCLUSION_FIX: &str =
+    "write a key such as app.kubernetes.io/name, or a prefix such as argocd.argoproj.io/*";
+
+/// Whether `entry` can be an exclusion: a label/annotation key (`app`, `example.com/team`), or
+/// `prefix/*` whose prefix is a DNS subdomain (`argocd.argoproj.io/*`).
+pub fn is_valid_exclusion(entry: &str) -> bool {
+    match entry.strip_suffix("/*") {
+        Some(prefix) => crate::naming::is_dns1123_subdomain(prefix),
+        None => crate::selector::check_key(entry).is_ok(),
+    }
+}
+
+/// The exclusions of a comma-separated list, as upstream's service mirror takes them from its
+/// `-excluded-labels` / `-excluded-annotations` flags (the chart's
+/// `localServiceMirror.excludedLabels` / `excludedAnnotations`): split at commas, each entry
+/// trimmed, empty entries dropped. An entry that is neither a key nor a `prefix/*` pattern is
+/// an [`Error::InvalidField`] naming `path[index]` (the index among the non-empty entries).
+///
+/// ```
+/// let list = mc_core::mirror::parse_exclusions(" evil.linkerd/*, evil ,", "excludedLabels")?;
+/// assert_eq!(list, ["evil.linkerd/*", "evil"]);
+/// assert!(mc_core::mirror::parse_exclusions("ok,not a key", "excludedLabels").is_err());
+/// # Ok::<(), mc_core::Error>(())
+/// ```
+pub fn parse_exclusions(list: &str, path: &str) -> Result<Vec<String>> {
+    let entries: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    check_exclusions(&entries, path)?;
+    Ok(entries)
+}
+
+/// Checks every entry of `entries` with [`is_valid_exclusion`]; the first bad one is an
+/// [`Error::InvalidField`] naming `path[index]`.
+pub fn check_exclusions(entries: &[String], path: &str) -> Result<()> {
+    match entries
+        .iter()
+        .enumerate()
+        .find(|(_, e)| !is_valid_exclusion(e))
+    {
+        None => Ok(()),
+        Some((i, e)) => Err(Error::InvalidField {
+            field: format!("{path}[{i}]"),
+            value: e.clone(),
+            problem: "is neither a label/annotation key nor a `prefix/*` pattern".to_owned(),
+            fix: EXCLUSION_FIX.to_owned(),
+        }),
+    }
+}
 
 /// Whether `key` is excluded by one of `patterns` (exact keys, or `prefix/*`).
 pub fn is_excluded(patterns: &[String], key: &str) -> bool {
@@ -105,6 +159,37 @@ mod tests {
         ];
         let copied = copy_annotations(Some(&remote), &excluded);
         assert_eq!(keys(&copied), [labels::OPAQUE_PORTS, "keep/me"]);
+    }
+
+    #[test]
+    fn exclusion_lists_are_split_trimmed_and_checked() {
+        assert_eq!(parse_exclusions("", "x").unwrap(), Vec::<String>::new());
+        assert_eq!(parse_exclusions(" , ,", "x").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            parse_exclusions("evil.linkerd/*,evil, a.io/b ", "x").unwrap(),
+            ["evil.linkerd/*", "evil", "a.io/b"]
+        );
+        for (list, index, value) in [
+            ("ok,bad key", 1, "bad key"),
+            ("/*", 0, "/*"),
+            ("Not_A_Domain/*", 0, "Not_A_Domain/*"),
+            ("a/b/c", 0, "a/b/c"),
+            ("a,,*", 1, "*"),
+        ] {
+            match parse_exclusions(list, "localServiceMirror.excludedLabels") {
+                Err(Error::InvalidField {
+                    field,
+                    value: v,
+                    fix,
+                    ..
+                }) => {
+                    assert_eq!(field, format!("localServiceMirror.excludedLabels[{index}]"));
+                    assert_eq!(v, value);
+                    assert!(fix.contains("prefix"), "{fix}");
+                }
+                other => panic!("{list}: {other:?}"),
+            }
+        }
     }
 
     #[test]

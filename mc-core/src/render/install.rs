@@ -25,7 +25,8 @@ pub fn controller_cluster_role_name() -> &'static str {
 /// ClusterRole and its binding for Services, Endpoints, EndpointSlices and Pods; with `dns` no
 /// API access); the egress (see [`crate::egress`]); the remote-access
 /// ServiceAccounts with token Secrets and least-privilege RBAC; the mirror controllers'
-/// shared ClusterRole; then the objects of every install-managed controller (`controllers`, see
+/// shared ClusterRole and the ConfigMap of the local member's exclusions
+/// (`localServiceMirror`); then the objects of every install-managed controller (`controllers`, see
 /// [`InstallValues::controllers`]).
 pub fn install(values: &InstallValues) -> Result<Vec<Value>> {
     values.validate()?;
@@ -47,6 +48,7 @@ pub fn install(values: &InstallValues) -> Result<Vec<Value>> {
         }
     }
     out.push(controller_cluster_role(values, &labels));
+    out.push(local_mirror_config_map(values, &labels)?);
     out.extend(super::controllers::install_controllers(values, &labels)?);
     Ok(out)
 }
@@ -416,6 +418,26 @@ fn controller_cluster_role(values: &InstallValues, labels: &Map<String, Value>) 
             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         ],
     })
+}
+
+/// The ConfigMap [`LOCAL_MIRROR_CONFIG_MAP`](crate::mirror::LOCAL_MIRROR_CONFIG_MAP): the
+/// exclusions for the local member of federated Services (`localServiceMirror.*`), normalized
+/// (comma-separated, trimmed, no empty entries), which every mirror controller's Deployment
+/// takes into its environment. Always rendered, so clearing the values clears the ConfigMap.
+fn local_mirror_config_map(values: &InstallValues, labels: &Map<String, Value>) -> Result<Value> {
+    use crate::mirror::{
+        LOCAL_EXCLUDED_ANNOTATIONS_KEY, LOCAL_EXCLUDED_LABELS_KEY, LOCAL_MIRROR_CONFIG_MAP,
+    };
+    let local = &values.local_service_mirror;
+    Ok(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta(LOCAL_MIRROR_CONFIG_MAP, Some(&values.namespace), with(labels, &[("component", "controller")])),
+        "data": {
+            LOCAL_EXCLUDED_LABELS_KEY: local.labels()?.join(","),
+            LOCAL_EXCLUDED_ANNOTATIONS_KEY: local.annotations()?.join(","),
+        },
+    }))
 }
 
 /// The gateway's identity Secret (`gateway.identitySecret`, type `kubernetes.io/tls`), mounted

@@ -567,7 +567,7 @@ fn controller_deployment(
             "imagePullPolicy": controller.image.pull_policy,
             "command": ["mc-mirror"],
             "args": args_for(target.link, target.namespace, controller),
-            "env": [{"name": "HOSTNAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+            "env": controller_env(),
             "ports": [{"name": "ctrl-admin", "containerPort": controller.admin_port, "protocol": "TCP"}],
             "readinessProbe": {"httpGet": {"path": "/ready", "port": "ctrl-admin"}},
             "livenessProbe": {"httpGet": {"path": "/live", "port": "ctrl-admin"}},
@@ -590,6 +590,27 @@ fn controller_deployment(
             "template": {"metadata": {"labels": ctrl_labels}, "spec": pod_spec},
         },
     })
+}
+
+/// The controller's environment: `HOSTNAME` (the Lease holder identity) and the install's
+/// exclusions for the local member of federated Services, from the ConfigMap
+/// [`LOCAL_MIRROR_CONFIG_MAP`](crate::mirror::LOCAL_MIRROR_CONFIG_MAP) in the controller's
+/// namespace (optional: without an install there, no exclusions).
+fn controller_env() -> Value {
+    use crate::mirror::{
+        LOCAL_EXCLUDED_ANNOTATIONS_ENV, LOCAL_EXCLUDED_ANNOTATIONS_KEY, LOCAL_EXCLUDED_LABELS_ENV,
+        LOCAL_EXCLUDED_LABELS_KEY, LOCAL_MIRROR_CONFIG_MAP,
+    };
+    let from_config_map = |env: &str, key: &str| {
+        json!({"name": env, "valueFrom": {"configMapKeyRef": {
+            "name": LOCAL_MIRROR_CONFIG_MAP, "key": key, "optional": true,
+        }}})
+    };
+    json!([
+        {"name": "HOSTNAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        from_config_map(LOCAL_EXCLUDED_LABELS_ENV, LOCAL_EXCLUDED_LABELS_KEY),
+        from_config_map(LOCAL_EXCLUDED_ANNOTATIONS_ENV, LOCAL_EXCLUDED_ANNOTATIONS_KEY),
+    ])
 }
 
 fn probe_service(target: &ControllerTarget<'_>, port: u16, labels: &Map<String, Value>) -> Value {

@@ -42,7 +42,7 @@ pub use values::{
     ControllerDefaults, ControllerGatewayValues, ControllerProbeValues, DEFAULT_LINKERD_NAMESPACE,
     DEFAULT_NAMESPACE, DEFAULT_REGISTRY, DEFAULT_REMOTE_ACCESS_SA, EgressValues,
     GatewayPolicyValues, GatewayValues, IMAGE_NAME, IdentityValues, ImageValues, InstallValues,
-    ProbeValues, VERSION, merge, parse_values_yaml, set, split_names,
+    LocalServiceMirrorValues, ProbeValues, VERSION, merge, parse_values_yaml, set, split_names,
 };
 
 use std::collections::BTreeMap;

@@ -741,3 +741,100 @@ fn controllers_from_an_upstream_style_values_file() {
         .collect();
     assert_eq!(got, [("east", true, "warn"), ("west", false, "warn")]);
 }
+
+/// `localServiceMirror.excludedLabels`/`excludedAnnotations` (upstream's local service mirror
+/// values): a comma-separated string or a list, normalized into ConfigMap
+/// mc-local-service-mirror, which every controller Deployment reads into its environment.
+#[test]
+fn local_member_exclusions_reach_every_controller_through_a_config_map() {
+    let objects = install(&values_with("")).unwrap();
+    let cm = find(
+        &objects,
+        "ConfigMap",
+        crate::mirror::LOCAL_MIRROR_CONFIG_MAP,
+    );
+    assert_eq!(cm["metadata"]["namespace"], "linkerd-multicluster");
+    assert_eq!(
+        cm["data"],
+        json!({"excludedLabels": "", "excludedAnnotations": ""})
+    );
+
+    let values = values_with(
+        "localServiceMirror.excludedLabels= evil.linkerd/*\\, evil \\,,\
+         localServiceMirror.excludedAnnotations={a.io/*,b}",
+    );
+    let objects = install(&values).unwrap();
+    let cm = find(
+        &objects,
+        "ConfigMap",
+        crate::mirror::LOCAL_MIRROR_CONFIG_MAP,
+    );
+    assert_eq!(
+        cm["data"],
+        json!({"excludedLabels": "evil.linkerd/*,evil", "excludedAnnotations": "a.io/*,b"})
+    );
+
+    // Every controller, from `link` or from the install's `controllers`, reads the ConfigMap.
+    let mut tree = controllers_tree();
+    set(&mut tree, "localServiceMirror.excludedLabels=x", false).unwrap();
+    let objects = install(&InstallValues::from_tree(&tree).unwrap()).unwrap();
+    let linked = link(&link_values()).unwrap();
+    for deployment in objects.iter().chain(&linked).filter(|o| {
+        o["kind"] == "Deployment" && o["metadata"]["labels"]["component"] == "controller"
+    }) {
+        let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+        for (name, key) in [
+            ("MC_LOCAL_EXCLUDED_LABELS", "excludedLabels"),
+            ("MC_LOCAL_EXCLUDED_ANNOTATIONS", "excludedAnnotations"),
+        ] {
+            let var = env
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"] == name)
+                .unwrap_or_else(|| panic!("{name} in {env}"));
+            assert_eq!(
+                var["valueFrom"]["configMapKeyRef"],
+                json!({"name": "mc-local-service-mirror", "key": key, "optional": true})
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_local_member_exclusions_name_the_value_and_the_fix() {
+    for (sets, path, part) in [
+        (
+            "localServiceMirror.excludedLabels=ok\\,not a key",
+            "localServiceMirror.excludedLabels[1]",
+            "prefix/*",
+        ),
+        (
+            "localServiceMirror.excludedAnnotations={/*}",
+            "localServiceMirror.excludedAnnotations[0]",
+            "prefix/*",
+        ),
+        (
+            "localServiceMirror.replicas=2",
+            "localServiceMirror.replicas",
+            "local service mirror Deployment",
+        ),
+        (
+            "localServiceMirror.federatedServiceSelector=a=b",
+            "localServiceMirror.federatedServiceSelector",
+            "only excludedLabels and excludedAnnotations",
+        ),
+        (
+            "localServiceMirror.excludedLabels.x=1",
+            "install values",
+            "",
+        ),
+    ] {
+        let mut tree = InstallValues::default_tree();
+        set(&mut tree, sets, false).unwrap();
+        let e = InstallValues::from_tree(&tree).unwrap_err().to_string();
+        for want in [path, part, "fix:"] {
+            assert!(e.contains(want), "{sets}: {want} not in {e}");
+        }
+    }
+}

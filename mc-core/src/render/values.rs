@@ -282,6 +282,102 @@ pub struct InstallValues {
     pub controllers: Vec<Value>,
     /// Defaults of every `controllers` entry (upstream's `controllerDefaults`).
     pub controller_defaults: ControllerDefaults,
+    /// The local member of federated Services (upstream's `localServiceMirror`): what is not
+    /// copied from a local Service onto `<svc>-federated`.
+    pub local_service_mirror: LocalServiceMirrorValues,
+}
+
+/// `localServiceMirror`: upstream's local service mirror, which puts the local cluster's
+/// Services labelled `mirror.linkerd.io/federated=member` into `<svc>-federated`. In mc every
+/// mirror controller does that, and these are the two settings it takes from the install: the
+/// install renders them into the ConfigMap [`LOCAL_MIRROR_CONFIG_MAP`](crate::mirror::LOCAL_MIRROR_CONFIG_MAP),
+/// which every controller reads at start (docs/mirror.md, "Federated Services").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LocalServiceMirrorValues {
+    /// Label keys of a local member not copied onto `<svc>-federated`: comma-separated (as
+    /// upstream; a list is accepted too), each a key or `prefix/*` (every key starting with
+    /// `prefix`). Empty by default.
+    #[serde(deserialize_with = "comma_list")]
+    pub excluded_labels: String,
+    /// Annotation keys of a local member not copied onto `<svc>-federated`, as
+    /// `excluded_labels`.
+    #[serde(deserialize_with = "comma_list")]
+    pub excluded_annotations: String,
+}
+
+/// Settings of upstream's local service mirror Deployment, which mc has not, with the fix.
+const LOCAL_MIRROR_UPSTREAM_ONLY: &[&str] = &[
+    "serviceMirrorRetryLimit",
+    "federatedServiceSelector",
+    "replicas",
+    "image",
+    "logLevel",
+    "logFormat",
+    "enablePprof",
+    "UID",
+    "GID",
+    "resources",
+    "additionalEnv",
+    "experimentalEnv",
+];
+
+impl LocalServiceMirrorValues {
+    /// The label exclusions, split and checked ([`crate::mirror::parse_exclusions`]); a bad
+    /// entry is an error naming `localServiceMirror.excludedLabels[i]`.
+    pub fn labels(&self) -> Result<Vec<String>> {
+        exclusion_list("localServiceMirror.excludedLabels", &self.excluded_labels)
+    }
+
+    /// The annotation exclusions, as [`LocalServiceMirrorValues::labels`].
+    pub fn annotations(&self) -> Result<Vec<String>> {
+        exclusion_list(
+            "localServiceMirror.excludedAnnotations",
+            &self.excluded_annotations,
+        )
+    }
+}
+
+fn exclusion_list(path: &str, list: &str) -> Result<Vec<String>> {
+    crate::mirror::parse_exclusions(list, path).map_err(|e| match e {
+        Error::InvalidField {
+            field,
+            value,
+            problem,
+            fix,
+        } => Error::RenderValue {
+            path: field,
+            problem: format!("{value:?} {problem}"),
+            fix,
+        },
+        other => other,
+    })
+}
+
+/// A comma-separated list given as one string (upstream's type) or as a list of strings,
+/// kept as one comma-separated string.
+fn comma_list<'de, D>(de: D) -> std::result::Result<String, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(OneOrMany::deserialize(de)?.into_vec().join(","))
+}
+
+/// A value given as one string or as a list of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// `controllerDefaults`: the settings of an install-managed mirror controller, each of which a
@@ -380,6 +476,7 @@ impl Default for InstallValues {
             common_labels: BTreeMap::new(),
             controllers: Vec::new(),
             controller_defaults: ControllerDefaults::default(),
+            local_service_mirror: LocalServiceMirrorValues::default(),
         }
     }
 }
@@ -397,6 +494,20 @@ impl InstallValues {
         // "unknown field" can be.
         if let Some(defaults) = tree.get("controllerDefaults") {
             super::controllers::refuse_upstream_only("controllerDefaults", defaults)?;
+        }
+        if let Some(local) = tree.get("localServiceMirror").and_then(Value::as_object)
+            && let Some(key) = LOCAL_MIRROR_UPSTREAM_ONLY
+                .iter()
+                .find(|k| local.contains_key(**k))
+        {
+            return Err(bad(
+                &format!("localServiceMirror.{key}"),
+                &local[*key].to_string(),
+                "is a setting of Linkerd's local service mirror Deployment, which mc has not: \
+                 every mc mirror controller adds the local members (label \
+                 mirror.linkerd.io/federated=member) to federated Services",
+                "remove it; localServiceMirror takes only excludedLabels and excludedAnnotations",
+            ));
         }
         let values: InstallValues =
             serde_json::from_value(tree.clone()).map_err(|e| Error::RenderValue {
@@ -576,6 +687,8 @@ impl InstallValues {
             ));
         }
         self.controllers()?;
+        self.local_service_mirror.labels()?;
+        self.local_service_mirror.annotations()?;
         Ok(())
     }
 }
@@ -618,16 +731,7 @@ fn names_or_list<'de, D>(de: D) -> std::result::Result<Vec<String>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Names {
-        One(String),
-        Many(Vec<String>),
-    }
-    let names = match Names::deserialize(de)? {
-        Names::One(s) => vec![s],
-        Names::Many(v) => v,
-    };
+    let names = OneOrMany::deserialize(de)?.into_vec();
     Ok(split_names(&names))
 }
 
