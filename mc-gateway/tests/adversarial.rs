@@ -225,15 +225,7 @@ async fn a_thousand_concurrent_connections() {
     // Three accept loops (two worker threads) share the listener and the connection count.
     cfg.threads = 3;
     let gw = start(cfg).await;
-    let client = pki.leaf("client", CLIENT_ID);
-    let c = GatewayConnector::new(
-        &client.cert,
-        &client.key,
-        &pki.anchors(),
-        gw.addr.to_string(),
-        GATEWAY_ID,
-    )
-    .unwrap();
+    let c = client_connector(&pki, &gw);
     const N: usize = 1000;
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(N + 1));
     let mut tasks = Vec::new();
@@ -272,15 +264,7 @@ async fn connections_beyond_the_limit_are_refused() {
     // The limit holds across accept threads.
     cfg.threads = 2;
     let gw = start(cfg).await;
-    let client = pki.leaf("client", CLIENT_ID);
-    let c = GatewayConnector::new(
-        &client.cert,
-        &client.key,
-        &pki.anchors(),
-        gw.addr.to_string(),
-        GATEWAY_ID,
-    )
-    .unwrap();
+    let c = client_connector(&pki, &gw);
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = c.connect(&Target::new(SVC, 7000), None).await.unwrap();

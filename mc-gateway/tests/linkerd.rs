@@ -18,7 +18,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mc_core::transport::SessionProtocol;
 use mc_gateway::Target;
-use mc_gateway::client::GatewayConnector;
 
 const H1_SVC: &str = "legacy.shop.svc.cluster.local";
 
@@ -97,15 +96,7 @@ async fn an_upgraded_http1_request_reaches_an_http1_only_backend_as_http1() {
     let legacy = http1_only_backend().await;
     let h2c = http_backend().await;
     let gw = start(config(&pki, &[(H1_SVC, 8080, legacy), (SVC, 8080, h2c)])).await;
-    let client = pki.leaf("client", CLIENT_ID);
-    let c = GatewayConnector::new(
-        &client.cert,
-        &client.key,
-        &pki.anchors(),
-        gw.addr.to_string(),
-        GATEWAY_ID,
-    )
-    .unwrap();
+    let c = client_connector(&pki, &gw);
 
     for value in ["HTTP/1.1", "HTTP/1.1; absolute-form"] {
         let stream = c

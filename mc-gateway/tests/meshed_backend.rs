@@ -19,7 +19,6 @@ use std::time::Duration;
 use common::*;
 use mc_core::transport::SessionProtocol;
 use mc_gateway::Target;
-use mc_gateway::client::GatewayConnector;
 use mc_gateway::mesh::StaticIdentities;
 use tokio::io::AsyncWriteExt;
 
@@ -85,15 +84,7 @@ async fn stand_in_proxy(pki: &Pki) -> StandInProxy {
 /// Sends a GET for `SVC:8080` through the gateway (HTTP/1 session, or opaque) and returns what
 /// came back.
 async fn get_through(gw: &Running, pki: &Pki, protocol: Option<SessionProtocol>) -> String {
-    let client = pki.leaf("client", CLIENT_ID);
-    let c = GatewayConnector::new(
-        &client.cert,
-        &client.key,
-        &pki.anchors(),
-        gw.addr.to_string(),
-        GATEWAY_ID,
-    )
-    .unwrap();
+    let c = client_connector(pki, gw);
     let mut s = c.connect(&Target::new(SVC, 8080), protocol).await.unwrap();
     let req = format!("GET / HTTP/1.1\r\nhost: {SVC}:8080\r\nconnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();

@@ -583,33 +583,25 @@ impl InstallValues {
                 "start it with '/', e.g. /ready",
             ));
         }
-        if !matches!(
-            self.gateway.service_type.as_str(),
-            "LoadBalancer" | "NodePort" | "ClusterIP"
-        ) {
-            return Err(bad(
-                "gateway.serviceType",
-                &self.gateway.service_type,
-                "is not a Service type the gateway can use",
-                "use LoadBalancer, NodePort or ClusterIP",
-            ));
-        }
-        if !matches!(self.gateway.resolver.as_str(), "kubernetes" | "dns") {
-            return Err(bad(
-                "gateway.resolver",
-                &self.gateway.resolver,
-                "is not a resolver the gateway has",
-                "use kubernetes (Services and EndpointSlices through the API) or dns",
-            ));
-        }
-        if !matches!(self.gateway.backend_mtls.as_str(), "linkerd" | "off") {
-            return Err(bad(
-                "gateway.backendMtls",
-                &self.gateway.backend_mtls,
-                "is not a backend mTLS mode",
-                "use linkerd (mTLS to Pods the Linkerd control plane meshes) or off",
-            ));
-        }
+        let gw = &self.gateway;
+        one_of(
+            ("gateway.serviceType", &gw.service_type),
+            &["LoadBalancer", "NodePort", "ClusterIP"],
+            "is not a Service type the gateway can use",
+            "use LoadBalancer, NodePort or ClusterIP",
+        )?;
+        one_of(
+            ("gateway.resolver", &gw.resolver),
+            &["kubernetes", "dns"],
+            "is not a resolver the gateway has",
+            "use kubernetes (Services and EndpointSlices through the API) or dns",
+        )?;
+        one_of(
+            ("gateway.backendMtls", &gw.backend_mtls),
+            &["linkerd", "off"],
+            "is not a backend mTLS mode",
+            "use linkerd (mTLS to Pods the Linkerd control plane meshes) or off",
+        )?;
         if self.gateway.replicas == 0 && self.gateway.enabled {
             return Err(bad(
                 "gateway.replicas",
@@ -698,6 +690,15 @@ pub(super) fn bad(path: &str, value: &str, problem: &str, fix: &str) -> Error {
         path: path.to_owned(),
         problem: format!("{value:?} {problem}"),
         fix: fix.to_owned(),
+    }
+}
+
+/// `value` (at `path`) must be one of `allowed`; otherwise [`bad`] with `problem` and `fix`.
+fn one_of((path, value): (&str, &str), allowed: &[&str], problem: &str, fix: &str) -> Result<()> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(bad(path, value, problem, fix))
     }
 }
 

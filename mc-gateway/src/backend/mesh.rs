@@ -92,12 +92,14 @@ impl Mesh {
             .service_account
             .filter(|s| !s.is_empty())
             .unwrap_or("default");
-        let identity = format!(
-            "{sa}.{}.serviceaccount.identity.{}.{}",
-            pod.namespace, self.control_plane_namespace, self.trust_domain
-        );
+        let identity = mc_core::identity::Identity {
+            service_account: sa.to_owned(),
+            namespace: pod.namespace.to_owned(),
+            control_plane_namespace: self.control_plane_namespace.clone(),
+            trust_domain: self.trust_domain.clone(),
+        };
         Some(MeshedPod {
-            identity: identity.into(),
+            identity: identity.to_string().into(),
             skipped: port_ranges(pod.skip_inbound_ports.unwrap_or("")),
         })
     }

@@ -277,6 +277,20 @@ pub async fn start(config: ServerConfig) -> Running {
     }
 }
 
+/// A connector to the running gateway `gw` with a fresh leaf for `CLIENT_ID`, trusting `pki`'s
+/// anchors and expecting `GATEWAY_ID`.
+pub fn client_connector(pki: &Pki, gw: &Running) -> mc_gateway::client::GatewayConnector {
+    let client = pki.leaf("client", CLIENT_ID);
+    mc_gateway::client::GatewayConnector::new(
+        &client.cert,
+        &client.key,
+        &pki.anchors(),
+        gw.addr.to_string(),
+        GATEWAY_ID,
+    )
+    .unwrap()
+}
+
 /// GET over plain HTTP/1 (for the admin server).
 pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
